@@ -1,0 +1,376 @@
+//! Node configuration: one TOML file, every key with an embedded default.
+//!
+//! `alknet serve` with no file at all runs a working local node, so every field
+//! has a default, and [`DEFAULT_CONFIG_TOML`] (the file `alknet init` writes)
+//! spells out each key with its default and a comment. Unknown keys are errors:
+//! a typo must never silently fall back to a default.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole node configuration (`alknet.toml`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// Address for both listeners: QUIC on UDP and TLS on TCP, same port number.
+    pub listen: SocketAddr,
+    /// Log filter (tracing `EnvFilter` syntax); `ALKNET_LOG` overrides it.
+    pub log: String,
+    /// Operator-supplied certificate for browser-facing TLS.
+    pub tls: TlsSettings,
+    /// Admission and handshake limits.
+    pub limits: Limits,
+    /// Restart policy and shutdown.
+    pub supervision: Supervision,
+    /// Per-protocol overrides, keyed by ALPN (e.g. `[protocols."alknet/echo"]`).
+    pub protocols: BTreeMap<String, ProtocolSettings>,
+    /// Diagnostic handlers.
+    pub diagnostics: Diagnostics,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 4433)),
+            log: "info".to_owned(),
+            tls: TlsSettings::default(),
+            limits: Limits::default(),
+            supervision: Supervision::default(),
+            protocols: BTreeMap::new(),
+            diagnostics: Diagnostics::default(),
+        }
+    }
+}
+
+/// `[tls]`: an operator certificate, used for clients that offer no `alknet/*`
+/// ALPN (browsers). Relative paths are relative to the data directory.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSettings {
+    /// PEM certificate chain.
+    pub cert: Option<PathBuf>,
+    /// PEM private key.
+    pub key: Option<PathBuf>,
+}
+
+/// `[limits]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Connections the node holds at once, over all protocols.
+    pub max_connections: usize,
+    /// Connections one protocol holds at once (override per protocol).
+    pub max_connections_per_protocol: usize,
+    /// Time a client has to complete its TLS handshake.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            max_connections_per_protocol: 4_096,
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `[supervision]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Supervision {
+    /// Restarts of one permanent actor allowed within `restart_window` before
+    /// the failure escalates and the node shuts down.
+    pub max_restarts: u32,
+    /// The window `max_restarts` is counted in.
+    #[serde(with = "humantime_serde")]
+    pub restart_window: Duration,
+    /// On shutdown, how long connections get to finish before they are closed.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+}
+
+impl Default for Supervision {
+    fn default() -> Self {
+        Self {
+            max_restarts: 5,
+            restart_window: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// `[protocols."<alpn>"]`: overrides for one protocol.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProtocolSettings {
+    /// Connection cap for this protocol.
+    pub max_connections: Option<usize>,
+    /// Restart intensity: restarts allowed...
+    pub max_restarts: Option<u32>,
+    /// ...within this window.
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub restart_window: Option<Duration>,
+}
+
+/// `[diagnostics]`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Diagnostics {
+    /// Serve `alknet/echo` (each stream echoes its bytes).
+    pub echo: bool,
+    /// Serve `alknet/fault` (test builds only: panics on command).
+    #[cfg(feature = "fault-injection")]
+    pub fault: bool,
+}
+
+/// A configuration file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not match the schema; the message
+    /// names the line, the key and what was expected.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// toml's description, with line, column and key.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("{path}: key `{key}`: expected {expected}")]
+    Invalid {
+        /// The file (or `<defaults>`).
+        path: PathBuf,
+        /// The dotted key.
+        key: String,
+        /// What a valid value looks like.
+        expected: String,
+    },
+}
+
+impl NodeConfig {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates configuration text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &Path) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        config.validate(origin)?;
+        Ok(config)
+    }
+
+    /// Checks ranges and combinations serde cannot express.
+    pub fn validate(&self, origin: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: &str, expected: &str| ConfigError::Invalid {
+            path: origin.to_owned(),
+            key: key.to_owned(),
+            expected: expected.to_owned(),
+        };
+        if self.limits.max_connections == 0 {
+            return Err(invalid("limits.max_connections", "a positive number"));
+        }
+        if self.limits.max_connections_per_protocol == 0 {
+            return Err(invalid(
+                "limits.max_connections_per_protocol",
+                "a positive number",
+            ));
+        }
+        if self.limits.handshake_timeout.is_zero() {
+            return Err(invalid(
+                "limits.handshake_timeout",
+                "a positive duration such as \"10s\"",
+            ));
+        }
+        if self.supervision.restart_window.is_zero() {
+            return Err(invalid(
+                "supervision.restart_window",
+                "a positive duration such as \"10s\"",
+            ));
+        }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return Err(invalid("tls", "both `cert` and `key`, or neither"));
+        }
+        for (alpn, settings) in &self.protocols {
+            if settings.max_connections == Some(0) {
+                return Err(invalid(
+                    &format!("protocols.\"{alpn}\".max_connections"),
+                    "a positive number",
+                ));
+            }
+            if settings.restart_window.is_some_and(|w| w.is_zero()) {
+                return Err(invalid(
+                    &format!("protocols.\"{alpn}\".restart_window"),
+                    "a positive duration such as \"10s\"",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The connection cap for one protocol.
+    pub fn max_connections_for(&self, alpn: &str) -> usize {
+        self.protocols
+            .get(alpn)
+            .and_then(|p| p.max_connections)
+            .unwrap_or(self.limits.max_connections_per_protocol)
+    }
+
+    /// The restart intensity (restarts, window) for one protocol's supervisor.
+    pub fn restart_intensity_for(&self, alpn: &str) -> (u32, Duration) {
+        let overrides = self.protocols.get(alpn);
+        (
+            overrides
+                .and_then(|p| p.max_restarts)
+                .unwrap_or(self.supervision.max_restarts),
+            overrides
+                .and_then(|p| p.restart_window)
+                .unwrap_or(self.supervision.restart_window),
+        )
+    }
+}
+
+/// The file `alknet init` writes: every key, its default, and what it does.
+pub const DEFAULT_CONFIG_TOML: &str = r#"# alknet node configuration.
+# Every key below is shown with its default; delete a line to keep the default.
+# Unknown keys are errors. Durations are written like "500ms", "10s", "2m".
+
+# QUIC (UDP) and TLS (TCP) listen on this address, the same port number for both.
+listen = "127.0.0.1:4433"
+
+# Log filter (tracing EnvFilter syntax, e.g. "info,alknet_supervisors=debug").
+# The ALKNET_LOG environment variable overrides it.
+log = "info"
+
+[tls]
+# An operator certificate (PEM chain and key) for browser-facing TLS: used for
+# clients that offer no alknet/* ALPN. Relative paths are relative to the data
+# directory. Without it, peers get the node's Ed25519 certificate and browsers a
+# self-signed ECDSA certificate from the data directory.
+# cert = "fullchain.pem"
+# key = "privkey.pem"
+
+[limits]
+# Connections the node holds at once, over all protocols. Excess connections
+# are refused: QUIC application error 0x2 "connection limit reached"; TCP+TLS
+# closed right after the handshake.
+max_connections = 10000
+# Connections one protocol holds at once (override under [protocols."<alpn>"]).
+max_connections_per_protocol = 4096
+# Time a client has to complete its TLS handshake.
+handshake_timeout = "10s"
+
+[supervision]
+# A crashed protocol supervisor, listener or router is restarted; more than
+# max_restarts restarts within restart_window escalate: the node logs one line
+# and shuts down in order (exit status 1), for the service manager to act on.
+max_restarts = 5
+restart_window = "10s"
+# On SIGINT/SIGTERM, connections get this long to finish before they are closed.
+drain_timeout = "5s"
+
+# Per-protocol overrides, keyed by ALPN:
+# [protocols."alknet/echo"]
+# max_connections = 1000
+# max_restarts = 3
+# restart_window = "30s"
+
+[diagnostics]
+# Serve alknet/echo: every stream echoes its bytes. For tests and benchmarks.
+echo = false
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<NodeConfig, ConfigError> {
+        NodeConfig::parse(text, Path::new("alknet.toml"))
+    }
+
+    #[test]
+    fn the_written_template_is_exactly_the_defaults() {
+        assert_eq!(parse(DEFAULT_CONFIG_TOML).unwrap(), NodeConfig::default());
+    }
+
+    #[test]
+    fn an_empty_file_is_the_defaults() {
+        assert_eq!(parse("").unwrap(), NodeConfig::default());
+    }
+
+    #[test]
+    fn unknown_keys_name_the_file_and_the_key() {
+        let err = parse("lisen = \"127.0.0.1:1\"").unwrap_err().to_string();
+        assert!(err.starts_with("alknet.toml:"), "{err}");
+        assert!(err.contains("lisen"), "{err}");
+        let err = parse("[limits]\nmax_conections = 3")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("max_conections") && err.contains("max_connections"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn wrong_types_say_what_was_expected() {
+        let err = parse("listen = 4433").unwrap_err().to_string();
+        assert!(err.contains("listen"), "{err}");
+        let err = parse("[supervision]\ndrain_timeout = \"soon\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("drain_timeout"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_values_are_refused_with_the_key() {
+        let err = parse("[limits]\nmax_connections = 0")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "alknet.toml: key `limits.max_connections`: expected a positive number"
+        );
+        let err = parse("[tls]\ncert = \"a.pem\"").unwrap_err().to_string();
+        assert!(err.contains("key `tls`"), "{err}");
+    }
+
+    #[test]
+    fn protocol_overrides_apply_to_their_protocol_only() {
+        let config = parse(
+            "[protocols.\"alknet/echo\"]\nmax_connections = 7\nmax_restarts = 2\nrestart_window = \"1s\"",
+        )
+        .unwrap();
+        assert_eq!(config.max_connections_for("alknet/echo"), 7);
+        assert_eq!(config.max_connections_for("alknet/call"), 4096);
+        assert_eq!(
+            config.restart_intensity_for("alknet/echo"),
+            (2, Duration::from_secs(1))
+        );
+        assert_eq!(
+            config.restart_intensity_for("h2"),
+            (5, Duration::from_secs(10))
+        );
+    }
+}

@@ -1,0 +1,397 @@
+//! A negotiated connection as a protocol handler sees it.
+//!
+//! QUIC carries many bidirectional streams per connection; TCP+TLS carries
+//! exactly one. [`Connection`] hides the difference so that a protocol written
+//! against streams runs over both unchanged. Every byte read or written through
+//! a [`BiStream`] is counted in the connection's [`ConnectionStats`], which the
+//! actor tree reports; nothing else keeps a second count.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_util::sync::CancellationToken;
+
+use crate::alpn::Alpn;
+use crate::fingerprint::Fingerprint;
+use crate::identity::Identity;
+
+/// Which transport a connection arrived on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransportKind {
+    /// QUIC over UDP: many bidirectional streams.
+    Quic,
+    /// TLS over TCP: exactly one bidirectional stream.
+    Tls,
+}
+
+/// Counters a connection keeps about itself.
+#[derive(Debug, Default)]
+pub struct ConnectionStats {
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    requests: AtomicU64,
+}
+
+impl ConnectionStats {
+    /// Application bytes received.
+    pub fn bytes_in(&self) -> u64 {
+        self.bytes_in.load(Ordering::Relaxed)
+    }
+
+    /// Application bytes sent.
+    pub fn bytes_out(&self) -> u64 {
+        self.bytes_out.load(Ordering::Relaxed)
+    }
+
+    /// Requests received, as the protocol defines them.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Counts one request (the protocol decides what a request is).
+    pub fn record_request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What is known about a connection once its handshake completed.
+#[derive(Debug)]
+pub struct ConnectionInfo {
+    alpn: Alpn,
+    remote: SocketAddr,
+    transport: TransportKind,
+    peer: Option<Fingerprint>,
+    identity: RwLock<Option<Identity>>,
+    stats: ConnectionStats,
+}
+
+impl ConnectionInfo {
+    /// The negotiated ALPN.
+    pub fn alpn(&self) -> &Alpn {
+        &self.alpn
+    }
+
+    /// The peer's address.
+    pub fn remote(&self) -> SocketAddr {
+        self.remote
+    }
+
+    /// The transport the connection arrived on.
+    pub fn transport(&self) -> TransportKind {
+        self.transport
+    }
+
+    /// The fingerprint of the client certificate, if one was presented.
+    pub fn peer_fingerprint(&self) -> Option<Fingerprint> {
+        self.peer
+    }
+
+    /// The identity the connection runs as, if resolved.
+    pub fn identity(&self) -> Option<Identity> {
+        self.identity
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the connection's identity (e.g. after a protocol-level login).
+    pub fn set_identity(&self, identity: Option<Identity>) {
+        *self
+            .identity
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = identity;
+    }
+
+    /// The connection's counters.
+    pub fn stats(&self) -> &ConnectionStats {
+        &self.stats
+    }
+}
+
+/// Errors from opening or accepting streams.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// The QUIC connection failed.
+    #[error("QUIC connection error: {0}")]
+    Quic(#[from] quinn::ConnectionError),
+    /// A TCP+TLS connection carries one stream and it is already in use.
+    #[error("a TCP+TLS connection carries exactly one stream, and it is taken")]
+    SingleStream,
+}
+
+/// Any ordered, reliable byte stream (a TLS session over TCP, either side).
+pub trait ByteStream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> ByteStream for T {}
+
+enum Transport {
+    Quic(quinn::Connection),
+    Stream(Mutex<Option<Box<dyn ByteStream>>>),
+}
+
+/// A negotiated connection: ALPN, peer, identity, and its streams.
+///
+/// Cloning is cheap and every clone refers to the same connection.
+#[derive(Clone)]
+pub struct Connection {
+    info: Arc<ConnectionInfo>,
+    transport: Arc<Transport>,
+    draining: CancellationToken,
+    closed: CancellationToken,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// Wraps an established QUIC connection.
+    pub fn from_quic(connection: quinn::Connection, alpn: Alpn, peer: Option<Fingerprint>) -> Self {
+        let remote = connection.remote_address();
+        Self::new(
+            TransportKind::Quic,
+            Transport::Quic(connection),
+            alpn,
+            remote,
+            peer,
+        )
+    }
+
+    /// Wraps an established TLS session over TCP (or any single byte stream).
+    pub fn from_stream(
+        stream: impl ByteStream,
+        alpn: Alpn,
+        remote: SocketAddr,
+        peer: Option<Fingerprint>,
+    ) -> Self {
+        Self::new(
+            TransportKind::Tls,
+            Transport::Stream(Mutex::new(Some(Box::new(stream)))),
+            alpn,
+            remote,
+            peer,
+        )
+    }
+
+    fn new(
+        kind: TransportKind,
+        transport: Transport,
+        alpn: Alpn,
+        remote: SocketAddr,
+        peer: Option<Fingerprint>,
+    ) -> Self {
+        Self {
+            info: Arc::new(ConnectionInfo {
+                alpn,
+                remote,
+                transport: kind,
+                peer,
+                identity: RwLock::new(None),
+                stats: ConnectionStats::default(),
+            }),
+            transport: Arc::new(transport),
+            draining: CancellationToken::new(),
+            closed: CancellationToken::new(),
+        }
+    }
+
+    /// What is known about this connection; shared with the actor tree.
+    pub fn info(&self) -> &Arc<ConnectionInfo> {
+        &self.info
+    }
+
+    /// The negotiated ALPN.
+    pub fn alpn(&self) -> &Alpn {
+        &self.info.alpn
+    }
+
+    /// The peer's address.
+    pub fn remote(&self) -> SocketAddr {
+        self.info.remote
+    }
+
+    /// The underlying QUIC connection, for protocols that need QUIC specifics
+    /// (datagrams, stream priorities). `None` over TCP+TLS.
+    pub fn quic(&self) -> Option<&quinn::Connection> {
+        match &*self.transport {
+            Transport::Quic(c) => Some(c),
+            Transport::Stream(_) => None,
+        }
+    }
+
+    /// Waits for the peer's next bidirectional stream.
+    ///
+    /// Returns `Ok(None)` once no more streams will come: the QUIC connection was
+    /// closed (by either side, or timed out), or, over TCP+TLS, the single stream
+    /// has already been handed out.
+    pub async fn accept_bi(&self) -> Result<Option<BiStream>, StreamError> {
+        match &*self.transport {
+            Transport::Quic(conn) => match conn.accept_bi().await {
+                Ok((send, recv)) => Ok(Some(self.quic_stream(send, recv))),
+                Err(e) if is_normal_close(&e) => Ok(None),
+                Err(e) => Err(e.into()),
+            },
+            Transport::Stream(slot) => Ok(self.take_stream(slot)),
+        }
+    }
+
+    /// Opens a bidirectional stream towards the peer. Over TCP+TLS this hands out
+    /// the single stream if nobody took it yet.
+    pub async fn open_bi(&self) -> Result<BiStream, StreamError> {
+        match &*self.transport {
+            Transport::Quic(conn) => {
+                let (send, recv) = conn.open_bi().await?;
+                Ok(self.quic_stream(send, recv))
+            }
+            Transport::Stream(slot) => self.take_stream(slot).ok_or(StreamError::SingleStream),
+        }
+    }
+
+    fn quic_stream(&self, send: quinn::SendStream, recv: quinn::RecvStream) -> BiStream {
+        BiStream {
+            send: SendHalf {
+                inner: Box::pin(send),
+                info: self.info.clone(),
+            },
+            recv: RecvHalf {
+                inner: Box::pin(recv),
+                info: self.info.clone(),
+            },
+        }
+    }
+
+    fn take_stream(&self, slot: &Mutex<Option<Box<dyn ByteStream>>>) -> Option<BiStream> {
+        let stream = slot.lock().unwrap_or_else(PoisonError::into_inner).take()?;
+        let (recv, send) = tokio::io::split(stream);
+        Some(BiStream {
+            send: SendHalf {
+                inner: Box::pin(send),
+                info: self.info.clone(),
+            },
+            recv: RecvHalf {
+                inner: Box::pin(recv),
+                info: self.info.clone(),
+            },
+        })
+    }
+
+    /// Asks the handler to finish: stop taking new work, complete what is in
+    /// flight, and return. The node force-closes whatever is left at its drain
+    /// deadline.
+    pub fn begin_drain(&self) {
+        self.draining.cancel();
+    }
+
+    /// Whether [`Connection::begin_drain`] was called.
+    pub fn is_draining(&self) -> bool {
+        self.draining.is_cancelled()
+    }
+
+    /// Completes when the node asks this connection to drain.
+    pub async fn draining(&self) {
+        self.draining.cancelled().await
+    }
+
+    /// Closes the connection. Over QUIC the peer sees application error `code`
+    /// with `reason`; over TCP+TLS the stream is dropped by whoever holds it, so
+    /// the owner of the handler task must stop it (the connection actor does).
+    pub fn close(&self, code: u32, reason: &str) {
+        if let Transport::Quic(conn) = &*self.transport {
+            conn.close(quinn::VarInt::from_u32(code), reason.as_bytes());
+        }
+        if let Transport::Stream(slot) = &*self.transport {
+            slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+        }
+        self.closed.cancel();
+    }
+
+    /// Completes when [`Connection::close`] was called on any clone.
+    pub async fn closed(&self) {
+        self.closed.cancelled().await
+    }
+}
+
+fn is_normal_close(e: &quinn::ConnectionError) -> bool {
+    use quinn::ConnectionError as E;
+    matches!(
+        e,
+        E::ApplicationClosed(_)
+            | E::ConnectionClosed(_)
+            | E::LocallyClosed
+            | E::Reset
+            | E::TimedOut
+    )
+}
+
+/// One bidirectional stream: a QUIC stream pair or the single TCP+TLS stream.
+pub struct BiStream {
+    /// The half we write to the peer.
+    pub send: SendHalf,
+    /// The half we read from the peer.
+    pub recv: RecvHalf,
+}
+
+/// The writing half of a [`BiStream`]. `shutdown()` finishes the stream (QUIC
+/// FIN; TLS close_notify) after buffered data is delivered.
+pub struct SendHalf {
+    inner: Pin<Box<dyn AsyncWrite + Send>>,
+    info: Arc<ConnectionInfo>,
+}
+
+/// The reading half of a [`BiStream`].
+pub struct RecvHalf {
+    inner: Pin<Box<dyn AsyncRead + Send>>,
+    info: Arc<ConnectionInfo>,
+}
+
+impl AsyncRead for RecvHalf {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let result = self.inner.as_mut().poll_read(cx, buf);
+        let read = buf.filled().len() - before;
+        if read > 0 {
+            self.info
+                .stats
+                .bytes_in
+                .fetch_add(read as u64, Ordering::Relaxed);
+        }
+        result
+    }
+}
+
+impl AsyncWrite for SendHalf {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let result = self.inner.as_mut().poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = result {
+            self.info
+                .stats
+                .bytes_out
+                .fetch_add(n as u64, Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.inner.as_mut().poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.inner.as_mut().poll_shutdown(cx)
+    }
+}

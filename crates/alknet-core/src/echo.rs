@@ -1,0 +1,72 @@
+//! `alknet/echo`: the diagnostic protocol. Every stream echoes its bytes.
+//!
+//! Off by default. It exists so that the listeners, the router and the
+//! supervision tree can be tested and benchmarked end to end before (and
+//! independently of) any real protocol.
+
+use std::sync::Arc;
+
+use tokio::task::JoinSet;
+
+use crate::alpn::Alpn;
+use crate::config::Diagnostics;
+use crate::connection::{BiStream, Connection};
+use crate::handler::{HandlerFuture, ProtocolHandler};
+
+/// The diagnostic handlers `[diagnostics]` enables. The fault handler exists
+/// only in builds with the `fault-injection` feature (tests).
+pub fn diagnostic_handlers(diagnostics: &Diagnostics) -> Vec<Arc<dyn ProtocolHandler>> {
+    let mut handlers: Vec<Arc<dyn ProtocolHandler>> = Vec::new();
+    if diagnostics.echo {
+        handlers.push(Arc::new(EchoHandler));
+    }
+    #[cfg(feature = "fault-injection")]
+    if diagnostics.fault {
+        handlers.push(Arc::new(crate::fault::FaultHandler));
+    }
+    handlers
+}
+
+/// The echo handler.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct EchoHandler;
+
+impl ProtocolHandler for EchoHandler {
+    fn alpns(&self) -> Vec<Alpn> {
+        vec![Alpn::new(Alpn::ECHO)]
+    }
+
+    fn handle(self: Arc<Self>, connection: Connection) -> HandlerFuture {
+        Box::pin(async move {
+            let mut streams = JoinSet::new();
+            let mut accepting = true;
+            while accepting || !streams.is_empty() {
+                tokio::select! {
+                    // Echo has no unit of work worth finishing: a drain ends it.
+                    () = connection.draining() => return Ok(()),
+                    next = connection.accept_bi(), if accepting => match next? {
+                        Some(stream) => { streams.spawn(echo_stream(stream)); }
+                        None => accepting = false,
+                    },
+                    Some(done) = streams.join_next(), if !streams.is_empty() => log_stream_end(done),
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+async fn echo_stream(mut stream: BiStream) -> std::io::Result<u64> {
+    use tokio::io::AsyncWriteExt;
+    let copied = tokio::io::copy(&mut stream.recv, &mut stream.send).await?;
+    stream.send.shutdown().await?;
+    Ok(copied)
+}
+
+fn log_stream_end(done: Result<std::io::Result<u64>, tokio::task::JoinError>) {
+    match done {
+        Ok(Ok(bytes)) => tracing::trace!(bytes, "echo stream finished"),
+        Ok(Err(e)) => tracing::debug!(error = %e, "echo stream ended with an error"),
+        Err(e) => tracing::debug!(error = %e, "echo stream task ended abnormally"),
+    }
+}

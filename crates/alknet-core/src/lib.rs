@@ -1,0 +1,30 @@
+//! The types every alknet crate shares.
+//!
+//! A protocol crate implements [`ProtocolHandler`] and receives [`Connection`]s;
+//! the `alknet-supervisors` crate accepts those connections on one port number
+//! (QUIC and TCP+TLS), routes them by the ALPN they negotiated and runs each one
+//! in its own actor. Neither side needs to know the other's internals: this crate
+//! is the seam between them, plus the node's configuration and TLS set-up that
+//! both the server and the clients use.
+
+#![warn(missing_docs)]
+
+pub mod alpn;
+pub mod config;
+pub mod connection;
+pub mod echo;
+#[cfg(feature = "fault-injection")]
+pub mod fault;
+pub mod fingerprint;
+pub mod handler;
+pub mod identity;
+pub mod node_key;
+pub mod tls;
+
+pub use alpn::Alpn;
+pub use config::{ConfigError, NodeConfig};
+pub use connection::{BiStream, Connection, ConnectionInfo, ConnectionStats, TransportKind};
+pub use fingerprint::Fingerprint;
+pub use handler::{HandlerError, HandlerFuture, ProtocolHandler};
+pub use identity::{Identity, IdentityProvider, NoIdentities};
+pub use node_key::{NodeId, NodeKey};

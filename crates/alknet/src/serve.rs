@@ -1,0 +1,148 @@
+//! `alknet serve`: load configuration, start the node, run until a signal.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use alknet_core::tls::{self, ServerIdentity};
+use alknet_core::{NoIdentities, NodeConfig};
+use alknet_supervisors::{Node, NodeOptions, ShutdownReason};
+use anyhow::Context;
+
+use crate::data_dir::{self, DataDir};
+
+pub struct ServeArgs {
+    pub data_dir: PathBuf,
+    pub listen: Option<SocketAddr>,
+    pub config: Option<PathBuf>,
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let dir = DataDir::new(&args.data_dir);
+    if !dir.is_initialised() {
+        data_dir::init(&args.data_dir)?.print();
+    }
+    let config_path = args
+        .config
+        .clone()
+        .or_else(|| Some(dir.config()).filter(|p| p.exists()));
+    let mut config = match &config_path {
+        Some(path) => NodeConfig::load(path)?,
+        None => NodeConfig::default(),
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    init_logging(&config.log)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(dir, config, config_path))
+}
+
+fn init_logging(default_filter: &str) -> anyhow::Result<()> {
+    let filter = match std::env::var("ALKNET_LOG") {
+        Ok(filter) => filter,
+        Err(_) => default_filter.to_owned(),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .with_context(|| format!("invalid log filter `{filter}`"))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+    // Panics are contained to their actor; route their message through the log
+    // so operators see them with the same format and filtering as the rest.
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::error!(target: "alknet::panic", %location, "panic: {message}");
+    }));
+    Ok(())
+}
+
+async fn serve(
+    dir: DataDir,
+    config: NodeConfig,
+    config_path: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let node_key = dir.load_node_key()?;
+    let web = dir.web_certificate(&node_key)?;
+    let operator = match (&config.tls.cert, &config.tls.key) {
+        (Some(cert), Some(key)) => Some(tls::load_pem_pair(
+            &dir.root().join(cert),
+            &dir.root().join(key),
+        )?),
+        _ => None,
+    };
+    let identity = ServerIdentity::new(&node_key, web, operator)?;
+    let handlers = alknet_core::echo::diagnostic_handlers(&config.diagnostics);
+    let node = Node::start(NodeOptions {
+        handlers,
+        identities: Arc::new(NoIdentities),
+        tls: identity,
+        config,
+    })
+    .await
+    .with_context(|| match &config_path {
+        Some(path) => format!("cannot start the node (configuration {})", path.display()),
+        None => "cannot start the node".to_owned(),
+    })?;
+
+    let alpns: Vec<String> = node.alpns().iter().map(ToString::to_string).collect();
+    println!("alknet node {}", node_key.node_id());
+    println!("data directory: {}", dir.root().display());
+    println!(
+        "listening on {} (QUIC over UDP and TLS over TCP)",
+        node.local_addr()
+    );
+    if alpns.is_empty() {
+        println!("serving: nothing (no protocol is enabled; see [diagnostics] in alknet.toml)");
+    } else {
+        println!("serving: {}", alpns.join(", "));
+    }
+    tracing::info!(addr = %node.local_addr(), node_id = %node_key.node_id(), alpns = ?alpns, "node started");
+
+    let stopper = node.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        stopper.shutdown();
+    });
+    match node.wait().await {
+        ShutdownReason::Requested => Ok(ExitCode::SUCCESS),
+        ShutdownReason::Escalated { .. } => Ok(ExitCode::from(1)),
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut interrupt), Ok(mut terminate)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            tracing::error!("cannot install signal handlers; stop the node with SIGKILL");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = interrupt.recv() => tracing::info!("SIGINT received"),
+            _ = terminate.recv() => tracing::info!("SIGTERM received"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,47 @@
+//! The node's actor topology.
+//!
+//! ```text
+//! node (root supervisor)
+//! ├── proto/<alpn>     one supervisor per registered handler
+//! │   └── <proto>-conn one temporary actor per accepted connection
+//! ├── router           ALPN → protocol supervisor; admission control
+//! ├── listener/quic    accepts QUIC connections
+//! └── listener/tcp     accepts TCP+TLS connections
+//! ```
+//!
+//! This crate knows the tree and nothing about any protocol's bytes: protocols
+//! plug in as [`alknet_core::ProtocolHandler`]s. ractor provides actors, links
+//! and panic capture but no restart strategies, so [`policy`] implements the
+//! small one-for-one policy the tree needs (restart types and intensity), and
+//! [`tree`] reads the live tree from ractor's own parent/child links.
+
+#![warn(missing_docs)]
+
+mod admission;
+pub mod directory;
+mod listener;
+mod node;
+pub mod policy;
+mod protocol;
+mod router;
+pub mod tree;
+
+pub use admission::AdmissionStats;
+pub use directory::{ActorDirectory, ActorInfo, ActorKind, ActorStatus};
+pub use node::{Node, NodeHandle, NodeOptions, ShutdownReason, StartError};
+pub use tree::TreeNode;
+
+/// QUIC application error codes shared by every protocol (PROTOCOL.md §2).
+pub mod close_code {
+    /// Normal close, shutdown, or an operator's kill.
+    pub const NO_ERROR: u32 = 0x0;
+    /// A framing or protocol violation.
+    pub const PROTOCOL_ERROR: u32 = 0x1;
+    /// Refused by admission control.
+    pub const REFUSED: u32 = 0x2;
+}
+
+/// The reason sent with a refused connection.
+pub const REFUSED_REASON: &str = "connection limit reached";
+/// The reason sent when the node shuts down.
+pub const SHUTDOWN_REASON: &str = "shutting down";

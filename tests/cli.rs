@@ -1,0 +1,162 @@
+//! The `alknet` binary as users run it: init, serve, configuration errors,
+//! and an orderly exit on SIGINT.
+
+use std::time::{Duration, Instant};
+
+use alknet_e2e::client::{quic_connect, quic_echo, quic_endpoint, tls_connect};
+use alknet_e2e::process::{NodeProcess, run};
+
+const ECHO_CONFIG: &str = "[diagnostics]\necho = true\n";
+
+#[test]
+fn init_creates_a_private_key_certificates_and_a_commented_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = run(&["init", "--data-dir", data.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let node_id = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("node id: "))
+        .expect("node id printed");
+    assert!(
+        node_id.starts_with("ed25519:") && node_id.len() == 8 + 64,
+        "{node_id}"
+    );
+    for file in ["node.key", "node.crt", "web.key", "web.crt", "alknet.toml"] {
+        assert!(data.join(file).exists(), "{file} missing");
+    }
+    use std::os::unix::fs::PermissionsExt;
+    for private in ["node.key", "web.key"] {
+        let mode = std::fs::metadata(data.join(private))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{private}");
+    }
+    let config = std::fs::read_to_string(data.join("alknet.toml")).unwrap();
+    assert!(config.contains("max_connections = 10000") && config.contains("# "));
+
+    // A second init must not replace the node's identity.
+    let again = run(&["init", "--data-dir", data.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already initialised"));
+}
+
+#[test]
+fn config_errors_name_the_file_and_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("custom.toml");
+    std::fs::write(&config, "[limits]\nmax_conections = 5\n").unwrap();
+    let out = run(&[
+        "serve",
+        "--data-dir",
+        dir.path().join("data").to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("custom.toml"), "{stderr}");
+    assert!(stderr.contains("max_conections"), "{stderr}");
+    assert!(
+        stderr.contains("max_connections"),
+        "expected keys are listed: {stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_prints_where_to_connect_and_serves_echo_on_one_port() {
+    let node = NodeProcess::start(ECHO_CONFIG);
+    let stdout = node.stdout.lock().unwrap().join("\n");
+    assert!(stdout.contains("serving: alknet/echo"), "{stdout}");
+    let endpoint = quic_endpoint();
+    let conn = quic_connect(&endpoint, node.addr, &["alknet/echo"])
+        .await
+        .unwrap();
+    assert_eq!(quic_echo(&conn, b"ping").await.unwrap(), b"ping");
+    let tls = tls_connect(node.addr, &["alknet/echo"]).await.unwrap();
+    // The certificate is over the node key: its fingerprint is the node id.
+    let leaf = &tls.get_ref().1.peer_certificates().unwrap()[0];
+    assert_eq!(
+        alknet_core::Fingerprint::of_certificate(leaf).to_string(),
+        node.node_id
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_with_open_connections_exits_zero_within_the_drain_deadline() {
+    let mut node = NodeProcess::start(ECHO_CONFIG);
+    let endpoint = quic_endpoint();
+    let mut connections = Vec::new();
+    for _ in 0..10 {
+        let conn = quic_connect(&endpoint, node.addr, &["alknet/echo"])
+            .await
+            .unwrap();
+        assert_eq!(quic_echo(&conn, b"open").await.unwrap(), b"open");
+        connections.push(conn);
+    }
+    let _tls = tls_connect(node.addr, &["alknet/echo"]).await.unwrap();
+
+    let started = Instant::now();
+    node.interrupt();
+    let status = node
+        .wait_for_exit(Duration::from_secs(5))
+        .expect("exited within the 5 s drain deadline");
+    assert!(status.success(), "{status:?}; log: {:#?}", node.log());
+    let elapsed = started.elapsed();
+    // Clients were told why.
+    match connections[0].closed().await {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(u64::from(close.error_code), 0);
+            assert_eq!(&close.reason[..], b"shutting down");
+        }
+        other => panic!("unexpected close {other:?}"),
+    }
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "{elapsed:?}; log: {:#?}",
+        node.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_ignores_the_drain_is_closed_at_the_deadline() {
+    let mut node = NodeProcess::start(
+        "[diagnostics]\necho = true\nfault = true\n[supervision]\ndrain_timeout = \"1s\"\n",
+    );
+    let endpoint = quic_endpoint();
+    let stuck = quic_connect(&endpoint, node.addr, &["alknet/fault"])
+        .await
+        .unwrap();
+    let (mut send, _recv) = stuck.open_bi().await.unwrap();
+    send.write_all(b"h").await.unwrap();
+    // Make sure the server read the command before we interrupt.
+    let echo = quic_connect(&endpoint, node.addr, &["alknet/echo"])
+        .await
+        .unwrap();
+    assert_eq!(quic_echo(&echo, b"sync").await.unwrap(), b"sync");
+
+    let started = Instant::now();
+    node.interrupt();
+    let status = node.wait_for_exit(Duration::from_secs(5)).expect("exited");
+    let elapsed = started.elapsed();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        elapsed >= Duration::from_millis(900),
+        "did not wait for the drain: {elapsed:?}"
+    );
+    assert!(elapsed < Duration::from_secs(4), "{elapsed:?}");
+    let log = node.log().join("\n");
+    assert!(log.contains("drain deadline reached"), "{log}");
+    match stuck.closed().await {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(&close.reason[..], b"shutting down");
+        }
+        other => panic!("unexpected close {other:?}"),
+    }
+}

@@ -1,0 +1,160 @@
+//! The `alknet` binary as a child process.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The binary under test: `$ALKNET_BIN`, or the `alknet` built beside this test.
+pub fn alknet_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("ALKNET_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test> → target/<profile>/alknet
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps");
+    let bin = profile_dir.join("alknet");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (cargo build -p alknet) or set ALKNET_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs `alknet` with `args` to completion.
+pub fn run(args: &[&str]) -> std::process::Output {
+    Command::new(alknet_bin())
+        .args(args)
+        .output()
+        .expect("alknet runs")
+}
+
+/// A running `alknet serve`.
+pub struct NodeProcess {
+    child: Child,
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// Its node id as printed.
+    pub node_id: String,
+    /// Everything it printed on stdout so far.
+    pub stdout: Arc<Mutex<Vec<String>>>,
+    /// Everything it logged on stderr so far.
+    pub stderr: Arc<Mutex<Vec<String>>>,
+    /// The data directory (removed on drop).
+    pub data_dir: tempfile::TempDir,
+}
+
+impl NodeProcess {
+    /// Writes `config_toml` as the data directory's `alknet.toml` and starts
+    /// `alknet serve` on an ephemeral loopback port; returns once it listens.
+    pub fn start(config_toml: &str) -> Self {
+        let data_dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(data_dir.path().join("alknet.toml"), config_toml).expect("write config");
+        let mut child = Command::new(alknet_bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir.path())
+            .env(
+                "ALKNET_LOG",
+                std::env::var("ALKNET_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("alknet serve starts");
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let (line_tx, line_rx) = mpsc::channel();
+        collect_lines(
+            child.stdout.take().expect("stdout"),
+            stdout.clone(),
+            Some(line_tx),
+        );
+        collect_lines(child.stderr.take().expect("stderr"), stderr.clone(), None);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let (mut addr, mut node_id, mut ready) = (None, None, false);
+        // `serving:` is the last line of the start-up banner.
+        while !ready {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line: String = match line_rx.recv_timeout(left) {
+                Ok(line) => line,
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!(
+                        "alknet serve did not report its address; stderr: {:?}",
+                        stderr.lock().unwrap()
+                    );
+                }
+            };
+            if let Some(rest) = line.strip_prefix("listening on ") {
+                addr = rest.split_whitespace().next().and_then(|a| a.parse().ok());
+            }
+            if let Some(rest) = line.strip_prefix("alknet node ") {
+                node_id = Some(rest.trim().to_owned());
+            }
+            ready = line.starts_with("serving:");
+        }
+        Self {
+            child,
+            addr: addr.expect("address"),
+            node_id: node_id.expect("node id"),
+            stdout,
+            stderr,
+            data_dir,
+        }
+    }
+
+    /// Sends SIGINT.
+    pub fn interrupt(&self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("signal delivered");
+    }
+
+    /// Waits for the process to exit, up to `deadline`.
+    pub fn wait_for_exit(&mut self, deadline: Duration) -> Option<ExitStatus> {
+        let end = Instant::now() + deadline;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if Instant::now() >= end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The stderr lines logged so far.
+    pub fn log(&self) -> Vec<String> {
+        self.stderr.lock().unwrap().clone()
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn collect_lines(
+    source: impl std::io::Read + Send + 'static,
+    sink: Arc<Mutex<Vec<String>>>,
+    notify: Option<mpsc::Sender<String>>,
+) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(source).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line.clone());
+            if let Some(tx) = &notify {
+                let _ = tx.send(line);
+            }
+        }
+    });
+}
