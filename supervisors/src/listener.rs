@@ -80,16 +80,29 @@ impl Actor for Listener {
 }
 
 async fn accept_quic(shared: Arc<Shared>) {
+    let pending = shared.pending_handshakes[0].clone();
     while let Some(incoming) = shared.endpoint.accept().await {
         if shared.is_shutting_down() {
             incoming.refuse();
             continue;
         }
-        tokio::spawn(handshake_quic(shared.clone(), incoming));
+        let Ok(permit) = pending.clone().try_acquire_owned() else {
+            tracing::debug!(remote = %incoming.remote_address(), "too many pending handshakes; refused");
+            incoming.refuse();
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            handshake_quic(shared, incoming, permit).await;
+        });
     }
 }
 
-async fn handshake_quic(shared: Arc<Shared>, incoming: quinn::Incoming) {
+async fn handshake_quic(
+    shared: Arc<Shared>,
+    incoming: quinn::Incoming,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
     let remote = incoming.remote_address();
     let connecting = match incoming.accept() {
         Ok(connecting) => connecting,
@@ -124,20 +137,29 @@ async fn handshake_quic(shared: Arc<Shared>, incoming: quinn::Incoming) {
         .peer_identity()
         .and_then(|identity| identity.downcast::<Vec<CertificateDer<'static>>>().ok())
         .and_then(|chain| chain.first().map(|leaf| Fingerprint::of_certificate(leaf)));
+    drop(permit);
     shared
         .dispatch(Connection::from_quic(connection, alpn, peer))
         .await;
 }
 
 async fn accept_tcp(shared: Arc<Shared>) {
+    let pending = shared.pending_handshakes[1].clone();
     loop {
         match shared.tcp.accept().await {
             Ok((stream, remote)) => {
                 if shared.is_shutting_down() {
                     continue;
                 }
+                let Ok(permit) = pending.clone().try_acquire_owned() else {
+                    tracing::debug!(%remote, "too many pending handshakes; closed");
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(handshake_tcp(shared.clone(), stream, remote));
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    handshake_tcp(shared, stream, remote, permit).await;
+                });
             }
             Err(error) => {
                 // Out of file descriptors and the like: back off instead of
@@ -153,6 +175,7 @@ async fn handshake_tcp(
     shared: Arc<Shared>,
     stream: tokio::net::TcpStream,
     remote: std::net::SocketAddr,
+    permit: tokio::sync::OwnedSemaphorePermit,
 ) {
     let timeout = shared.config.limits.handshake_timeout;
     let tls = match tokio::time::timeout(timeout, shared.tls_acceptor.accept(stream)).await {
@@ -166,6 +189,7 @@ async fn handshake_tcp(
             return;
         }
     };
+    drop(permit);
     let (_, session) = tls.get_ref();
     let negotiated = session.alpn_protocol().and_then(Alpn::from_wire);
     let peer = session

@@ -97,6 +97,8 @@ pub(crate) struct Shared {
     pub(crate) endpoint: quinn::Endpoint,
     pub(crate) tcp: tokio::net::TcpListener,
     pub(crate) tls_acceptor: tokio_rustls::TlsAcceptor,
+    /// Handshakes in progress, per listener (QUIC, TCP).
+    pub(crate) pending_handshakes: [Arc<tokio::sync::Semaphore>; 2],
     protocols: HashMap<Alpn, Arc<ProtocolEntry>>,
     router: RwLock<Option<ActorRef<RouterMsg>>>,
     shutting_down: AtomicBool,
@@ -227,6 +229,7 @@ impl Node {
         })?;
 
         let (shutdown_tx, shutdown_rx) = mpsc::unbounded_channel();
+        let pending = config.limits.max_pending_handshakes;
         let shared = Arc::new(Shared {
             admission: Admission::new(config.limits.max_connections),
             config,
@@ -235,6 +238,10 @@ impl Node {
             endpoint,
             tcp,
             tls_acceptor: tokio_rustls::TlsAcceptor::from(tcp_config),
+            pending_handshakes: [
+                Arc::new(tokio::sync::Semaphore::new(pending)),
+                Arc::new(tokio::sync::Semaphore::new(pending)),
+            ],
             protocols,
             router: RwLock::new(None),
             shutting_down: AtomicBool::new(false),

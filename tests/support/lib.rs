@@ -7,8 +7,9 @@ pub mod process;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use alknet_core::node_key::CertificateAndKey;
 use alknet_core::tls::ServerIdentity;
-use alknet_core::{NoIdentities, NodeConfig, NodeKey};
+use alknet_core::{NoIdentities, NodeConfig, NodeKey, ProtocolHandler};
 use alknet_supervisors::{Node, NodeHandle, NodeOptions};
 
 /// A configuration for tests: an ephemeral loopback port and `alknet/echo`.
@@ -23,23 +24,46 @@ pub fn test_config() -> NodeConfig {
 
 /// Starts a node in this process with the diagnostic handlers `config` enables.
 pub async fn start_node(config: NodeConfig) -> NodeHandle {
-    let key = NodeKey::generate();
-    let (cert_pem, key_pem) =
-        alknet_core::node_key::generate_web_certificate("test").expect("web certificate");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (cert_path, key_path) = (dir.path().join("web.crt"), dir.path().join("web.key"));
-    std::fs::write(&cert_path, cert_pem).expect("write cert");
-    std::fs::write(&key_path, key_pem).expect("write key");
-    let web = alknet_core::tls::load_pem_pair(&cert_path, &key_path).expect("load web pair");
-    let tls = ServerIdentity::new(&key, web, None).expect("server identity");
+    let handlers = alknet_core::echo::diagnostic_handlers(&config.diagnostics);
+    start_node_with(
+        config,
+        handlers,
+        NodeKey::generate(),
+        generate_certificate("test"),
+        None,
+    )
+    .await
+}
+
+/// Starts a node in this process with explicit handlers and certificates.
+pub async fn start_node_with(
+    config: NodeConfig,
+    handlers: Vec<Arc<dyn ProtocolHandler>>,
+    key: NodeKey,
+    web: CertificateAndKey,
+    operator: Option<CertificateAndKey>,
+) -> NodeHandle {
+    let tls = ServerIdentity::new(&key, web, operator).expect("server identity");
     Node::start(NodeOptions {
-        handlers: alknet_core::echo::diagnostic_handlers(&config.diagnostics),
+        handlers,
         identities: Arc::new(NoIdentities),
         tls,
         config,
     })
     .await
     .expect("node starts")
+}
+
+/// A fresh self-signed ECDSA certificate, through the same PEM files an
+/// operator would supply.
+pub fn generate_certificate(name: &str) -> CertificateAndKey {
+    let (cert_pem, key_pem) =
+        alknet_core::node_key::generate_web_certificate(name).expect("certificate");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert_path, key_path) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    std::fs::write(&cert_path, cert_pem).expect("write cert");
+    std::fs::write(&key_path, key_pem).expect("write key");
+    alknet_core::tls::load_pem_pair(&cert_path, &key_path).expect("load pair")
 }
 
 /// Polls `condition` every few milliseconds until it holds or `deadline`

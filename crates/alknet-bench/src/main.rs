@@ -1,1 +1,35 @@
-fn main() {}
+//! Side-by-side benchmarks: each runs alknet and a bare baseline in one process,
+//! interleaving the two so that machine noise hits both equally, and prints a
+//! table with the ratio. Results and the commands that produced them are kept
+//! in `docs/benchmarks.md`.
+
+mod connect;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "alknet-bench",
+    about = "alknet benchmarks against bare baselines"
+)]
+struct Cli {
+    #[command(subcommand)]
+    bench: Bench,
+}
+
+#[derive(Debug, Subcommand)]
+enum Bench {
+    /// Sequential QUIC connects + one echo round trip: through alknet's listener,
+    /// router and supervision tree vs a bare quinn server with the same TLS config.
+    Connect(connect::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.bench {
+        Bench::Connect(args) => runtime.block_on(connect::run(args)),
+    }
+}

@@ -68,6 +68,9 @@ pub struct Limits {
     /// Time a client has to complete its TLS handshake.
     #[serde(with = "humantime_serde")]
     pub handshake_timeout: Duration,
+    /// Handshakes in progress at once, per listener; beyond it new connection
+    /// attempts are turned away before any TLS work is done.
+    pub max_pending_handshakes: usize,
 }
 
 impl Default for Limits {
@@ -76,6 +79,7 @@ impl Default for Limits {
             max_connections: 10_000,
             max_connections_per_protocol: 4_096,
             handshake_timeout: Duration::from_secs(10),
+            max_pending_handshakes: 1_024,
         }
     }
 }
@@ -197,6 +201,12 @@ impl NodeConfig {
                 "a positive number",
             ));
         }
+        if self.limits.max_pending_handshakes == 0 {
+            return Err(invalid(
+                "limits.max_pending_handshakes",
+                "a positive number",
+            ));
+        }
         if self.limits.handshake_timeout.is_zero() {
             return Err(invalid(
                 "limits.handshake_timeout",
@@ -280,6 +290,9 @@ max_connections = 10000
 max_connections_per_protocol = 4096
 # Time a client has to complete its TLS handshake.
 handshake_timeout = "10s"
+# Handshakes in progress at once, per listener. Beyond it, new connection
+# attempts are turned away before any TLS work (QUIC: refused; TCP: closed).
+max_pending_handshakes = 1024
 
 [supervision]
 # A crashed protocol supervisor, listener or router is restarted; more than

@@ -1,0 +1,158 @@
+//! What the listeners present and tolerate during the TLS handshake:
+//! certificate selection per client, and the bound on pending handshakes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use alknet_core::echo::EchoHandler;
+use alknet_core::{Alpn, Connection, Fingerprint, HandlerFuture, NodeKey, ProtocolHandler};
+use alknet_e2e::client::{tls_connect, tls_echo};
+use alknet_e2e::{generate_certificate, start_node, start_node_with, test_config};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+
+/// Echo under an ALPN outside the alknet family, as HTTP will be.
+struct PlainEcho;
+
+impl ProtocolHandler for PlainEcho {
+    fn alpns(&self) -> Vec<Alpn> {
+        vec![Alpn::new("x-plain")]
+    }
+
+    fn handle(self: Arc<Self>, connection: Connection) -> HandlerFuture {
+        Arc::new(EchoHandler).handle(connection)
+    }
+}
+
+async fn leaf_for(addr: std::net::SocketAddr, alpn: &str) -> CertificateDer<'static> {
+    let tls = tls_connect(addr, &[alpn]).await.expect("handshake");
+    tls.get_ref().1.peer_certificates().expect("certificate")[0].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_get_the_node_certificate_and_browsers_the_operator_certificate() {
+    let key = NodeKey::generate();
+    let node_id = key.node_id();
+    let operator = generate_certificate("operator");
+    let operator_der = operator.chain[0].clone();
+    let handlers: Vec<Arc<dyn ProtocolHandler>> = vec![Arc::new(EchoHandler), Arc::new(PlainEcho)];
+    let node = start_node_with(
+        test_config(),
+        handlers,
+        key,
+        generate_certificate("web"),
+        Some(operator),
+    )
+    .await;
+    let addr = node.local_addr();
+
+    let peer_leaf = leaf_for(addr, "alknet/echo").await;
+    assert_eq!(
+        Fingerprint::of_certificate(&peer_leaf),
+        node_id.fingerprint()
+    );
+    assert_eq!(leaf_for(addr, "x-plain").await, operator_der);
+    // Both are served on the same port.
+    let tls = tls_connect(addr, &["x-plain"]).await.unwrap();
+    assert_eq!(tls_echo(tls, b"plain").await.unwrap(), b"plain");
+}
+
+/// A client that, like browsers, cannot verify Ed25519 signatures.
+#[derive(Debug)]
+struct NoEd25519;
+
+impl ServerCertVerifier for NoEd25519 {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        vec![
+            SignatureScheme::ECDSA_NISTP256_SHA256,
+            SignatureScheme::RSA_PSS_SHA256,
+        ]
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_without_ed25519_gets_the_ecdsa_web_certificate() {
+    let web = generate_certificate("web");
+    let web_der = web.chain[0].clone();
+    let node = start_node_with(
+        test_config(),
+        vec![Arc::new(EchoHandler)],
+        NodeKey::generate(),
+        web,
+        None,
+    )
+    .await;
+    let mut config = rustls::ClientConfig::builder_with_provider(alknet_core::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(NoEd25519))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"alknet/echo".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(node.local_addr())
+        .await
+        .unwrap();
+    let tls = connector
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .expect("handshake with ECDSA");
+    assert_eq!(tls.get_ref().1.peer_certificates().unwrap()[0], web_der);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_handshakes_are_bounded_and_the_slot_comes_back() {
+    let mut config = test_config();
+    config.limits.max_pending_handshakes = 1;
+    let node = start_node(config).await;
+    let addr = node.local_addr();
+
+    // A client that connects and never says anything holds the only slot...
+    let silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // ...so the next handshake is turned away before any TLS work.
+    assert!(tls_connect(addr, &["alknet/echo"]).await.is_err());
+    // Once it goes away, handshakes proceed again.
+    drop(silent);
+    let mut served = false;
+    for _ in 0..100 {
+        if let Ok(tls) = tls_connect(addr, &["alknet/echo"]).await {
+            served = tls_echo(tls, b"back").await.is_ok_and(|v| v == b"back");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        served,
+        "handshakes did not resume after the silent client left"
+    );
+}
