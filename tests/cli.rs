@@ -160,3 +160,26 @@ async fn a_handler_that_ignores_the_drain_is_closed_at_the_deadline() {
         other => panic!("unexpected close {other:?}"),
     }
 }
+
+#[test]
+fn an_override_for_an_unknown_protocol_is_refused_with_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(
+        data.join("alknet.toml"),
+        "[diagnostics]\necho = true\n[protocols.\"alknet/ehco\"]\nmax_connections = 3\n",
+    )
+    .unwrap();
+    let out = run(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("alknet.toml"), "{stderr}");
+    assert!(stderr.contains("protocols.\"alknet/ehco\""), "{stderr}");
+}

@@ -72,22 +72,6 @@ pub enum ShutdownReason {
     },
 }
 
-/// ALPN names from the protocol table that configuration may mention even when
-/// their handler is not enabled on this node.
-const KNOWN_PROTOCOLS: &[&str] = &[
-    "alknet/call",
-    "h2",
-    "http/1.1",
-    "alknet/ssh",
-    "alknet/sftp",
-    "alknet/git",
-    "doq",
-    "/iroh-bytes/4",
-    "alknet/msg",
-    "alknet/echo",
-    "alknet/fault",
-];
-
 /// State every actor of the node shares.
 pub(crate) struct Shared {
     pub(crate) config: NodeConfig,
@@ -199,7 +183,7 @@ impl Node {
         }
         for name in config.protocols.keys() {
             let served = protocols.keys().any(|a| a.as_str() == name);
-            if !served && !KNOWN_PROTOCOLS.contains(&name.as_str()) {
+            if !served && !Alpn::TABLE.contains(&name.as_str()) {
                 return Err(StartError::UnknownProtocol(name.clone()));
             }
         }

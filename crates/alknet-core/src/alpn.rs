@@ -19,9 +19,9 @@ impl Alpn {
     /// The diagnostic echo protocol (off by default).
     pub const ECHO: &'static str = "alknet/echo";
 
-    /// Preference order when a client offers several served ALPNs
-    /// (PROTOCOL.md §2 rule 3: the order of the ALPN table).
-    const PREFERENCE: &'static [&'static str] = &[
+    /// The ALPN table of PROTOCOL.md §2, in preference order: when a client
+    /// offers several served ALPNs, the earliest wins (rule 3).
+    pub const TABLE: &'static [&'static str] = &[
         Self::CALL,
         Self::H2,
         Self::HTTP_1_1,
@@ -66,10 +66,10 @@ impl Alpn {
     /// Rank for server-side preference: lower is preferred. ALPNs outside the
     /// protocol table rank after every listed one, in name order.
     pub fn preference(&self) -> usize {
-        Self::PREFERENCE
+        Self::TABLE
             .iter()
             .position(|p| *p == self.as_str())
-            .unwrap_or(Self::PREFERENCE.len())
+            .unwrap_or(Self::TABLE.len())
     }
 
     /// Whether this ALPN belongs to alknet's own protocol family (`alknet/...`).

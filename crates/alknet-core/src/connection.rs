@@ -256,31 +256,30 @@ impl Connection {
     }
 
     fn quic_stream(&self, send: quinn::SendStream, recv: quinn::RecvStream) -> BiStream {
-        BiStream {
-            send: SendHalf {
-                inner: Box::pin(send),
-                info: self.info.clone(),
-            },
-            recv: RecvHalf {
-                inner: Box::pin(recv),
-                info: self.info.clone(),
-            },
-        }
+        self.bi_stream(Box::pin(send), Box::pin(recv))
     }
 
     fn take_stream(&self, slot: &Mutex<Option<Box<dyn ByteStream>>>) -> Option<BiStream> {
         let stream = slot.lock().unwrap_or_else(PoisonError::into_inner).take()?;
         let (recv, send) = tokio::io::split(stream);
-        Some(BiStream {
+        Some(self.bi_stream(Box::pin(send), Box::pin(recv)))
+    }
+
+    fn bi_stream(
+        &self,
+        send: Pin<Box<dyn AsyncWrite + Send>>,
+        recv: Pin<Box<dyn AsyncRead + Send>>,
+    ) -> BiStream {
+        BiStream {
             send: SendHalf {
-                inner: Box::pin(send),
+                inner: send,
                 info: self.info.clone(),
             },
             recv: RecvHalf {
-                inner: Box::pin(recv),
+                inner: recv,
                 info: self.info.clone(),
             },
-        })
+        }
     }
 
     /// Asks the handler to finish: stop taking new work, complete what is in
