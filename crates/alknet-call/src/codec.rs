@@ -1,0 +1,345 @@
+//! Framing for byte streams (PROTOCOL.md §3.1): a 4-byte big-endian length,
+//! then exactly that many bytes of UTF-8 JSON holding one envelope.
+//!
+//! Sans-IO: the transport pushes whatever bytes it read and pulls complete
+//! envelopes out, so every rule is tested here without a socket. The length is
+//! checked as soon as its four bytes are known — before the body is read or
+//! room is made for it — so a peer cannot make the node buffer more than one
+//! maximum-size frame plus one read's worth of bytes. Any violation is a
+//! [`FrameError`] after which the decoder refuses further input: the stream (or
+//! the TCP+TLS connection) that carried it must be closed, and nothing is sent
+//! back, since no id in that frame can be trusted.
+
+use crate::envelope::{EnvelopeError, EventEnvelope};
+
+/// The largest frame any configuration may allow: 64 MiB.
+pub const ABSOLUTE_MAX_FRAME: usize = 67_108_864;
+/// The default largest frame: 16 MiB.
+pub const DEFAULT_MAX_FRAME: usize = 16_777_216;
+const HEADER_LEN: usize = 4;
+
+/// A framing violation (a protocol error, §3.1 rule 1).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// A frame announced length 0.
+    #[error("frame length 0 is not allowed")]
+    Empty,
+    /// A frame announced more than the limit.
+    #[error("frame length {length} exceeds limit {limit}")]
+    TooLarge {
+        /// The announced length.
+        length: u64,
+        /// The limit in force.
+        limit: usize,
+    },
+    /// The stream ended inside a frame.
+    #[error("stream ended inside a frame ({received} of {expected} bytes)")]
+    Truncated {
+        /// Bytes the frame needed (header included).
+        expected: usize,
+        /// Bytes that arrived.
+        received: usize,
+    },
+    /// The body is not a valid envelope.
+    #[error("invalid EventEnvelope: {0}")]
+    Envelope(EnvelopeError),
+}
+
+/// Turns a byte stream into envelopes.
+#[derive(Debug)]
+pub struct FrameDecoder {
+    max_frame: usize,
+    buffer: Vec<u8>,
+    /// Bytes of `buffer` before this offset are consumed.
+    start: usize,
+    failed: Option<FrameError>,
+}
+
+impl FrameDecoder {
+    /// A decoder accepting frames up to `max_frame` bytes, clamped to
+    /// 1..=[`ABSOLUTE_MAX_FRAME`].
+    pub fn new(max_frame: usize) -> Self {
+        Self {
+            max_frame: max_frame.clamp(1, ABSOLUTE_MAX_FRAME),
+            buffer: Vec::new(),
+            start: 0,
+            failed: None,
+        }
+    }
+
+    /// The limit in force.
+    pub fn max_frame(&self) -> usize {
+        self.max_frame
+    }
+
+    /// Appends bytes read from the transport.
+    pub fn push(&mut self, bytes: &[u8]) {
+        if self.failed.is_some() {
+            return;
+        }
+        if self.start > 0 && self.start >= self.buffer.len() / 2 {
+            self.buffer.drain(..self.start);
+            self.start = 0;
+        }
+        self.buffer.extend_from_slice(bytes);
+    }
+
+    /// Bytes received but not yet returned as frames.
+    pub fn buffered(&self) -> usize {
+        self.buffer.len() - self.start
+    }
+
+    /// The next complete frame's body, `Ok(None)` if more bytes are needed.
+    pub fn next_frame(&mut self) -> Result<Option<&[u8]>, FrameError> {
+        if let Some(error) = &self.failed {
+            return Err(error.clone());
+        }
+        let available = &self.buffer[self.start..];
+        let Some(header) = available.first_chunk::<HEADER_LEN>() else {
+            return Ok(None);
+        };
+        let length = u32::from_be_bytes(*header);
+        if length == 0 {
+            return Err(self.fail(FrameError::Empty));
+        }
+        if length as usize > self.max_frame {
+            return Err(self.fail(FrameError::TooLarge {
+                length: u64::from(length),
+                limit: self.max_frame,
+            }));
+        }
+        let total = HEADER_LEN + length as usize;
+        if available.len() < total {
+            return Ok(None);
+        }
+        let body = self.start + HEADER_LEN..self.start + total;
+        self.start += total;
+        Ok(Some(&self.buffer[body]))
+    }
+
+    /// The next complete envelope, `Ok(None)` if more bytes are needed.
+    pub fn next_envelope(&mut self) -> Result<Option<EventEnvelope>, FrameError> {
+        let parsed = match self.next_frame()? {
+            None => return Ok(None),
+            Some(body) => EventEnvelope::parse(body),
+        };
+        parsed
+            .map(Some)
+            .map_err(|error| self.fail(FrameError::Envelope(error)))
+    }
+
+    /// Call at end of stream: fine at a frame boundary, a protocol error
+    /// inside a frame.
+    pub fn finish(&self) -> Result<(), FrameError> {
+        if let Some(error) = &self.failed {
+            return Err(error.clone());
+        }
+        let available = &self.buffer[self.start..];
+        if available.is_empty() {
+            return Ok(());
+        }
+        let expected = match available.first_chunk::<HEADER_LEN>() {
+            Some(header) => HEADER_LEN + u32::from_be_bytes(*header) as usize,
+            None => HEADER_LEN,
+        };
+        Err(FrameError::Truncated {
+            expected,
+            received: available.len(),
+        })
+    }
+
+    fn fail(&mut self, error: FrameError) -> FrameError {
+        self.failed = Some(error.clone());
+        self.buffer = Vec::new();
+        self.start = 0;
+        error
+    }
+}
+
+/// Encodes one envelope as a frame (header and body, contiguous), or refuses
+/// if its body would exceed `max_frame` (§3.1 rule 4).
+pub fn encode_frame(envelope: &EventEnvelope, max_frame: usize) -> Result<Vec<u8>, FrameError> {
+    let body = envelope.to_bytes();
+    let limit = max_frame.clamp(1, ABSOLUTE_MAX_FRAME);
+    if body.len() > limit {
+        return Err(FrameError::TooLarge {
+            length: body.len() as u64,
+            limit,
+        });
+    }
+    let mut frame = Vec::with_capacity(HEADER_LEN + body.len());
+    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&body);
+    Ok(frame)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn frame(body: &[u8]) -> Vec<u8> {
+        let mut bytes = (body.len() as u32).to_be_bytes().to_vec();
+        bytes.extend_from_slice(body);
+        bytes
+    }
+
+    fn envelope(id: &str) -> EventEnvelope {
+        EventEnvelope::responded(id, json!({"n": id}))
+    }
+
+    #[test]
+    fn frames_split_anywhere_are_reassembled_in_order() {
+        let mut stream = Vec::new();
+        for i in 0..5 {
+            stream.extend(encode_frame(&envelope(&i.to_string()), DEFAULT_MAX_FRAME).unwrap());
+        }
+        // One byte at a time, the worst split there is.
+        let mut decoder = FrameDecoder::new(DEFAULT_MAX_FRAME);
+        let mut seen = Vec::new();
+        for byte in &stream {
+            decoder.push(std::slice::from_ref(byte));
+            while let Some(e) = decoder.next_envelope().unwrap() {
+                seen.push(e);
+            }
+        }
+        assert_eq!(
+            seen,
+            (0..5).map(|i| envelope(&i.to_string())).collect::<Vec<_>>()
+        );
+        assert_eq!(decoder.buffered(), 0);
+        decoder.finish().unwrap();
+
+        // All at once.
+        let mut decoder = FrameDecoder::new(DEFAULT_MAX_FRAME);
+        decoder.push(&stream);
+        let mut count = 0;
+        while decoder.next_envelope().unwrap().is_some() {
+            count += 1;
+        }
+        assert_eq!(count, 5);
+    }
+
+    #[test]
+    fn length_zero_is_a_protocol_error() {
+        // PROTOCOL.md §16 item 3, first case.
+        let mut decoder = FrameDecoder::new(DEFAULT_MAX_FRAME);
+        decoder.push(&[0, 0, 0, 0]);
+        assert_eq!(decoder.next_frame(), Err(FrameError::Empty));
+    }
+
+    #[test]
+    fn a_huge_length_is_refused_before_any_body_arrives() {
+        // PROTOCOL.md §16 item 3, second case, and the example log reason of §3.1.
+        let mut decoder = FrameDecoder::new(DEFAULT_MAX_FRAME);
+        decoder.push(&[0xff, 0xff, 0xff, 0xff]);
+        let error = decoder.next_frame().unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "frame length 4294967295 exceeds limit 16777216"
+        );
+        // The decoder stays failed and holds nothing.
+        decoder.push(&[b'{'; 1024]);
+        assert_eq!(decoder.buffered(), 0);
+        assert_eq!(decoder.next_frame().unwrap_err(), error);
+        assert_eq!(decoder.finish().unwrap_err(), error);
+    }
+
+    #[test]
+    fn a_body_that_is_not_an_envelope_is_a_protocol_error() {
+        // PROTOCOL.md §16 item 3, third case: the 5-byte frame `{nope`.
+        let mut decoder = FrameDecoder::new(DEFAULT_MAX_FRAME);
+        decoder.push(&frame(b"{nope"));
+        assert!(matches!(
+            decoder.next_envelope(),
+            Err(FrameError::Envelope(EnvelopeError::Json(_)))
+        ));
+        let mut decoder = FrameDecoder::new(DEFAULT_MAX_FRAME);
+        decoder.push(&frame(br#"{"type":"x","id":"","payload":{}}"#));
+        assert_eq!(
+            decoder.next_envelope().unwrap_err().to_string(),
+            "invalid EventEnvelope: envelope `id` is empty"
+        );
+    }
+
+    #[test]
+    fn the_configured_limit_is_inclusive_and_clamped_to_64_mib() {
+        let body = br#"{"type":"call.completed","id":"a","payload":{}}"#;
+        let mut exact = FrameDecoder::new(body.len());
+        exact.push(&frame(body));
+        assert!(exact.next_envelope().unwrap().is_some());
+        let mut under = FrameDecoder::new(body.len() - 1);
+        under.push(&frame(body));
+        assert!(matches!(
+            under.next_frame(),
+            Err(FrameError::TooLarge { .. })
+        ));
+
+        assert_eq!(
+            FrameDecoder::new(usize::MAX).max_frame(),
+            ABSOLUTE_MAX_FRAME
+        );
+        assert_eq!(FrameDecoder::new(0).max_frame(), 1);
+        let mut decoder = FrameDecoder::new(usize::MAX);
+        decoder.push(&((ABSOLUTE_MAX_FRAME + 1) as u32).to_be_bytes());
+        assert!(matches!(
+            decoder.next_frame(),
+            Err(FrameError::TooLarge {
+                limit: ABSOLUTE_MAX_FRAME,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn end_of_stream_inside_a_frame_is_a_protocol_error() {
+        let mut decoder = FrameDecoder::new(DEFAULT_MAX_FRAME);
+        decoder.push(&frame(b"{}")[..5]);
+        assert_eq!(decoder.next_frame(), Ok(None));
+        assert_eq!(
+            decoder.finish(),
+            Err(FrameError::Truncated {
+                expected: 6,
+                received: 5
+            })
+        );
+        let mut header_only = FrameDecoder::new(DEFAULT_MAX_FRAME);
+        header_only.push(&[0, 0]);
+        assert_eq!(
+            header_only.finish(),
+            Err(FrameError::Truncated {
+                expected: 4,
+                received: 2
+            })
+        );
+    }
+
+    #[test]
+    fn the_encoder_refuses_frames_above_its_limit() {
+        let big = EventEnvelope::responded("r", json!("x".repeat(100)));
+        assert!(matches!(
+            encode_frame(&big, 50),
+            Err(FrameError::TooLarge { limit: 50, .. })
+        ));
+        let frame = encode_frame(&big, DEFAULT_MAX_FRAME).unwrap();
+        assert_eq!(
+            u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize,
+            frame.len() - 4
+        );
+        assert_eq!(frame[4], b'{');
+    }
+
+    #[test]
+    fn consumed_bytes_are_released_as_frames_are_read() {
+        let one = encode_frame(&envelope("a"), DEFAULT_MAX_FRAME).unwrap();
+        let mut decoder = FrameDecoder::new(DEFAULT_MAX_FRAME);
+        for _ in 0..10_000 {
+            decoder.push(&one);
+            assert!(decoder.next_envelope().unwrap().is_some());
+        }
+        assert!(
+            decoder.buffer.capacity() < 64 * one.len(),
+            "the buffer kept consumed frames"
+        );
+    }
+}

@@ -1,0 +1,20 @@
+//! The call protocol (PROTOCOL.md §3–§10): how everything above the byte level
+//! talks.
+//!
+//! This crate starts from its sans-IO core, which is tested without sockets:
+//! - [`envelope`]: the `EventEnvelope` and its five event types (§4);
+//! - [`error`]: `CallError` and the protocol error codes (§8);
+//! - [`codec`]: the length-prefixed framing for byte streams (§3.1), with every
+//!   size limit checked before anything is allocated.
+//!
+//! The session actor, the operation registry and the client build on these.
+
+#![warn(missing_docs)]
+
+pub mod codec;
+pub mod envelope;
+pub mod error;
+
+pub use codec::{FrameDecoder, FrameError};
+pub use envelope::{CallRequest, Event, EventEnvelope};
+pub use error::CallError;
