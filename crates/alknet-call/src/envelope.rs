@@ -363,6 +363,15 @@ mod tests {
     }
 
     #[test]
+    fn numbers_survive_a_parse_and_reserialize_unchanged() {
+        // Found by the envelope_parser fuzz target: without serde_json's
+        // correctly rounded float parsing, a relayed number could change.
+        let raw = br#"{"type":"futu","id":"u","payload":{"x":[-0,333333333333133333333333333333333333333332143]}}"#;
+        let once = EventEnvelope::parse(raw).unwrap();
+        assert_eq!(EventEnvelope::parse(&once.to_bytes()).unwrap(), once);
+    }
+
+    #[test]
     fn unknown_members_and_types_are_ignored() {
         let envelope =
             parse(json!({"type":"call.future","id":"a","payload":{"x":1},"extra":true})).unwrap();

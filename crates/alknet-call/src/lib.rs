@@ -5,15 +5,21 @@
 //! - [`envelope`]: the `EventEnvelope` and its five event types (§4);
 //! - [`error`]: `CallError` and the protocol error codes (§8);
 //! - [`codec`]: the length-prefixed framing for byte streams (§3.1), with every
-//!   size limit checked before anything is allocated.
+//!   size limit checked before anything is allocated;
+//! - [`names`]: operation names (§6.1);
+//! - [`access`]: the per-operation access check with its exact messages (§6.3);
+//! - [`schema`]: input validation against compiled JSON Schemas (§6.4).
 //!
 //! The session actor, the operation registry and the client build on these.
 
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod codec;
 pub mod envelope;
 pub mod error;
+pub mod names;
+pub mod schema;
 
 pub use codec::{FrameDecoder, FrameError};
 pub use envelope::{CallRequest, Event, EventEnvelope};
