@@ -8,7 +8,9 @@
 //!   size limit checked before anything is allocated;
 //! - [`names`]: operation names (§6.1);
 //! - [`access`]: the per-operation access check with its exact messages (§6.3);
-//! - [`schema`]: input validation against compiled JSON Schemas (§6.4).
+//! - [`schema`]: input validation against compiled JSON Schemas (§6.4);
+//! - [`registry`]: operations, their specs and handlers (§6);
+//! - [`dispatch`]: the order in which a request is checked and run (§7.1).
 //!
 //! The session actor, the operation registry and the client build on these.
 
@@ -16,11 +18,14 @@
 
 pub mod access;
 pub mod codec;
+pub mod dispatch;
 pub mod envelope;
 pub mod error;
 pub mod names;
+pub mod registry;
 pub mod schema;
 
 pub use codec::{FrameDecoder, FrameError};
 pub use envelope::{CallRequest, Event, EventEnvelope};
 pub use error::CallError;
+pub use registry::{OperationDef, Registry};

@@ -1,0 +1,204 @@
+//! How a callee handles one request: PROTOCOL.md §7.1, steps 4 to 9.
+//!
+//! Steps 1–3 (payload shape, duplicate ids, the in-flight cap) belong to the
+//! session, which owns that state; from the name lookup on, every entry point
+//! — a call session, the HTTP gateway, MCP, a handler's nested call — goes
+//! through [`dispatch`], so they cannot disagree on order or messages.
+
+use std::panic::AssertUnwindSafe;
+
+use alknet_core::{Identity, IdentityProvider};
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
+use serde_json::Value;
+
+use crate::error::CallError;
+use crate::registry::{Context, Handler, OpType, Operation, Registry, Visibility};
+
+/// Where a request comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// A session, the gateway or MCP: internal operations do not exist for it.
+    Remote,
+    /// A handler's nested call inside the node.
+    Nested,
+}
+
+/// The reply pattern the entry point can carry (§7.1 step 7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// A session: the operation's `op_type` picks the pattern.
+    ByOpType,
+    /// Exactly one reply (`/call`, `/batch`, MCP `call`, nested calls).
+    OneReply,
+    /// A stream (`/subscribe`).
+    Stream,
+}
+
+/// One request, as the entry point received it.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// The request id.
+    pub id: String,
+    /// The operation, with or without its leading slash.
+    pub operation: String,
+    /// The input.
+    pub input: Value,
+    /// The identity of the session or HTTP request, if any.
+    pub session_identity: Option<Identity>,
+    /// A per-request bearer token, if presented.
+    pub auth_token: Option<String>,
+    /// The original caller of a relayed request.
+    pub forwarded_for: Option<Identity>,
+    /// Where it comes from.
+    pub origin: Origin,
+    /// The reply pattern the entry point can carry.
+    pub expect: Expect,
+}
+
+/// A running request's reply.
+pub enum Reply {
+    /// The single output of a query or mutation.
+    One(BoxFuture<'static, Result<Value, CallError>>),
+    /// A subscription's outputs; an `Err` item is terminal and nothing follows it.
+    Stream(BoxStream<'static, Result<Value, CallError>>),
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::One(_) => "Reply::One",
+            Self::Stream(_) => "Reply::Stream",
+        })
+    }
+}
+
+/// Runs steps 4–9 for `request`: `Err` is the one `call.error` to answer with;
+/// `Ok` is the handler, already started.
+pub fn dispatch(
+    registry: &Registry,
+    identities: &dyn IdentityProvider,
+    request: Request,
+) -> Result<Reply, CallError> {
+    let name = request
+        .operation
+        .strip_prefix('/')
+        .unwrap_or(&request.operation);
+    // 4–5. Unknown, or internal and reached from outside: the same NOT_FOUND.
+    let operation = registry
+        .get(name)
+        .filter(|op| request.origin == Origin::Nested || op.spec.visibility == Visibility::External)
+        .ok_or_else(|| CallError::operation_not_found(name))?
+        .clone();
+    // 6. A presented token must resolve; then the access check.
+    let identity = match &request.auth_token {
+        Some(token) => Some(
+            identities
+                .resolve_token(token)
+                .ok_or_else(|| CallError::forbidden("invalid token"))?,
+        ),
+        None => request.session_identity,
+    };
+    operation
+        .spec
+        .access_control
+        .check(identity.as_ref())
+        .map_err(CallError::from)?;
+    // 7. The reply pattern must fit the entry point.
+    let is_subscription = operation.spec.op_type == OpType::Subscription;
+    match request.expect {
+        Expect::OneReply if is_subscription => {
+            return Err(CallError::invalid_operation_type(format!(
+                "invalid operation type: {name} is a subscription"
+            )));
+        }
+        Expect::Stream if !is_subscription => {
+            return Err(CallError::invalid_operation_type(format!(
+                "invalid operation type: {name} is not a subscription"
+            )));
+        }
+        _ => {}
+    }
+    // 8. Input against the schema.
+    operation.input.validate(&request.input)?;
+    // 9. Run the handler.
+    let context = Context {
+        request_id: request.id,
+        operation: name.to_owned(),
+        identity,
+        forwarded_for: request.forwarded_for,
+        capabilities: operation.capabilities.clone(),
+    };
+    Ok(run(operation, context, request.input))
+}
+
+fn run(operation: std::sync::Arc<Operation>, context: Context, input: Value) -> Reply {
+    let name = context.operation.clone();
+    match operation.handler.clone() {
+        Handler::Unary(handler) => {
+            let started = std::panic::catch_unwind(AssertUnwindSafe(|| handler(context, input)));
+            Reply::One(
+                async move {
+                    let outcome = match started {
+                        Ok(future) => AssertUnwindSafe(future).catch_unwind().await,
+                        Err(panic) => Err(panic),
+                    };
+                    match outcome {
+                        Ok(result) => result.map_err(|e| declared_or_internal(&operation, e)),
+                        Err(_) => Err(handler_panicked(&name)),
+                    }
+                }
+                .boxed(),
+            )
+        }
+        Handler::Stream(handler) => {
+            let started = std::panic::catch_unwind(AssertUnwindSafe(|| handler(context, input)));
+            let items = match started {
+                Ok(stream) => AssertUnwindSafe(stream)
+                    .catch_unwind()
+                    .map(move |item| match item {
+                        Ok(result) => result.map_err(|e| declared_or_internal(&operation, e)),
+                        Err(_) => Err(handler_panicked(&name)),
+                    })
+                    .boxed(),
+                Err(_) => {
+                    futures::stream::once(async move { Err(handler_panicked(&name)) }).boxed()
+                }
+            };
+            Reply::Stream(until_first_error(items))
+        }
+    }
+}
+
+/// Ends a stream right after its first error (§5.4: a `call.error` is terminal).
+fn until_first_error(
+    items: BoxStream<'static, Result<Value, CallError>>,
+) -> BoxStream<'static, Result<Value, CallError>> {
+    futures::stream::unfold(Some(items), |state| async move {
+        let mut items = state?;
+        let item = items.next().await?;
+        let rest = if item.is_err() { None } else { Some(items) };
+        Some((item, rest))
+    })
+    .boxed()
+}
+
+fn handler_panicked(operation: &str) -> CallError {
+    tracing::error!(operation, "handler panicked; answered INTERNAL");
+    CallError::internal("internal error")
+}
+
+/// §8: an undeclared domain code leaves the node as `INTERNAL`, message kept,
+/// details dropped, not retryable.
+fn declared_or_internal(operation: &Operation, error: CallError) -> CallError {
+    if CallError::is_protocol_code(&error.code) || operation.declares(&error.code) {
+        return error;
+    }
+    tracing::warn!(
+        operation = %operation.spec.name,
+        code = %error.code,
+        "handler returned an undeclared error code; sent as INTERNAL"
+    );
+    CallError::internal(error.message)
+}

@@ -1,0 +1,378 @@
+//! Operations and the registry that holds them (PROTOCOL.md §6).
+//!
+//! The registry is built once at start-up and is immutable afterwards, so
+//! dispatch reads it without locks. Everything that can be wrong with an
+//! operation — its name, its schemas, its declared error codes, a handler of
+//! the wrong kind — is refused at registration, never discovered by a request.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use alknet_core::Identity;
+use futures::future::BoxFuture;
+use futures::stream::{BoxStream, Stream};
+use futures::{FutureExt, StreamExt};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::access::AccessControl;
+use crate::error::CallError;
+use crate::names::{self, NameError};
+use crate::schema::{InputSchema, SchemaError};
+
+/// How an operation replies (§5.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OpType {
+    /// Reads; one reply.
+    Query,
+    /// Writes; one reply.
+    Mutation,
+    /// A stream of outputs, then `call.completed`.
+    Subscription,
+}
+
+/// Who may reach an operation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Visibility {
+    /// Every entry point.
+    #[default]
+    External,
+    /// Only nested calls inside the node.
+    Internal,
+}
+
+/// A domain error an operation declares (§6.2 `error_schemas`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ErrorSchema {
+    /// `[A-Z][A-Z0-9_]*`, not a protocol code.
+    pub code: String,
+    /// What it means.
+    #[serde(default)]
+    pub description: String,
+    /// The schema of its `details`.
+    #[serde(default = "empty_schema")]
+    pub schema: Value,
+    /// The gateway's HTTP status for it (400–599).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+}
+
+fn empty_schema() -> Value {
+    json!({})
+}
+
+/// An operation's public description, as `services/schema` returns it (§6.2).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OperationSpec {
+    /// Registry name, e.g. `fs/readFile`.
+    pub name: String,
+    /// First segment of the name.
+    pub namespace: String,
+    /// Reply pattern.
+    pub op_type: OpType,
+    /// Reachability.
+    pub visibility: Visibility,
+    /// Human-readable; `""` when none.
+    pub description: String,
+    /// JSON Schema of the input.
+    pub input_schema: Value,
+    /// JSON Schema of the output (documentation; not enforced).
+    pub output_schema: Value,
+    /// Declared domain errors.
+    pub error_schemas: Vec<ErrorSchema>,
+    /// Access requirements.
+    pub access_control: AccessControl,
+}
+
+/// Credentials and settings an operation's registration hands its handler.
+/// Values never appear in `Debug` output.
+#[derive(Clone, Default)]
+pub struct Capabilities(BTreeMap<String, String>);
+
+impl Capabilities {
+    /// One capability's value.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+}
+
+impl std::fmt::Debug for Capabilities {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+/// What a handler knows about the request it serves.
+#[derive(Clone, Debug)]
+pub struct Context {
+    /// The request id (the envelope id, or the gateway's request id).
+    pub request_id: String,
+    /// The registry name of the operation.
+    pub operation: String,
+    /// The identity the request runs as.
+    pub identity: Option<Identity>,
+    /// The original caller of a relayed request (metadata only).
+    pub forwarded_for: Option<Identity>,
+    /// The registration's capabilities.
+    pub capabilities: Capabilities,
+}
+
+type UnaryFn = dyn Fn(Context, Value) -> BoxFuture<'static, Result<Value, CallError>> + Send + Sync;
+type StreamFn =
+    dyn Fn(Context, Value) -> BoxStream<'static, Result<Value, CallError>> + Send + Sync;
+
+#[derive(Clone)]
+pub(crate) enum Handler {
+    Unary(Arc<UnaryFn>),
+    Stream(Arc<StreamFn>),
+}
+
+/// A registered operation.
+pub struct Operation {
+    pub(crate) spec: OperationSpec,
+    pub(crate) input: InputSchema,
+    pub(crate) handler: Handler,
+    pub(crate) capabilities: Capabilities,
+}
+
+impl std::fmt::Debug for Operation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Operation")
+            .field("spec", &self.spec)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Operation {
+    /// The public description.
+    pub fn spec(&self) -> &OperationSpec {
+        &self.spec
+    }
+
+    /// Whether `code` is declared by this operation (or is an importer's
+    /// `HTTP_<status>` / `MCP_TOOL_ERROR`, which count as declared).
+    pub fn declares(&self, code: &str) -> bool {
+        code.starts_with("HTTP_")
+            || code == "MCP_TOOL_ERROR"
+            || self.spec.error_schemas.iter().any(|e| e.code == code)
+    }
+}
+
+/// An operation being defined: spec, handler, capabilities.
+pub struct OperationDef {
+    spec: OperationSpec,
+    handler: Option<Handler>,
+    capabilities: Capabilities,
+}
+
+impl OperationDef {
+    fn new(name: &str, op_type: OpType) -> Self {
+        Self {
+            spec: OperationSpec {
+                name: name.to_owned(),
+                namespace: names::namespace(name).to_owned(),
+                op_type,
+                visibility: Visibility::External,
+                description: String::new(),
+                input_schema: json!({}),
+                output_schema: json!({}),
+                error_schemas: Vec::new(),
+                access_control: AccessControl::default(),
+            },
+            handler: None,
+            capabilities: Capabilities::default(),
+        }
+    }
+
+    /// A query.
+    pub fn query(name: &str) -> Self {
+        Self::new(name, OpType::Query)
+    }
+
+    /// A mutation.
+    pub fn mutation(name: &str) -> Self {
+        Self::new(name, OpType::Mutation)
+    }
+
+    /// A subscription.
+    pub fn subscription(name: &str) -> Self {
+        Self::new(name, OpType::Subscription)
+    }
+
+    /// Sets the description.
+    pub fn description(mut self, description: impl Into<String>) -> Self {
+        self.spec.description = description.into();
+        self
+    }
+
+    /// Sets the input schema.
+    pub fn input_schema(mut self, schema: Value) -> Self {
+        self.spec.input_schema = schema;
+        self
+    }
+
+    /// Sets the output schema.
+    pub fn output_schema(mut self, schema: Value) -> Self {
+        self.spec.output_schema = schema;
+        self
+    }
+
+    /// Declares a domain error.
+    pub fn error(mut self, error: ErrorSchema) -> Self {
+        self.spec.error_schemas.push(error);
+        self
+    }
+
+    /// Sets the access requirements.
+    pub fn access(mut self, access: AccessControl) -> Self {
+        self.spec.access_control = access;
+        self
+    }
+
+    /// Makes the operation internal (nested calls only).
+    pub fn internal(mut self) -> Self {
+        self.spec.visibility = Visibility::Internal;
+        self
+    }
+
+    /// Hands the handler a capability.
+    pub fn capability(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.capabilities.0.insert(key.into(), value.into());
+        self
+    }
+
+    /// The handler of a query or mutation.
+    pub fn unary<F, Fut>(mut self, handler: F) -> Self
+    where
+        F: Fn(Context, Value) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, CallError>> + Send + 'static,
+    {
+        self.handler = Some(Handler::Unary(Arc::new(move |cx, input| {
+            handler(cx, input).boxed()
+        })));
+        self
+    }
+
+    /// The handler of a subscription.
+    pub fn stream<F, S>(mut self, handler: F) -> Self
+    where
+        F: Fn(Context, Value) -> S + Send + Sync + 'static,
+        S: Stream<Item = Result<Value, CallError>> + Send + 'static,
+    {
+        self.handler = Some(Handler::Stream(Arc::new(move |cx, input| {
+            handler(cx, input).boxed()
+        })));
+        self
+    }
+}
+
+/// Why an operation cannot be registered.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RegistrationError {
+    /// The name breaks §6.1.
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// The name is taken.
+    #[error("operation `{0}` is already registered")]
+    Duplicate(String),
+    /// The input schema does not compile.
+    #[error("operation `{name}`: {source}")]
+    Schema {
+        /// The operation.
+        name: String,
+        /// Why.
+        source: SchemaError,
+    },
+    /// No handler, or one of the wrong kind for the op_type.
+    #[error(
+        "operation `{0}`: a query or mutation needs a unary handler, a subscription a stream handler"
+    )]
+    HandlerKind(String),
+    /// A declared error code is not a valid domain code, or its HTTP status is
+    /// outside 400–599.
+    #[error("operation `{name}`: declared error `{code}` {reason}")]
+    ErrorSchema {
+        /// The operation.
+        name: String,
+        /// The code.
+        code: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+}
+
+/// The node's operations: built once, then read-only.
+#[derive(Debug, Default)]
+pub struct Registry {
+    operations: BTreeMap<String, Arc<Operation>>,
+}
+
+impl Registry {
+    /// An empty registry to register into.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds an operation.
+    pub fn register(&mut self, def: OperationDef) -> Result<(), RegistrationError> {
+        let OperationDef {
+            spec,
+            handler,
+            capabilities,
+        } = def;
+        names::validate(&spec.name)?;
+        if self.operations.contains_key(&spec.name) {
+            return Err(RegistrationError::Duplicate(spec.name));
+        }
+        let handler = match (spec.op_type, handler) {
+            (OpType::Query | OpType::Mutation, Some(h @ Handler::Unary(_)))
+            | (OpType::Subscription, Some(h @ Handler::Stream(_))) => h,
+            _ => return Err(RegistrationError::HandlerKind(spec.name)),
+        };
+        for error in &spec.error_schemas {
+            let reason = if !CallError::is_domain_code(&error.code) {
+                Some("is not a domain code ([A-Z][A-Z0-9_]*, not a protocol code)")
+            } else if error.http_status.is_some_and(|s| !(400..=599).contains(&s)) {
+                Some("has an http_status outside 400-599")
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                return Err(RegistrationError::ErrorSchema {
+                    name: spec.name.clone(),
+                    code: error.code.clone(),
+                    reason,
+                });
+            }
+        }
+        let input = InputSchema::compile(&spec.input_schema).map_err(|source| {
+            RegistrationError::Schema {
+                name: spec.name.clone(),
+                source,
+            }
+        })?;
+        self.operations.insert(
+            spec.name.clone(),
+            Arc::new(Operation {
+                spec,
+                input,
+                handler,
+                capabilities,
+            }),
+        );
+        Ok(())
+    }
+
+    /// An operation by registry name.
+    pub fn get(&self, name: &str) -> Option<&Arc<Operation>> {
+        self.operations.get(name)
+    }
+
+    /// All operations, sorted by name (byte order).
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Operation>> {
+        self.operations.values()
+    }
+}
