@@ -10,7 +10,9 @@
 //! - [`access`]: the per-operation access check with its exact messages (§6.3);
 //! - [`schema`]: input validation against compiled JSON Schemas (§6.4);
 //! - [`registry`]: operations, their specs and handlers (§6);
-//! - [`dispatch`]: the order in which a request is checked and run (§7.1).
+//! - [`dispatch`]: the order in which a request is checked and run (§7.1);
+//! - [`session`]: a session's bookkeeping — correlation, duplicate ids, the
+//!   in-flight cap, aborts and close (§4.3, §5, §9).
 //!
 //! The session actor, the operation registry and the client build on these.
 
@@ -24,6 +26,7 @@ pub mod error;
 pub mod names;
 pub mod registry;
 pub mod schema;
+pub mod session;
 
 pub use codec::{FrameDecoder, FrameError};
 pub use envelope::{CallRequest, Event, EventEnvelope};
