@@ -6,6 +6,7 @@
 //! through [`dispatch`], so they cannot disagree on order or messages.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 
 use alknet_core::{Identity, IdentityProvider};
 use futures::future::BoxFuture;
@@ -77,7 +78,7 @@ impl std::fmt::Debug for Reply {
 /// Runs steps 4–9 for `request`: `Err` is the one `call.error` to answer with;
 /// `Ok` is the handler, already started.
 pub fn dispatch(
-    registry: &Registry,
+    registry: &Arc<Registry>,
     identities: &dyn IdentityProvider,
     request: Request,
 ) -> Result<Reply, CallError> {
@@ -129,11 +130,12 @@ pub fn dispatch(
         identity,
         forwarded_for: request.forwarded_for,
         capabilities: operation.capabilities.clone(),
+        registry: registry.clone(),
     };
     Ok(run(operation, context, request.input))
 }
 
-fn run(operation: std::sync::Arc<Operation>, context: Context, input: Value) -> Reply {
+fn run(operation: Arc<Operation>, context: Context, input: Value) -> Reply {
     let name = context.operation.clone();
     match operation.handler.clone() {
         Handler::Unary(handler) => {

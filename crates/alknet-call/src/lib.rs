@@ -11,6 +11,7 @@
 //! - [`schema`]: input validation against compiled JSON Schemas (§6.4);
 //! - [`registry`]: operations, their specs and handlers (§6);
 //! - [`dispatch`]: the order in which a request is checked and run (§7.1);
+//! - [`builtins`]: discovery, `services/list` and `services/schema` (§10);
 //! - [`session`]: a session's bookkeeping — correlation, duplicate ids, the
 //!   in-flight cap, aborts and close (§4.3, §5, §9).
 //!
@@ -19,6 +20,7 @@
 #![warn(missing_docs)]
 
 pub mod access;
+pub mod builtins;
 pub mod codec;
 pub mod dispatch;
 pub mod envelope;

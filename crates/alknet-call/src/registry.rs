@@ -118,6 +118,8 @@ pub struct Context {
     pub forwarded_for: Option<Identity>,
     /// The registration's capabilities.
     pub capabilities: Capabilities,
+    /// The registry the operation was dispatched from (discovery, nested calls).
+    pub registry: Arc<Registry>,
 }
 
 type UnaryFn = dyn Fn(Context, Value) -> BoxFuture<'static, Result<Value, CallError>> + Send + Sync;

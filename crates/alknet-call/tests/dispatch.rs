@@ -29,7 +29,7 @@ impl IdentityProvider for Tokens {
     }
 }
 
-fn registry(ran: Arc<AtomicBool>) -> Registry {
+fn registry(ran: Arc<AtomicBool>) -> Arc<Registry> {
     let mut registry = Registry::new();
     let flag = ran.clone();
     registry
@@ -113,7 +113,7 @@ fn registry(ran: Arc<AtomicBool>) -> Registry {
                 }),
         )
         .unwrap();
-    registry
+    Arc::new(registry)
 }
 
 fn request(operation: &str, input: Value) -> Request {
@@ -129,14 +129,14 @@ fn request(operation: &str, input: Value) -> Request {
     }
 }
 
-async fn one(registry: &Registry, request: Request) -> Result<Value, CallError> {
+async fn one(registry: &Arc<Registry>, request: Request) -> Result<Value, CallError> {
     match dispatch(registry, &Tokens, request)? {
         Reply::One(future) => future.await,
         Reply::Stream(_) => panic!("expected one reply"),
     }
 }
 
-async fn all(registry: &Registry, request: Request) -> Vec<Result<Value, CallError>> {
+async fn all(registry: &Arc<Registry>, request: Request) -> Vec<Result<Value, CallError>> {
     match dispatch(registry, &Tokens, request).expect("dispatched") {
         Reply::Stream(stream) => stream.collect().await,
         Reply::One(_) => panic!("expected a stream"),
@@ -382,8 +382,121 @@ fn capabilities_reach_the_handler_and_never_debug_print() {
                 .unary(|cx, _| async move { Ok(json!(cx.capabilities.get("api_key"))) }),
         )
         .unwrap();
+    let registry = Arc::new(registry);
     let output = futures::executor::block_on(one(&registry, request("a/cap", json!({})))).unwrap();
     assert_eq!(output, json!("s3cr3t"));
     let debug = format!("{:?}", registry.get("a/cap").unwrap());
     assert!(!debug.contains("s3cr3t"), "{debug}");
+}
+
+fn discovery_registry() -> Arc<Registry> {
+    let mut registry = Registry::new();
+    alknet_call::builtins::register_discovery(&mut registry).unwrap();
+    registry
+        .register(
+            OperationDef::query("admin/tree")
+                .description("The live actor tree")
+                .access(AccessControl::scopes(["admin"]))
+                .unary(|_, _| async { Ok(json!({})) }),
+        )
+        .unwrap();
+    registry
+        .register(
+            OperationDef::query("fs/readFile")
+                .description("Read a UTF-8 file")
+                .unary(|_, _| async { Ok(json!({})) }),
+        )
+        .unwrap();
+    registry
+        .register(
+            OperationDef::query("zz/hidden")
+                .internal()
+                .unary(|_, _| async { Ok(json!({})) }),
+        )
+        .unwrap();
+    Arc::new(registry)
+}
+
+fn names(list: &Value) -> Vec<&str> {
+    list["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn item_26_services_list_shows_each_caller_what_it_may_call() {
+    let registry = discovery_registry();
+    let anonymous = one(&registry, request("/services/list", json!({})))
+        .await
+        .unwrap();
+    assert_eq!(
+        names(&anonymous),
+        ["fs/readFile", "services/list", "services/schema"]
+    );
+    let entry = &anonymous["operations"][0];
+    assert_eq!(
+        entry,
+        &json!({"name":"fs/readFile","namespace":"fs","op_type":"query","description":"Read a UTF-8 file"})
+    );
+    let mut admin = request("/services/list", json!({}));
+    admin.auth_token = Some("admin-token".into());
+    let listed = one(&registry, admin).await.unwrap();
+    assert_eq!(
+        names(&listed),
+        [
+            "admin/tree",
+            "fs/readFile",
+            "services/list",
+            "services/schema"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn item_27_services_schema_is_judged_like_a_call() {
+    let registry = discovery_registry();
+    let hidden = one(
+        &registry,
+        request("/services/schema", json!({"name": "zz/hidden"})),
+    )
+    .await;
+    assert_eq!(
+        hidden.unwrap_err(),
+        CallError::operation_not_found("zz/hidden")
+    );
+    let mut as_user = request("/services/schema", json!({"name": "/admin/tree"}));
+    as_user.auth_token = Some("user-token".into());
+    assert_eq!(
+        one(&registry, as_user).await.unwrap_err(),
+        CallError::forbidden("missing required scope: admin")
+    );
+    let missing = one(&registry, request("/services/schema", json!({})))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (missing.code.as_str(), missing.message.as_str()),
+        ("INVALID_INPUT", "missing required field: name")
+    );
+    let spec = one(
+        &registry,
+        request("/services/schema", json!({"name": "/fs/readFile"})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(spec["name"], "fs/readFile");
+    assert_eq!(spec["visibility"], "external");
+    assert_eq!(spec["access_control"]["required_scopes_any"], Value::Null);
+    for key in [
+        "namespace",
+        "op_type",
+        "description",
+        "input_schema",
+        "output_schema",
+        "error_schemas",
+    ] {
+        assert!(spec.get(key).is_some(), "spec lacks {key}: {spec}");
+    }
 }
