@@ -73,7 +73,10 @@ fn config_errors_name_the_file_and_the_key() {
 async fn serve_prints_where_to_connect_and_serves_echo_on_one_port() {
     let node = NodeProcess::start(ECHO_CONFIG);
     let stdout = node.stdout.lock().unwrap().join("\n");
-    assert!(stdout.contains("serving: alknet/echo"), "{stdout}");
+    assert!(
+        stdout.contains("serving: alknet/call, alknet/echo"),
+        "{stdout}"
+    );
     let endpoint = quic_endpoint();
     let conn = quic_connect(&endpoint, node.addr, &["alknet/echo"])
         .await

@@ -368,7 +368,13 @@ async fn exceeding_the_restart_intensity_shuts_the_node_down_with_one_log_line()
     let node = start_node(config).await;
 
     for expected_restarts in 1..=2 {
-        assert!(node.inject_supervisor_panic(ECHO));
+        // A restarted supervisor shows in the tree (pre_start) a moment before
+        // it takes orders (post_start): retry the injection until it lands.
+        assert!(
+            eventually(Duration::from_secs(5), || node
+                .inject_supervisor_panic(ECHO))
+            .await
+        );
         assert!(
             eventually(Duration::from_secs(5), || {
                 node.tree()
@@ -378,7 +384,11 @@ async fn exceeding_the_restart_intensity_shuts_the_node_down_with_one_log_line()
             .await
         );
     }
-    assert!(node.inject_supervisor_panic(ECHO));
+    assert!(
+        eventually(Duration::from_secs(5), || node
+            .inject_supervisor_panic(ECHO))
+        .await
+    );
     let reason = tokio::time::timeout(Duration::from_secs(10), node.wait())
         .await
         .expect("the node shuts down after escalation");

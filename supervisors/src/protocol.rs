@@ -60,7 +60,12 @@ impl ProtocolEntry {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
-            .filter(|cell| cell.get_status() == ractor::ActorStatus::Running)
+            .filter(|cell| {
+                matches!(
+                    cell.get_status(),
+                    ractor::ActorStatus::Starting | ractor::ActorStatus::Running
+                )
+            })
     }
 
     fn set_supervisor(&self, cell: Option<ActorCell>) {
@@ -113,21 +118,14 @@ impl Actor for ProtocolSupervisor {
                 args.restarts,
             ),
         );
+        // Published as soon as it exists: ractor links children to a starting
+        // actor and queues their supervision events until it runs, so the
+        // router never has to refuse a connection while we start.
+        args.entry.set_supervisor(Some(myself.get_cell()));
         Ok(ProtocolState {
             entry: args.entry,
             _registration: registration,
         })
-    }
-
-    async fn post_start(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        // Published only once running, so the router never links a connection
-        // to a supervisor that is not yet supervising.
-        state.entry.set_supervisor(Some(myself.get_cell()));
-        Ok(())
     }
 
     async fn post_stop(

@@ -28,6 +28,30 @@ pub fn register_discovery(registry: &mut Registry) -> Result<(), RegistrationErr
     Ok(())
 }
 
+/// Registers the diagnostic operations `diag/echo` (returns its input) and
+/// `diag/sleep` (`{"ms": n}`, at most 60,000), used by tests and benchmarks.
+pub fn register_diagnostics(registry: &mut Registry) -> Result<(), RegistrationError> {
+    registry.register(
+        OperationDef::query("diag/echo")
+            .description("Return the input unchanged")
+            .unary(|_, input| async move { Ok(input) }),
+    )?;
+    registry.register(
+        OperationDef::query("diag/sleep")
+            .description("Wait, then answer")
+            .input_schema(json!({
+                "type": "object",
+                "properties": {"ms": {"type": "integer", "minimum": 0, "maximum": 60000}},
+                "required": ["ms"]
+            }))
+            .unary(|_, input| async move {
+                let ms = input["ms"].as_u64().unwrap_or(0);
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                Ok(json!({ "slept_ms": ms }))
+            }),
+    )
+}
+
 fn list(cx: &Context) -> Value {
     let operations: Vec<Value> = cx
         .registry

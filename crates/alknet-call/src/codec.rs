@@ -13,7 +13,7 @@
 use crate::envelope::{EnvelopeError, EventEnvelope};
 
 /// The largest frame any configuration may allow: 64 MiB.
-pub const ABSOLUTE_MAX_FRAME: usize = 67_108_864;
+pub const ABSOLUTE_MAX_FRAME: usize = alknet_core::config::ABSOLUTE_MAX_FRAME;
 /// The default largest frame: 16 MiB.
 pub const DEFAULT_MAX_FRAME: usize = 16_777_216;
 const HEADER_LEN: usize = 4;

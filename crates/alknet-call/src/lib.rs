@@ -13,7 +13,8 @@
 //! - [`dispatch`]: the order in which a request is checked and run (§7.1);
 //! - [`builtins`]: discovery, `services/list` and `services/schema` (§10);
 //! - [`session`]: a session's bookkeeping — correlation, duplicate ids, the
-//!   in-flight cap, aborts and close (§4.3, §5, §9).
+//!   in-flight cap, aborts and close (§4.3, §5, §9);
+//! - [`server`]: the `alknet/call` handler and its `CallSession` actor.
 //!
 //! The session actor, the operation registry and the client build on these.
 
@@ -28,9 +29,14 @@ pub mod error;
 pub mod names;
 pub mod registry;
 pub mod schema;
+pub mod server;
 pub mod session;
 
 pub use codec::{FrameDecoder, FrameError};
 pub use envelope::{CallRequest, Event, EventEnvelope};
 pub use error::CallError;
 pub use registry::{OperationDef, Registry};
+pub use server::{CallHandler, SessionLimits};
+
+/// QUIC application error code for a framing violation (PROTOCOL.md §2).
+pub const PROTOCOL_ERROR: u32 = 0x1;

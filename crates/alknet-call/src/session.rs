@@ -191,6 +191,17 @@ impl<A, W: Clone> SessionBook<A, W> {
         self.serving.remove(id);
     }
 
+    /// Like [`SessionBook::served`], but only if the entry is the one `is_it`
+    /// recognises: a handler that finished after its id was aborted and reused
+    /// must not retire the newer request.
+    pub fn served_if(&mut self, id: &str, is_it: impl FnOnce(&A) -> bool) {
+        let matches =
+            matches!(self.serving.get(id), Some(Some(served)) if is_it(&served.canceller));
+        if matches {
+            self.serving.remove(id);
+        }
+    }
+
     /// The peer reset a stream or stopped reading it (§5.3 rule 4): the
     /// requests it carried are aborted.
     pub fn stream_reset(&mut self, stream: StreamKey) -> Vec<A> {

@@ -71,7 +71,18 @@ pub struct Limits {
     /// Handshakes in progress at once, per listener; beyond it new connection
     /// attempts are turned away before any TLS work is done.
     pub max_pending_handshakes: usize,
+    /// Largest call-protocol frame (and WebSocket message), in bytes; at most
+    /// 64 MiB.
+    pub max_frame: usize,
+    /// Requests a call session serves at once from its remote end.
+    pub max_in_flight: usize,
+    /// Deadline of a query or mutation.
+    #[serde(with = "humantime_serde")]
+    pub call_timeout: Duration,
 }
+
+/// The largest `limits.max_frame` any configuration may set (64 MiB).
+pub const ABSOLUTE_MAX_FRAME: usize = 67_108_864;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -80,6 +91,9 @@ impl Default for Limits {
             max_connections_per_protocol: 4_096,
             handshake_timeout: Duration::from_secs(10),
             max_pending_handshakes: 1_024,
+            max_frame: 16_777_216,
+            max_in_flight: 256,
+            call_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -128,6 +142,8 @@ pub struct ProtocolSettings {
 pub struct Diagnostics {
     /// Serve `alknet/echo` (each stream echoes its bytes).
     pub echo: bool,
+    /// Register the call-protocol operations `diag/echo` and `diag/sleep`.
+    pub call_ops: bool,
     /// Serve `alknet/fault` (test builds only: panics on command).
     #[cfg(feature = "fault-injection")]
     pub fault: bool,
@@ -205,6 +221,18 @@ impl NodeConfig {
             return Err(invalid(
                 "limits.max_pending_handshakes",
                 "a positive number",
+            ));
+        }
+        if self.limits.max_frame == 0 || self.limits.max_frame > ABSOLUTE_MAX_FRAME {
+            return Err(invalid("limits.max_frame", "1 to 67108864 bytes"));
+        }
+        if self.limits.max_in_flight == 0 {
+            return Err(invalid("limits.max_in_flight", "a positive number"));
+        }
+        if self.limits.call_timeout.is_zero() {
+            return Err(invalid(
+                "limits.call_timeout",
+                "a positive duration such as \"30s\"",
             ));
         }
         if self.limits.handshake_timeout.is_zero() {
@@ -293,6 +321,12 @@ handshake_timeout = "10s"
 # Handshakes in progress at once, per listener. Beyond it, new connection
 # attempts are turned away before any TLS work (QUIC: refused; TCP: closed).
 max_pending_handshakes = 1024
+# Largest call-protocol frame, in bytes (at most 67108864 = 64 MiB).
+max_frame = 16777216
+# Requests one call session serves at once; beyond it: UNAVAILABLE.
+max_in_flight = 256
+# Deadline of a query or mutation; beyond it: TIMEOUT.
+call_timeout = "30s"
 
 [supervision]
 # A crashed protocol supervisor, listener or router is restarted; more than
@@ -312,6 +346,9 @@ drain_timeout = "5s"
 [diagnostics]
 # Serve alknet/echo: every stream echoes its bytes. For tests and benchmarks.
 echo = false
+# Register the call operations diag/echo (returns its input) and diag/sleep
+# ({"ms": n}, at most 60000). For tests and benchmarks.
+call_ops = false
 "#;
 
 #[cfg(test)]

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use alknet_call::{CallHandler, Registry, SessionLimits, builtins};
 use alknet_core::tls::{self, ServerIdentity};
-use alknet_core::{NoIdentities, NodeConfig};
+use alknet_core::{NoIdentities, NodeConfig, ProtocolHandler};
 use alknet_supervisors::{Node, NodeOptions, ShutdownReason};
 use anyhow::Context;
 
@@ -87,7 +88,8 @@ async fn serve(
         _ => None,
     };
     let identity = ServerIdentity::new(&node_key, web, operator)?;
-    let handlers = alknet_core::echo::diagnostic_handlers(&config.diagnostics);
+    let mut handlers = vec![call_handler(&config)?];
+    handlers.extend(alknet_core::echo::diagnostic_handlers(&config.diagnostics));
     let node = Node::start(NodeOptions {
         handlers,
         identities: Arc::new(NoIdentities),
@@ -107,11 +109,7 @@ async fn serve(
         "listening on {} (QUIC over UDP and TLS over TCP)",
         node.local_addr()
     );
-    if alpns.is_empty() {
-        println!("serving: nothing (no protocol is enabled; see [diagnostics] in alknet.toml)");
-    } else {
-        println!("serving: {}", alpns.join(", "));
-    }
+    println!("serving: {}", alpns.join(", "));
     tracing::info!(addr = %node.local_addr(), node_id = %node_key.node_id(), alpns = ?alpns, "node started");
 
     let stopper = node.clone();
@@ -123,6 +121,27 @@ async fn serve(
         ShutdownReason::Requested => Ok(ExitCode::SUCCESS),
         ShutdownReason::Escalated { .. } => Ok(ExitCode::from(1)),
     }
+}
+
+/// The call protocol, served on every node: discovery, plus the diagnostic
+/// operations when enabled.
+fn call_handler(config: &NodeConfig) -> anyhow::Result<Arc<dyn ProtocolHandler>> {
+    let mut registry = Registry::new();
+    builtins::register_discovery(&mut registry)?;
+    if config.diagnostics.call_ops {
+        builtins::register_diagnostics(&mut registry)?;
+    }
+    let limits = SessionLimits {
+        max_frame: config.limits.max_frame,
+        max_in_flight: config.limits.max_in_flight,
+        call_timeout: config.limits.call_timeout,
+        ..SessionLimits::default()
+    };
+    Ok(Arc::new(CallHandler::new(
+        Arc::new(registry),
+        Arc::new(NoIdentities),
+        limits,
+    )))
 }
 
 async fn wait_for_signal() {

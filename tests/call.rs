@@ -1,0 +1,428 @@
+//! The call protocol end to end: a node serving `alknet/call` in-process, and a
+//! raw client speaking the framing of PROTOCOL.md §3.1 over quinn (QUIC) and
+//! tokio-rustls (TCP+TLS) — not our client, so the wire is what is tested. Test
+//! names cite the §16 conformance items; each runs over both transports.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alknet_call::codec::{DEFAULT_MAX_FRAME, FrameDecoder, encode_frame};
+use alknet_call::envelope::{CallRequest, Event, EventEnvelope};
+use alknet_call::registry::{OperationDef, Registry};
+use alknet_call::{CallError, CallHandler, SessionLimits};
+use alknet_core::{NoIdentities, NodeKey, ProtocolHandler};
+use alknet_e2e::client::{quic_connect, quic_endpoint, tls_connect};
+use alknet_e2e::{generate_certificate, start_node_with, test_config};
+use alknet_supervisors::NodeHandle;
+use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+const CALL: &str = "alknet/call";
+const WAIT: Duration = Duration::from_secs(5);
+
+/// Signals when dropped: how a test observes that a handler was cancelled.
+struct DropSignal(mpsc::UnboundedSender<&'static str>);
+
+impl Drop for DropSignal {
+    fn drop(&mut self) {
+        let _ = self.0.send("dropped");
+    }
+}
+
+async fn node(limits: SessionLimits) -> (NodeHandle, mpsc::UnboundedReceiver<&'static str>) {
+    let (dropped_tx, dropped_rx) = mpsc::unbounded_channel();
+    let mut registry = Registry::new();
+    alknet_call::builtins::register_discovery(&mut registry).unwrap();
+    registry
+        .register(
+            OperationDef::query("test/slow").unary(|_, input: Value| async move {
+                let ms = input["ms"].as_u64().unwrap_or(0);
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                Ok(json!({"slept": ms}))
+            }),
+        )
+        .unwrap();
+    registry
+        .register(OperationDef::query("test/hang").unary(move |_, _| {
+            let signal = DropSignal(dropped_tx.clone());
+            async move {
+                let _signal = signal;
+                std::future::pending::<()>().await;
+                Ok(json!(null))
+            }
+        }))
+        .unwrap();
+    registry
+        .register(
+            OperationDef::subscription("test/count").stream(|_, input: Value| {
+                let n = input["n"].as_u64().unwrap_or(3);
+                futures::stream::iter((0..n).map(|i| Ok(json!(i))))
+            }),
+        )
+        .unwrap();
+    let handler: Arc<dyn ProtocolHandler> = Arc::new(CallHandler::new(
+        Arc::new(registry),
+        Arc::new(NoIdentities),
+        limits,
+    ));
+    let node = start_node_with(
+        test_config(),
+        vec![handler],
+        NodeKey::generate(),
+        generate_certificate("web"),
+        None,
+    )
+    .await;
+    (node, dropped_rx)
+}
+
+/// A raw framed stream: QUIC bidirectional stream or the TCP+TLS session.
+struct Raw {
+    send: Box<dyn AsyncWrite + Unpin + Send>,
+    recv: Box<dyn AsyncRead + Unpin + Send>,
+    decoder: FrameDecoder,
+    _keep: Option<quinn::Connection>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Transport {
+    Quic,
+    Tcp,
+}
+
+async fn open(node: &NodeHandle, transport: Transport) -> Raw {
+    match transport {
+        Transport::Quic => {
+            let endpoint = quic_endpoint();
+            let conn = quic_connect(&endpoint, node.local_addr(), &[CALL])
+                .await
+                .expect("QUIC handshake");
+            let (send, recv) = conn.open_bi().await.expect("stream");
+            Raw {
+                send: Box::new(send),
+                recv: Box::new(recv),
+                decoder: FrameDecoder::new(DEFAULT_MAX_FRAME),
+                _keep: Some(conn),
+            }
+        }
+        Transport::Tcp => {
+            let tls = tls_connect(node.local_addr(), &[CALL])
+                .await
+                .expect("TLS handshake");
+            let (recv, send) = tokio::io::split(tls);
+            Raw {
+                send: Box::new(send),
+                recv: Box::new(recv),
+                decoder: FrameDecoder::new(DEFAULT_MAX_FRAME),
+                _keep: None,
+            }
+        }
+    }
+}
+
+impl Raw {
+    async fn write_raw(&mut self, bytes: &[u8]) {
+        self.send.write_all(bytes).await.expect("write");
+        self.send.flush().await.expect("flush");
+    }
+
+    async fn send(&mut self, envelope: EventEnvelope) {
+        let frame = encode_frame(&envelope, DEFAULT_MAX_FRAME).unwrap();
+        self.write_raw(&frame).await;
+    }
+
+    async fn call(&mut self, id: &str, operation: &str, input: Value) {
+        self.send(EventEnvelope::requested(
+            id,
+            &CallRequest::new(operation, input),
+        ))
+        .await;
+    }
+
+    /// The next envelope; `None` when the stream ends.
+    async fn next(&mut self) -> Option<EventEnvelope> {
+        let mut buffer = [0u8; 16 * 1024];
+        loop {
+            if let Some(envelope) = self
+                .decoder
+                .next_envelope()
+                .expect("server frames are valid")
+            {
+                return Some(envelope);
+            }
+            let read = tokio::time::timeout(WAIT, self.recv.read(&mut buffer))
+                .await
+                .expect("the server answered in time")
+                .unwrap_or(0);
+            if read == 0 {
+                return None;
+            }
+            self.decoder.push(&buffer[..read]);
+        }
+    }
+
+    async fn expect(&mut self) -> (String, Event) {
+        let envelope = self.next().await.expect("an envelope");
+        let event = envelope.event().expect("well-formed payload");
+        (envelope.id, event)
+    }
+}
+
+fn both() -> [Transport; 2] {
+    [Transport::Quic, Transport::Tcp]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_2_services_list_on_one_port_over_both_transports() {
+    let (node, _) = node(SessionLimits::default()).await;
+    for transport in both() {
+        let mut raw = open(&node, transport).await;
+        raw.call("l1", "/services/list", json!({})).await;
+        let (id, event) = raw.expect().await;
+        assert_eq!(id, "l1");
+        let Event::Responded(output) = event else {
+            panic!("{transport:?}: {event:?}")
+        };
+        let names: Vec<&str> = output["operations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "services/list",
+                "services/schema",
+                "test/count",
+                "test/hang",
+                "test/slow"
+            ]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_3_bad_frames_get_no_envelope_and_end_the_stream_within_one_second() {
+    let (node, _) = node(SessionLimits::default()).await;
+    let cases: [(&str, Vec<u8>); 3] = [
+        ("length 0", vec![0, 0, 0, 0]),
+        ("length 0xFFFFFFFF", vec![0xff, 0xff, 0xff, 0xff]),
+        ("{nope", [&5u32.to_be_bytes()[..], b"{nope"].concat()),
+    ];
+    for transport in both() {
+        for (name, bytes) in &cases {
+            let mut raw = open(&node, transport).await;
+            raw.write_raw(bytes).await;
+            let started = Instant::now();
+            assert!(
+                raw.next().await.is_none(),
+                "{transport:?} {name}: an envelope came back"
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(1),
+                "{transport:?} {name}: too slow"
+            );
+            // A new connection is served normally.
+            let mut fresh = open(&node, transport).await;
+            fresh.call("ok", "/services/list", json!({})).await;
+            assert!(
+                matches!(fresh.expect().await.1, Event::Responded(_)),
+                "{transport:?} {name}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_7_and_15_unknown_is_one_not_found_and_a_query_one_reply() {
+    let (node, _) = node(SessionLimits::default()).await;
+    for transport in both() {
+        let mut raw = open(&node, transport).await;
+        raw.call("n1", "/nope/missing", json!({})).await;
+        raw.call("q1", "/test/slow", json!({"ms": 0})).await;
+        raw.call("marker", "/test/slow", json!({"ms": 50})).await;
+        let mut seen = Vec::new();
+        while seen.len() < 3 {
+            seen.push(raw.expect().await);
+        }
+        assert_eq!(
+            seen[..2],
+            [
+                (
+                    "n1".to_owned(),
+                    Event::Error(CallError::operation_not_found("nope/missing"))
+                ),
+                ("q1".to_owned(), Event::Responded(json!({"slept": 0}))),
+            ],
+            "{transport:?}"
+        );
+        // The marker came last: nothing else (no call.completed) was sent for q1 or n1.
+        assert_eq!(seen[2].0, "marker", "{transport:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_16_a_subscription_streams_then_completes() {
+    let (node, _) = node(SessionLimits::default()).await;
+    for transport in both() {
+        let mut raw = open(&node, transport).await;
+        raw.call("s1", "/test/count", json!({"n": 3})).await;
+        let mut events = Vec::new();
+        for _ in 0..4 {
+            events.push(raw.expect().await);
+        }
+        let expected: Vec<(String, Event)> = vec![
+            ("s1".into(), Event::Responded(json!(0))),
+            ("s1".into(), Event::Responded(json!(1))),
+            ("s1".into(), Event::Responded(json!(2))),
+            ("s1".into(), Event::Completed),
+        ];
+        assert_eq!(events, expected, "{transport:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_17_requests_on_one_stream_are_answered_in_completion_order() {
+    let (node, _) = node(SessionLimits::default()).await;
+    for transport in both() {
+        let mut raw = open(&node, transport).await;
+        raw.call("slow", "/test/slow", json!({"ms": 300})).await;
+        raw.call("fast1", "/test/slow", json!({"ms": 0})).await;
+        raw.call("fast2", "/test/slow", json!({"ms": 0})).await;
+        let mut order = Vec::new();
+        for _ in 0..3 {
+            order.push(raw.expect().await.0);
+        }
+        assert_eq!(
+            order.last().map(String::as_str),
+            Some("slow"),
+            "{transport:?}: {order:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_18_a_duplicate_in_flight_id_is_refused_and_the_first_completes() {
+    let (node, _) = node(SessionLimits::default()).await;
+    for transport in both() {
+        let mut raw = open(&node, transport).await;
+        raw.call("dup", "/test/slow", json!({"ms": 200})).await;
+        raw.call("dup", "/test/slow", json!({"ms": 0})).await;
+        assert_eq!(
+            raw.expect().await,
+            (
+                "dup".into(),
+                Event::Error(CallError::invalid_input("duplicate request id"))
+            )
+        );
+        assert_eq!(
+            raw.expect().await,
+            ("dup".into(), Event::Responded(json!({"slept": 200})))
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_19_the_request_over_the_in_flight_cap_is_unavailable() {
+    let limits = SessionLimits {
+        max_in_flight: 256,
+        ..SessionLimits::default()
+    };
+    let (node, _) = node(limits).await;
+    for transport in both() {
+        let mut raw = open(&node, transport).await;
+        for i in 0..256 {
+            raw.call(&format!("h{i}"), "/test/hang", json!({})).await;
+        }
+        raw.call("over", "/test/slow", json!({"ms": 0})).await;
+        let (id, event) = raw.expect().await;
+        assert_eq!(id, "over");
+        let Event::Error(error) = event else {
+            panic!("{event:?}")
+        };
+        assert_eq!(
+            (error.code.as_str(), error.retryable),
+            ("UNAVAILABLE", true)
+        );
+        assert_eq!(error.message, "too many in-flight requests");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_20_and_22_abort_drops_the_handler_and_unknown_aborts_change_nothing() {
+    let (node, mut dropped) = node(SessionLimits::default()).await;
+    for transport in both() {
+        let mut raw = open(&node, transport).await;
+        raw.call("h", "/test/hang", json!({})).await;
+        // Make sure it is running before aborting it.
+        raw.call("sync", "/test/slow", json!({"ms": 0})).await;
+        assert_eq!(raw.expect().await.0, "sync");
+        raw.send(EventEnvelope::aborted("h")).await;
+        let started = Instant::now();
+        tokio::time::timeout(Duration::from_millis(100), dropped.recv())
+            .await
+            .expect("the handler was dropped within 100 ms");
+        assert!(started.elapsed() < Duration::from_millis(100));
+        raw.send(EventEnvelope::aborted("never-sent")).await;
+        raw.call("after", "/test/slow", json!({"ms": 0})).await;
+        // Nothing more for "h": the next envelope answers "after".
+        assert_eq!(raw.expect().await.0, "after", "{transport:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_23_a_query_past_its_deadline_times_out_and_is_cancelled() {
+    let limits = SessionLimits {
+        call_timeout: Duration::from_millis(200),
+        ..SessionLimits::default()
+    };
+    let (node, mut dropped) = node(limits).await;
+    for transport in both() {
+        let mut raw = open(&node, transport).await;
+        raw.call("t", "/test/hang", json!({})).await;
+        assert_eq!(
+            raw.expect().await,
+            ("t".into(), Event::Error(CallError::timeout()))
+        );
+        tokio::time::timeout(WAIT, dropped.recv())
+            .await
+            .expect("handler cancelled");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_24_closing_the_session_aborts_its_handlers() {
+    let (node, mut dropped) = node(SessionLimits::default()).await;
+    for transport in both() {
+        let mut raw = open(&node, transport).await;
+        raw.call("h", "/test/hang", json!({})).await;
+        raw.call("sync", "/test/slow", json!({"ms": 0})).await;
+        assert_eq!(raw.expect().await.0, "sync");
+        drop(raw);
+        tokio::time::timeout(WAIT, dropped.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{transport:?}: handler not aborted on close"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_shows_in_the_tree_with_its_request_count() {
+    let (node, _) = node(SessionLimits::default()).await;
+    let mut raw = open(&node, Transport::Quic).await;
+    raw.call("a", "/services/list", json!({})).await;
+    raw.call("b", "/services/list", json!({})).await;
+    raw.expect().await;
+    raw.expect().await;
+    let tree = node.tree().unwrap();
+    let session = tree
+        .find("proto/alknet/call")
+        .and_then(|p| p.children.first())
+        .cloned()
+        .expect("a session under proto/alknet/call");
+    assert_eq!(session.name, "session");
+    let details = session.connection.expect("connection details");
+    assert_eq!((details.alpn.as_str(), details.requests), (CALL, 2));
+    assert!(details.bytes_in > 0 && details.bytes_out > 0);
+}
