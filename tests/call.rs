@@ -66,8 +66,11 @@ async fn node(limits: SessionLimits) -> (NodeHandle, mpsc::UnboundedReceiver<&'s
         Arc::new(NoIdentities),
         limits,
     ));
+    let mut config = test_config();
+    // A request that never ends holds shutdown for the whole drain deadline.
+    config.supervision.drain_timeout = Duration::from_millis(500);
     let node = start_node_with(
-        test_config(),
+        config,
         vec![handler],
         NodeKey::generate(),
         generate_certificate("web"),
@@ -425,4 +428,94 @@ async fn the_session_shows_in_the_tree_with_its_request_count() {
     let details = session.connection.expect("connection details");
     assert_eq!((details.alpn.as_str(), details.requests), (CALL, 2));
     assert!(details.bytes_in > 0 && details.bytes_out > 0);
+}
+
+mod client {
+    use super::*;
+    use alknet_call::client::{ClientOptions, Transport as ClientTransport};
+    use alknet_core::Fingerprint;
+    use alknet_core::tls::ServerVerification;
+    use futures::StreamExt;
+
+    fn options(transport: ClientTransport) -> ClientOptions {
+        ClientOptions {
+            transport,
+            ..ClientOptions::default()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn call_client_calls_and_subscribes_over_both_transports() {
+        let (node, _) = node(SessionLimits::default()).await;
+        for transport in [ClientTransport::Quic, ClientTransport::Tcp] {
+            let client = alknet_call::CallClient::connect(node.local_addr(), options(transport))
+                .await
+                .expect("connected");
+            let list = client.call("services/list", json!({})).await.unwrap();
+            assert!(
+                list["operations"].as_array().unwrap().len() >= 5,
+                "{transport:?}"
+            );
+            assert_eq!(
+                client.call("/nope/missing", json!({})).await.unwrap_err(),
+                CallError::operation_not_found("nope/missing")
+            );
+            let items: Vec<_> = client
+                .subscribe("test/count", json!({"n": 3}))
+                .await
+                .unwrap()
+                .collect()
+                .await;
+            assert_eq!(
+                items,
+                vec![Ok(json!(0)), Ok(json!(1)), Ok(json!(2))],
+                "{transport:?}"
+            );
+            // Concurrent calls on one session are correlated by id.
+            let (slow, fast) = tokio::join!(
+                client.call("test/slow", json!({"ms": 200})),
+                client.call("test/slow", json!({"ms": 0}))
+            );
+            assert_eq!(slow.unwrap(), json!({"slept": 200}));
+            assert_eq!(fast.unwrap(), json!({"slept": 0}));
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pinned_client_refuses_a_node_with_another_key() {
+        let (node, _) = node(SessionLimits::default()).await;
+        for transport in [ClientTransport::Quic, ClientTransport::Tcp] {
+            let pinned = ClientOptions {
+                verification: ServerVerification::Pin(Fingerprint::Ed25519([7; 32])),
+                ..options(transport)
+            };
+            let refused = alknet_call::CallClient::connect(node.local_addr(), pinned).await;
+            assert!(
+                refused.is_err(),
+                "{transport:?}: connected to the wrong node"
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn in_flight_calls_fail_with_connection_closed_when_the_node_goes_away() {
+        for transport in [ClientTransport::Quic, ClientTransport::Tcp] {
+            let (node, _) = node(SessionLimits::default()).await;
+            let client = alknet_call::CallClient::connect(node.local_addr(), options(transport))
+                .await
+                .unwrap();
+            let pending = client.call("test/hang", json!({}));
+            let stopper = async {
+                // Let the request reach the node first.
+                client.call("test/slow", json!({"ms": 0})).await.unwrap();
+                node.shutdown();
+            };
+            let (result, ()) = tokio::join!(pending, stopper);
+            assert_eq!(
+                result.unwrap_err(),
+                CallError::internal("connection closed"),
+                "{transport:?}"
+            );
+        }
+    }
 }

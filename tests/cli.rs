@@ -186,3 +186,69 @@ fn an_override_for_an_unknown_protocol_is_refused_with_its_key() {
     assert!(stderr.contains("alknet.toml"), "{stderr}");
     assert!(stderr.contains("protocols.\"alknet/ehco\""), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alknet_call_prints_the_output_and_reports_errors_as_code_and_message() {
+    let node = NodeProcess::start("[diagnostics]\ncall_ops = true\n");
+    let addr = node.addr.to_string();
+    let pin = node.node_id.clone();
+    let run_blocking = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            run(&args)
+        })
+    };
+    let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+
+    for transport in [None, Some("--tcp")] {
+        let mut args = strings(&["call", "--connect", &addr, "--pin", &pin]);
+        args.extend(transport.map(str::to_owned));
+        args.extend(strings(&["diag/echo", r#"{"hello":"world"}"#]));
+        let out = run_blocking(args).await.unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(printed, serde_json::json!({"hello": "world"}));
+    }
+
+    let out = run_blocking(strings(&[
+        "call",
+        "--connect",
+        &addr,
+        "--insecure",
+        "nope/missing",
+    ]))
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "NOT_FOUND: operation not found: nope/missing"
+    );
+
+    // Trust must be explicit, and a wrong pin is refused.
+    let out = run_blocking(strings(&["call", "--connect", &addr, "services/list"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "neither --pin nor --insecure was given"
+    );
+    let wrong = format!("ed25519:{}", "00".repeat(32));
+    let out = run_blocking(strings(&[
+        "call",
+        "--connect",
+        &addr,
+        "--pin",
+        &wrong,
+        "services/list",
+    ]))
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot open a call session"));
+}

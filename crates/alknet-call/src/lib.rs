@@ -14,7 +14,8 @@
 //! - [`builtins`]: discovery, `services/list` and `services/schema` (§10);
 //! - [`session`]: a session's bookkeeping — correlation, duplicate ids, the
 //!   in-flight cap, aborts and close (§4.3, §5, §9);
-//! - [`server`]: the `alknet/call` handler and its `CallSession` actor.
+//! - [`server`]: the `alknet/call` handler and its `CallSession` actor;
+//! - [`client`]: `CallClient`, dialing a node over QUIC or TCP+TLS.
 //!
 //! The session actor, the operation registry and the client build on these.
 
@@ -22,6 +23,7 @@
 
 pub mod access;
 pub mod builtins;
+pub mod client;
 pub mod codec;
 pub mod dispatch;
 pub mod envelope;
@@ -32,6 +34,7 @@ pub mod schema;
 pub mod server;
 pub mod session;
 
+pub use client::{CallClient, ClientOptions};
 pub use codec::{FrameDecoder, FrameError};
 pub use envelope::{CallRequest, Event, EventEnvelope};
 pub use error::CallError;

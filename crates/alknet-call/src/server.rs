@@ -128,7 +128,14 @@ async fn run_session(
                     streams.spawn(write_stream(stream.send, rx));
                     streams.spawn(read_stream(key, stream.recv, session.clone(), handler.limits.max_frame));
                 }
-                Ok(None) | Err(_) => accepting = false,
+                // Over TCP+TLS the one stream was handed out; the session
+                // ends with it. Over QUIC the connection is gone (§9.3).
+                Ok(None) | Err(_) => {
+                    if connection.info().transport() == TransportKind::Quic {
+                        break;
+                    }
+                    accepting = false;
+                }
             },
             Some(_) = streams.join_next(), if !streams.is_empty() => {}
             _ = &mut ended => return Ok(()),
@@ -161,16 +168,17 @@ async fn read_stream(
     loop {
         let read = match recv.read(&mut buffer).await {
             Ok(0) => {
-                let outcome = decoder.finish().map_err(|e| e.to_string());
-                let _ = session.cast(SessionMsg::StreamEnded(key, outcome.err()));
+                let ending = match decoder.finish() {
+                    Ok(()) => StreamEnding::Finished,
+                    Err(error) => StreamEnding::ProtocolError(error.to_string()),
+                };
+                let _ = session.cast(SessionMsg::StreamEnded(key, ending));
                 return;
             }
             Ok(read) => read,
             Err(error) => {
-                let _ = session.cast(SessionMsg::StreamEnded(
-                    key,
-                    Some(format!("read failed: {error}")),
-                ));
+                let ending = StreamEnding::Lost(error.to_string());
+                let _ = session.cast(SessionMsg::StreamEnded(key, ending));
                 return;
             }
         };
@@ -184,7 +192,10 @@ async fn read_stream(
                 }
                 Ok(None) => break,
                 Err(error) => {
-                    let _ = session.cast(SessionMsg::StreamEnded(key, Some(error.to_string())));
+                    let _ = session.cast(SessionMsg::StreamEnded(
+                        key,
+                        StreamEnding::ProtocolError(error.to_string()),
+                    ));
                     return;
                 }
             }
@@ -209,12 +220,24 @@ pub enum SessionMsg {
     Stream(StreamKey, mpsc::Sender<Vec<u8>>),
     /// An envelope read from a stream; the reply says it was taken.
     Inbound(StreamKey, EventEnvelope, RpcReplyPort<()>),
-    /// A stream's reading half ended: cleanly (`None`) or by a protocol error.
-    StreamEnded(StreamKey, Option<String>),
+    /// A stream's reading half ended.
+    StreamEnded(StreamKey, StreamEnding),
     /// A request's task sent its terminal envelope.
     Served(String, u64),
     /// Refuse new requests; stop once nothing is in flight.
     Drain,
+}
+
+/// How a stream's reading half ended.
+#[derive(Debug)]
+pub enum StreamEnding {
+    /// The peer finished it at a frame boundary: not an abort (§5.3 rule 3).
+    Finished,
+    /// A framing violation (§3.1): logged, and the stream (TCP+TLS: the
+    /// connection) is closed.
+    ProtocolError(String),
+    /// Reset by the peer or lost with the connection: its requests are aborted.
+    Lost(String),
 }
 
 /// One call session.
@@ -276,27 +299,35 @@ impl Actor for CallSession {
                 let _ = taken.send(());
                 state.receive(&myself, key, envelope);
             }
-            SessionMsg::StreamEnded(key, failure) => {
+            SessionMsg::StreamEnded(key, ending) => {
                 state.writers.remove(&key);
-                if let Some(reason) = failure {
-                    let info = state.args.connection.info();
-                    tracing::warn!(
-                        parent: &state.args.span,
-                        remote = %info.remote(),
-                        alpn = %info.alpn(),
-                        "closing stream after a protocol error: {reason}"
-                    );
-                    for running in state.book.stream_reset(key) {
-                        running.abort.abort();
+                let info = state.args.connection.info().clone();
+                let reason = match ending {
+                    StreamEnding::Finished => return Ok(()),
+                    StreamEnding::ProtocolError(reason) => {
+                        tracing::warn!(
+                            parent: &state.args.span,
+                            remote = %info.remote(),
+                            alpn = %info.alpn(),
+                            "closing stream after a protocol error: {reason}"
+                        );
+                        reason
                     }
-                    if info.transport() == TransportKind::Tls {
-                        // One stream is the whole connection (§3.1 rule 2).
-                        state
-                            .args
-                            .connection
-                            .close(crate::PROTOCOL_ERROR, "protocol error");
-                        myself.stop(Some(reason));
+                    StreamEnding::Lost(reason) => {
+                        tracing::debug!(parent: &state.args.span, "stream lost: {reason}");
+                        reason
                     }
+                };
+                for running in state.book.stream_reset(key) {
+                    running.abort.abort();
+                }
+                if info.transport() == TransportKind::Tls {
+                    // One stream is the whole connection (§3.1 rule 2, §9.3).
+                    state
+                        .args
+                        .connection
+                        .close(crate::PROTOCOL_ERROR, "protocol error");
+                    myself.stop(Some(reason));
                 }
             }
             SessionMsg::Served(id, seq) => {

@@ -1,5 +1,6 @@
 //! `alknet`: the node's command-line interface.
 
+mod call;
 mod data_dir;
 mod serve;
 
@@ -7,7 +8,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use alknet_core::NodeId;
+use clap::{ArgGroup, Parser, Subcommand};
 
 /// alknet: one port, many protocols, routed by ALPN.
 #[derive(Debug, Parser)]
@@ -37,6 +39,30 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Call one operation on a node and print its output as JSON
+    /// (a subscription prints one line per item).
+    #[command(group(ArgGroup::new("trust").required(true).args(["pin", "insecure"])))]
+    Call {
+        /// The node's address.
+        #[arg(long)]
+        connect: SocketAddr,
+        /// A bearer token, sent with the request.
+        #[arg(long, env = "ALKNET_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Accept only the node with this id (`ed25519:<hex>`).
+        #[arg(long)]
+        pin: Option<NodeId>,
+        /// Accept any node certificate.
+        #[arg(long)]
+        insecure: bool,
+        /// Dial TLS over TCP instead of QUIC.
+        #[arg(long)]
+        tcp: bool,
+        /// The operation, e.g. `services/list`.
+        operation: String,
+        /// The input as JSON [default: {}].
+        input: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -54,6 +80,22 @@ fn main() -> ExitCode {
             data_dir,
             listen,
             config,
+        }),
+        Command::Call {
+            connect,
+            token,
+            pin,
+            insecure: _,
+            tcp,
+            operation,
+            input,
+        } => call::run(call::CallArgs {
+            connect,
+            token,
+            pin,
+            tcp,
+            operation,
+            input,
         }),
     };
     match result {
