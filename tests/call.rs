@@ -72,6 +72,7 @@ async fn node(limits: SessionLimits) -> (NodeHandle, mpsc::UnboundedReceiver<&'s
     let node = start_node_with(
         config,
         vec![handler],
+        Arc::new(NoIdentities),
         NodeKey::generate(),
         generate_certificate("web"),
         None,
@@ -517,5 +518,186 @@ mod client {
                 "{transport:?}"
             );
         }
+    }
+}
+
+mod admin {
+    use super::*;
+    use alknet_call::client::{ClientOptions, Transport as ClientTransport};
+    use alknet_core::{Fingerprint, Identity, IdentityProvider};
+    use alknet_supervisors::admin::{AdminHandle, register};
+
+    /// The admin is whoever presents `admin_key`; `user-token` is a user.
+    struct Operators {
+        admin: Fingerprint,
+    }
+
+    impl IdentityProvider for Operators {
+        fn resolve_fingerprint(&self, fingerprint: &Fingerprint) -> Option<Identity> {
+            (*fingerprint == self.admin).then(|| Identity::new("admin", ["admin"]))
+        }
+
+        fn resolve_token(&self, token: &str) -> Option<Identity> {
+            (token == "user-token").then(|| Identity::new("bob", ["user"]))
+        }
+    }
+
+    async fn admin_node() -> (NodeHandle, NodeKey) {
+        let admin_key = NodeKey::generate();
+        let mut registry = Registry::new();
+        alknet_call::builtins::register_discovery(&mut registry).unwrap();
+        let handle = AdminHandle::default();
+        register(&mut registry, &handle).unwrap();
+        let identities: Arc<dyn IdentityProvider> = Arc::new(Operators {
+            admin: admin_key.node_id().fingerprint(),
+        });
+        let call: Arc<dyn ProtocolHandler> = Arc::new(CallHandler::new(
+            Arc::new(registry),
+            identities.clone(),
+            SessionLimits::default(),
+        ));
+        let mut config = test_config();
+        config.diagnostics.echo = true;
+        let mut handlers = vec![call];
+        handlers.extend(alknet_core::echo::diagnostic_handlers(&config.diagnostics));
+        let node = start_node_with(
+            config,
+            handlers,
+            identities,
+            NodeKey::generate(),
+            generate_certificate("web"),
+            None,
+        )
+        .await;
+        handle.attach(node.clone());
+        (node, admin_key)
+    }
+
+    async fn connect(
+        node: &NodeHandle,
+        key: Option<NodeKey>,
+        transport: ClientTransport,
+    ) -> alknet_call::CallClient {
+        let options = ClientOptions {
+            transport,
+            client_key: key,
+            ..ClientOptions::default()
+        };
+        alknet_call::CallClient::connect(node.local_addr(), options)
+            .await
+            .expect("connected")
+    }
+
+    fn find<'a>(node: &'a Value, name: &str) -> Vec<&'a Value> {
+        let mut found = Vec::new();
+        if node["name"] == name {
+            found.push(node);
+        }
+        for child in node["children"].as_array().into_iter().flatten() {
+            found.extend(find(child, name));
+        }
+        found
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn item_28_admin_tree_needs_admin_and_shows_the_callers_session() {
+        let (node, admin_key) = admin_node().await;
+        for transport in [ClientTransport::Quic, ClientTransport::Tcp] {
+            let anonymous = connect(&node, None, transport).await;
+            assert_eq!(
+                anonymous.call("admin/tree", json!({})).await.unwrap_err(),
+                CallError::forbidden("authentication required")
+            );
+            let admin = connect(
+                &node,
+                Some(NodeKey::from_seed(&seed_of(&admin_key))),
+                transport,
+            )
+            .await;
+            let tree = admin.call("admin/tree", json!({})).await.unwrap();
+            let root = &tree["root"];
+            for name in [
+                "node",
+                "listener/quic",
+                "listener/tcp",
+                "router",
+                "proto/alknet/call",
+            ] {
+                assert_eq!(find(root, name).len(), 1, "{transport:?}: {name} missing");
+            }
+            let sessions = find(root, "session");
+            assert!(
+                sessions
+                    .iter()
+                    .any(|s| s["identity"] == "admin" && s["kind"] == "connection"),
+                "{transport:?}: the caller's own session is missing: {sessions:?}"
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn item_29_admin_kill_closes_a_session_and_refuses_other_targets() {
+        let (node, admin_key) = admin_node().await;
+        let admin = connect(
+            &node,
+            Some(NodeKey::from_seed(&seed_of(&admin_key))),
+            ClientTransport::Quic,
+        )
+        .await;
+        // A victim session with a call in flight.
+        let victim = connect(&node, None, ClientTransport::Tcp).await;
+        victim.call("services/list", json!({})).await.unwrap();
+        let tree = admin.call("admin/tree", json!({})).await.unwrap();
+        let victim_id = find(&tree["root"], "session")
+            .into_iter()
+            .find(|s| s["identity"].is_null())
+            .map(|s| s["id"].as_str().unwrap().to_owned())
+            .expect("the victim's session");
+        let stopped = admin
+            .call("admin/kill", json!({"id": victim_id}))
+            .await
+            .unwrap();
+        assert_eq!(stopped, json!({"stopped": victim_id}));
+        assert_eq!(
+            victim.call("services/list", json!({})).await.unwrap_err(),
+            CallError::internal("connection closed")
+        );
+        let supervisor = find(&tree["root"], "proto/alknet/call")[0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(
+            admin
+                .call("admin/kill", json!({"id": supervisor}))
+                .await
+                .unwrap_err(),
+            CallError::invalid_input(format!("not a connection or session: {supervisor}"))
+        );
+        assert_eq!(
+            admin
+                .call("admin/kill", json!({"id": "0.999999"}))
+                .await
+                .unwrap_err(),
+            CallError::not_found("actor not found: 0.999999")
+        );
+        // A user's token does not carry the admin scope.
+        let user_options = ClientOptions {
+            token: Some("user-token".into()),
+            ..ClientOptions::default()
+        };
+        let user = alknet_call::CallClient::connect(node.local_addr(), user_options)
+            .await
+            .unwrap();
+        assert_eq!(
+            user.call("admin/kill", json!({"id": supervisor}))
+                .await
+                .unwrap_err(),
+            CallError::forbidden("missing required scope: admin")
+        );
+    }
+
+    /// The 32-byte seed behind a test key, to hand an equal key to a client.
+    fn seed_of(key: &NodeKey) -> [u8; 32] {
+        key.seed()
     }
 }

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alknet_core::echo::EchoHandler;
-use alknet_core::{Alpn, Connection, Fingerprint, HandlerFuture, NodeKey, ProtocolHandler};
+use alknet_core::{
+    Alpn, Connection, Fingerprint, HandlerFuture, NoIdentities, NodeKey, ProtocolHandler,
+};
 use alknet_e2e::client::{tls_connect, tls_echo};
 use alknet_e2e::{generate_certificate, start_node, start_node_with, test_config};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -40,6 +42,7 @@ async fn peers_get_the_node_certificate_and_browsers_the_operator_certificate() 
     let node = start_node_with(
         test_config(),
         handlers,
+        Arc::new(NoIdentities),
         key,
         generate_certificate("web"),
         Some(operator),
@@ -107,6 +110,7 @@ async fn a_client_without_ed25519_gets_the_ecdsa_web_certificate() {
     let node = start_node_with(
         test_config(),
         vec![Arc::new(EchoHandler)],
+        Arc::new(NoIdentities),
         NodeKey::generate(),
         web,
         None,

@@ -17,6 +17,7 @@
 
 #![warn(missing_docs)]
 
+pub mod admin;
 mod admission;
 pub mod directory;
 mod listener;
@@ -28,7 +29,7 @@ pub mod tree;
 
 pub use admission::AdmissionStats;
 pub use directory::{ActorDirectory, ActorInfo, ActorKind, ActorStatus};
-pub use node::{Node, NodeHandle, NodeOptions, ShutdownReason, StartError};
+pub use node::{KillError, Node, NodeHandle, NodeOptions, ShutdownReason, StartError};
 pub use tree::TreeNode;
 
 /// QUIC application error codes shared by every protocol (PROTOCOL.md §2).
@@ -45,3 +46,5 @@ pub mod close_code {
 pub const REFUSED_REASON: &str = "connection limit reached";
 /// The reason sent when the node shuts down.
 pub const SHUTDOWN_REASON: &str = "shutting down";
+/// The reason sent with `admin/kill`.
+pub const KILLED_REASON: &str = "killed by operator";

@@ -347,6 +347,25 @@ impl NodeHandle {
         }
     }
 
+    /// Stops one connection or session actor by its tree id, closing its
+    /// connection with `killed by operator` (QUIC code 0).
+    pub fn kill(&self, id: &str) -> Result<(), KillError> {
+        let cell = find_actor(&self.root.get_cell(), id).ok_or(KillError::NotFound)?;
+        let info = self
+            .shared
+            .directory
+            .get(&cell.get_id())
+            .ok_or(KillError::NotFound)?;
+        if !matches!(info.kind, ActorKind::Connection | ActorKind::Session) {
+            return Err(KillError::NotAConnection);
+        }
+        cell.send_message(crate::protocol::ConnectionMsg::Close(
+            close_code::NO_ERROR,
+            crate::KILLED_REASON,
+        ))
+        .map_err(|_| KillError::NotFound)
+    }
+
     /// Makes the protocol supervisor of `alpn` panic (test builds only).
     #[cfg(feature = "fault-injection")]
     pub fn inject_supervisor_panic(&self, alpn: &str) -> bool {
@@ -355,6 +374,24 @@ impl NodeHandle {
             .and_then(|entry| entry.supervisor())
             .is_some_and(|sup| sup.send_message(ProtocolMsg::InjectPanic).is_ok())
     }
+}
+
+/// Why [`NodeHandle::kill`] refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KillError {
+    /// No live actor has that id.
+    NotFound,
+    /// The actor is a supervisor, listener, router or service.
+    NotAConnection,
+}
+
+fn find_actor(cell: &ActorCell, id: &str) -> Option<ActorCell> {
+    if cell.get_id().to_string() == id {
+        return Some(cell.clone());
+    }
+    cell.get_children()
+        .iter()
+        .find_map(|child| find_actor(child, id))
 }
 
 /// Shutdown in order: stop accepting, drain, close, stop the tree, close the

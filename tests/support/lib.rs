@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use alknet_core::node_key::CertificateAndKey;
 use alknet_core::tls::ServerIdentity;
-use alknet_core::{NoIdentities, NodeConfig, NodeKey, ProtocolHandler};
+use alknet_core::{IdentityProvider, NoIdentities, NodeConfig, NodeKey, ProtocolHandler};
 use alknet_supervisors::{Node, NodeHandle, NodeOptions};
 
 /// A configuration for tests: an ephemeral loopback port and `alknet/echo`.
@@ -28,6 +28,7 @@ pub async fn start_node(config: NodeConfig) -> NodeHandle {
     start_node_with(
         config,
         handlers,
+        Arc::new(NoIdentities),
         NodeKey::generate(),
         generate_certificate("test"),
         None,
@@ -39,6 +40,7 @@ pub async fn start_node(config: NodeConfig) -> NodeHandle {
 pub async fn start_node_with(
     config: NodeConfig,
     handlers: Vec<Arc<dyn ProtocolHandler>>,
+    identities: Arc<dyn IdentityProvider>,
     key: NodeKey,
     web: CertificateAndKey,
     operator: Option<CertificateAndKey>,
@@ -46,7 +48,7 @@ pub async fn start_node_with(
     let tls = ServerIdentity::new(&key, web, operator).expect("server identity");
     Node::start(NodeOptions {
         handlers,
-        identities: Arc::new(NoIdentities),
+        identities,
         tls,
         config,
     })

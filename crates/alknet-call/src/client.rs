@@ -180,7 +180,7 @@ impl CallClient {
         .map_err(|_| CallError::internal("request too large"))?;
         lock(&self.book)
             .call(id.clone(), kind, tx)
-            .map_err(|e| CallError::internal(e.to_string()))?;
+            .map_err(|refused| CallError::internal(refused.to_string()))?;
         if self.frames.send(frame).await.is_err() {
             lock(&self.book).forget(&id);
             return Err(CallError::internal("connection closed"));

@@ -65,8 +65,14 @@ pub enum Action<A, W> {
 
 /// Why an outgoing call could not be registered.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("request id {0} is already awaiting a reply")]
-pub struct DuplicateCall(pub String);
+pub enum CallRefused {
+    /// The id is already awaiting a reply.
+    #[error("request id {0} is already awaiting a reply")]
+    Duplicate(String),
+    /// The session has closed.
+    #[error("connection closed")]
+    Closed,
+}
 
 struct Served<A> {
     stream: StreamKey,
@@ -82,6 +88,7 @@ struct Awaited<W> {
 pub struct SessionBook<A, W> {
     max_in_flight: usize,
     draining: bool,
+    closed: bool,
     serving: HashMap<String, Option<Served<A>>>,
     awaiting: HashMap<String, Awaited<W>>,
 }
@@ -92,6 +99,7 @@ impl<A, W: Clone> SessionBook<A, W> {
         Self {
             max_in_flight,
             draining: false,
+            closed: false,
             serving: HashMap::new(),
             awaiting: HashMap::new(),
         }
@@ -217,9 +225,12 @@ impl<A, W: Clone> SessionBook<A, W> {
     }
 
     /// Registers one of our calls before its `call.requested` is sent.
-    pub fn call(&mut self, id: String, kind: CallKind, waiter: W) -> Result<(), DuplicateCall> {
+    pub fn call(&mut self, id: String, kind: CallKind, waiter: W) -> Result<(), CallRefused> {
+        if self.closed {
+            return Err(CallRefused::Closed);
+        }
         if self.awaiting.contains_key(&id) {
-            return Err(DuplicateCall(id));
+            return Err(CallRefused::Duplicate(id));
         }
         self.awaiting.insert(id, Awaited { kind, waiter });
         Ok(())
@@ -241,6 +252,7 @@ impl<A, W: Clone> SessionBook<A, W> {
     /// The session ended (§9.3): every handler we run is to be aborted, every
     /// call we await fails with `INTERNAL` `connection closed`.
     pub fn close(&mut self) -> (Vec<A>, Vec<(W, Delivery)>) {
+        self.closed = true;
         let aborts = self
             .serving
             .drain()
@@ -457,7 +469,7 @@ mod tests {
         book.call("x".into(), CallKind::Unary, 1).unwrap();
         assert_eq!(
             book.call("x".into(), CallKind::Unary, 2),
-            Err(DuplicateCall("x".into()))
+            Err(CallRefused::Duplicate("x".into()))
         );
         assert_eq!(book.forget("x"), Some(1));
         book.call("x".into(), CallKind::Unary, 3).unwrap();

@@ -154,6 +154,12 @@ impl NodeKey {
         write_private_file(path, pem.as_bytes())
     }
 
+    /// The 32-byte seed, for handing the same key to another component.
+    /// Treat it as the secret it is.
+    pub fn seed(&self) -> [u8; 32] {
+        self.signing.to_bytes()
+    }
+
     /// The node id (public key).
     pub fn node_id(&self) -> NodeId {
         NodeId(self.signing.verifying_key().to_bytes())

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use alknet_call::{CallHandler, Registry, SessionLimits, builtins};
 use alknet_core::tls::{self, ServerIdentity};
 use alknet_core::{NoIdentities, NodeConfig, ProtocolHandler};
+use alknet_supervisors::admin::AdminHandle;
 use alknet_supervisors::{Node, NodeOptions, ShutdownReason};
 use anyhow::Context;
 
@@ -88,7 +89,8 @@ async fn serve(
         _ => None,
     };
     let identity = ServerIdentity::new(&node_key, web, operator)?;
-    let mut handlers = vec![call_handler(&config)?];
+    let admin = AdminHandle::default();
+    let mut handlers = vec![call_handler(&config, &admin)?];
     handlers.extend(alknet_core::echo::diagnostic_handlers(&config.diagnostics));
     let node = Node::start(NodeOptions {
         handlers,
@@ -102,6 +104,7 @@ async fn serve(
         None => "cannot start the node".to_owned(),
     })?;
 
+    admin.attach(node.clone());
     let alpns: Vec<String> = node.alpns().iter().map(ToString::to_string).collect();
     println!("alknet node {}", node_key.node_id());
     println!("data directory: {}", dir.root().display());
@@ -125,9 +128,13 @@ async fn serve(
 
 /// The call protocol, served on every node: discovery, plus the diagnostic
 /// operations when enabled.
-fn call_handler(config: &NodeConfig) -> anyhow::Result<Arc<dyn ProtocolHandler>> {
+fn call_handler(
+    config: &NodeConfig,
+    admin: &AdminHandle,
+) -> anyhow::Result<Arc<dyn ProtocolHandler>> {
     let mut registry = Registry::new();
     builtins::register_discovery(&mut registry)?;
+    alknet_supervisors::admin::register(&mut registry, admin)?;
     if config.diagnostics.call_ops {
         builtins::register_diagnostics(&mut registry)?;
     }
