@@ -3,6 +3,7 @@
 //! table with the ratio. Results and the commands that produced them are kept
 //! in `docs/benchmarks.md`.
 
+mod calls;
 mod connect;
 
 use clap::{Parser, Subcommand};
@@ -22,6 +23,9 @@ enum Bench {
     /// Sequential QUIC connects + one echo round trip: through alknet's listener,
     /// router and supervision tree vs a bare quinn server with the same TLS config.
     Connect(connect::Args),
+    /// Concurrent echo calls over the call protocol (QUIC and TCP+TLS) at
+    /// several session counts, with a raw ractor message-rate baseline.
+    Calls(calls::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -31,5 +35,6 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.bench {
         Bench::Connect(args) => runtime.block_on(connect::run(args)),
+        Bench::Calls(args) => runtime.block_on(calls::run(args)),
     }
 }
