@@ -701,3 +701,36 @@ mod admin {
         key.seed()
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_3_over_quic_the_stream_is_reset_and_stopped_with_protocol_error() {
+    let (node, _) = node(SessionLimits::default()).await;
+    let endpoint = quic_endpoint();
+    let conn = quic_connect(&endpoint, node.local_addr(), &[CALL])
+        .await
+        .unwrap();
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    send.write_all(&[0xff, 0xff, 0xff, 0xff]).await.unwrap();
+    let mut buffer = [0u8; 64];
+    match tokio::time::timeout(Duration::from_secs(1), recv.read(&mut buffer)).await {
+        Ok(Err(quinn::ReadError::Reset(code))) => assert_eq!(u64::from(code), 0x1),
+        other => panic!("expected RESET_STREAM 0x1, got {other:?}"),
+    }
+    let stopped = tokio::time::timeout(Duration::from_secs(1), send.stopped()).await;
+    assert!(
+        matches!(stopped, Ok(Ok(Some(code))) if u64::from(code) == 0x1),
+        "expected STOP_SENDING 0x1, got {stopped:?}"
+    );
+    // Only that stream: the connection still serves another.
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    let frame = encode_frame(
+        &EventEnvelope::requested("ok", &CallRequest::new("/services/list", json!({}))),
+        DEFAULT_MAX_FRAME,
+    )
+    .unwrap();
+    send.write_all(&frame).await.unwrap();
+    let mut header = [0u8; 4];
+    recv.read_exact(&mut header)
+        .await
+        .expect("a reply on the same connection");
+}

@@ -23,6 +23,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::codec::{DEFAULT_MAX_FRAME, FrameDecoder, encode_frame};
@@ -122,10 +123,11 @@ async fn run_session(
                     let key = next_key;
                     next_key += 1;
                     let (tx, rx) = mpsc::channel(handler.limits.outgoing_queue);
-                    if session.cast(SessionMsg::Stream(key, tx)).is_err() {
+                    let reset = CancellationToken::new();
+                    if session.cast(SessionMsg::Stream(key, tx, reset.clone())).is_err() {
                         break;
                     }
-                    streams.spawn(write_stream(stream.send, rx));
+                    streams.spawn(write_stream(stream.send, rx, reset));
                     streams.spawn(read_stream(key, stream.recv, session.clone(), handler.limits.max_frame));
                 }
                 // Over TCP+TLS the one stream was handed out; the session
@@ -170,7 +172,10 @@ async fn read_stream(
             Ok(0) => {
                 let ending = match decoder.finish() {
                     Ok(()) => StreamEnding::Finished,
-                    Err(error) => StreamEnding::ProtocolError(error.to_string()),
+                    Err(error) => {
+                        recv.stop(crate::PROTOCOL_ERROR);
+                        StreamEnding::ProtocolError(error.to_string())
+                    }
                 };
                 let _ = session.cast(SessionMsg::StreamEnded(key, ending));
                 return;
@@ -192,6 +197,7 @@ async fn read_stream(
                 }
                 Ok(None) => break,
                 Err(error) => {
+                    recv.stop(crate::PROTOCOL_ERROR);
                     let _ = session.cast(SessionMsg::StreamEnded(
                         key,
                         StreamEnding::ProtocolError(error.to_string()),
@@ -203,8 +209,22 @@ async fn read_stream(
     }
 }
 
-async fn write_stream(mut send: SendHalf, mut frames: mpsc::Receiver<Vec<u8>>) {
-    while let Some(frame) = frames.recv().await {
+async fn write_stream(
+    mut send: SendHalf,
+    mut frames: mpsc::Receiver<Vec<u8>>,
+    reset: CancellationToken,
+) {
+    loop {
+        let frame = tokio::select! {
+            biased;
+            () = reset.cancelled() => {
+                // A framing violation on this stream: RESET_STREAM 0x1 (§3.1).
+                send.reset(crate::PROTOCOL_ERROR);
+                return;
+            }
+            frame = frames.recv() => frame,
+        };
+        let Some(frame) = frame else { break };
         if send.write_all(&frame).await.is_err() || send.flush().await.is_err() {
             return;
         }
@@ -216,8 +236,8 @@ async fn write_stream(mut send: SendHalf, mut frames: mpsc::Receiver<Vec<u8>>) {
 
 /// What the session actor takes.
 pub enum SessionMsg {
-    /// A new stream and the queue of its writer.
-    Stream(StreamKey, mpsc::Sender<Vec<u8>>),
+    /// A new stream, the queue of its writer, and the switch that resets it.
+    Stream(StreamKey, mpsc::Sender<Vec<u8>>, CancellationToken),
     /// An envelope read from a stream; the reply says it was taken.
     Inbound(StreamKey, EventEnvelope, RpcReplyPort<()>),
     /// A stream's reading half ended.
@@ -262,6 +282,7 @@ pub struct SessionState {
     args: SessionArgs,
     book: SessionBook<Running, ()>,
     writers: HashMap<StreamKey, mpsc::Sender<Vec<u8>>>,
+    resets: HashMap<StreamKey, CancellationToken>,
     next_seq: u64,
     draining: bool,
 }
@@ -280,6 +301,7 @@ impl Actor for CallSession {
             book: SessionBook::new(args.limits.max_in_flight),
             args,
             writers: HashMap::new(),
+            resets: HashMap::new(),
             next_seq: 0,
             draining: false,
         })
@@ -292,14 +314,21 @@ impl Actor for CallSession {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            SessionMsg::Stream(key, writer) => {
+            SessionMsg::Stream(key, writer, reset) => {
                 state.writers.insert(key, writer);
+                state.resets.insert(key, reset);
             }
             SessionMsg::Inbound(key, envelope, taken) => {
                 let _ = taken.send(());
                 state.receive(&myself, key, envelope);
             }
             SessionMsg::StreamEnded(key, ending) => {
+                let reset = state.resets.remove(&key);
+                if let (Some(reset), StreamEnding::ProtocolError(_)) = (&reset, &ending) {
+                    // Before the writer's queue closes, so it resets rather
+                    // than finishes.
+                    reset.cancel();
+                }
                 state.writers.remove(&key);
                 let info = state.args.connection.info().clone();
                 let reason = match ending {

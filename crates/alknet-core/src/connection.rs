@@ -256,20 +256,16 @@ impl Connection {
     }
 
     fn quic_stream(&self, send: quinn::SendStream, recv: quinn::RecvStream) -> BiStream {
-        self.bi_stream(Box::pin(send), Box::pin(recv))
+        self.bi_stream(WriteInner::Quic(send), ReadInner::Quic(recv))
     }
 
     fn take_stream(&self, slot: &Mutex<Option<Box<dyn ByteStream>>>) -> Option<BiStream> {
         let stream = slot.lock().unwrap_or_else(PoisonError::into_inner).take()?;
         let (recv, send) = tokio::io::split(stream);
-        Some(self.bi_stream(Box::pin(send), Box::pin(recv)))
+        Some(self.bi_stream(WriteInner::Stream(send), ReadInner::Stream(recv)))
     }
 
-    fn bi_stream(
-        &self,
-        send: Pin<Box<dyn AsyncWrite + Send>>,
-        recv: Pin<Box<dyn AsyncRead + Send>>,
-    ) -> BiStream {
+    fn bi_stream(&self, send: WriteInner, recv: ReadInner) -> BiStream {
         BiStream {
             send: SendHalf {
                 inner: send,
@@ -341,14 +337,45 @@ pub struct BiStream {
 /// The writing half of a [`BiStream`]. `shutdown()` finishes the stream (QUIC
 /// FIN; TLS close_notify) after buffered data is delivered.
 pub struct SendHalf {
-    inner: Pin<Box<dyn AsyncWrite + Send>>,
+    inner: WriteInner,
     info: Arc<ConnectionInfo>,
 }
 
 /// The reading half of a [`BiStream`].
 pub struct RecvHalf {
-    inner: Pin<Box<dyn AsyncRead + Send>>,
+    inner: ReadInner,
     info: Arc<ConnectionInfo>,
+}
+
+enum WriteInner {
+    Quic(quinn::SendStream),
+    Stream(tokio::io::WriteHalf<Box<dyn ByteStream>>),
+}
+
+enum ReadInner {
+    Quic(quinn::RecvStream),
+    Stream(tokio::io::ReadHalf<Box<dyn ByteStream>>),
+}
+
+impl SendHalf {
+    /// Abandons the stream with an application error code: QUIC RESET_STREAM.
+    /// Over TCP+TLS a stream cannot be reset; close the connection instead.
+    pub fn reset(&mut self, code: u32) {
+        if let WriteInner::Quic(send) = &mut self.inner {
+            let _ = send.reset(quinn::VarInt::from_u32(code));
+        }
+    }
+}
+
+impl RecvHalf {
+    /// Tells the peer to stop sending, with an application error code: QUIC
+    /// STOP_SENDING. Over TCP+TLS a stream cannot be stopped; close the
+    /// connection instead.
+    pub fn stop(&mut self, code: u32) {
+        if let ReadInner::Quic(recv) = &mut self.inner {
+            let _ = recv.stop(quinn::VarInt::from_u32(code));
+        }
+    }
 }
 
 impl AsyncRead for RecvHalf {
@@ -358,7 +385,10 @@ impl AsyncRead for RecvHalf {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
-        let result = self.inner.as_mut().poll_read(cx, buf);
+        let result = match &mut self.inner {
+            ReadInner::Quic(recv) => AsyncRead::poll_read(Pin::new(recv), cx, buf),
+            ReadInner::Stream(recv) => AsyncRead::poll_read(Pin::new(recv), cx, buf),
+        };
         let read = buf.filled().len() - before;
         if read > 0 {
             self.info
@@ -376,7 +406,10 @@ impl AsyncWrite for SendHalf {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let result = self.inner.as_mut().poll_write(cx, buf);
+        let result = match &mut self.inner {
+            WriteInner::Quic(send) => AsyncWrite::poll_write(Pin::new(send), cx, buf),
+            WriteInner::Stream(send) => AsyncWrite::poll_write(Pin::new(send), cx, buf),
+        };
         if let Poll::Ready(Ok(n)) = result {
             self.info
                 .stats
@@ -387,10 +420,16 @@ impl AsyncWrite for SendHalf {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.inner.as_mut().poll_flush(cx)
+        match &mut self.inner {
+            WriteInner::Quic(send) => AsyncWrite::poll_flush(Pin::new(send), cx),
+            WriteInner::Stream(send) => AsyncWrite::poll_flush(Pin::new(send), cx),
+        }
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.inner.as_mut().poll_shutdown(cx)
+        match &mut self.inner {
+            WriteInner::Quic(send) => AsyncWrite::poll_shutdown(Pin::new(send), cx),
+            WriteInner::Stream(send) => AsyncWrite::poll_shutdown(Pin::new(send), cx),
+        }
     }
 }
