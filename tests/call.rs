@@ -6,16 +6,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use alknet_call::codec::{DEFAULT_MAX_FRAME, FrameDecoder, encode_frame};
+use alknet_call::codec::{DEFAULT_MAX_FRAME, encode_frame};
 use alknet_call::envelope::{CallRequest, Event, EventEnvelope};
 use alknet_call::registry::{OperationDef, Registry};
 use alknet_call::{CallError, CallHandler, SessionLimits};
 use alknet_core::{NoIdentities, NodeKey, ProtocolHandler};
-use alknet_e2e::client::{quic_connect, quic_endpoint, tls_connect};
+use alknet_e2e::client::{quic_connect, quic_endpoint};
+use alknet_e2e::raw_call::{Transport, both, open};
 use alknet_e2e::{generate_certificate, start_node_with, test_config};
 use alknet_supervisors::NodeHandle;
 use serde_json::{Value, json};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 const CALL: &str = "alknet/call";
@@ -79,102 +79,6 @@ async fn node(limits: SessionLimits) -> (NodeHandle, mpsc::UnboundedReceiver<&'s
     )
     .await;
     (node, dropped_rx)
-}
-
-/// A raw framed stream: QUIC bidirectional stream or the TCP+TLS session.
-struct Raw {
-    send: Box<dyn AsyncWrite + Unpin + Send>,
-    recv: Box<dyn AsyncRead + Unpin + Send>,
-    decoder: FrameDecoder,
-    _keep: Option<quinn::Connection>,
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Transport {
-    Quic,
-    Tcp,
-}
-
-async fn open(node: &NodeHandle, transport: Transport) -> Raw {
-    match transport {
-        Transport::Quic => {
-            let endpoint = quic_endpoint();
-            let conn = quic_connect(&endpoint, node.local_addr(), &[CALL])
-                .await
-                .expect("QUIC handshake");
-            let (send, recv) = conn.open_bi().await.expect("stream");
-            Raw {
-                send: Box::new(send),
-                recv: Box::new(recv),
-                decoder: FrameDecoder::new(DEFAULT_MAX_FRAME),
-                _keep: Some(conn),
-            }
-        }
-        Transport::Tcp => {
-            let tls = tls_connect(node.local_addr(), &[CALL])
-                .await
-                .expect("TLS handshake");
-            let (recv, send) = tokio::io::split(tls);
-            Raw {
-                send: Box::new(send),
-                recv: Box::new(recv),
-                decoder: FrameDecoder::new(DEFAULT_MAX_FRAME),
-                _keep: None,
-            }
-        }
-    }
-}
-
-impl Raw {
-    async fn write_raw(&mut self, bytes: &[u8]) {
-        self.send.write_all(bytes).await.expect("write");
-        self.send.flush().await.expect("flush");
-    }
-
-    async fn send(&mut self, envelope: EventEnvelope) {
-        let frame = encode_frame(&envelope, DEFAULT_MAX_FRAME).unwrap();
-        self.write_raw(&frame).await;
-    }
-
-    async fn call(&mut self, id: &str, operation: &str, input: Value) {
-        self.send(EventEnvelope::requested(
-            id,
-            &CallRequest::new(operation, input),
-        ))
-        .await;
-    }
-
-    /// The next envelope; `None` when the stream ends.
-    async fn next(&mut self) -> Option<EventEnvelope> {
-        let mut buffer = [0u8; 16 * 1024];
-        loop {
-            if let Some(envelope) = self
-                .decoder
-                .next_envelope()
-                .expect("server frames are valid")
-            {
-                return Some(envelope);
-            }
-            let read = tokio::time::timeout(WAIT, self.recv.read(&mut buffer))
-                .await
-                .expect("the server answered in time")
-                .unwrap_or(0);
-            if read == 0 {
-                return None;
-            }
-            self.decoder.push(&buffer[..read]);
-        }
-    }
-
-    async fn expect(&mut self) -> (String, Event) {
-        let envelope = self.next().await.expect("an envelope");
-        let event = envelope.event().expect("well-formed payload");
-        (envelope.id, event)
-    }
-}
-
-fn both() -> [Transport; 2] {
-    [Transport::Quic, Transport::Tcp]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod process;
+pub mod raw_call;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

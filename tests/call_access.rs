@@ -1,0 +1,340 @@
+//! Access control, identity and discovery over the wire (PROTOCOL.md §6.3, §7,
+//! §10.1–10.2): each test cites its §16 item and runs over QUIC and TCP+TLS
+//! with a raw framed client.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use alknet_call::access::AccessControl;
+use alknet_call::envelope::Event;
+use alknet_call::registry::{OperationDef, Registry};
+use alknet_call::{CallError, CallHandler, SessionLimits};
+use alknet_core::{Fingerprint, Identity, IdentityProvider, NodeKey, ProtocolHandler};
+use alknet_e2e::raw_call::{both, open};
+use alknet_e2e::{generate_certificate, start_node_with, test_config};
+use alknet_supervisors::NodeHandle;
+use alknet_supervisors::admin::{AdminHandle, register};
+use serde_json::{Value, json};
+
+/// `admin-token` is root (scope admin); `user-token` is bob (scope user).
+struct Tokens;
+
+impl IdentityProvider for Tokens {
+    fn resolve_fingerprint(&self, _: &Fingerprint) -> Option<Identity> {
+        None
+    }
+
+    fn resolve_token(&self, token: &str) -> Option<Identity> {
+        match token {
+            "admin-token" => Some(Identity::new("root", ["admin"])),
+            "user-token" => Some(Identity::new("bob", ["user"])),
+            _ => None,
+        }
+    }
+}
+
+async fn node(ran: Arc<AtomicBool>) -> NodeHandle {
+    let mut registry = Registry::new();
+    alknet_call::builtins::register_discovery(&mut registry).unwrap();
+    let admin = AdminHandle::default();
+    register(&mut registry, &admin).unwrap();
+    registry
+        .register(
+            OperationDef::query("test/echo")
+                .input_schema(
+                    json!({"type":"object","properties":{"n":{"type":"integer"}},"required":["n"]}),
+                )
+                .unary({
+                    let ran = ran.clone();
+                    move |_, input| {
+                        ran.store(true, Ordering::SeqCst);
+                        async move { Ok(input) }
+                    }
+                }),
+        )
+        .unwrap();
+    registry
+        .register(
+            OperationDef::query("test/whoami").unary(|cx, _| async move {
+                Ok(json!({
+                    "identity": cx.identity.map(|i| i.id),
+                    "forwarded_for": cx.forwarded_for.map(|i| i.id),
+                }))
+            }),
+        )
+        .unwrap();
+    registry
+        .register(
+            OperationDef::query("test/secret")
+                .access(AccessControl::scopes(["admin"]))
+                .unary(move |_, _| {
+                    ran.store(true, Ordering::SeqCst);
+                    async { Ok(json!("secret")) }
+                }),
+        )
+        .unwrap();
+    registry
+        .register(
+            OperationDef::query("test/any")
+                .access(AccessControl {
+                    required_scopes_any: Some(vec!["a".into(), "b".into()]),
+                    ..Default::default()
+                })
+                .unary(|_, _| async { Ok(json!(1)) }),
+        )
+        .unwrap();
+    registry
+        .register(
+            OperationDef::query("test/hidden")
+                .internal()
+                .unary(|_, _| async { Ok(json!(1)) }),
+        )
+        .unwrap();
+    let identities: Arc<dyn IdentityProvider> = Arc::new(Tokens);
+    let call: Arc<dyn ProtocolHandler> = Arc::new(CallHandler::new(
+        Arc::new(registry),
+        identities.clone(),
+        SessionLimits::default(),
+    ));
+    let node = start_node_with(
+        test_config(),
+        vec![call],
+        identities,
+        NodeKey::generate(),
+        generate_certificate("web"),
+        None,
+    )
+    .await;
+    admin.attach(node.clone());
+    node
+}
+
+fn error(event: Event) -> CallError {
+    match event {
+        Event::Error(error) => error,
+        other => panic!("expected call.error, got {other:?}"),
+    }
+}
+
+fn output(event: Event) -> Value {
+    match event {
+        Event::Responded(output) => output,
+        other => panic!("expected call.responded, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_6_with_and_without_the_leading_slash() {
+    let node = node(Default::default()).await;
+    for transport in both() {
+        let mut raw = open(&node, transport).await;
+        let with = output(raw.round_trip("a", "/test/echo", json!({"n": 1})).await);
+        let without = output(raw.round_trip("b", "test/echo", json!({"n": 1})).await);
+        assert_eq!(with, without, "{transport:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_8_an_internal_operation_answers_like_an_unknown_one() {
+    let node = node(Default::default()).await;
+    for transport in both() {
+        let mut raw = open(&node, transport).await;
+        let internal = error(raw.round_trip("i", "/test/hidden", json!({})).await);
+        assert_eq!(
+            internal,
+            CallError::operation_not_found("test/hidden"),
+            "{transport:?}"
+        );
+        assert!(internal.details.is_none());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_9_a_restricted_operation_without_identity_never_runs() {
+    let ran = Arc::new(AtomicBool::new(false));
+    let node = node(ran.clone()).await;
+    for transport in both() {
+        let mut raw = open(&node, transport).await;
+        let denied = error(raw.round_trip("s", "/test/secret", json!({})).await);
+        assert_eq!(
+            denied,
+            CallError::forbidden("authentication required"),
+            "{transport:?}"
+        );
+    }
+    assert!(!ran.load(Ordering::SeqCst), "the handler ran");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_10_missing_scope_messages() {
+    let node = node(Default::default()).await;
+    for transport in both() {
+        let mut raw = open(&node, transport).await;
+        raw.call_as("a", "/admin/tree", json!({}), Some("user-token"), None)
+            .await;
+        assert_eq!(
+            error(raw.expect().await.1),
+            CallError::forbidden("missing required scope: admin")
+        );
+        raw.call_as("b", "/test/any", json!({}), Some("user-token"), None)
+            .await;
+        assert_eq!(
+            error(raw.expect().await.1),
+            CallError::forbidden("missing required scope (any of: a, b)"),
+            "{transport:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_11_a_token_applies_to_its_own_request_only() {
+    let node = node(Default::default()).await;
+    for transport in both() {
+        let mut raw = open(&node, transport).await;
+        raw.call_as("a", "/test/whoami", json!({}), Some("admin-token"), None)
+            .await;
+        assert_eq!(output(raw.expect().await.1)["identity"], "root");
+        let next = output(raw.round_trip("b", "/test/whoami", json!({})).await);
+        assert_eq!(
+            next["identity"],
+            Value::Null,
+            "{transport:?}: the token leaked into the session"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_12_an_unresolvable_token_is_refused_even_without_access_control() {
+    let node = node(Default::default()).await;
+    for transport in both() {
+        let mut raw = open(&node, transport).await;
+        raw.call_as(
+            "a",
+            "/test/echo",
+            json!({"n": 1}),
+            Some("alk_unknown"),
+            None,
+        )
+        .await;
+        assert_eq!(
+            error(raw.expect().await.1),
+            CallError::forbidden("invalid token"),
+            "{transport:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_13_forwarded_for_is_metadata_not_authority() {
+    let node = node(Default::default()).await;
+    let root = Identity::new("root", ["admin"]);
+    for transport in both() {
+        let mut raw = open(&node, transport).await;
+        raw.call_as("a", "/test/secret", json!({}), None, Some(root.clone()))
+            .await;
+        assert_eq!(
+            error(raw.expect().await.1),
+            CallError::forbidden("authentication required")
+        );
+        raw.call_as("b", "/test/whoami", json!({}), None, Some(root.clone()))
+            .await;
+        let seen = output(raw.expect().await.1);
+        assert_eq!(
+            seen,
+            json!({"identity": null, "forwarded_for": "root"}),
+            "{transport:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_14_schema_violations_name_the_value_and_the_handler_never_runs() {
+    let ran = Arc::new(AtomicBool::new(false));
+    let node = node(ran.clone()).await;
+    for transport in both() {
+        let mut raw = open(&node, transport).await;
+        let invalid = error(raw.round_trip("a", "/test/echo", json!({"n": "one"})).await);
+        assert_eq!(
+            (invalid.code.as_str(), invalid.message.as_str()),
+            ("INVALID_INPUT", "input does not match schema")
+        );
+        assert_eq!(
+            invalid.details.unwrap()["errors"][0]["pointer"],
+            "/n",
+            "{transport:?}"
+        );
+        let missing = error(raw.round_trip("b", "/services/schema", json!({})).await);
+        assert_eq!(
+            missing.message, "missing required field: name",
+            "{transport:?}"
+        );
+    }
+    assert!(
+        !ran.load(Ordering::SeqCst),
+        "the handler ran on invalid input"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_26_services_list_shows_only_what_the_caller_may_call() {
+    let node = node(Default::default()).await;
+    for transport in both() {
+        let mut raw = open(&node, transport).await;
+        let anonymous = output(raw.round_trip("a", "/services/list", json!({})).await);
+        let names = |list: &Value| -> Vec<String> {
+            list["operations"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|o| o["name"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let listed = names(&anonymous);
+        assert!(
+            !listed.contains(&"admin/tree".to_owned())
+                && !listed.contains(&"test/hidden".to_owned())
+        );
+        let mut sorted = listed.clone();
+        sorted.sort();
+        assert_eq!(listed, sorted, "sorted by name");
+        for entry in anonymous["operations"].as_array().unwrap() {
+            let mut keys: Vec<&str> = entry
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
+            keys.sort();
+            assert_eq!(keys, ["description", "name", "namespace", "op_type"]);
+        }
+        raw.call_as("b", "/services/list", json!({}), Some("admin-token"), None)
+            .await;
+        let admin = names(&output(raw.expect().await.1));
+        assert!(
+            admin.contains(&"admin/tree".to_owned()),
+            "{transport:?}: {admin:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_27_services_schema_answers_like_a_call_would() {
+    let node = node(Default::default()).await;
+    for transport in both() {
+        let mut raw = open(&node, transport).await;
+        let hidden = error(
+            raw.round_trip("a", "/services/schema", json!({"name": "test/hidden"}))
+                .await,
+        );
+        assert_eq!(hidden, CallError::operation_not_found("test/hidden"));
+        let forbidden = error(
+            raw.round_trip("b", "/services/schema", json!({"name": "/admin/tree"}))
+                .await,
+        );
+        assert_eq!(
+            forbidden,
+            CallError::forbidden("authentication required"),
+            "{transport:?}"
+        );
+    }
+}

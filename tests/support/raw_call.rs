@@ -1,0 +1,144 @@
+//! A raw call-protocol client: frames written and read by hand over a quinn
+//! stream or a tokio-rustls session, so tests see exactly what is on the wire.
+
+use std::time::Duration;
+
+use alknet_call::codec::{DEFAULT_MAX_FRAME, FrameDecoder, encode_frame};
+use alknet_call::envelope::{CallRequest, Event, EventEnvelope};
+use alknet_core::Identity;
+use alknet_supervisors::NodeHandle;
+use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::client::{quic_connect, quic_endpoint, tls_connect};
+
+const CALL: &str = "alknet/call";
+const WAIT: Duration = Duration::from_secs(5);
+
+/// Which transport a raw client uses.
+#[derive(Clone, Copy, Debug)]
+pub enum Transport {
+    /// A QUIC bidirectional stream.
+    Quic,
+    /// The one TCP+TLS stream.
+    Tcp,
+}
+
+/// Both transports, for tests that must hold over each.
+pub fn both() -> [Transport; 2] {
+    [Transport::Quic, Transport::Tcp]
+}
+
+/// A raw framed stream: QUIC bidirectional stream or the TCP+TLS session.
+pub struct Raw {
+    send: Box<dyn AsyncWrite + Unpin + Send>,
+    recv: Box<dyn AsyncRead + Unpin + Send>,
+    decoder: FrameDecoder,
+    _keep: Option<(quinn::Endpoint, quinn::Connection)>,
+}
+
+/// Opens a session on `node` over `transport`.
+pub async fn open(node: &NodeHandle, transport: Transport) -> Raw {
+    match transport {
+        Transport::Quic => {
+            let endpoint = quic_endpoint();
+            let conn = quic_connect(&endpoint, node.local_addr(), &[CALL])
+                .await
+                .expect("QUIC handshake");
+            let (send, recv) = conn.open_bi().await.expect("stream");
+            Raw {
+                send: Box::new(send),
+                recv: Box::new(recv),
+                decoder: FrameDecoder::new(DEFAULT_MAX_FRAME),
+                _keep: Some((endpoint, conn)),
+            }
+        }
+        Transport::Tcp => {
+            let tls = tls_connect(node.local_addr(), &[CALL])
+                .await
+                .expect("TLS handshake");
+            let (recv, send) = tokio::io::split(tls);
+            Raw {
+                send: Box::new(send),
+                recv: Box::new(recv),
+                decoder: FrameDecoder::new(DEFAULT_MAX_FRAME),
+                _keep: None,
+            }
+        }
+    }
+}
+
+impl Raw {
+    /// Writes bytes as they are.
+    pub async fn write_raw(&mut self, bytes: &[u8]) {
+        self.send.write_all(bytes).await.expect("write");
+        self.send.flush().await.expect("flush");
+    }
+
+    /// Writes one envelope as a frame.
+    pub async fn send(&mut self, envelope: EventEnvelope) {
+        let frame = encode_frame(&envelope, DEFAULT_MAX_FRAME).unwrap();
+        self.write_raw(&frame).await;
+    }
+
+    /// Sends `call.requested`.
+    pub async fn call(&mut self, id: &str, operation: &str, input: Value) {
+        self.send(EventEnvelope::requested(
+            id,
+            &CallRequest::new(operation, input),
+        ))
+        .await;
+    }
+
+    /// Sends `call.requested` with a per-request token and/or `forwarded_for`.
+    pub async fn call_as(
+        &mut self,
+        id: &str,
+        operation: &str,
+        input: Value,
+        auth_token: Option<&str>,
+        forwarded_for: Option<Identity>,
+    ) {
+        let mut request = CallRequest::new(operation, input);
+        request.auth_token = auth_token.map(str::to_owned);
+        request.forwarded_for = forwarded_for;
+        self.send(EventEnvelope::requested(id, &request)).await;
+    }
+
+    /// The next envelope; `None` when the stream ends.
+    pub async fn next(&mut self) -> Option<EventEnvelope> {
+        let mut buffer = [0u8; 16 * 1024];
+        loop {
+            if let Some(envelope) = self
+                .decoder
+                .next_envelope()
+                .expect("server frames are valid")
+            {
+                return Some(envelope);
+            }
+            let read = tokio::time::timeout(WAIT, self.recv.read(&mut buffer))
+                .await
+                .expect("the server answered in time")
+                .unwrap_or(0);
+            if read == 0 {
+                return None;
+            }
+            self.decoder.push(&buffer[..read]);
+        }
+    }
+
+    /// The next envelope's id and event.
+    pub async fn expect(&mut self) -> (String, Event) {
+        let envelope = self.next().await.expect("an envelope");
+        let event = envelope.event().expect("well-formed payload");
+        (envelope.id, event)
+    }
+
+    /// Calls and returns the one reply's event.
+    pub async fn round_trip(&mut self, id: &str, operation: &str, input: Value) -> Event {
+        self.call(id, operation, input).await;
+        let (got, event) = self.expect().await;
+        assert_eq!(got, id);
+        event
+    }
+}
