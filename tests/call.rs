@@ -32,8 +32,8 @@ impl Drop for DropSignal {
 
 async fn node(limits: SessionLimits) -> (NodeHandle, mpsc::UnboundedReceiver<&'static str>) {
     let (dropped_tx, dropped_rx) = mpsc::unbounded_channel();
-    let mut registry = Registry::new();
-    alknet_call::builtins::register_discovery(&mut registry).unwrap();
+    let registry = Registry::new();
+    alknet_call::builtins::register_discovery(&registry).unwrap();
     registry
         .register(
             OperationDef::query("test/slow").unary(|_, input: Value| async move {
@@ -103,6 +103,7 @@ async fn item_2_services_list_on_one_port_over_both_transports() {
             [
                 "services/list",
                 "services/schema",
+                "session/register",
                 "test/count",
                 "test/hang",
                 "test/slow"
@@ -448,10 +449,10 @@ mod admin {
 
     async fn admin_node() -> (NodeHandle, NodeKey) {
         let admin_key = NodeKey::generate();
-        let mut registry = Registry::new();
-        alknet_call::builtins::register_discovery(&mut registry).unwrap();
+        let registry = Registry::new();
+        alknet_call::builtins::register_discovery(&registry).unwrap();
         let handle = AdminHandle::default();
-        register(&mut registry, &handle).unwrap();
+        register(&registry, &handle).unwrap();
         let identities: Arc<dyn IdentityProvider> = Arc::new(Operators {
             admin: admin_key.node_id().fingerprint(),
         });

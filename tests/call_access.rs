@@ -34,10 +34,10 @@ impl IdentityProvider for Tokens {
 }
 
 async fn node(ran: Arc<AtomicBool>) -> NodeHandle {
-    let mut registry = Registry::new();
-    alknet_call::builtins::register_discovery(&mut registry).unwrap();
+    let registry = Registry::new();
+    alknet_call::builtins::register_discovery(&registry).unwrap();
     let admin = AdminHandle::default();
-    register(&mut registry, &admin).unwrap();
+    register(&registry, &admin).unwrap();
     registry
         .register(
             OperationDef::query("test/echo")

@@ -31,7 +31,7 @@ impl AdminHandle {
 }
 
 /// Registers `admin/tree` and `admin/kill` (scope `admin`).
-pub fn register(registry: &mut Registry, handle: &AdminHandle) -> Result<(), RegistrationError> {
+pub fn register(registry: &Registry, handle: &AdminHandle) -> Result<(), RegistrationError> {
     let tree = handle.clone();
     registry.register(
         OperationDef::query("admin/tree")

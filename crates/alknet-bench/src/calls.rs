@@ -72,8 +72,8 @@ async fn start_node() -> anyhow::Result<alknet_supervisors::NodeHandle> {
     std::fs::write(dir.path().join("web.crt"), cert)?;
     std::fs::write(dir.path().join("web.key"), web_key)?;
     let web = tls::load_pem_pair(&dir.path().join("web.crt"), &dir.path().join("web.key"))?;
-    let mut registry = Registry::new();
-    builtins::register_diagnostics(&mut registry)?;
+    let registry = Registry::new();
+    builtins::register_diagnostics(&registry)?;
     let call: Arc<dyn ProtocolHandler> = Arc::new(CallHandler::new(
         Arc::new(registry),
         Arc::new(NoIdentities),

@@ -1,14 +1,17 @@
-//! Discovery built-ins: `services/list` and `services/schema` (PROTOCOL.md
-//! §10.1–§10.2). Each caller sees only what it may call.
+//! Built-ins every session offers: discovery, `services/list` and
+//! `services/schema` (PROTOCOL.md §10.1–§10.2), where each caller sees only
+//! what it may call; and `session/register` (§10.5). Also the diagnostic
+//! operations the tests and benchmarks use.
 
 use serde_json::{Value, json};
 
 use crate::access::AccessControl;
 use crate::error::CallError;
+use crate::handle::OverlayEntry;
 use crate::registry::{Context, OperationDef, RegistrationError, Registry, Visibility};
 
-/// Registers `services/list` and `services/schema`.
-pub fn register_discovery(registry: &mut Registry) -> Result<(), RegistrationError> {
+/// Registers `services/list`, `services/schema` and `session/register`.
+pub fn register_discovery(registry: &Registry) -> Result<(), RegistrationError> {
     registry.register(
         OperationDef::query("services/list")
             .description("List the operations the caller may call")
@@ -25,12 +28,55 @@ pub fn register_discovery(registry: &mut Registry) -> Result<(), RegistrationErr
             }))
             .unary(|cx, input| async move { schema(&cx, &input) }),
     )?;
+    registry.register(
+        OperationDef::mutation("session/register")
+            .description("Offer operations of your own to the node on this session")
+            .input_schema(json!({
+                "type": "object",
+                "properties": {"operations": {"type": "array", "items": {
+                    "type": "object",
+                    "properties": {
+                        "name": {"type": "string"},
+                        "op_type": {"enum": ["query", "mutation", "subscription"]}
+                    },
+                    "required": ["name", "op_type"]
+                }}},
+                "required": ["operations"]
+            }))
+            .unary(|cx, input| async move { register_overlay(&cx, input) }),
+    )?;
     Ok(())
 }
 
-/// Registers the diagnostic operations `diag/echo` (returns its input) and
-/// `diag/sleep` (`{"ms": n}`, at most 60,000), used by tests and benchmarks.
-pub fn register_diagnostics(registry: &mut Registry) -> Result<(), RegistrationError> {
+fn register_overlay(cx: &Context, input: Value) -> Result<Value, CallError> {
+    let Some(session) = &cx.session else {
+        return Err(CallError::invalid_input(
+            "session/register requires a call session",
+        ));
+    };
+    let entries: Vec<OverlayEntry> = serde_json::from_value(input["operations"].clone())
+        .map_err(|e| CallError::invalid_input(format!("invalid operation entry: {e}")))?;
+    let specs = entries.into_iter().map(OverlayEntry::into_spec).collect();
+    let registered = session.register_overlay(specs)?;
+    Ok(json!({ "registered": registered }))
+}
+
+/// Registers the diagnostic operations used by tests and benchmarks:
+/// `diag/echo` (returns its input), `diag/sleep` (`{"ms": n}`, at most
+/// 60,000) and `diag/callback` (`{"operation": name, "input": …}`: calls an
+/// operation the caller registered on its own session and returns its output;
+/// a subscription's items come back as an array).
+pub fn register_diagnostics(registry: &Registry) -> Result<(), RegistrationError> {
+    registry.register(
+        OperationDef::mutation("diag/callback")
+            .description("Call an operation the caller registered on its session")
+            .input_schema(json!({
+                "type": "object",
+                "properties": {"operation": {"type": "string"}},
+                "required": ["operation"]
+            }))
+            .unary(|cx, input| async move { callback(&cx, input).await }),
+    )?;
     registry.register(
         OperationDef::query("diag/echo")
             .description("Return the input unchanged")
@@ -52,10 +98,35 @@ pub fn register_diagnostics(registry: &mut Registry) -> Result<(), RegistrationE
     )
 }
 
+async fn callback(cx: &Context, input: Value) -> Result<Value, CallError> {
+    use futures::TryStreamExt;
+    let Some(session) = &cx.session else {
+        return Err(CallError::invalid_input(
+            "diag/callback requires a call session",
+        ));
+    };
+    let operation = input["operation"].as_str().unwrap_or_default();
+    let argument = input.get("input").cloned().unwrap_or_else(|| json!({}));
+    let is_subscription = session
+        .overlay()
+        .iter()
+        .any(|spec| spec.name == operation.trim_start_matches('/') && spec.op_type == crate::registry::OpType::Subscription);
+    if is_subscription {
+        let items: Vec<Value> = session
+            .subscribe_overlay(operation, argument)
+            .await?
+            .try_collect()
+            .await?;
+        return Ok(Value::Array(items));
+    }
+    session.call_overlay(operation, argument).await
+}
+
 fn list(cx: &Context) -> Value {
     let operations: Vec<Value> = cx
         .registry
-        .iter()
+        .operations()
+        .into_iter()
         .filter(|op| op.spec().visibility == Visibility::External)
         .filter(|op| op.spec().access_control.check(cx.identity.as_ref()).is_ok())
         .map(|op| {

@@ -1,28 +1,27 @@
 //! `CallClient`: dial a node over QUIC or TCP+TLS and call its operations.
 //!
-//! One client is one session on one stream. A reader task routes every reply
-//! to its waiting call by id through the same [`SessionBook`] the node uses, so
-//! correlation, late replies and close behave identically on both ends. Calls
-//! the node makes to the client are answered `NOT_FOUND` until the client
-//! registers operations of its own.
+//! A client is one session, run by the same `CallSession` actor the node runs
+//! for it, so correlation, aborts, deadlines and close behave identically on
+//! both ends. It serves the node's calls from a registry of its own, empty
+//! until [`CallClient::register`] adds an operation (and announces it to the
+//! node with `session/register`, §10.5).
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use alknet_core::tls::{self, ServerVerification};
-use alknet_core::{Alpn, NodeKey};
-use futures::Stream;
-use serde_json::Value;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use alknet_core::{Alpn, Connection, NoIdentities, NodeKey};
+use serde_json::{Value, json};
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_util::task::AbortOnDropHandle;
 
-use crate::codec::{DEFAULT_MAX_FRAME, FrameDecoder, encode_frame};
-use crate::envelope::{CallRequest, EventEnvelope};
+use crate::codec::DEFAULT_MAX_FRAME;
 use crate::error::CallError;
-use crate::session::{Action, CallKind, Delivery, SessionBook};
+use crate::handle::{CallOptions, SessionHandle, Subscription};
+use crate::registry::{OperationDef, Registry};
+use crate::server::{SessionConfig, SessionLimits};
+use crate::streams::Session;
 
 /// Which transport to dial.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,33 +75,28 @@ pub enum ConnectError {
     /// The QUIC handshake failed.
     #[error("QUIC: {0}")]
     Quic(String),
+    /// The session could not start.
+    #[error("cannot start the session: {0}")]
+    Session(String),
 }
 
-type Waiter = mpsc::UnboundedSender<Delivery>;
-type Book = Arc<Mutex<SessionBook<(), Waiter>>>;
-
-/// A call session from the client side.
+/// A call session from the dialling side.
 pub struct CallClient {
-    frames: mpsc::Sender<Vec<u8>>,
-    book: Book,
+    handle: SessionHandle,
+    registry: Arc<Registry>,
     token: Option<String>,
-    max_frame: usize,
-    call_timeout: Duration,
-    _reader: AbortOnDropHandle<()>,
-    _writer: AbortOnDropHandle<()>,
-    _quic: Option<(quinn::Endpoint, quinn::Connection)>,
+    connection: Connection,
+    _driver: AbortOnDropHandle<()>,
+    _endpoint: Option<quinn::Endpoint>,
 }
 
 impl CallClient {
     /// Dials `addr` and opens the session.
     pub async fn connect(addr: SocketAddr, options: ClientOptions) -> Result<Self, ConnectError> {
-        let alpns = [Alpn::new(Alpn::CALL)];
+        let alpn = Alpn::new(Alpn::CALL);
+        let alpns = [alpn.clone()];
         let key = options.client_key.as_ref();
-        let (send, recv, quic): (
-            Box<dyn AsyncWrite + Send + Unpin>,
-            Box<dyn AsyncRead + Send + Unpin>,
-            _,
-        ) = match options.transport {
+        let (connection, endpoint) = match options.transport {
             Transport::Quic => {
                 let config = tls::quic_client_config(options.verification, key, &alpns)?;
                 let bind: SocketAddr = if addr.is_ipv6() {
@@ -118,11 +112,7 @@ impl CallClient {
                     .map_err(|e| ConnectError::Quic(e.to_string()))?
                     .await
                     .map_err(|e| ConnectError::Quic(e.to_string()))?;
-                let (send, recv) = connection
-                    .open_bi()
-                    .await
-                    .map_err(|e| ConnectError::Quic(e.to_string()))?;
-                (Box::new(send), Box::new(recv), Some((endpoint, connection)))
+                (Connection::from_quic(connection, alpn, None), Some(endpoint))
             }
             Transport::Tcp => {
                 let config = tls::client_config(options.verification, key, &alpns, false)?;
@@ -133,208 +123,120 @@ impl CallClient {
                 let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
                     .connect(name, tcp)
                     .await?;
-                let (recv, send) = tokio::io::split(tls);
-                (Box::new(send), Box::new(recv), None)
+                (Connection::from_stream(tls, alpn, addr, None), None)
             }
         };
-        let (frames, queue) = mpsc::channel(1024);
-        let book: Book = Arc::new(Mutex::new(SessionBook::new(256)));
-        let reader = tokio::spawn(read_replies(
-            recv,
-            book.clone(),
-            frames.clone(),
-            options.max_frame,
-        ));
-        let writer = tokio::spawn(write_frames(send, queue));
+        let registry = Arc::new(Registry::new());
+        let config = SessionConfig {
+            registry: registry.clone(),
+            identities: Arc::new(NoIdentities),
+            limits: SessionLimits {
+                max_frame: options.max_frame,
+                ..SessionLimits::default()
+            },
+        };
+        let span = tracing::info_span!("call-client", remote = %addr);
+        let session = Session::start(config, connection.clone(), options.call_timeout, span)
+            .await
+            .map_err(|e| ConnectError::Session(e.to_string()))?;
+        session
+            .open_stream()
+            .await
+            .map_err(|e| ConnectError::Session(e.to_string()))?;
+        let handle = session.handle();
+        let driver = tokio::spawn(session.drive());
         Ok(Self {
-            frames,
-            book,
+            handle,
+            registry,
             token: options.token,
-            max_frame: options.max_frame,
-            call_timeout: options.call_timeout,
-            _reader: AbortOnDropHandle::new(reader),
-            _writer: AbortOnDropHandle::new(writer),
-            _quic: quic,
+            connection,
+            _driver: AbortOnDropHandle::new(driver),
+            _endpoint: endpoint,
         })
     }
 
-    async fn start(
-        &self,
-        operation: &str,
-        input: Value,
-        kind: CallKind,
-    ) -> Result<(String, mpsc::UnboundedReceiver<Delivery>), CallError> {
-        let id = uuid::Uuid::new_v4().to_string();
-        let (tx, rx) = mpsc::unbounded_channel();
-        let wire_name = if operation.starts_with('/') {
-            operation.to_owned()
-        } else {
-            format!("/{operation}")
-        };
-        let mut request = CallRequest::new(wire_name, input);
-        request.auth_token = self.token.clone();
-        let frame = encode_frame(
-            &EventEnvelope::requested(id.clone(), &request),
-            self.max_frame,
-        )
-        .map_err(|_| CallError::internal("request too large"))?;
-        lock(&self.book)
-            .call(id.clone(), kind, tx)
-            .map_err(|refused| CallError::internal(refused.to_string()))?;
-        if self.frames.send(frame).await.is_err() {
-            lock(&self.book).forget(&id);
-            return Err(CallError::internal("connection closed"));
+    /// The session, for calls with per-call options or through the overlay.
+    pub fn session(&self) -> &SessionHandle {
+        &self.handle
+    }
+
+    /// Whether the session has ended (the node closed it, or the network
+    /// failed).
+    pub fn is_closed(&self) -> bool {
+        self.handle.is_closed()
+    }
+
+    fn options(&self) -> CallOptions {
+        CallOptions {
+            auth_token: self.token.clone(),
+            forwarded_for: None,
         }
-        Ok((id, rx))
     }
 
     /// Calls a query or mutation and waits for its one reply.
     pub async fn call(&self, operation: &str, input: Value) -> Result<Value, CallError> {
-        let (id, mut replies) = self.start(operation, input, CallKind::Unary).await?;
-        match tokio::time::timeout(self.call_timeout, replies.recv()).await {
-            Ok(Some(Delivery::Output { output, .. })) => Ok(output),
-            Ok(Some(Delivery::Failed(error))) => Err(error),
-            Ok(Some(Delivery::Completed)) => Err(CallError::internal("invalid response payload")),
-            Ok(None) => Err(CallError::internal("connection closed")),
-            Err(_) => {
-                self.abort(&id).await;
-                Err(CallError::timeout())
-            }
-        }
+        self.handle.call_with(operation, input, self.options()).await
+    }
+
+    /// Calls a query or mutation relaying `forwarded_for` as the original
+    /// caller.
+    pub async fn call_forwarding(
+        &self,
+        operation: &str,
+        input: Value,
+        forwarded_for: Option<alknet_core::Identity>,
+    ) -> Result<Value, CallError> {
+        let options = CallOptions {
+            forwarded_for,
+            ..self.options()
+        };
+        self.handle.call_with(operation, input, options).await
     }
 
     /// Calls a subscription; its items arrive on the returned stream, which
-    /// ends after `call.completed` or with one error. Dropping it early does
-    /// not abort the call: use [`CallClient::abort`] with [`Subscription::id`].
+    /// ends after `call.completed` or with one error. Dropping it early aborts
+    /// the call.
     pub async fn subscribe(
         &self,
         operation: &str,
         input: Value,
     ) -> Result<Subscription, CallError> {
-        let (id, replies) = self.start(operation, input, CallKind::Subscription).await?;
-        Ok(Subscription {
-            id,
-            replies,
-            done: false,
-        })
+        self.handle.subscribe(operation, input, self.options()).await
     }
 
-    /// Aborts one of our calls; late replies for it are ignored.
-    pub async fn abort(&self, id: &str) {
-        lock(&self.book).forget(id);
-        if let Ok(frame) = encode_frame(&EventEnvelope::aborted(id), self.max_frame) {
-            let _ = self.frames.send(frame).await;
-        }
-    }
-}
-
-fn lock(book: &Book) -> std::sync::MutexGuard<'_, SessionBook<(), Waiter>> {
-    book.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// A running subscription's items.
-pub struct Subscription {
-    id: String,
-    replies: mpsc::UnboundedReceiver<Delivery>,
-    done: bool,
-}
-
-impl Subscription {
-    /// The request id (for [`CallClient::abort`]).
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-}
-
-impl Stream for Subscription {
-    type Item = Result<Value, CallError>;
-
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
-        use std::task::Poll;
-        if self.done {
-            return Poll::Ready(None);
-        }
-        match self.replies.poll_recv(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(Delivery::Output { output, .. })) => Poll::Ready(Some(Ok(output))),
-            Poll::Ready(Some(Delivery::Completed)) => {
-                self.done = true;
-                Poll::Ready(None)
-            }
-            Poll::Ready(Some(Delivery::Failed(error))) => {
-                self.done = true;
-                Poll::Ready(Some(Err(error)))
-            }
-            Poll::Ready(None) => {
-                self.done = true;
-                Poll::Ready(Some(Err(CallError::internal("connection closed"))))
-            }
-        }
-    }
-}
-
-async fn read_replies(
-    mut recv: Box<dyn AsyncRead + Send + Unpin>,
-    book: Book,
-    frames: mpsc::Sender<Vec<u8>>,
-    max_frame: usize,
-) {
-    let mut decoder = FrameDecoder::new(max_frame);
-    let mut buffer = vec![0u8; 64 * 1024];
-    'read: loop {
-        let read = match recv.read(&mut buffer).await {
-            Ok(0) | Err(_) => break,
-            Ok(read) => read,
+    /// Calls a subscription relaying `forwarded_for` as the original caller.
+    pub async fn subscribe_forwarding(
+        &self,
+        operation: &str,
+        input: Value,
+        forwarded_for: Option<alknet_core::Identity>,
+    ) -> Result<Subscription, CallError> {
+        let options = CallOptions {
+            forwarded_for,
+            ..self.options()
         };
-        decoder.push(&buffer[..read]);
-        loop {
-            let envelope = match decoder.next_envelope() {
-                Ok(Some(envelope)) => envelope,
-                Ok(None) => break,
-                Err(error) => {
-                    tracing::warn!("closing the session after a protocol error: {error}");
-                    break 'read;
-                }
-            };
-            let action = lock(&book).receive(0, envelope);
-            match action {
-                Action::Deliver(waiter, delivery) => {
-                    let _ = waiter.send(delivery);
-                }
-                Action::Dispatch { id, request, .. } => {
-                    // No operations of our own yet: answer like an empty registry.
-                    lock(&book).served(&id);
-                    let error = CallError::operation_not_found(request.operation_name());
-                    if let Ok(frame) = encode_frame(&EventEnvelope::error(id, &error), max_frame) {
-                        let _ = frames.send(frame).await;
-                    }
-                }
-                Action::Reply(_, envelope) => {
-                    if let Ok(frame) = encode_frame(&envelope, max_frame) {
-                        let _ = frames.send(frame).await;
-                    }
-                }
-                Action::Abort(()) | Action::Ignore => {}
-            }
-        }
+        self.handle.subscribe(operation, input, options).await
     }
-    let (_, failures) = lock(&book).close();
-    for (waiter, delivery) in failures {
-        let _ = waiter.send(delivery);
+
+    /// Serves `def` to the node on this session: it joins the client's own
+    /// registry and the session's overlay on the node (`session/register`).
+    pub async fn register(&self, def: OperationDef) -> Result<(), CallError> {
+        let spec = def.spec().clone();
+        self.registry
+            .register(def)
+            .map_err(|e| CallError::invalid_input(e.to_string()))?;
+        let registered = self
+            .call("session/register", json!({ "operations": [spec] }))
+            .await;
+        if registered.is_err() {
+            self.registry.unregister(&spec.name);
+        }
+        registered.map(|_| ())
     }
 }
 
-async fn write_frames(
-    mut send: Box<dyn AsyncWrite + Send + Unpin>,
-    mut frames: mpsc::Receiver<Vec<u8>>,
-) {
-    while let Some(frame) = frames.recv().await {
-        if send.write_all(&frame).await.is_err() || send.flush().await.is_err() {
-            return;
-        }
+impl Drop for CallClient {
+    fn drop(&mut self) {
+        self.connection.close(0, "client closed");
     }
-    let _ = send.shutdown().await;
 }

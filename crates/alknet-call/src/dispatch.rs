@@ -15,6 +15,7 @@ use futures::{FutureExt, StreamExt};
 use serde_json::Value;
 
 use crate::error::CallError;
+use crate::handle::SessionHandle;
 use crate::registry::{Context, Handler, OpType, Operation, Registry, Visibility};
 
 /// Where a request comes from.
@@ -56,6 +57,11 @@ pub struct Request {
     pub origin: Origin,
     /// The reply pattern the entry point can carry.
     pub expect: Expect,
+    /// When a query or mutation must be answered; handed to the handler so
+    /// its nested calls inherit the remaining time.
+    pub deadline: Option<tokio::time::Instant>,
+    /// The call session the request arrived on, if any.
+    pub session: Option<SessionHandle>,
 }
 
 /// A running request's reply.
@@ -90,8 +96,7 @@ pub fn dispatch(
     let operation = registry
         .get(name)
         .filter(|op| request.origin == Origin::Nested || op.spec.visibility == Visibility::External)
-        .ok_or_else(|| CallError::operation_not_found(name))?
-        .clone();
+        .ok_or_else(|| CallError::operation_not_found(name))?;
     // 6. A presented token must resolve; then the access check.
     let identity = match &request.auth_token {
         Some(token) => Some(
@@ -131,6 +136,10 @@ pub fn dispatch(
         forwarded_for: request.forwarded_for,
         capabilities: operation.capabilities.clone(),
         registry: registry.clone(),
+        // Subscriptions have no deadline (§9.2).
+        deadline: request.deadline.filter(|_| !is_subscription),
+        session: request.session,
+        authority: operation.authority.clone(),
     };
     Ok(run(operation, context, request.input))
 }

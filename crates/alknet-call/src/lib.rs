@@ -13,33 +13,42 @@
 //! - [`dispatch`]: the order in which a request is checked and run (§7.1);
 //! - [`builtins`]: discovery, `services/list` and `services/schema` (§10);
 //! - [`session`]: a session's bookkeeping — correlation, duplicate ids, the
-//!   in-flight cap, aborts and close (§4.3, §5, §9);
-//! - [`server`]: the `alknet/call` handler and its `CallSession` actor;
-//! - [`client`]: `CallClient`, dialing a node over QUIC or TCP+TLS.
+//!   in-flight cap, aborts and close (§4.3, §5, §9).
 //!
-//! The session actor, the operation registry and the client build on these.
+//! Around it, the asynchronous shell:
+//! - [`actor`]: the `CallSession` actor running one session, either end;
+//! - `streams`: feeding a session from a connection's streams;
+//! - [`handle`]: `SessionHandle`, calling the remote end and its overlay;
+//! - [`server`]: the `alknet/call` protocol handler;
+//! - [`client`]: `CallClient`, dialing a node over QUIC or TCP+TLS;
+//! - [`from_call`]: importing another node's operations.
 
 #![warn(missing_docs)]
 
 pub mod access;
+pub mod actor;
 pub mod builtins;
 pub mod client;
 pub mod codec;
 pub mod dispatch;
 pub mod envelope;
 pub mod error;
+pub mod from_call;
+pub mod handle;
 pub mod names;
 pub mod registry;
 pub mod schema;
 pub mod server;
 pub mod session;
+mod streams;
 
 pub use client::{CallClient, ClientOptions};
 pub use codec::{FrameDecoder, FrameError};
 pub use envelope::{CallRequest, Event, EventEnvelope};
 pub use error::CallError;
+pub use handle::{CallOptions, SessionHandle, Subscription};
 pub use registry::{OperationDef, Registry};
-pub use server::{CallHandler, SessionLimits};
+pub use server::{CallHandler, SessionConfig, SessionLimits};
 
 /// QUIC application error code for a framing violation (PROTOCOL.md §2).
 pub const PROTOCOL_ERROR: u32 = 0x1;

@@ -1,15 +1,18 @@
 //! Operations and the registry that holds them (PROTOCOL.md §6).
 //!
-//! The registry is built once at start-up and is immutable afterwards, so
-//! dispatch reads it without locks. Everything that can be wrong with an
-//! operation — its name, its schemas, its declared error codes, a handler of
-//! the wrong kind — is refused at registration, never discovered by a request.
+//! Most operations are registered at start-up, but importers (`from_call`
+//! reaching a peer that came up late) and a client registering operations on
+//! its own session add some while requests are served, so the table sits
+//! behind a read-write lock that dispatch holds only for one lookup.
+//! Everything that can be wrong with an operation — its name, its schemas, its
+//! declared error codes, a handler of the wrong kind — is refused at
+//! registration, never discovered by a request.
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
-use alknet_core::Identity;
+use alknet_core::{Identity, NoIdentities};
 use futures::future::BoxFuture;
 use futures::stream::{BoxStream, Stream};
 use futures::{FutureExt, StreamExt};
@@ -17,7 +20,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::access::AccessControl;
+use crate::dispatch::{self, Expect, Origin, Reply};
 use crate::error::CallError;
+use crate::handle::SessionHandle;
 use crate::names::{self, NameError};
 use crate::schema::{InputSchema, SchemaError};
 
@@ -105,7 +110,8 @@ impl std::fmt::Debug for Capabilities {
     }
 }
 
-/// What a handler knows about the request it serves.
+/// What a handler knows about the request it serves, and its way to call
+/// other operations (composition, §7.2 and §9).
 #[derive(Clone, Debug)]
 pub struct Context {
     /// The request id (the envelope id, or the gateway's request id).
@@ -120,6 +126,65 @@ pub struct Context {
     pub capabilities: Capabilities,
     /// The registry the operation was dispatched from (discovery, nested calls).
     pub registry: Arc<Registry>,
+    /// When the request must be answered (`None` for subscriptions). Nested
+    /// calls inherit it.
+    pub deadline: Option<tokio::time::Instant>,
+    /// The call session the request arrived on, if any: node-side code reaches
+    /// that session's overlay through it (§10.5).
+    pub session: Option<SessionHandle>,
+    /// What nested calls run as: the registration's grant, never the caller's.
+    pub(crate) authority: Option<Identity>,
+}
+
+impl Context {
+    /// Calls a query or mutation of this node's registry, internal ones
+    /// included, as the authority this operation's registration grants (not as
+    /// the caller, who becomes `forwarded_for`). The call shares this request's
+    /// deadline, and is cancelled with it: dropping the returned future drops
+    /// the nested handler.
+    pub async fn call(&self, operation: &str, input: Value) -> Result<Value, CallError> {
+        let request = self.nested(operation, input, Expect::OneReply);
+        let Reply::One(output) = dispatch::dispatch(&self.registry, &NoIdentities, request)? else {
+            return Err(CallError::internal("invalid response payload"));
+        };
+        match self.deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, output)
+                .await
+                .unwrap_or_else(|_| Err(CallError::timeout())),
+            None => output.await,
+        }
+    }
+
+    /// Calls a subscription of this node's registry, like [`Context::call`];
+    /// dropping the stream cancels it.
+    pub fn subscribe(
+        &self,
+        operation: &str,
+        input: Value,
+    ) -> Result<BoxStream<'static, Result<Value, CallError>>, CallError> {
+        let request = self.nested(operation, input, Expect::Stream);
+        match dispatch::dispatch(&self.registry, &NoIdentities, request)? {
+            Reply::Stream(items) => Ok(items),
+            Reply::One(_) => Err(CallError::internal("invalid response payload")),
+        }
+    }
+
+    fn nested(&self, operation: &str, input: Value, expect: Expect) -> dispatch::Request {
+        dispatch::Request {
+            id: uuid::Uuid::new_v4().to_string(),
+            operation: operation.to_owned(),
+            input,
+            session_identity: self.authority.clone(),
+            auth_token: None,
+            // The composing request's caller, as metadata; its own
+            // `forwarded_for` is not inherited (§7.2).
+            forwarded_for: self.identity.clone(),
+            origin: Origin::Nested,
+            expect,
+            deadline: self.deadline,
+            session: self.session.clone(),
+        }
+    }
 }
 
 type UnaryFn = dyn Fn(Context, Value) -> BoxFuture<'static, Result<Value, CallError>> + Send + Sync;
@@ -138,6 +203,7 @@ pub struct Operation {
     pub(crate) input: InputSchema,
     pub(crate) handler: Handler,
     pub(crate) capabilities: Capabilities,
+    pub(crate) authority: Option<Identity>,
 }
 
 impl std::fmt::Debug for Operation {
@@ -168,6 +234,7 @@ pub struct OperationDef {
     spec: OperationSpec,
     handler: Option<Handler>,
     capabilities: Capabilities,
+    authority: Option<Identity>,
 }
 
 impl OperationDef {
@@ -186,7 +253,18 @@ impl OperationDef {
             },
             handler: None,
             capabilities: Capabilities::default(),
+            authority: None,
         }
+    }
+
+    /// An operation from a full spec (importers, overlays).
+    pub fn from_spec(spec: OperationSpec) -> Self {
+        let mut def = Self::new(&spec.name, spec.op_type);
+        def.spec = OperationSpec {
+            namespace: names::namespace(&spec.name).to_owned(),
+            ..spec
+        };
+        def
     }
 
     /// A query.
@@ -202,6 +280,11 @@ impl OperationDef {
     /// A subscription.
     pub fn subscription(name: &str) -> Self {
         Self::new(name, OpType::Subscription)
+    }
+
+    /// The spec as defined so far.
+    pub fn spec(&self) -> &OperationSpec {
+        &self.spec
     }
 
     /// Sets the description.
@@ -243,6 +326,14 @@ impl OperationDef {
     /// Hands the handler a capability.
     pub fn capability(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.capabilities.0.insert(key.into(), value.into());
+        self
+    }
+
+    /// The identity this operation's nested calls run as (§7.2). Without one
+    /// they are anonymous, so they reach only operations without access
+    /// control: a composing handler gets exactly the authority granted here.
+    pub fn authority(mut self, identity: Identity) -> Self {
+        self.authority = Some(identity);
         self
     }
 
@@ -306,10 +397,10 @@ pub enum RegistrationError {
     },
 }
 
-/// The node's operations: built once, then read-only.
+/// The node's operations.
 #[derive(Debug, Default)]
 pub struct Registry {
-    operations: BTreeMap<String, Arc<Operation>>,
+    operations: RwLock<BTreeMap<String, Arc<Operation>>>,
 }
 
 impl Registry {
@@ -319,16 +410,53 @@ impl Registry {
     }
 
     /// Adds an operation.
-    pub fn register(&mut self, def: OperationDef) -> Result<(), RegistrationError> {
+    pub fn register(&self, def: OperationDef) -> Result<(), RegistrationError> {
+        let operation = Self::build(def)?;
+        let mut operations = self.operations.write().unwrap_or_else(PoisonError::into_inner);
+        if operations.contains_key(&operation.spec.name) {
+            return Err(RegistrationError::Duplicate(operation.spec.name.clone()));
+        }
+        operations.insert(operation.spec.name.clone(), Arc::new(operation));
+        Ok(())
+    }
+
+    /// Adds all of `defs` or, if any is refused (a name taken included), none.
+    pub fn register_all(&self, defs: Vec<OperationDef>) -> Result<(), RegistrationError> {
+        let built = defs
+            .into_iter()
+            .map(Self::build)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut operations = self.operations.write().unwrap_or_else(PoisonError::into_inner);
+        let mut names = std::collections::BTreeSet::new();
+        for operation in &built {
+            let name = &operation.spec.name;
+            if operations.contains_key(name) || !names.insert(name.clone()) {
+                return Err(RegistrationError::Duplicate(name.clone()));
+            }
+        }
+        for operation in built {
+            operations.insert(operation.spec.name.clone(), Arc::new(operation));
+        }
+        Ok(())
+    }
+
+    /// Removes an operation; `true` if it was there.
+    pub fn unregister(&self, name: &str) -> bool {
+        self.operations
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name)
+            .is_some()
+    }
+
+    fn build(def: OperationDef) -> Result<Operation, RegistrationError> {
         let OperationDef {
             spec,
             handler,
             capabilities,
+            authority,
         } = def;
         names::validate(&spec.name)?;
-        if self.operations.contains_key(&spec.name) {
-            return Err(RegistrationError::Duplicate(spec.name));
-        }
         let handler = match (spec.op_type, handler) {
             (OpType::Query | OpType::Mutation, Some(h @ Handler::Unary(_)))
             | (OpType::Subscription, Some(h @ Handler::Stream(_))) => h,
@@ -356,25 +484,31 @@ impl Registry {
                 source,
             }
         })?;
-        self.operations.insert(
-            spec.name.clone(),
-            Arc::new(Operation {
-                spec,
-                input,
-                handler,
-                capabilities,
-            }),
-        );
-        Ok(())
+        Ok(Operation {
+            spec,
+            input,
+            handler,
+            capabilities,
+            authority,
+        })
     }
 
     /// An operation by registry name.
-    pub fn get(&self, name: &str) -> Option<&Arc<Operation>> {
-        self.operations.get(name)
+    pub fn get(&self, name: &str) -> Option<Arc<Operation>> {
+        self.operations
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()
     }
 
     /// All operations, sorted by name (byte order).
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<Operation>> {
-        self.operations.values()
+    pub fn operations(&self) -> Vec<Arc<Operation>> {
+        self.operations
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
     }
 }

@@ -30,7 +30,7 @@ impl IdentityProvider for Tokens {
 }
 
 fn registry(ran: Arc<AtomicBool>) -> Arc<Registry> {
-    let mut registry = Registry::new();
+    let registry = Registry::new();
     let flag = ran.clone();
     registry
         .register(
@@ -126,6 +126,8 @@ fn request(operation: &str, input: Value) -> Request {
         forwarded_for: None,
         origin: Origin::Remote,
         expect: Expect::ByOpType,
+        deadline: None,
+        session: None,
     }
 }
 
@@ -317,7 +319,7 @@ async fn declared_domain_codes_pass_and_undeclared_ones_become_internal() {
 
 #[test]
 fn registration_refuses_what_could_only_fail_later() {
-    let mut registry = Registry::new();
+    let registry = Registry::new();
     let ok = || OperationDef::query("a/b").unary(|_, _| async { Ok(json!(null)) });
     registry.register(ok()).unwrap();
     assert_eq!(
@@ -374,7 +376,7 @@ fn registration_refuses_what_could_only_fail_later() {
 
 #[test]
 fn capabilities_reach_the_handler_and_never_debug_print() {
-    let mut registry = Registry::new();
+    let registry = Registry::new();
     registry
         .register(
             OperationDef::query("a/cap")
@@ -390,8 +392,8 @@ fn capabilities_reach_the_handler_and_never_debug_print() {
 }
 
 fn discovery_registry() -> Arc<Registry> {
-    let mut registry = Registry::new();
-    alknet_call::builtins::register_discovery(&mut registry).unwrap();
+    let registry = Registry::new();
+    alknet_call::builtins::register_discovery(&registry).unwrap();
     registry
         .register(
             OperationDef::query("admin/tree")
@@ -434,7 +436,12 @@ async fn item_26_services_list_shows_each_caller_what_it_may_call() {
         .unwrap();
     assert_eq!(
         names(&anonymous),
-        ["fs/readFile", "services/list", "services/schema"]
+        [
+            "fs/readFile",
+            "services/list",
+            "services/schema",
+            "session/register"
+        ]
     );
     let entry = &anonymous["operations"][0];
     assert_eq!(
@@ -450,7 +457,8 @@ async fn item_26_services_list_shows_each_caller_what_it_may_call() {
             "admin/tree",
             "fs/readFile",
             "services/list",
-            "services/schema"
+            "services/schema",
+            "session/register"
         ]
     );
 }

@@ -1,0 +1,449 @@
+//! The `CallSession` actor: one per session, whichever end dialled (§5.1).
+//!
+//! The actor owns the session's bookkeeping ([`SessionBook`]) and nothing that
+//! blocks. Per-stream reader tasks hand it each decoded envelope; every request
+//! it accepts runs in its own task, which writes its replies through the
+//! stream's bounded writer queue (waiting when the peer reads slowly — output
+//! is never dropped) and reports back when done. Calls this end makes register
+//! here first, so replies from any stream find their caller; the caller then
+//! queues its `call.requested` itself, which keeps the actor from ever waiting
+//! on a full queue.
+
+use std::collections::HashMap;
+
+use alknet_core::{Connection, TransportKind};
+use futures::StreamExt;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::codec::encode_frame;
+use crate::dispatch::{self, Expect, Origin, Reply};
+use crate::envelope::{CallRequest, EventEnvelope};
+use crate::error::CallError;
+use crate::handle::SessionHandle;
+use crate::server::{SessionConfig, SessionLimits};
+use crate::session::{Action, CallKind, Delivery, SessionBook, StreamKey};
+use crate::streams::Streams;
+
+/// What the session actor takes.
+pub enum SessionMsg {
+    /// A new stream, the queue of its writer, and the switch that resets it.
+    Stream(StreamKey, mpsc::Sender<Vec<u8>>, CancellationToken),
+    /// An envelope read from a stream; the reply says it was taken.
+    Inbound(StreamKey, EventEnvelope, RpcReplyPort<()>),
+    /// A stream's reading half ended.
+    StreamEnded(StreamKey, StreamEnding),
+    /// A request's task sent its terminal envelope.
+    Served(String, u64),
+    /// Refuse new requests; stop once nothing is in flight.
+    Drain,
+    /// Registers one of this end's calls; the reply says where to write its
+    /// `call.requested`.
+    Call(Outgoing, RpcReplyPort<Result<Route, CallError>>),
+    /// Aborts one of this end's calls (§9.1): `call.aborted` goes out on the
+    /// stream that carried it, and late replies are ignored.
+    Abort(String),
+    /// The peer stopped reading: close the session (§5.5, §9.3).
+    WriteStalled(StreamKey),
+}
+
+/// One of this end's calls, before its request is written.
+pub struct Outgoing {
+    pub(crate) id: String,
+    pub(crate) kind: CallKind,
+    pub(crate) replies: mpsc::UnboundedSender<Delivery>,
+    /// Whether a stream was already opened for it (QUIC), so a second miss
+    /// fails instead of opening another.
+    pub(crate) opened_stream: bool,
+}
+
+/// Where a registered call writes its request.
+pub struct Route {
+    pub(crate) writer: mpsc::Sender<Vec<u8>>,
+}
+
+/// How a stream's reading half ended.
+#[derive(Debug)]
+pub enum StreamEnding {
+    /// The peer finished it at a frame boundary: not an abort (§5.3 rule 3).
+    Finished,
+    /// A framing violation (§3.1): logged, and the stream (TCP+TLS: the
+    /// connection) is closed.
+    ProtocolError(String),
+    /// Reset by the peer or lost with the connection: its requests are aborted.
+    Lost(String),
+}
+
+/// One call session.
+pub struct CallSession;
+
+/// What a session starts with.
+pub struct SessionArgs {
+    pub(crate) config: SessionConfig,
+    pub(crate) connection: Connection,
+    pub(crate) streams: Streams,
+    pub(crate) handle_parts: crate::handle::HandleParts,
+    pub(crate) span: tracing::Span,
+}
+
+struct Running {
+    abort: AbortHandle,
+    seq: u64,
+}
+
+/// Delivers replies to one of this end's calls.
+#[derive(Clone)]
+struct Waiter {
+    replies: mpsc::UnboundedSender<Delivery>,
+    stream: StreamKey,
+}
+
+/// The session actor's state.
+pub struct SessionState {
+    config: SessionConfig,
+    connection: Connection,
+    streams: Streams,
+    handle: SessionHandle,
+    span: tracing::Span,
+    book: SessionBook<Running, Waiter>,
+    writers: HashMap<StreamKey, mpsc::Sender<Vec<u8>>>,
+    resets: HashMap<StreamKey, CancellationToken>,
+    next_seq: u64,
+    draining: bool,
+}
+
+impl Actor for CallSession {
+    type Msg = SessionMsg;
+    type State = SessionState;
+    type Arguments = SessionArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(SessionState {
+            book: SessionBook::new(args.config.limits.max_in_flight),
+            handle: SessionHandle::new(myself, args.handle_parts),
+            config: args.config,
+            connection: args.connection,
+            streams: args.streams,
+            span: args.span,
+            writers: HashMap::new(),
+            resets: HashMap::new(),
+            next_seq: 0,
+            draining: false,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            SessionMsg::Stream(key, writer, reset) => {
+                state.writers.insert(key, writer);
+                state.resets.insert(key, reset);
+            }
+            SessionMsg::Inbound(key, envelope, taken) => {
+                let _ = taken.send(());
+                state.receive(&myself, key, envelope);
+            }
+            SessionMsg::StreamEnded(key, ending) => state.stream_ended(&myself, key, ending),
+            SessionMsg::Served(id, seq) => {
+                state.book.served_if(&id, |running| running.seq == seq);
+                if state.draining && state.book.in_flight() == 0 {
+                    myself.stop(None);
+                }
+            }
+            SessionMsg::Drain => {
+                state.draining = true;
+                state.book.drain();
+                if state.book.in_flight() == 0 {
+                    myself.stop(None);
+                }
+            }
+            SessionMsg::Call(outgoing, route) => state.call(&myself, outgoing, route),
+            SessionMsg::Abort(id) => {
+                if let Some(waiter) = state.book.forget(&id) {
+                    let writer = state
+                        .writers
+                        .get(&waiter.stream)
+                        .or_else(|| state.writers.values().next())
+                        .cloned();
+                    if let Some(writer) = writer {
+                        let max_frame = state.config.limits.max_frame;
+                        tokio::spawn(async move {
+                            send(&writer, EventEnvelope::aborted(id), max_frame).await;
+                        });
+                    }
+                }
+            }
+            SessionMsg::WriteStalled(key) => {
+                let info = state.connection.info().clone();
+                tracing::warn!(
+                    parent: &state.span,
+                    remote = %info.remote(),
+                    alpn = %info.alpn(),
+                    stream = key,
+                    "closing the session: the peer read nothing for {:?} while its queue was full",
+                    state.config.limits.write_stall
+                );
+                state.connection.close(0, "write stall");
+                myself.stop(Some("write stall".to_owned()));
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        // §9.3: abort everything served, fail everything awaited, drop the
+        // overlay.
+        let (aborts, failures) = state.book.close();
+        for running in aborts {
+            running.abort.abort();
+        }
+        for (waiter, delivery) in failures {
+            let _ = waiter.replies.send(delivery);
+        }
+        state.handle.clear_overlay();
+        Ok(())
+    }
+}
+
+impl SessionState {
+    fn receive(&mut self, myself: &ActorRef<SessionMsg>, key: StreamKey, envelope: EventEnvelope) {
+        match self.book.receive(key, envelope) {
+            Action::Ignore => {}
+            Action::Deliver(waiter, delivery) => {
+                let _ = waiter.replies.send(delivery);
+            }
+            Action::Reply(stream, envelope) => {
+                if let Some(writer) = self.writers.get(&stream).cloned() {
+                    let max_frame = self.config.limits.max_frame;
+                    tokio::spawn(async move { send(&writer, envelope, max_frame).await });
+                }
+            }
+            Action::Abort(running) => running.abort.abort(),
+            Action::Dispatch {
+                stream,
+                id,
+                request,
+            } => self.start(myself, stream, id, request),
+        }
+    }
+
+    fn stream_ended(&mut self, myself: &ActorRef<SessionMsg>, key: StreamKey, ending: StreamEnding) {
+        let reset = self.resets.remove(&key);
+        if let (Some(reset), StreamEnding::ProtocolError(_)) = (&reset, &ending) {
+            // Before the writer's queue closes, so it resets rather than
+            // finishes.
+            reset.cancel();
+        }
+        self.writers.remove(&key);
+        let info = self.connection.info().clone();
+        let reason = match ending {
+            StreamEnding::Finished => return,
+            StreamEnding::ProtocolError(reason) => {
+                tracing::warn!(
+                    parent: &self.span,
+                    remote = %info.remote(),
+                    alpn = %info.alpn(),
+                    "closing stream after a protocol error: {reason}"
+                );
+                reason
+            }
+            StreamEnding::Lost(reason) => {
+                tracing::debug!(parent: &self.span, "stream lost: {reason}");
+                reason
+            }
+        };
+        for running in self.book.stream_reset(key) {
+            running.abort.abort();
+        }
+        if info.transport() == TransportKind::Tls {
+            // One stream is the whole connection (§3.1 rule 2, §9.3).
+            self.connection.close(crate::PROTOCOL_ERROR, "protocol error");
+            myself.stop(Some(reason));
+        }
+    }
+
+    fn call(
+        &mut self,
+        myself: &ActorRef<SessionMsg>,
+        outgoing: Outgoing,
+        route: RpcReplyPort<Result<Route, CallError>>,
+    ) {
+        // The newest stream: over TCP+TLS the only one; over QUIC one that is
+        // still open in both directions.
+        let open = self
+            .writers
+            .iter()
+            .max_by_key(|(key, _)| **key)
+            .map(|(key, writer)| (*key, writer.clone()));
+        match open {
+            Some((stream, writer)) => {
+                let waiter = Waiter {
+                    replies: outgoing.replies,
+                    stream,
+                };
+                let registered = self
+                    .book
+                    .call(outgoing.id, outgoing.kind, waiter)
+                    .map(|()| Route { writer })
+                    .map_err(|refused| CallError::internal(refused.to_string()));
+                let _ = route.send(registered);
+            }
+            None if !outgoing.opened_stream
+                && self.connection.info().transport() == TransportKind::Quic =>
+            {
+                // Every stream the peer opened has ended: open one of ours.
+                // Not in the actor's turn — opening waits for stream credit.
+                let streams = self.streams.clone();
+                let session = myself.clone();
+                tokio::spawn(async move {
+                    match streams.open(&session).await {
+                        Ok(()) => {
+                            let outgoing = Outgoing {
+                                opened_stream: true,
+                                ..outgoing
+                            };
+                            let _ = session.cast(SessionMsg::Call(outgoing, route));
+                        }
+                        Err(_) => {
+                            let _ = route.send(Err(CallError::internal("connection closed")));
+                        }
+                    }
+                });
+            }
+            None => {
+                let _ = route.send(Err(CallError::internal("connection closed")));
+            }
+        }
+    }
+
+    fn start(
+        &mut self,
+        myself: &ActorRef<SessionMsg>,
+        stream: StreamKey,
+        id: String,
+        request: CallRequest,
+    ) {
+        let info = self.connection.info().clone();
+        info.stats().record_request();
+        let Some(writer) = self.writers.get(&stream).cloned() else {
+            self.book.served(&id);
+            return;
+        };
+        let span = tracing::info_span!(
+            parent: &self.span,
+            "request",
+            request_id = %id,
+            operation = %request.operation_name(),
+        );
+        let limits = self.config.limits.clone();
+        let deadline = Instant::now() + limits.call_timeout;
+        let reply = dispatch::dispatch(
+            &self.config.registry,
+            &*self.config.identities,
+            dispatch::Request {
+                id: id.clone(),
+                operation: request.operation_id,
+                input: request.input,
+                session_identity: info.identity(),
+                auth_token: request.auth_token,
+                forwarded_for: request.forwarded_for,
+                origin: Origin::Remote,
+                expect: Expect::ByOpType,
+                deadline: Some(deadline),
+                session: Some(self.handle.clone()),
+            },
+        );
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let myself = myself.clone();
+        let task_id = id.clone();
+        let task = tokio::spawn(
+            async move {
+                respond(&writer, &task_id, reply, deadline, &limits).await;
+                let _ = myself.cast(SessionMsg::Served(task_id, seq));
+            }
+            .instrument(span),
+        );
+        if let Err(running) = self.book.serving(
+            &id,
+            stream,
+            Running {
+                abort: task.abort_handle(),
+                seq,
+            },
+        ) {
+            running.abort.abort();
+        }
+    }
+}
+
+async fn respond(
+    writer: &mpsc::Sender<Vec<u8>>,
+    id: &str,
+    reply: Result<Reply, CallError>,
+    deadline: Instant,
+    limits: &SessionLimits,
+) {
+    match reply {
+        Err(error) => send(writer, EventEnvelope::error(id, &error), limits.max_frame).await,
+        Ok(Reply::One(output)) => {
+            // Dropping the handler at the deadline cancels its nested calls
+            // with it (§9.2).
+            let envelope = match tokio::time::timeout_at(deadline, output).await {
+                Ok(Ok(output)) => EventEnvelope::responded(id, output),
+                Ok(Err(error)) => EventEnvelope::error(id, &error),
+                Err(_) => EventEnvelope::error(id, &CallError::timeout()),
+            };
+            send(writer, envelope, limits.max_frame).await;
+        }
+        Ok(Reply::Stream(mut items)) => {
+            while let Some(item) = items.next().await {
+                match item {
+                    Ok(output) => {
+                        send(
+                            writer,
+                            EventEnvelope::responded(id, output),
+                            limits.max_frame,
+                        )
+                        .await
+                    }
+                    Err(error) => {
+                        send(writer, EventEnvelope::error(id, &error), limits.max_frame).await;
+                        return;
+                    }
+                }
+            }
+            send(writer, EventEnvelope::completed(id), limits.max_frame).await;
+        }
+    }
+}
+
+/// Queues one envelope on a stream, waiting while the queue is full. A reply
+/// above the frame limit is replaced by `INTERNAL` `response too large`.
+pub(crate) async fn send(writer: &mpsc::Sender<Vec<u8>>, envelope: EventEnvelope, max_frame: usize) {
+    let frame = match encode_frame(&envelope, max_frame) {
+        Ok(frame) => frame,
+        Err(_) => {
+            let error = CallError::internal("response too large");
+            encode_frame(&EventEnvelope::error(envelope.id, &error), max_frame)
+                .expect("an error envelope fits any frame limit a session allows")
+        }
+    };
+    let _ = writer.send(frame).await;
+}

@@ -1,0 +1,385 @@
+//! [`SessionHandle`]: calling the remote end of a session, and its overlay.
+//!
+//! Both ends of a session serve and call (§5.1). Whoever holds a session's
+//! handle — node-side code given it in a handler's [`Context`], or a
+//! [`CallClient`] — calls the remote end's operations through it. A call is
+//! registered with the session actor before its request is written, so its
+//! reply can arrive on any stream; a call dropped before its terminal envelope
+//! sends `call.aborted` (§9.1), which is how an abort cascades through nested
+//! calls that cross sessions or nodes.
+//!
+//! The overlay (§10.5) is the set of operations the remote end registered on
+//! this session with `session/register`: reachable only through this handle,
+//! and dropped when the session closes.
+//!
+//! [`Context`]: crate::registry::Context
+//! [`CallClient`]: crate::client::CallClient
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use alknet_core::Identity;
+use futures::Stream;
+use ractor::ActorRef;
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::access::AccessControl;
+use crate::actor::{Outgoing, SessionMsg};
+use crate::codec::encode_frame;
+use crate::envelope::{CallRequest, EventEnvelope};
+use crate::error::CallError;
+use crate::names;
+use crate::registry::{ErrorSchema, OpType, OperationSpec, Visibility};
+use crate::schema::InputSchema;
+use crate::session::{CallKind, Delivery};
+
+/// Per-call options.
+#[derive(Clone, Debug, Default)]
+pub struct CallOptions {
+    /// A bearer token for this request (§7.2).
+    pub auth_token: Option<String>,
+    /// The original caller, when relaying (metadata for the callee).
+    pub forwarded_for: Option<Identity>,
+}
+
+struct OverlayOp {
+    spec: OperationSpec,
+    input: InputSchema,
+}
+
+type Overlay = Arc<RwLock<BTreeMap<String, Arc<OverlayOp>>>>;
+
+/// What a handle shares with the other handles of its session.
+#[derive(Clone)]
+pub(crate) struct HandleParts {
+    overlay: Overlay,
+    max_frame: usize,
+    caller_timer: Duration,
+}
+
+impl HandleParts {
+    pub(crate) fn new(max_frame: usize, caller_timer: Duration) -> Self {
+        Self {
+            overlay: Overlay::default(),
+            max_frame,
+            caller_timer,
+        }
+    }
+}
+
+/// A live session's handle. Cheap to clone; calls fail with `INTERNAL`
+/// `connection closed` once the session has ended.
+#[derive(Clone)]
+pub struct SessionHandle {
+    actor: ActorRef<SessionMsg>,
+    parts: HandleParts,
+}
+
+impl std::fmt::Debug for SessionHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionHandle")
+            .field("actor", &self.actor.get_id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionHandle {
+    pub(crate) fn new(actor: ActorRef<SessionMsg>, parts: HandleParts) -> Self {
+        Self { actor, parts }
+    }
+
+    /// Whether the session has ended.
+    pub fn is_closed(&self) -> bool {
+        !matches!(
+            self.actor.get_status(),
+            ractor::ActorStatus::Running | ractor::ActorStatus::Starting
+        )
+    }
+
+    /// Calls a query or mutation the remote end serves.
+    pub async fn call(&self, operation: &str, input: Value) -> Result<Value, CallError> {
+        self.call_with(operation, input, CallOptions::default())
+            .await
+    }
+
+    /// [`SessionHandle::call`] with a token or a relayed caller. Gives up
+    /// with `TIMEOUT` after the caller-side timer (deadline + 5 s), sending
+    /// `call.aborted`; dropping the future aborts the call the same way.
+    pub async fn call_with(
+        &self,
+        operation: &str,
+        input: Value,
+        options: CallOptions,
+    ) -> Result<Value, CallError> {
+        let (pending, mut replies) = self
+            .start(operation, input, options, CallKind::Unary)
+            .await?;
+        let reply = match tokio::time::timeout(self.parts.caller_timer, replies.recv()).await {
+            Ok(reply) => reply,
+            // `pending` is dropped armed: the call is aborted.
+            Err(_) => return Err(CallError::timeout()),
+        };
+        pending.finished();
+        match reply {
+            Some(Delivery::Output { output, .. }) => Ok(output),
+            Some(Delivery::Failed(error)) => Err(error),
+            Some(Delivery::Completed) => Err(CallError::internal("invalid response payload")),
+            None => Err(CallError::internal("connection closed")),
+        }
+    }
+
+    /// Calls a subscription the remote end serves. Its items arrive on the
+    /// returned stream; dropping it before the end aborts the call (§5.4).
+    pub async fn subscribe(
+        &self,
+        operation: &str,
+        input: Value,
+        options: CallOptions,
+    ) -> Result<Subscription, CallError> {
+        let (pending, replies) = self
+            .start(operation, input, options, CallKind::Subscription)
+            .await?;
+        Ok(Subscription {
+            id: pending.id.clone(),
+            pending: Some(pending),
+            replies,
+        })
+    }
+
+    async fn start(
+        &self,
+        operation: &str,
+        input: Value,
+        options: CallOptions,
+        kind: CallKind,
+    ) -> Result<(PendingCall, mpsc::UnboundedReceiver<Delivery>), CallError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let operation_id = if operation.starts_with('/') {
+            operation.to_owned()
+        } else {
+            format!("/{operation}")
+        };
+        let mut request = CallRequest::new(operation_id, input);
+        request.auth_token = options.auth_token;
+        request.forwarded_for = options.forwarded_for;
+        let frame = encode_frame(
+            &EventEnvelope::requested(id.clone(), &request),
+            self.parts.max_frame,
+        )
+        .map_err(|_| CallError::internal("request too large"))?;
+        let (replies_tx, replies) = mpsc::unbounded_channel();
+        let outgoing = Outgoing {
+            id: id.clone(),
+            kind,
+            replies: replies_tx,
+            opened_stream: false,
+        };
+        let route = ractor::call!(self.actor, SessionMsg::Call, outgoing)
+            .map_err(|_| CallError::internal("connection closed"))??;
+        let pending = PendingCall {
+            actor: self.actor.clone(),
+            id,
+            armed: true,
+        };
+        route
+            .writer
+            .send(frame)
+            .await
+            .map_err(|_| CallError::internal("connection closed"))?;
+        Ok((pending, replies))
+    }
+
+    /// Registers operations the remote end serves in this session's overlay
+    /// (§10.5), replacing entries of the same name. All or nothing.
+    pub fn register_overlay(&self, specs: Vec<OperationSpec>) -> Result<Vec<String>, CallError> {
+        let mut compiled = Vec::with_capacity(specs.len());
+        for spec in specs {
+            names::validate(&spec.name).map_err(|e| CallError::invalid_input(e.to_string()))?;
+            let input = InputSchema::compile(&spec.input_schema).map_err(|e| {
+                CallError::invalid_input(format!("operation `{}`: {e}", spec.name))
+            })?;
+            compiled.push(OverlayOp { spec, input });
+        }
+        let names: Vec<String> = compiled.iter().map(|op| op.spec.name.clone()).collect();
+        let mut overlay = self
+            .parts
+            .overlay
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        for op in compiled {
+            overlay.insert(op.spec.name.clone(), Arc::new(op));
+        }
+        Ok(names)
+    }
+
+    /// The overlay's operations, sorted by name.
+    pub fn overlay(&self) -> Vec<OperationSpec> {
+        self.parts
+            .overlay
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .map(|op| op.spec.clone())
+            .collect()
+    }
+
+    pub(crate) fn clear_overlay(&self) {
+        self.parts
+            .overlay
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
+    fn overlay_op(&self, name: &str) -> Result<Arc<OverlayOp>, CallError> {
+        let name = name.strip_prefix('/').unwrap_or(name);
+        self.parts
+            .overlay
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()
+            .ok_or_else(|| CallError::operation_not_found(name))
+    }
+
+    /// Calls a query or mutation of the overlay: `NOT_FOUND` unless the remote
+    /// end registered it on this session; the input is checked against its
+    /// schema before anything is sent.
+    pub async fn call_overlay(&self, name: &str, input: Value) -> Result<Value, CallError> {
+        let op = self.overlay_op(name)?;
+        if op.spec.op_type == OpType::Subscription {
+            return Err(CallError::invalid_operation_type(format!(
+                "invalid operation type: {} is a subscription",
+                op.spec.name
+            )));
+        }
+        op.input.validate(&input)?;
+        self.call(&op.spec.name, input).await
+    }
+
+    /// Calls a subscription of the overlay, like [`SessionHandle::call_overlay`].
+    pub async fn subscribe_overlay(
+        &self,
+        name: &str,
+        input: Value,
+    ) -> Result<Subscription, CallError> {
+        let op = self.overlay_op(name)?;
+        if op.spec.op_type != OpType::Subscription {
+            return Err(CallError::invalid_operation_type(format!(
+                "invalid operation type: {} is not a subscription",
+                op.spec.name
+            )));
+        }
+        op.input.validate(&input)?;
+        self.subscribe(&op.spec.name, input, CallOptions::default())
+            .await
+    }
+}
+
+/// One entry of `session/register` (§10.5): only `name` and `op_type` are
+/// required.
+#[derive(Debug, Deserialize)]
+pub(crate) struct OverlayEntry {
+    name: String,
+    op_type: OpType,
+    #[serde(default)]
+    description: String,
+    #[serde(default = "empty_object")]
+    input_schema: Value,
+    #[serde(default = "empty_object")]
+    output_schema: Value,
+    #[serde(default)]
+    error_schemas: Vec<ErrorSchema>,
+    #[serde(default)]
+    access_control: AccessControl,
+}
+
+fn empty_object() -> Value {
+    Value::Object(serde_json::Map::new())
+}
+
+impl OverlayEntry {
+    pub(crate) fn into_spec(self) -> OperationSpec {
+        OperationSpec {
+            namespace: names::namespace(&self.name).to_owned(),
+            name: self.name,
+            op_type: self.op_type,
+            visibility: Visibility::Internal,
+            description: self.description,
+            input_schema: self.input_schema,
+            output_schema: self.output_schema,
+            error_schemas: self.error_schemas,
+            access_control: self.access_control,
+        }
+    }
+}
+
+/// A call in flight; aborts it when dropped before [`PendingCall::finished`].
+struct PendingCall {
+    actor: ActorRef<SessionMsg>,
+    id: String,
+    armed: bool,
+}
+
+impl PendingCall {
+    fn finished(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for PendingCall {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = self
+                .actor
+                .cast(SessionMsg::Abort(std::mem::take(&mut self.id)));
+        }
+    }
+}
+
+/// A running subscription's items. It ends after `call.completed` or with one
+/// error; dropping it earlier aborts the call.
+pub struct Subscription {
+    id: String,
+    pending: Option<PendingCall>,
+    replies: mpsc::UnboundedReceiver<Delivery>,
+}
+
+impl Subscription {
+    /// The request id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl Stream for Subscription {
+    type Item = Result<Value, CallError>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let Some(pending) = self.pending.take() else {
+            return Poll::Ready(None);
+        };
+        let item = match self.replies.poll_recv(cx) {
+            Poll::Pending => {
+                self.pending = Some(pending);
+                return Poll::Pending;
+            }
+            Poll::Ready(Some(Delivery::Output { output, .. })) => {
+                self.pending = Some(pending);
+                return Poll::Ready(Some(Ok(output)));
+            }
+            Poll::Ready(Some(Delivery::Completed)) => None,
+            Poll::Ready(Some(Delivery::Failed(error))) => Some(Err(error)),
+            Poll::Ready(None) => Some(Err(CallError::internal("connection closed"))),
+        };
+        pending.finished();
+        Poll::Ready(item)
+    }
+}

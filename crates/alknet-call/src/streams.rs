@@ -1,0 +1,264 @@
+//! Feeding a session from a connection's streams (§3.1, §5.3).
+//!
+//! Each stream gets a reader task, which decodes frames and hands envelopes to
+//! the session actor one at a time (waiting until each is taken: the
+//! backpressure on a peer that writes faster than the session decides), and a
+//! writer task draining the stream's bounded queue. [`Session::drive`] accepts
+//! the peer's streams for as long as the connection lives; the dialling side
+//! attaches the stream it opened itself. Nothing here knows which end dialled.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use alknet_core::connection::{BiStream, RecvHalf, SendHalf, StreamError};
+use alknet_core::{Connection, TransportKind};
+use ractor::{Actor, ActorRef, SpawnErr};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::actor::{CallSession, SessionArgs, SessionMsg, StreamEnding};
+use crate::codec::FrameDecoder;
+use crate::handle::{HandleParts, SessionHandle};
+use crate::server::{SessionConfig, SessionLimits};
+use crate::session::StreamKey;
+
+/// Attaches streams to one session: key numbering and the task set.
+#[derive(Clone)]
+pub(crate) struct Streams {
+    connection: Connection,
+    limits: SessionLimits,
+    next_key: Arc<AtomicU64>,
+    tasks: TaskTracker,
+}
+
+impl Streams {
+    fn new(connection: Connection, limits: SessionLimits) -> Self {
+        Self {
+            connection,
+            limits,
+            next_key: Arc::new(AtomicU64::new(0)),
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    /// Starts reading and writing `stream` for `session`.
+    pub(crate) fn attach(&self, session: &ActorRef<SessionMsg>, stream: BiStream) {
+        let key = self.next_key.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(self.limits.outgoing_queue);
+        let reset = CancellationToken::new();
+        if session
+            .cast(SessionMsg::Stream(key, tx, reset.clone()))
+            .is_err()
+        {
+            return;
+        }
+        self.tasks.spawn(write_stream(
+            key,
+            stream.send,
+            rx,
+            reset,
+            session.clone(),
+            self.limits.write_stall,
+        ));
+        self.tasks.spawn(read_stream(
+            key,
+            stream.recv,
+            session.clone(),
+            self.limits.max_frame,
+        ));
+    }
+
+    /// Opens a stream of our own and attaches it.
+    pub(crate) async fn open(&self, session: &ActorRef<SessionMsg>) -> Result<(), StreamError> {
+        let stream = self.connection.open_bi().await?;
+        self.attach(session, stream);
+        Ok(())
+    }
+}
+
+/// A running session: its actor, its streams, and the handle to call through it.
+pub(crate) struct Session {
+    actor: ActorRef<SessionMsg>,
+    ended: JoinHandle<()>,
+    streams: Streams,
+    connection: Connection,
+    handle: SessionHandle,
+}
+
+impl Session {
+    /// Spawns the session actor for `connection`. Callers through the handle
+    /// give up `caller_timer` after sending a query or mutation (§9.2).
+    pub(crate) async fn start(
+        config: SessionConfig,
+        connection: Connection,
+        caller_timer: std::time::Duration,
+        span: tracing::Span,
+    ) -> Result<Self, SpawnErr> {
+        let streams = Streams::new(connection.clone(), config.limits.clone());
+        let parts = HandleParts::new(config.limits.max_frame, caller_timer);
+        let args = SessionArgs {
+            config,
+            connection: connection.clone(),
+            streams: streams.clone(),
+            handle_parts: parts.clone(),
+            span,
+        };
+        let (actor, ended) = Actor::spawn(None, CallSession, args).await?;
+        Ok(Self {
+            handle: SessionHandle::new(actor.clone(), parts),
+            actor,
+            ended,
+            streams,
+            connection,
+        })
+    }
+
+    /// The handle to call the remote end through.
+    pub(crate) fn handle(&self) -> SessionHandle {
+        self.handle.clone()
+    }
+
+    /// Opens a stream of our own (the dialling side's first stream).
+    pub(crate) async fn open_stream(&self) -> Result<(), StreamError> {
+        self.streams.open(&self.actor).await
+    }
+
+    /// Accepts the peer's streams until the session is over: over QUIC until
+    /// the connection closes, over TCP+TLS until its one stream ends. However
+    /// this future ends (the connection actor may be killed), the session
+    /// actor ends with it.
+    pub(crate) async fn drive(self) {
+        let Self {
+            actor,
+            mut ended,
+            streams,
+            connection,
+            handle: _,
+        } = self;
+        let _stop = StopOnDrop(actor.clone());
+        let mut accepting = true;
+        let mut drain_sent = false;
+        loop {
+            tokio::select! {
+                () = connection.draining(), if !drain_sent => {
+                    drain_sent = true;
+                    let _ = actor.cast(SessionMsg::Drain);
+                }
+                next = connection.accept_bi(), if accepting => match next {
+                    Ok(Some(stream)) => streams.attach(&actor, stream),
+                    // Over TCP+TLS the one stream was handed out; the session
+                    // ends with it. Over QUIC the connection is gone (§9.3).
+                    Ok(None) | Err(_) => {
+                        if connection.info().transport() == TransportKind::Quic {
+                            break;
+                        }
+                        accepting = false;
+                        streams.tasks.close();
+                    }
+                },
+                () = streams.tasks.wait(), if !accepting => break,
+                _ = &mut ended => return,
+            }
+        }
+        actor.stop(None);
+        let _ = ended.await;
+    }
+}
+
+struct StopOnDrop(ActorRef<SessionMsg>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.stop(None);
+    }
+}
+
+async fn read_stream(
+    key: StreamKey,
+    mut recv: RecvHalf,
+    session: ActorRef<SessionMsg>,
+    max_frame: usize,
+) {
+    let mut decoder = FrameDecoder::new(max_frame);
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let read = match recv.read(&mut buffer).await {
+            Ok(0) => {
+                let ending = match decoder.finish() {
+                    Ok(()) => StreamEnding::Finished,
+                    Err(error) => {
+                        recv.stop(crate::PROTOCOL_ERROR);
+                        StreamEnding::ProtocolError(error.to_string())
+                    }
+                };
+                let _ = session.cast(SessionMsg::StreamEnded(key, ending));
+                return;
+            }
+            Ok(read) => read,
+            Err(error) => {
+                let ending = StreamEnding::Lost(error.to_string());
+                let _ = session.cast(SessionMsg::StreamEnded(key, ending));
+                return;
+            }
+        };
+        decoder.push(&buffer[..read]);
+        loop {
+            match decoder.next_envelope() {
+                Ok(Some(envelope)) => {
+                    if ractor::call!(session, SessionMsg::Inbound, key, envelope).is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    recv.stop(crate::PROTOCOL_ERROR);
+                    let _ = session.cast(SessionMsg::StreamEnded(
+                        key,
+                        StreamEnding::ProtocolError(error.to_string()),
+                    ));
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn write_stream(
+    key: StreamKey,
+    mut send: SendHalf,
+    mut frames: mpsc::Receiver<Vec<u8>>,
+    reset: CancellationToken,
+    session: ActorRef<SessionMsg>,
+    write_stall: std::time::Duration,
+) {
+    loop {
+        let frame = tokio::select! {
+            biased;
+            () = reset.cancelled() => {
+                // A framing violation on this stream: RESET_STREAM 0x1 (§3.1).
+                send.reset(crate::PROTOCOL_ERROR);
+                return;
+            }
+            frame = frames.recv() => frame,
+        };
+        let Some(frame) = frame else { break };
+        let write = async {
+            send.write_all(&frame).await?;
+            send.flush().await
+        };
+        match tokio::time::timeout(write_stall, write).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return,
+            Err(_) => {
+                let _ = session.cast(SessionMsg::WriteStalled(key));
+                return;
+            }
+        }
+    }
+    // Every sender is gone: the peer's half ended and every request on this
+    // stream is terminal (§5.3 rule 3).
+    let _ = send.shutdown().await;
+}
