@@ -117,6 +117,12 @@ impl NodeProcess {
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("signal delivered");
     }
 
+    /// Sends SIGKILL: the node gets no chance to close anything.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL delivered");
+        let _ = self.child.wait();
+    }
+
     /// Waits for the process to exit, up to `deadline`.
     pub fn wait_for_exit(&mut self, deadline: Duration) -> Option<ExitStatus> {
         let end = Instant::now() + deadline;

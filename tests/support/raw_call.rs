@@ -69,6 +69,43 @@ pub async fn open(node: &NodeHandle, transport: Transport) -> Raw {
 }
 
 impl Raw {
+    /// Opens another stream of the same QUIC connection; `None` over TCP+TLS,
+    /// which has one stream.
+    pub async fn open_stream(&self) -> Option<Raw> {
+        let (endpoint, conn) = self._keep.as_ref()?;
+        let (send, recv) = conn.open_bi().await.expect("stream");
+        Some(Raw {
+            send: Box::new(send),
+            recv: Box::new(recv),
+            decoder: FrameDecoder::new(DEFAULT_MAX_FRAME),
+            _keep: Some((endpoint.clone(), conn.clone())),
+        })
+    }
+
+    /// Waits for the next stream the node opens on this QUIC connection.
+    pub async fn accept_stream(&self) -> Option<Raw> {
+        let (endpoint, conn) = self._keep.as_ref()?;
+        let (send, recv) = tokio::time::timeout(WAIT, conn.accept_bi())
+            .await
+            .expect("the node opened a stream in time")
+            .expect("stream");
+        Some(Raw {
+            send: Box::new(send),
+            recv: Box::new(recv),
+            decoder: FrameDecoder::new(DEFAULT_MAX_FRAME),
+            _keep: Some((endpoint.clone(), conn.clone())),
+        })
+    }
+
+    /// Closes the session: QUIC `CONNECTION_CLOSE` 0x0; over TCP+TLS the
+    /// socket closes without `close_notify` (a TLS `close_notify` is only the
+    /// end of the client's half, which §5.3 says is not an abort).
+    pub fn close(self) {
+        if let Some((_, conn)) = &self._keep {
+            conn.close(0u32.into(), b"done");
+        }
+    }
+
     /// Writes bytes as they are.
     pub async fn write_raw(&mut self, bytes: &[u8]) {
         self.send.write_all(bytes).await.expect("write");

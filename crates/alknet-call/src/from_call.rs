@@ -43,6 +43,9 @@ pub struct UpstreamOptions {
     pub prefix: Option<String>,
     /// Whether the imports are reachable from outside this node.
     pub visibility: Visibility,
+    /// QUIC: how long the upstream may be silent before it is presumed gone
+    /// and calls in flight fail.
+    pub idle_timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for UpstreamOptions {
@@ -104,6 +107,7 @@ impl Link {
             verification: self.options.verification,
             token: self.options.token.clone(),
             client_key: self.options.client_key_seed.map(|seed| NodeKey::from_seed(&seed)),
+            idle_timeout: self.options.idle_timeout,
             ..ClientOptions::default()
         };
         let client = Arc::new(CallClient::connect(self.options.addr, options).await?);
