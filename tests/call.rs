@@ -639,3 +639,83 @@ async fn item_3_over_quic_the_stream_is_reset_and_stopped_with_protocol_error() 
         .await
         .expect("a reply on the same connection");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_4_envelopes_are_exactly_what_the_protocol_says() {
+    let (node, _) = node(SessionLimits::default()).await;
+    for transport in both() {
+        let mut raw = open(&node, transport).await;
+        raw.call("s", "/test/count", json!({"n": 1})).await;
+        let item = raw.next_json().await.expect("an item");
+        assert_eq!(
+            item,
+            json!({"id": "s", "type": "call.responded", "payload": {"output": 0}}),
+            "{transport:?}"
+        );
+        let completed = raw.next_json().await.expect("the end");
+        assert_eq!(
+            completed,
+            json!({"id": "s", "type": "call.completed", "payload": {}}),
+            "{transport:?}"
+        );
+        raw.call("e", "/nope/missing", json!({})).await;
+        let error = raw.next_json().await.expect("an error");
+        assert_eq!(error["type"], "call.error");
+        let payload = error["payload"].as_object().expect("an object");
+        assert!(
+            !payload.contains_key("details"),
+            "{transport:?}: a call.error without details has no details key: {error}"
+        );
+        assert_eq!(
+            payload.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["code", "message", "retryable"]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_5_an_unknown_type_is_ignored_and_the_next_request_answered() {
+    let (node, _) = node(SessionLimits::default()).await;
+    for transport in both() {
+        let mut raw = open(&node, transport).await;
+        let unknown = br#"{"id":"u","type":"call.future","payload":{"x":1}}"#;
+        let mut frame = (unknown.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(unknown);
+        raw.write_raw(&frame).await;
+        let Event::Responded(_) = raw.round_trip("next", "/services/list", json!({})).await else {
+            panic!("{transport:?}: the next request was not answered");
+        };
+    }
+}
+
+fn sessions(node: &NodeHandle) -> usize {
+    node.tree()
+        .and_then(|tree| tree.find("proto/alknet/call").map(|p| p.children.len()))
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_reads_nothing_is_disconnected_after_the_write_stall_limit() {
+    let limits = SessionLimits {
+        write_stall: Duration::from_millis(300),
+        outgoing_queue: 4,
+        ..SessionLimits::default()
+    };
+    let (node, _) = node(limits).await;
+    for transport in both() {
+        let mut raw = open(&node, transport).await;
+        // Output without end, never read: the transport's buffers fill, the
+        // node's writes wait, and past the limit the session is closed.
+        raw.call("flood", "/test/count", json!({"n": u64::MAX}))
+            .await;
+        assert!(
+            alknet_e2e::eventually(WAIT, || sessions(&node) == 1).await,
+            "{transport:?}: the session started"
+        );
+        assert!(
+            alknet_e2e::eventually(Duration::from_secs(20), || sessions(&node) == 0).await,
+            "{transport:?}: the stalled session was never closed"
+        );
+        drop(raw);
+    }
+}

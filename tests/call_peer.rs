@@ -42,7 +42,8 @@ async fn node() -> (NodeHandle, Remembered) {
             OperationDef::mutation("test/relay").unary(move |_, input: Value| {
                 let session = slot.lock().unwrap().clone();
                 async move {
-                    let session = session.ok_or_else(|| CallError::internal("nobody remembered"))?;
+                    let session =
+                        session.ok_or_else(|| CallError::internal("nobody remembered"))?;
                     let operation = input["operation"].as_str().unwrap_or_default().to_owned();
                     session.call_overlay(&operation, json!({})).await
                 }
@@ -117,8 +118,12 @@ async fn item_25_the_node_calls_the_client_and_correlates_a_reply_from_another_s
     for transport in both() {
         let mut raw = open(&node, transport).await;
         register(&mut raw, &["ui/ping"]).await;
-        raw.call("cb", "/diag/callback", json!({"operation": "ui/ping", "input": {"n": 7}}))
-            .await;
+        raw.call(
+            "cb",
+            "/diag/callback",
+            json!({"operation": "ui/ping", "input": {"n": 7}}),
+        )
+        .await;
         let (nested, operation, early) = next_request(&mut raw).await;
         assert_eq!(operation, "ui/ping", "{transport:?}");
         assert!(early.is_empty(), "{transport:?}: {early:?}");

@@ -6,11 +6,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use alknet_call::access::AccessControl;
 use alknet_call::client::{ClientOptions, Transport};
 use alknet_call::from_call::{self, ImportError, UpstreamOptions};
-use alknet_call::registry::{OperationDef, Registry, Visibility};
 use alknet_call::registry::RegistrationError;
-use alknet_call::access::AccessControl;
+use alknet_call::registry::{OperationDef, Registry, Visibility};
 use alknet_call::{CallClient, CallError, CallHandler, SessionLimits};
 use alknet_core::tls::ServerVerification;
 use alknet_core::{Fingerprint, Identity, IdentityProvider, NodeKey, ProtocolHandler};
@@ -74,13 +74,15 @@ async fn spoke(hub_key: &NodeKey, events: Events) -> NodeHandle {
     let registry = Registry::new();
     alknet_call::builtins::register_discovery(&registry).unwrap();
     registry
-        .register(OperationDef::query("work/whoami").unary(|cx, input| async move {
-            Ok(json!({
-                "identity": cx.identity.map(|i| i.id),
-                "forwarded_for": cx.forwarded_for.map(|i| i.id),
-                "input": input,
-            }))
-        }))
+        .register(
+            OperationDef::query("work/whoami").unary(|cx, input| async move {
+                Ok(json!({
+                    "identity": cx.identity.map(|i| i.id),
+                    "forwarded_for": cx.forwarded_for.map(|i| i.id),
+                    "input": input,
+                }))
+            }),
+        )
         .unwrap();
     registry
         .register(
@@ -134,7 +136,12 @@ fn hub_registry(events: Events) -> Registry {
     registry
 }
 
-fn upstream(addr: std::net::SocketAddr, transport: Transport, hub_key: &NodeKey, prefix: &str) -> UpstreamOptions {
+fn upstream(
+    addr: std::net::SocketAddr,
+    transport: Transport,
+    hub_key: &NodeKey,
+    prefix: &str,
+) -> UpstreamOptions {
     UpstreamOptions {
         addr,
         transport,
@@ -271,7 +278,9 @@ async fn aborting_a_hub_call_cancels_the_hub_and_spoke_handlers_within_100_ms() 
         while dropped.len() < 2 {
             let (event, at) = tokio::time::timeout(WAIT, seen.recv())
                 .await
-                .unwrap_or_else(|_| panic!("{transport:?}: handlers not cancelled; saw {dropped:?}"))
+                .unwrap_or_else(|_| {
+                    panic!("{transport:?}: handlers not cancelled; saw {dropped:?}")
+                })
                 .unwrap();
             dropped.push((event, at.duration_since(aborted_at)));
         }
@@ -304,7 +313,10 @@ async fn killing_the_spoke_fails_calls_in_flight_and_the_hub_keeps_serving() {
         // hub notices by the idle timeout, which this test keeps short.
         options.idle_timeout = Duration::from_secs(1);
         let imported = from_call::import(&registry, options).await.unwrap();
-        assert!(imported.contains(&"spoke/diag/sleep".to_owned()), "{imported:?}");
+        assert!(
+            imported.contains(&"spoke/diag/sleep".to_owned()),
+            "{imported:?}"
+        );
         let hub = serve(registry, Known::default(), hub_key).await;
         let caller = Arc::new(client(&hub, transport, None).await);
         assert_eq!(
@@ -341,10 +353,7 @@ async fn killing_the_spoke_fails_calls_in_flight_and_the_hub_keeps_serving() {
             caller.call("diag/echo", json!("still here")).await.unwrap(),
             json!("still here")
         );
-        let unreachable = caller
-            .call("spoke/diag/echo", json!({}))
-            .await
-            .unwrap_err();
+        let unreachable = caller.call("spoke/diag/echo", json!({})).await.unwrap_err();
         assert_eq!(unreachable.code, "INTERNAL", "{unreachable:?}");
     }
 }

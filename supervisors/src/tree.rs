@@ -5,7 +5,6 @@
 //! [`ActorDirectory`]. An actor that has stopped but is not yet unlinked has no
 //! directory entry and is left out, so the snapshot never shows a stale child.
 
-use alknet_core::Identity;
 use ractor::{ActorCell, ActorStatus as RactorStatus};
 use serde::{Deserialize, Serialize};
 use time::macros::format_description;
@@ -41,7 +40,8 @@ pub struct ConnectionDetails {
     pub alpn: String,
     /// Peer address, `ip:port` (IPv6 in brackets).
     pub remote: String,
-    /// The identity's id, or `null`.
+    /// The identity's id, or `null`: the connection's own identity, else
+    /// that of the latest bearer token it presented.
     pub identity: Option<String>,
     /// Application bytes received.
     pub bytes_in: u64,
@@ -104,7 +104,7 @@ pub fn snapshot(root: &ActorCell, directory: &ActorDirectory) -> Option<TreeNode
         connection: info.connection.as_ref().map(|c| ConnectionDetails {
             alpn: c.alpn().to_string(),
             remote: c.remote().to_string(),
-            identity: c.identity().map(|Identity { id, .. }| id),
+            identity: c.display_identity(),
             bytes_in: c.stats().bytes_in(),
             bytes_out: c.stats().bytes_out(),
             requests: c.stats().requests(),

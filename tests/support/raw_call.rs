@@ -164,6 +164,24 @@ impl Raw {
         }
     }
 
+    /// The next frame's body as raw JSON, exactly as the node wrote it.
+    pub async fn next_json(&mut self) -> Option<Value> {
+        let mut buffer = [0u8; 16 * 1024];
+        loop {
+            if let Some(body) = self.decoder.next_frame().expect("server frames are valid") {
+                return Some(serde_json::from_slice(body).expect("a frame holds JSON"));
+            }
+            let read = tokio::time::timeout(WAIT, self.recv.read(&mut buffer))
+                .await
+                .expect("the server answered in time")
+                .unwrap_or(0);
+            if read == 0 {
+                return None;
+            }
+            self.decoder.push(&buffer[..read]);
+        }
+    }
+
     /// The next envelope's id and event.
     pub async fn expect(&mut self) -> (String, Event) {
         let envelope = self.next().await.expect("an envelope");

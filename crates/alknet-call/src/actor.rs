@@ -180,7 +180,7 @@ impl Actor for CallSession {
                     if let Some(writer) = writer {
                         let max_frame = state.config.limits.max_frame;
                         tokio::spawn(async move {
-                            send(&writer, EventEnvelope::aborted(id), max_frame).await;
+                            let _ = send(&writer, EventEnvelope::aborted(id), max_frame).await;
                         });
                     }
                 }
@@ -231,7 +231,9 @@ impl SessionState {
             Action::Reply(stream, envelope) => {
                 if let Some(writer) = self.writers.get(&stream).cloned() {
                     let max_frame = self.config.limits.max_frame;
-                    tokio::spawn(async move { send(&writer, envelope, max_frame).await });
+                    tokio::spawn(async move {
+                        let _ = send(&writer, envelope, max_frame).await;
+                    });
                 }
             }
             Action::Abort(running) => running.abort.abort(),
@@ -243,7 +245,12 @@ impl SessionState {
         }
     }
 
-    fn stream_ended(&mut self, myself: &ActorRef<SessionMsg>, key: StreamKey, ending: StreamEnding) {
+    fn stream_ended(
+        &mut self,
+        myself: &ActorRef<SessionMsg>,
+        key: StreamKey,
+        ending: StreamEnding,
+    ) {
         let reset = self.resets.remove(&key);
         if let (Some(reset), StreamEnding::ProtocolError(_)) = (&reset, &ending) {
             // Before the writer's queue closes, so it resets rather than
@@ -273,7 +280,8 @@ impl SessionState {
         }
         if info.transport() == TransportKind::Tls {
             // One stream is the whole connection (§3.1 rule 2, §9.3).
-            self.connection.close(crate::PROTOCOL_ERROR, "protocol error");
+            self.connection
+                .close(crate::PROTOCOL_ERROR, "protocol error");
             myself.stop(Some(reason));
         }
     }
@@ -351,6 +359,12 @@ impl SessionState {
             request_id = %id,
             operation = %request.operation_name(),
         );
+        if let Some(token) = &request.auth_token
+            && let Some(identity) = self.config.identities.resolve_token(token)
+        {
+            // For operators (`admin/tree`): who this session acts for.
+            info.note_token_identity(&identity.id);
+        }
         let limits = self.config.limits.clone();
         let deadline = Instant::now() + limits.call_timeout;
         let reply = dispatch::dispatch(
@@ -400,8 +414,11 @@ async fn respond(
     deadline: Instant,
     limits: &SessionLimits,
 ) {
+    let max_frame = limits.max_frame;
     match reply {
-        Err(error) => send(writer, EventEnvelope::error(id, &error), limits.max_frame).await,
+        Err(error) => {
+            let _ = send(writer, EventEnvelope::error(id, &error), max_frame).await;
+        }
         Ok(Reply::One(output)) => {
             // Dropping the handler at the deadline cancels its nested calls
             // with it (§9.2).
@@ -410,33 +427,34 @@ async fn respond(
                 Ok(Err(error)) => EventEnvelope::error(id, &error),
                 Err(_) => EventEnvelope::error(id, &CallError::timeout()),
             };
-            send(writer, envelope, limits.max_frame).await;
+            let _ = send(writer, envelope, max_frame).await;
         }
         Ok(Reply::Stream(mut items)) => {
             while let Some(item) = items.next().await {
-                match item {
-                    Ok(output) => {
-                        send(
-                            writer,
-                            EventEnvelope::responded(id, output),
-                            limits.max_frame,
-                        )
-                        .await
-                    }
-                    Err(error) => {
-                        send(writer, EventEnvelope::error(id, &error), limits.max_frame).await;
-                        return;
-                    }
+                let (envelope, last) = match item {
+                    Ok(output) => (EventEnvelope::responded(id, output), false),
+                    Err(error) => (EventEnvelope::error(id, &error), true),
+                };
+                // A stream whose writer is gone (reset, stalled, closed) has
+                // nobody to produce for: stop pulling items, or an endless
+                // subscription would spin without ever yielding.
+                if send(writer, envelope, max_frame).await.is_err() || last {
+                    return;
                 }
             }
-            send(writer, EventEnvelope::completed(id), limits.max_frame).await;
+            let _ = send(writer, EventEnvelope::completed(id), max_frame).await;
         }
     }
 }
 
-/// Queues one envelope on a stream, waiting while the queue is full. A reply
-/// above the frame limit is replaced by `INTERNAL` `response too large`.
-pub(crate) async fn send(writer: &mpsc::Sender<Vec<u8>>, envelope: EventEnvelope, max_frame: usize) {
+/// Queues one envelope on a stream, waiting while the queue is full; `Err`
+/// when the stream's writer is gone. A reply above the frame limit is replaced
+/// by `INTERNAL` `response too large`.
+pub(crate) async fn send(
+    writer: &mpsc::Sender<Vec<u8>>,
+    envelope: EventEnvelope,
+    max_frame: usize,
+) -> Result<(), WriterGone> {
     let frame = match encode_frame(&envelope, max_frame) {
         Ok(frame) => frame,
         Err(_) => {
@@ -445,5 +463,9 @@ pub(crate) async fn send(writer: &mpsc::Sender<Vec<u8>>, envelope: EventEnvelope
                 .expect("an error envelope fits any frame limit a session allows")
         }
     };
-    let _ = writer.send(frame).await;
+    writer.send(frame).await.map_err(|_| WriterGone)
 }
+
+/// The stream's writer has ended.
+#[derive(Debug)]
+pub(crate) struct WriterGone;

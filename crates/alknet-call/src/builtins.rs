@@ -107,10 +107,10 @@ async fn callback(cx: &Context, input: Value) -> Result<Value, CallError> {
     };
     let operation = input["operation"].as_str().unwrap_or_default();
     let argument = input.get("input").cloned().unwrap_or_else(|| json!({}));
-    let is_subscription = session
-        .overlay()
-        .iter()
-        .any(|spec| spec.name == operation.trim_start_matches('/') && spec.op_type == crate::registry::OpType::Subscription);
+    let is_subscription = session.overlay().iter().any(|spec| {
+        spec.name == operation.trim_start_matches('/')
+            && spec.op_type == crate::registry::OpType::Subscription
+    });
     if is_subscription {
         let items: Vec<Value> = session
             .subscribe_overlay(operation, argument)

@@ -125,7 +125,10 @@ impl CallClient {
                     .map_err(|e| ConnectError::Quic(e.to_string()))?
                     .await
                     .map_err(|e| ConnectError::Quic(e.to_string()))?;
-                (Connection::from_quic(connection, alpn, None), Some(endpoint))
+                (
+                    Connection::from_quic(connection, alpn, None),
+                    Some(endpoint),
+                )
             }
             Transport::Tcp => {
                 let config = tls::client_config(options.verification, key, &alpns, false)?;
@@ -188,7 +191,9 @@ impl CallClient {
 
     /// Calls a query or mutation and waits for its one reply.
     pub async fn call(&self, operation: &str, input: Value) -> Result<Value, CallError> {
-        self.handle.call_with(operation, input, self.options()).await
+        self.handle
+            .call_with(operation, input, self.options())
+            .await
     }
 
     /// Calls a query or mutation relaying `forwarded_for` as the original
@@ -214,7 +219,9 @@ impl CallClient {
         operation: &str,
         input: Value,
     ) -> Result<Subscription, CallError> {
-        self.handle.subscribe(operation, input, self.options()).await
+        self.handle
+            .subscribe(operation, input, self.options())
+            .await
     }
 
     /// Calls a subscription relaying `forwarded_for` as the original caller.

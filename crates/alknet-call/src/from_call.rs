@@ -24,7 +24,9 @@ use serde_json::{Value, json};
 
 use crate::client::{CallClient, ClientOptions, ConnectError, Transport};
 use crate::error::CallError;
-use crate::registry::{OpType, OperationDef, OperationSpec, RegistrationError, Registry, Visibility};
+use crate::registry::{
+    OpType, OperationDef, OperationSpec, RegistrationError, Registry, Visibility,
+};
 
 /// Where and how to reach the upstream node.
 pub struct UpstreamOptions {
@@ -106,7 +108,10 @@ impl Link {
             transport: self.options.transport,
             verification: self.options.verification,
             token: self.options.token.clone(),
-            client_key: self.options.client_key_seed.map(|seed| NodeKey::from_seed(&seed)),
+            client_key: self
+                .options
+                .client_key_seed
+                .map(|seed| NodeKey::from_seed(&seed)),
             idle_timeout: self.options.idle_timeout,
             ..ClientOptions::default()
         };
@@ -126,7 +131,10 @@ impl Link {
 /// Imports the operations `upstream` lets us call into `registry`; returns
 /// their names here. All or nothing: a name already taken fails the import
 /// with [`RegistrationError::Duplicate`] and registers none.
-pub async fn import(registry: &Registry, upstream: UpstreamOptions) -> Result<Vec<String>, ImportError> {
+pub async fn import(
+    registry: &Registry,
+    upstream: UpstreamOptions,
+) -> Result<Vec<String>, ImportError> {
     let addr = upstream.addr;
     let link = Arc::new(Link {
         options: upstream,
@@ -162,11 +170,12 @@ pub async fn import(registry: &Registry, upstream: UpstreamOptions) -> Result<Ve
             .call("services/schema", json!({ "name": name }))
             .await
             .map_err(discovery("services/schema"))?;
-        let spec: OperationSpec = serde_json::from_value(spec).map_err(|e| ImportError::Discovery {
-            addr,
-            operation: "services/schema".to_owned(),
-            source: CallError::internal(format!("invalid operation spec for {name}: {e}")),
-        })?;
+        let spec: OperationSpec =
+            serde_json::from_value(spec).map_err(|e| ImportError::Discovery {
+                addr,
+                operation: "services/schema".to_owned(),
+                source: CallError::internal(format!("invalid operation spec for {name}: {e}")),
+            })?;
         defs.push(forwarder(&link, spec));
     }
     let imported: Vec<String> = defs.iter().map(|d| d.spec().name.clone()).collect();

@@ -198,9 +198,8 @@ impl SessionHandle {
         let mut compiled = Vec::with_capacity(specs.len());
         for spec in specs {
             names::validate(&spec.name).map_err(|e| CallError::invalid_input(e.to_string()))?;
-            let input = InputSchema::compile(&spec.input_schema).map_err(|e| {
-                CallError::invalid_input(format!("operation `{}`: {e}", spec.name))
-            })?;
+            let input = InputSchema::compile(&spec.input_schema)
+                .map_err(|e| CallError::invalid_input(format!("operation `{}`: {e}", spec.name)))?;
             compiled.push(OverlayOp { spec, input });
         }
         let names: Vec<String> = compiled.iter().map(|op| op.spec.name.clone()).collect();

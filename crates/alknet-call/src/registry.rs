@@ -412,7 +412,10 @@ impl Registry {
     /// Adds an operation.
     pub fn register(&self, def: OperationDef) -> Result<(), RegistrationError> {
         let operation = Self::build(def)?;
-        let mut operations = self.operations.write().unwrap_or_else(PoisonError::into_inner);
+        let mut operations = self
+            .operations
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         if operations.contains_key(&operation.spec.name) {
             return Err(RegistrationError::Duplicate(operation.spec.name.clone()));
         }
@@ -426,7 +429,10 @@ impl Registry {
             .into_iter()
             .map(Self::build)
             .collect::<Result<Vec<_>, _>>()?;
-        let mut operations = self.operations.write().unwrap_or_else(PoisonError::into_inner);
+        let mut operations = self
+            .operations
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         let mut names = std::collections::BTreeSet::new();
         for operation in &built {
             let name = &operation.spec.name;

@@ -94,32 +94,23 @@ fn composing_registry(dropped: mpsc::UnboundedSender<&'static str>) -> Arc<Regis
         )
         .unwrap();
     registry
-        .register(
-            OperationDef::query("outer/waits")
-                .unary(move |cx, _| {
-                    let signal = DropSignal(Some(dropped.clone()), "outer");
-                    async move {
-                        let _signal = signal;
-                        cx.call("inner/forever", json!({})).await
-                    }
-                }),
-        )
+        .register(OperationDef::query("outer/waits").unary(move |cx, _| {
+            let signal = DropSignal(Some(dropped.clone()), "outer");
+            async move {
+                let _signal = signal;
+                cx.call("inner/forever", json!({})).await
+            }
+        }))
         .unwrap();
     registry
-        .register(
-            OperationDef::subscription("outer/stream").stream(|cx, _| {
-                futures::stream::iter(0..2)
-                    .then(move |i| {
-                        let cx = cx.clone();
-                        async move {
-                            cx.call("inner/whoami", json!({}))
-                                .await
-                                .map(|_| json!(i))
-                        }
-                    })
-                    .boxed()
-            }),
-        )
+        .register(OperationDef::subscription("outer/stream").stream(|cx, _| {
+            futures::stream::iter(0..2)
+                .then(move |i| {
+                    let cx = cx.clone();
+                    async move { cx.call("inner/whoami", json!({})).await.map(|_| json!(i)) }
+                })
+                .boxed()
+        }))
         .unwrap();
     Arc::new(registry)
 }
@@ -176,8 +167,8 @@ async fn a_nested_call_inherits_the_deadline() {
 async fn dropping_the_outer_request_drops_the_nested_handler() {
     let (tx, mut dropped) = mpsc::unbounded_channel();
     let registry = composing_registry(tx);
-    let Reply::One(future) = dispatch(&registry, &NoIdentities, request("outer/waits", None))
-        .expect("dispatched")
+    let Reply::One(future) =
+        dispatch(&registry, &NoIdentities, request("outer/waits", None)).expect("dispatched")
     else {
         panic!("expected one reply");
     };
@@ -210,5 +201,8 @@ async fn a_subscription_composes_without_a_deadline() {
         panic!("expected a stream");
     };
     let items: Vec<_> = items.collect().await;
-    assert_eq!(items, vec![Err(CallError::forbidden("authentication required"))]);
+    assert_eq!(
+        items,
+        vec![Err(CallError::forbidden("authentication required"))]
+    );
 }

@@ -30,6 +30,8 @@ pub struct NodeConfig {
     pub protocols: BTreeMap<String, ProtocolSettings>,
     /// Diagnostic handlers.
     pub diagnostics: Diagnostics,
+    /// Nodes whose operations this node imports (`[[upstreams]]`, `from_call`).
+    pub upstreams: Vec<Upstream>,
 }
 
 impl Default for NodeConfig {
@@ -42,8 +44,55 @@ impl Default for NodeConfig {
             supervision: Supervision::default(),
             protocols: BTreeMap::new(),
             diagnostics: Diagnostics::default(),
+            upstreams: Vec::new(),
         }
     }
+}
+
+/// `[[upstreams]]`: one node whose operations this node imports over a call
+/// session (`from_call`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upstream {
+    /// Its address.
+    pub address: SocketAddr,
+    /// Its node id (`ed25519:<hex>`); required unless `insecure`.
+    #[serde(default)]
+    pub pin: Option<String>,
+    /// Accept any certificate instead of pinning.
+    #[serde(default)]
+    pub insecure: bool,
+    /// `quic` or `tcp`.
+    #[serde(default)]
+    pub transport: UpstreamTransport,
+    /// A bearer token to present; without it, the node key's certificate
+    /// identifies this node (the upstream maps it with `alknet peer add`).
+    #[serde(default)]
+    pub token: Option<String>,
+    /// Imported names become `<prefix>/<name>`.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// Make the imports reachable from outside this node.
+    #[serde(default)]
+    pub external: bool,
+    /// QUIC: silence after which the upstream is presumed gone.
+    #[serde(default = "default_upstream_idle", with = "humantime_serde")]
+    pub idle_timeout: Duration,
+}
+
+fn default_upstream_idle() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// How to dial an upstream.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamTransport {
+    /// QUIC over UDP.
+    #[default]
+    Quic,
+    /// TLS over TCP.
+    Tcp,
 }
 
 /// `[tls]`: an operator certificate, used for clients that offer no `alknet/*`
@@ -79,6 +128,10 @@ pub struct Limits {
     /// Deadline of a query or mutation.
     #[serde(with = "humantime_serde")]
     pub call_timeout: Duration,
+    /// A call session whose peer reads nothing for this long while output
+    /// waits is closed.
+    #[serde(with = "humantime_serde")]
+    pub write_stall: Duration,
 }
 
 /// The largest `limits.max_frame` any configuration may set (64 MiB).
@@ -94,6 +147,7 @@ impl Default for Limits {
             max_frame: 16_777_216,
             max_in_flight: 256,
             call_timeout: Duration::from_secs(30),
+            write_stall: Duration::from_secs(30),
         }
     }
 }
@@ -235,6 +289,30 @@ impl NodeConfig {
                 "a positive duration such as \"30s\"",
             ));
         }
+        if self.limits.write_stall.is_zero() {
+            return Err(invalid(
+                "limits.write_stall",
+                "a positive duration such as \"30s\"",
+            ));
+        }
+        for (index, upstream) in self.upstreams.iter().enumerate() {
+            let key = |field: &str| format!("upstreams[{index}].{field}");
+            match (&upstream.pin, upstream.insecure) {
+                (Some(_), true) | (None, false) => {
+                    return Err(invalid(
+                        &key("pin"),
+                        "either `pin = \"ed25519:<hex>\"` or `insecure = true`",
+                    ));
+                }
+                (Some(pin), false) if pin.parse::<crate::NodeId>().is_err() => {
+                    return Err(invalid(&key("pin"), "a node id `ed25519:<64 hex digits>`"));
+                }
+                _ => {}
+            }
+            if upstream.idle_timeout < Duration::from_millis(100) {
+                return Err(invalid(&key("idle_timeout"), "at least \"100ms\""));
+            }
+        }
         if self.limits.handshake_timeout.is_zero() {
             return Err(invalid(
                 "limits.handshake_timeout",
@@ -327,6 +405,9 @@ max_frame = 16777216
 max_in_flight = 256
 # Deadline of a query or mutation; beyond it: TIMEOUT.
 call_timeout = "30s"
+# A call session whose peer reads nothing for this long while output waits is
+# closed.
+write_stall = "30s"
 
 [supervision]
 # A crashed protocol supervisor, listener or router is restarted; more than
@@ -349,6 +430,20 @@ echo = false
 # Register the call operations diag/echo (returns its input) and diag/sleep
 # ({"ms": n}, at most 60000). For tests and benchmarks.
 call_ops = false
+
+# Upstream nodes whose operations this node imports (from_call), one
+# [[upstreams]] table each. Imports are internal (only this node's own
+# operations can call them) unless external = true, keep the upstream's access
+# control, and are named <prefix>/<name> when a prefix is set. An upstream that
+# is unreachable at start is retried in the background.
+# [[upstreams]]
+# address = "192.0.2.10:4433"
+# pin = "ed25519:<64 hex digits>"   # or: insecure = true
+# transport = "quic"                # or "tcp"
+# token = "alk_..."                 # without it, this node's key identifies it
+# prefix = "spoke"
+# external = false
+# idle_timeout = "30s"
 "#;
 
 #[cfg(test)]
@@ -362,6 +457,31 @@ mod tests {
     #[test]
     fn the_written_template_is_exactly_the_defaults() {
         assert_eq!(parse(DEFAULT_CONFIG_TOML).unwrap(), NodeConfig::default());
+    }
+
+    #[test]
+    fn upstreams_need_a_pin_or_an_explicit_insecure() {
+        let base = "[[upstreams]]\naddress = \"127.0.0.1:4433\"\n";
+        let err = parse(base).unwrap_err().to_string();
+        assert!(err.contains("upstreams[0].pin"), "{err}");
+        let err = parse(&format!("{base}pin = \"ed25519:00\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ed25519:<64 hex digits>"), "{err}");
+        let pin = format!("ed25519:{}", "ab".repeat(32));
+        let config = parse(&format!(
+            "{base}pin = \"{pin}\"\ntransport = \"tcp\"\nprefix = \"spoke\"\n"
+        ))
+        .unwrap();
+        let upstream = &config.upstreams[0];
+        assert_eq!(upstream.transport, UpstreamTransport::Tcp);
+        assert_eq!(upstream.prefix.as_deref(), Some("spoke"));
+        assert!(!upstream.external);
+        assert_eq!(upstream.idle_timeout, Duration::from_secs(30));
+        let err = parse(&format!("{base}insecure = true\ntoken = 5\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("token"), "{err}");
     }
 
     #[test]

@@ -67,6 +67,7 @@ pub struct ConnectionInfo {
     transport: TransportKind,
     peer: Option<Fingerprint>,
     identity: RwLock<Option<Identity>>,
+    token_identity: RwLock<Option<String>>,
     stats: ConnectionStats,
 }
 
@@ -105,6 +106,30 @@ impl ConnectionInfo {
             .identity
             .write()
             .unwrap_or_else(PoisonError::into_inner) = identity;
+    }
+
+    /// Records the id of the identity the latest bearer token on this
+    /// connection resolved to. Display only: it never becomes the connection's
+    /// identity (a token applies to its own request, PROTOCOL.md §7.2).
+    pub fn note_token_identity(&self, id: &str) {
+        let mut noted = self
+            .token_identity
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if noted.as_deref() != Some(id) {
+            *noted = Some(id.to_owned());
+        }
+    }
+
+    /// Who this connection shows as to operators: its own identity, else the
+    /// identity its latest bearer token resolved to.
+    pub fn display_identity(&self) -> Option<String> {
+        self.identity().map(|identity| identity.id).or_else(|| {
+            self.token_identity
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+        })
     }
 
     /// The connection's counters.
@@ -195,6 +220,7 @@ impl Connection {
                 transport: kind,
                 peer,
                 identity: RwLock::new(None),
+                token_identity: RwLock::new(None),
                 stats: ConnectionStats::default(),
             }),
             transport: Arc::new(transport),

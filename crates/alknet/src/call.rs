@@ -1,22 +1,17 @@
 //! `alknet call`: call one operation on a node and print its output.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use alknet_call::client::{ClientOptions, Transport};
 use alknet_call::{CallClient, CallError};
-use alknet_core::tls::ServerVerification;
-use alknet_core::{Fingerprint, NodeId};
 use anyhow::Context;
 use futures::StreamExt;
 use serde_json::{Value, json};
 
+use crate::connect::{self, ConnectArgs};
+
 /// What `alknet call` was asked.
 pub struct CallArgs {
-    pub connect: SocketAddr,
-    pub token: Option<String>,
-    pub pin: Option<NodeId>,
-    pub tcp: bool,
+    pub connect: ConnectArgs,
     pub operation: String,
     pub input: Option<String>,
 }
@@ -26,27 +21,8 @@ pub fn run(args: CallArgs) -> anyhow::Result<ExitCode> {
         Some(text) => serde_json::from_str(text).context("the input is not valid JSON")?,
         None => json!({}),
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
-        let options = ClientOptions {
-            transport: if args.tcp {
-                Transport::Tcp
-            } else {
-                Transport::Quic
-            },
-            verification: match args.pin {
-                Some(id) => ServerVerification::Pin(Fingerprint::Ed25519(id.0)),
-                None => ServerVerification::Insecure,
-            },
-            token: args.token,
-            ..ClientOptions::default()
-        };
-        let client = CallClient::connect(args.connect, options)
-            .await
-            .with_context(|| format!("cannot open a call session with {}", args.connect))?;
+    connect::runtime()?.block_on(async move {
+        let client = args.connect.connect().await?;
         Ok(match call(&client, &args.operation, input).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {

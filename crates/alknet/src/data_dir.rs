@@ -7,12 +7,14 @@
 //!   node.crt      self-signed certificate over the node key (for reference)
 //!   web.key       ECDSA P-256 key for browsers, mode 0600
 //!   web.crt       its self-signed certificate
+//!   identities.redb  API keys (hashes only) and peer certificates, mode 0600
 //! ```
 
 use std::path::{Path, PathBuf};
 
 use alknet_core::node_key::{self, CertificateAndKey, NodeKey};
 use alknet_core::tls;
+use alknet_identity::{IDENTITIES_FILE, IdentityStore, TokenSpec};
 use anyhow::{Context, bail};
 
 /// The default data directory, relative to the working directory.
@@ -54,8 +56,32 @@ impl DataDir {
         self.root.join("web.crt")
     }
 
+    pub fn identities(&self) -> PathBuf {
+        self.root.join(IDENTITIES_FILE)
+    }
+
     pub fn is_initialised(&self) -> bool {
         self.node_key().exists()
+    }
+
+    /// The identity store, created if missing (a data directory initialised
+    /// before the store existed gets an empty one).
+    pub fn identity_store(&self) -> anyhow::Result<IdentityStore> {
+        Ok(IdentityStore::open(self.identities())?)
+    }
+
+    /// The identity store of an initialised data directory, for the commands
+    /// that edit it: pointing them at a wrong directory must not silently
+    /// create a store no node reads.
+    pub fn existing_identity_store(&self) -> anyhow::Result<IdentityStore> {
+        if !self.is_initialised() {
+            bail!(
+                "{} is not an alknet data directory (it has no node key); run `alknet init --data-dir {}` first",
+                self.root.display(),
+                self.root.display()
+            );
+        }
+        self.identity_store()
     }
 
     /// The node key.
@@ -85,6 +111,8 @@ impl DataDir {
 pub struct Initialised {
     pub dir: DataDir,
     pub node_id: String,
+    /// The admin token: printed once, never stored.
+    pub admin_token: String,
 }
 
 impl Initialised {
@@ -92,6 +120,10 @@ impl Initialised {
         println!("initialised {}", self.dir.root().display());
         println!("node id: {}", self.node_id);
         println!("config: {}", self.dir.config().display());
+        println!("admin token: {}", self.admin_token);
+        println!(
+            "(the admin token is shown only this once and only its hash is kept: store it safely)"
+        );
     }
 }
 
@@ -125,8 +157,29 @@ pub fn init(root: &Path) -> anyhow::Result<Initialised> {
         std::fs::write(dir.config(), alknet_core::config::DEFAULT_CONFIG_TOML)
             .with_context(|| format!("{}", dir.config().display()))?;
     }
+    // Last, so that a failure here leaves a usable node whose operator can
+    // still create the key by hand.
+    let (admin_token, _) = dir
+        .identity_store()
+        .and_then(|store| Ok(store.create_token(admin_token_spec())?))
+        .context(
+            "the node key was created but the admin token was not; \
+             create one with `alknet token create --id admin --scopes admin`",
+        )?;
     Ok(Initialised {
         node_id: key.node_id().to_string(),
         dir,
+        admin_token,
     })
+}
+
+/// The key `init` creates: the `admin` identity with the `admin` scope, which
+/// `admin/tree` and `admin/kill` require.
+fn admin_token_spec() -> TokenSpec {
+    TokenSpec {
+        id: Some("admin".to_owned()),
+        scopes: vec!["admin".to_owned()],
+        expires_at: None,
+        description: "created by alknet init".to_owned(),
+    }
 }

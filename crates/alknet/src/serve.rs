@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use alknet_call::{CallHandler, Registry, SessionLimits, builtins};
 use alknet_core::tls::{self, ServerIdentity};
-use alknet_core::{NoIdentities, NodeConfig, ProtocolHandler};
+use alknet_core::{IdentityProvider, NodeConfig, ProtocolHandler};
+use alknet_identity::StoreIdentities;
 use alknet_supervisors::admin::AdminHandle;
 use alknet_supervisors::{Node, NodeOptions, ShutdownReason};
 use anyhow::Context;
@@ -89,12 +90,15 @@ async fn serve(
         _ => None,
     };
     let identity = ServerIdentity::new(&node_key, web, operator)?;
+    // Tokens and peers, followed while the node runs (`alknet token|peer …`).
+    dir.identity_store()?;
+    let identities: Arc<dyn IdentityProvider> = Arc::new(StoreIdentities::open(dir.identities())?);
     let admin = AdminHandle::default();
-    let mut handlers = vec![call_handler(&config, &admin)?];
+    let mut handlers = vec![call_handler(&config, &admin, identities.clone())?];
     handlers.extend(alknet_core::echo::diagnostic_handlers(&config.diagnostics));
     let node = Node::start(NodeOptions {
         handlers,
-        identities: Arc::new(NoIdentities),
+        identities,
         tls: identity,
         config,
     })
@@ -131,12 +135,13 @@ async fn serve(
 fn call_handler(
     config: &NodeConfig,
     admin: &AdminHandle,
+    identities: Arc<dyn IdentityProvider>,
 ) -> anyhow::Result<Arc<dyn ProtocolHandler>> {
-    let mut registry = Registry::new();
-    builtins::register_discovery(&mut registry)?;
-    alknet_supervisors::admin::register(&mut registry, admin)?;
+    let registry = Registry::new();
+    builtins::register_discovery(&registry)?;
+    alknet_supervisors::admin::register(&registry, admin)?;
     if config.diagnostics.call_ops {
-        builtins::register_diagnostics(&mut registry)?;
+        builtins::register_diagnostics(&registry)?;
     }
     let limits = SessionLimits {
         max_frame: config.limits.max_frame,
@@ -146,7 +151,7 @@ fn call_handler(
     };
     Ok(Arc::new(CallHandler::new(
         Arc::new(registry),
-        Arc::new(NoIdentities),
+        identities,
         limits,
     )))
 }
