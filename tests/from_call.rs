@@ -357,3 +357,48 @@ async fn killing_the_spoke_fails_calls_in_flight_and_the_hub_keeps_serving() {
         assert_eq!(unreachable.code, "INTERNAL", "{unreachable:?}");
     }
 }
+
+#[test]
+fn a_hub_configured_with_upstreams_serves_the_spokes_operations() {
+    let spoke = NodeProcess::start("[diagnostics]\ncall_ops = true\n");
+    let hub = NodeProcess::start(&format!(
+        "[[upstreams]]\naddress = \"{}\"\npin = \"{}\"\ntransport = \"tcp\"\nprefix = \"spoke\"\nexternal = true\n",
+        spoke.addr, spoke.node_id
+    ));
+    let hub_addr = hub.addr.to_string();
+    let call = |operation: &str, input: &str| {
+        alknet_e2e::process::run(&[
+            "call",
+            "--connect",
+            &hub_addr,
+            "--pin",
+            &hub.node_id,
+            operation,
+            input,
+        ])
+    };
+    // The import runs in the background: wait for it, with a deadline.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let out = loop {
+        let out = call("spoke/diag/echo", r#"{"from":"hub"}"#);
+        if out.status.success() || Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        out.status.success(),
+        "stderr: {}\nhub log: {:?}",
+        String::from_utf8_lossy(&out.stderr),
+        hub.log()
+    );
+    let output: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(output, json!({"from": "hub"}));
+    assert!(
+        hub.log()
+            .iter()
+            .any(|l| l.contains("imported from upstream")),
+        "{:?}",
+        hub.log()
+    );
+}

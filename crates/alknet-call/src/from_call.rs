@@ -29,6 +29,7 @@ use crate::registry::{
 };
 
 /// Where and how to reach the upstream node.
+#[derive(Clone)]
 pub struct UpstreamOptions {
     /// Its address.
     pub addr: SocketAddr,

@@ -6,6 +6,7 @@ mod connect;
 mod data_dir;
 mod identities;
 mod serve;
+mod upstreams;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

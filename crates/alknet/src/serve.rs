@@ -14,6 +14,7 @@ use alknet_supervisors::{Node, NodeOptions, ShutdownReason};
 use anyhow::Context;
 
 use crate::data_dir::{self, DataDir};
+use crate::upstreams;
 
 pub struct ServeArgs {
     pub data_dir: PathBuf,
@@ -94,7 +95,9 @@ async fn serve(
     dir.identity_store()?;
     let identities: Arc<dyn IdentityProvider> = Arc::new(StoreIdentities::open(dir.identities())?);
     let admin = AdminHandle::default();
-    let mut handlers = vec![call_handler(&config, &admin, identities.clone())?];
+    let (call, registry) = call_handler(&config, &admin, identities.clone())?;
+    let upstreams = upstreams::options(&config, &node_key)?;
+    let mut handlers = vec![call];
     handlers.extend(alknet_core::echo::diagnostic_handlers(&config.diagnostics));
     let node = Node::start(NodeOptions {
         handlers,
@@ -118,6 +121,9 @@ async fn serve(
     );
     println!("serving: {}", alpns.join(", "));
     tracing::info!(addr = %node.local_addr(), node_id = %node_key.node_id(), alpns = ?alpns, "node started");
+    for upstream in upstreams {
+        tokio::spawn(upstreams::import(registry.clone(), upstream));
+    }
 
     let stopper = node.clone();
     tokio::spawn(async move {
@@ -131,12 +137,13 @@ async fn serve(
 }
 
 /// The call protocol, served on every node: discovery, plus the diagnostic
-/// operations when enabled.
+/// operations when enabled. The registry is returned too: imports from
+/// upstreams join it while the node runs.
 fn call_handler(
     config: &NodeConfig,
     admin: &AdminHandle,
     identities: Arc<dyn IdentityProvider>,
-) -> anyhow::Result<Arc<dyn ProtocolHandler>> {
+) -> anyhow::Result<(Arc<dyn ProtocolHandler>, Arc<Registry>)> {
     let registry = Registry::new();
     builtins::register_discovery(&registry)?;
     alknet_supervisors::admin::register(&registry, admin)?;
@@ -147,13 +154,12 @@ fn call_handler(
         max_frame: config.limits.max_frame,
         max_in_flight: config.limits.max_in_flight,
         call_timeout: config.limits.call_timeout,
+        write_stall: config.limits.write_stall,
         ..SessionLimits::default()
     };
-    Ok(Arc::new(CallHandler::new(
-        Arc::new(registry),
-        identities,
-        limits,
-    )))
+    let registry = Arc::new(registry);
+    let handler = Arc::new(CallHandler::new(registry.clone(), identities, limits));
+    Ok((handler, registry))
 }
 
 async fn wait_for_signal() {
