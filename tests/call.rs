@@ -13,7 +13,7 @@ use alknet_call::{CallError, CallHandler, SessionLimits};
 use alknet_core::{NoIdentities, NodeKey, ProtocolHandler};
 use alknet_e2e::client::{quic_connect, quic_endpoint};
 use alknet_e2e::raw_call::{Transport, both, open};
-use alknet_e2e::{generate_certificate, start_node_with, test_config};
+use alknet_e2e::{generate_certificate, start_call_node, start_node_with, test_config};
 use alknet_supervisors::NodeHandle;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -61,23 +61,10 @@ async fn node(limits: SessionLimits) -> (NodeHandle, mpsc::UnboundedReceiver<&'s
             }),
         )
         .unwrap();
-    let handler: Arc<dyn ProtocolHandler> = Arc::new(CallHandler::new(
-        Arc::new(registry),
-        Arc::new(NoIdentities),
-        limits,
-    ));
     let mut config = test_config();
     // A request that never ends holds shutdown for the whole drain deadline.
     config.supervision.drain_timeout = Duration::from_millis(500);
-    let node = start_node_with(
-        config,
-        vec![handler],
-        Arc::new(NoIdentities),
-        NodeKey::generate(),
-        generate_certificate("web"),
-        None,
-    )
-    .await;
+    let node = start_call_node(config, registry, Arc::new(NoIdentities), limits).await;
     (node, dropped_rx)
 }
 

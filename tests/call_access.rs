@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use alknet_call::access::AccessControl;
 use alknet_call::envelope::Event;
 use alknet_call::registry::{OperationDef, Registry};
-use alknet_call::{CallError, CallHandler, SessionLimits};
-use alknet_core::{Fingerprint, Identity, IdentityProvider, NodeKey, ProtocolHandler};
+use alknet_call::{CallError, SessionLimits};
+use alknet_core::{Fingerprint, Identity, IdentityProvider};
 use alknet_e2e::raw_call::{both, open};
-use alknet_e2e::{generate_certificate, start_node_with, test_config};
+use alknet_e2e::{start_call_node, test_config};
 use alknet_supervisors::NodeHandle;
 use alknet_supervisors::admin::{AdminHandle, register};
 use serde_json::{Value, json};
@@ -90,19 +90,11 @@ async fn node(ran: Arc<AtomicBool>) -> NodeHandle {
                 .unary(|_, _| async { Ok(json!(1)) }),
         )
         .unwrap();
-    let identities: Arc<dyn IdentityProvider> = Arc::new(Tokens);
-    let call: Arc<dyn ProtocolHandler> = Arc::new(CallHandler::new(
-        Arc::new(registry),
-        identities.clone(),
-        SessionLimits::default(),
-    ));
-    let node = start_node_with(
+    let node = start_call_node(
         test_config(),
-        vec![call],
-        identities,
-        NodeKey::generate(),
-        generate_certificate("web"),
-        None,
+        registry,
+        Arc::new(Tokens),
+        SessionLimits::default(),
     )
     .await;
     admin.attach(node.clone());

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use alknet_call::envelope::{Event, EventEnvelope};
 use alknet_call::registry::{OperationDef, Registry};
-use alknet_call::{CallError, CallHandler, SessionHandle, SessionLimits};
-use alknet_core::{NoIdentities, NodeKey, ProtocolHandler};
+use alknet_call::{CallError, SessionHandle, SessionLimits};
+use alknet_core::NoIdentities;
 use alknet_e2e::raw_call::{Raw, Transport, both, open};
-use alknet_e2e::{eventually, generate_certificate, start_node_with, test_config};
+use alknet_e2e::{eventually, start_call_node, test_config};
 use alknet_supervisors::NodeHandle;
 use serde_json::{Value, json};
 
@@ -50,18 +50,11 @@ async fn node() -> (NodeHandle, Remembered) {
             }),
         )
         .unwrap();
-    let handler: Arc<dyn ProtocolHandler> = Arc::new(CallHandler::new(
-        Arc::new(registry),
+    let node = start_call_node(
+        test_config(),
+        registry,
         Arc::new(NoIdentities),
         SessionLimits::default(),
-    ));
-    let node = start_node_with(
-        test_config(),
-        vec![handler],
-        Arc::new(NoIdentities),
-        NodeKey::generate(),
-        generate_certificate("web"),
-        None,
     )
     .await;
     (node, remembered)
@@ -251,20 +244,26 @@ async fn item_30_invalid_entries_are_refused_whole() {
     }
 }
 
+/// A peer session serving `peer/hang` and a caller whose request `outer` the
+/// node relays to it: returns both and the id of the relayed request.
+async fn relayed_to_a_peer(node: &NodeHandle, transport: Transport) -> (Raw, Raw, String) {
+    let mut peer = open(node, transport).await;
+    register(&mut peer, &["peer/hang"]).await;
+    output(peer.round_trip("m", "/test/remember", json!({})).await);
+    let mut caller = open(node, transport).await;
+    caller
+        .call("outer", "/test/relay", json!({"operation": "peer/hang"}))
+        .await;
+    let (nested, operation, _) = next_request(&mut peer).await;
+    assert_eq!(operation, "peer/hang");
+    (peer, caller, nested)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn item_21_aborting_a_request_aborts_its_nested_call_on_the_other_session() {
     let (node, _) = node().await;
     for transport in both() {
-        let mut peer = open(&node, transport).await;
-        register(&mut peer, &["peer/hang"]).await;
-        output(peer.round_trip("m", "/test/remember", json!({})).await);
-
-        let mut caller = open(&node, transport).await;
-        caller
-            .call("outer", "/test/relay", json!({"operation": "peer/hang"}))
-            .await;
-        let (nested, operation, _) = next_request(&mut peer).await;
-        assert_eq!(operation, "peer/hang");
+        let (mut peer, mut caller, nested) = relayed_to_a_peer(&node, transport).await;
         caller.send(EventEnvelope::aborted("outer")).await;
         // The node relays the abort for its own id on the peer's session.
         let (id, event) = peer.expect().await;
@@ -283,15 +282,7 @@ async fn item_21_aborting_a_request_aborts_its_nested_call_on_the_other_session(
 async fn item_24_closing_a_session_fails_the_nodes_outstanding_calls_on_it() {
     let (node, _) = node().await;
     for transport in both() {
-        let mut peer = open(&node, transport).await;
-        register(&mut peer, &["peer/hang"]).await;
-        output(peer.round_trip("m", "/test/remember", json!({})).await);
-        let mut caller = open(&node, transport).await;
-        caller
-            .call("outer", "/test/relay", json!({"operation": "peer/hang"}))
-            .await;
-        let (_, operation, _) = next_request(&mut peer).await;
-        assert_eq!(operation, "peer/hang");
+        let (peer, mut caller, _) = relayed_to_a_peer(&node, transport).await;
         peer.close();
         let (id, event) = caller.expect().await;
         assert_eq!(id, "outer");

@@ -9,13 +9,12 @@ use std::time::{Duration, Instant};
 use alknet_call::access::AccessControl;
 use alknet_call::client::{ClientOptions, Transport};
 use alknet_call::from_call::{self, ImportError, UpstreamOptions};
-use alknet_call::registry::RegistrationError;
-use alknet_call::registry::{OperationDef, Registry, Visibility};
-use alknet_call::{CallClient, CallError, CallHandler, SessionLimits};
+use alknet_call::registry::{OperationDef, RegistrationError, Registry, Visibility};
+use alknet_call::{CallClient, CallError, SessionLimits};
 use alknet_core::tls::ServerVerification;
-use alknet_core::{Fingerprint, Identity, IdentityProvider, NodeKey, ProtocolHandler};
+use alknet_core::{Fingerprint, Identity, IdentityProvider, NodeKey};
 use alknet_e2e::process::NodeProcess;
-use alknet_e2e::{generate_certificate, start_node_with, test_config};
+use alknet_e2e::{start_call_node, test_config};
 use alknet_supervisors::NodeHandle;
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -51,20 +50,12 @@ impl Drop for DropSignal {
 
 type Events = mpsc::UnboundedSender<(&'static str, Instant)>;
 
-async fn serve(registry: Registry, known: Known, key: NodeKey) -> NodeHandle {
-    let known: Arc<Known> = Arc::new(known);
-    let handler: Arc<dyn ProtocolHandler> = Arc::new(CallHandler::new(
-        Arc::new(registry),
-        known.clone(),
-        SessionLimits::default(),
-    ));
-    start_node_with(
+async fn serve(registry: Registry, known: Known) -> NodeHandle {
+    start_call_node(
         test_config(),
-        vec![handler],
-        known,
-        key,
-        generate_certificate("web"),
-        None,
+        registry,
+        Arc::new(known),
+        SessionLimits::default(),
     )
     .await
 }
@@ -116,7 +107,7 @@ async fn spoke(hub_key: &NodeKey, events: Events) -> NodeHandle {
         Fingerprint::Ed25519(hub_key.node_id().0),
         Identity::new("hub", ["peer"]),
     );
-    serve(registry, known, NodeKey::generate()).await
+    serve(registry, known).await
 }
 
 /// The hub: `hub/compose` calls the imported `int/work/hang` as a nested call.
@@ -217,7 +208,7 @@ async fn the_hub_imports_what_the_spoke_lets_it_call_and_relays_the_caller() {
             ),
             "{again:?}"
         );
-        let hub = serve(registry, known, hub_key).await;
+        let hub = serve(registry, known).await;
 
         let alice = client(&hub, transport, Some("alice-token")).await;
         let output = alice
@@ -260,7 +251,7 @@ async fn aborting_a_hub_call_cancels_the_hub_and_spoke_handlers_within_100_ms() 
         )
         .await
         .unwrap();
-        let hub = serve(registry, Known::default(), hub_key).await;
+        let hub = serve(registry, Known::default()).await;
         let caller = Arc::new(client(&hub, transport, None).await);
         let call = tokio::spawn({
             let caller = caller.clone();
@@ -317,7 +308,7 @@ async fn killing_the_spoke_fails_calls_in_flight_and_the_hub_keeps_serving() {
             imported.contains(&"spoke/diag/sleep".to_owned()),
             "{imported:?}"
         );
-        let hub = serve(registry, Known::default(), hub_key).await;
+        let hub = serve(registry, Known::default()).await;
         let caller = Arc::new(client(&hub, transport, None).await);
         assert_eq!(
             caller

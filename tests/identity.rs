@@ -79,20 +79,6 @@ fn call_admin_tree(
     alknet(&args)
 }
 
-/// Polls `condition` until it holds or `deadline` passes.
-fn eventually(deadline: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + deadline;
-    loop {
-        if condition() {
-            return true;
-        }
-        if Instant::now() >= end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// `alknet serve` on an existing data directory (`NodeProcess` always starts
 /// on a fresh one).
 struct ExistingNode {
@@ -315,7 +301,7 @@ fn an_expired_token_is_refused() {
         data,
     ]);
     let token = field(&created, "token").to_owned();
-    let refused = eventually(Duration::from_secs(20), || {
+    let refused = alknet_e2e::eventually_blocking(Duration::from_secs(20), || {
         let (code, _, stderr) = call_admin_tree(&node, Some(&token), false);
         code == Some(1) && stderr.trim() == "FORBIDDEN: invalid token"
     });

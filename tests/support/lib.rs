@@ -57,6 +57,30 @@ pub async fn start_node_with(
     .expect("node starts")
 }
 
+/// Starts a node in this process serving `alknet/call` from `registry`, with
+/// `identities` resolving both client certificates and tokens.
+pub async fn start_call_node(
+    config: NodeConfig,
+    registry: alknet_call::Registry,
+    identities: Arc<dyn IdentityProvider>,
+    limits: alknet_call::SessionLimits,
+) -> NodeHandle {
+    let call: Arc<dyn ProtocolHandler> = Arc::new(alknet_call::CallHandler::new(
+        Arc::new(registry),
+        identities.clone(),
+        limits,
+    ));
+    start_node_with(
+        config,
+        vec![call],
+        identities,
+        NodeKey::generate(),
+        generate_certificate("web"),
+        None,
+    )
+    .await
+}
+
 /// A fresh self-signed ECDSA certificate, through the same PEM files an
 /// operator would supply.
 pub fn generate_certificate(name: &str) -> CertificateAndKey {
@@ -67,6 +91,20 @@ pub fn generate_certificate(name: &str) -> CertificateAndKey {
     std::fs::write(&cert_path, cert_pem).expect("write cert");
     std::fs::write(&key_path, key_pem).expect("write key");
     alknet_core::tls::load_pem_pair(&cert_path, &key_path).expect("load pair")
+}
+
+/// Like [`eventually`], for tests without a runtime (driving the binary).
+pub fn eventually_blocking(deadline: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + deadline;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Polls `condition` every few milliseconds until it holds or `deadline`

@@ -72,23 +72,13 @@ impl Raw {
     /// Opens another stream of the same QUIC connection; `None` over TCP+TLS,
     /// which has one stream.
     pub async fn open_stream(&self) -> Option<Raw> {
-        let (endpoint, conn) = self._keep.as_ref()?;
+        let (_, conn) = self._keep.as_ref()?;
         let (send, recv) = conn.open_bi().await.expect("stream");
-        Some(Raw {
-            send: Box::new(send),
-            recv: Box::new(recv),
-            decoder: FrameDecoder::new(DEFAULT_MAX_FRAME),
-            _keep: Some((endpoint.clone(), conn.clone())),
-        })
+        self.sibling(send, recv)
     }
 
-    /// Waits for the next stream the node opens on this QUIC connection.
-    pub async fn accept_stream(&self) -> Option<Raw> {
+    fn sibling(&self, send: quinn::SendStream, recv: quinn::RecvStream) -> Option<Raw> {
         let (endpoint, conn) = self._keep.as_ref()?;
-        let (send, recv) = tokio::time::timeout(WAIT, conn.accept_bi())
-            .await
-            .expect("the node opened a stream in time")
-            .expect("stream");
         Some(Raw {
             send: Box::new(send),
             recv: Box::new(recv),

@@ -64,6 +64,26 @@ pub struct Request {
     pub session: Option<SessionHandle>,
 }
 
+impl Request {
+    /// A request from outside the node (a session, the gateway), running as
+    /// nobody until its fields say otherwise; the reply pattern follows the
+    /// operation's `op_type`, with no deadline.
+    pub fn new(id: impl Into<String>, operation: impl Into<String>, input: Value) -> Self {
+        Self {
+            id: id.into(),
+            operation: operation.into(),
+            input,
+            session_identity: None,
+            auth_token: None,
+            forwarded_for: None,
+            origin: Origin::Remote,
+            expect: Expect::ByOpType,
+            deadline: None,
+            session: None,
+        }
+    }
+}
+
 /// A running request's reply.
 pub enum Reply {
     /// The single output of a query or mutation.

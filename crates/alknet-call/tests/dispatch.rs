@@ -117,18 +117,7 @@ fn registry(ran: Arc<AtomicBool>) -> Arc<Registry> {
 }
 
 fn request(operation: &str, input: Value) -> Request {
-    Request {
-        id: "r1".into(),
-        operation: operation.into(),
-        input,
-        session_identity: None,
-        auth_token: None,
-        forwarded_for: None,
-        origin: Origin::Remote,
-        expect: Expect::ByOpType,
-        deadline: None,
-        session: None,
-    }
+    Request::new("r1", operation, input)
 }
 
 async fn one(registry: &Arc<Registry>, request: Request) -> Result<Value, CallError> {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use alknet_call::CallError;
 use alknet_call::access::AccessControl;
-use alknet_call::dispatch::{Expect, Origin, Reply, Request, dispatch};
+use alknet_call::dispatch::{Reply, Request, dispatch};
 use alknet_call::registry::{OperationDef, Registry};
 use alknet_core::{Identity, NoIdentities};
 use futures::StreamExt;
@@ -17,16 +17,8 @@ use tokio::sync::mpsc;
 
 fn request(operation: &str, identity: Option<Identity>) -> Request {
     Request {
-        id: "outer".into(),
-        operation: operation.into(),
-        input: json!({}),
         session_identity: identity,
-        auth_token: None,
-        forwarded_for: None,
-        origin: Origin::Remote,
-        expect: Expect::ByOpType,
-        deadline: None,
-        session: None,
+        ..Request::new("outer", operation, json!({}))
     }
 }
 
