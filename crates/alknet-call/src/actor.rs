@@ -1,15 +1,23 @@
 //! The `CallSession` actor: one per session, whichever end dialled (§5.1).
 //!
-//! The actor owns the session's bookkeeping ([`SessionBook`]) and nothing that
-//! blocks. Per-stream reader tasks hand it each decoded envelope; every request
-//! it accepts runs in its own task, which writes its replies through the
-//! stream's bounded writer queue (waiting when the peer reads slowly — output
-//! is never dropped) and reports back when done. Calls this end makes register
-//! here first, so replies from any stream find their caller; the caller then
-//! queues its `call.requested` itself, which keeps the actor from ever waiting
-//! on a full queue.
+//! The actor decides what every incoming envelope means, against the
+//! session's bookkeeping ([`SessionBook`]), and does nothing that blocks.
+//! Per-stream reader tasks hand it each decoded envelope; every request it
+//! accepts runs in its own task, which writes its replies through the stream's
+//! bounded writer queue (waiting when the peer reads slowly — output is never
+//! dropped) and reports back when done.
+//!
+//! The book and the stream writers sit behind a mutex the actor shares with
+//! the session's handles and reader tasks: a call this end makes is registered
+//! there by the caller itself before its `call.requested` is queued, and the
+//! reader that decodes a reply to it hands it over directly, so replies from any
+//! stream find their caller without an actor round trip on the caller's path
+//! (measured: those hops doubled a call's latency over TCP+TLS). Requests and
+//! aborts, which start and stop work, go through the actor. The lock is held
+//! for map operations only, never across an await.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use alknet_core::{Connection, TransportKind};
 use futures::StreamExt;
@@ -41,9 +49,11 @@ pub enum SessionMsg {
     Served(String, u64),
     /// Refuse new requests; stop once nothing is in flight.
     Drain,
-    /// Registers one of this end's calls; the reply says where to write its
-    /// `call.requested`.
-    Call(Outgoing, RpcReplyPort<Result<Route, CallError>>),
+    /// Open a stream of our own for this end's calls (QUIC, when every stream
+    /// the peer opened has ended); the reply says whether one is attached.
+    OpenStream(RpcReplyPort<bool>),
+    /// A stream [`SessionMsg::OpenStream`] asked for is attached (or not).
+    Opened(bool, RpcReplyPort<bool>),
     /// Aborts one of this end's calls (§9.1): `call.aborted` goes out on the
     /// stream that carried it, and late replies are ignored.
     Abort(String),
@@ -51,19 +61,77 @@ pub enum SessionMsg {
     WriteStalled(StreamKey),
 }
 
-/// One of this end's calls, before its request is written.
-pub struct Outgoing {
-    pub(crate) id: String,
-    pub(crate) kind: CallKind,
-    pub(crate) replies: mpsc::UnboundedSender<Delivery>,
-    /// Whether a stream was already opened for it (QUIC), so a second miss
-    /// fails instead of opening another.
-    pub(crate) opened_stream: bool,
+/// What the actor shares with the session's handles.
+pub(crate) struct Shared {
+    book: SessionBook<Running, Waiter>,
+    writers: HashMap<StreamKey, mpsc::Sender<Vec<u8>>>,
 }
 
-/// Where a registered call writes its request.
-pub struct Route {
-    pub(crate) writer: mpsc::Sender<Vec<u8>>,
+/// The shared half of a session.
+pub(crate) type SharedSession = Arc<Mutex<Shared>>;
+
+/// Why a call could not be registered.
+pub(crate) enum Unregistered {
+    /// No stream is open to write it on.
+    NoStream,
+    /// The session refused it (closed, or a duplicate id).
+    Refused(CallError),
+}
+
+impl Shared {
+    pub(crate) fn new(max_in_flight: usize) -> SharedSession {
+        Arc::new(Mutex::new(Self {
+            book: SessionBook::new(max_in_flight),
+            writers: HashMap::new(),
+        }))
+    }
+
+    /// Registers one of this end's calls; returns the writer of the stream to
+    /// put its request on: the newest one (over TCP+TLS the only one; over
+    /// QUIC one still open in both directions).
+    pub(crate) fn register(
+        &mut self,
+        id: String,
+        kind: CallKind,
+        replies: &mpsc::UnboundedSender<Delivery>,
+    ) -> Result<mpsc::Sender<Vec<u8>>, Unregistered> {
+        let (stream, writer) = self
+            .writers
+            .iter()
+            .max_by_key(|(key, _)| **key)
+            .map(|(key, writer)| (*key, writer.clone()))
+            .ok_or(Unregistered::NoStream)?;
+        let waiter = Waiter {
+            replies: replies.clone(),
+            stream,
+        };
+        self.book
+            .call(id, kind, waiter)
+            .map_err(|refused| Unregistered::Refused(CallError::internal(refused.to_string())))?;
+        Ok(writer)
+    }
+}
+
+/// Whether `envelope` answers one of this end's calls: those are correlated
+/// by the reader against the shared book, without a hop through the actor.
+pub(crate) fn is_reply(envelope: &EventEnvelope) -> bool {
+    use crate::envelope::types;
+    matches!(
+        envelope.event_type.as_str(),
+        types::RESPONDED | types::COMPLETED | types::ERROR
+    )
+}
+
+/// Hands a reply to the call waiting for it; late replies are ignored.
+pub(crate) fn deliver_reply(shared: &SharedSession, stream: StreamKey, envelope: EventEnvelope) {
+    let action = lock(shared).book.receive(stream, envelope);
+    if let Action::Deliver(waiter, delivery) = action {
+        let _ = waiter.replies.send(delivery);
+    }
+}
+
+pub(crate) fn lock(shared: &SharedSession) -> MutexGuard<'_, Shared> {
+    shared.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// How a stream's reading half ended.
@@ -87,6 +155,7 @@ pub struct SessionArgs {
     pub(crate) connection: Connection,
     pub(crate) streams: Streams,
     pub(crate) handle_parts: crate::handle::HandleParts,
+    pub(crate) shared: SharedSession,
     pub(crate) span: tracing::Span,
 }
 
@@ -109,8 +178,7 @@ pub struct SessionState {
     streams: Streams,
     handle: SessionHandle,
     span: tracing::Span,
-    book: SessionBook<Running, Waiter>,
-    writers: HashMap<StreamKey, mpsc::Sender<Vec<u8>>>,
+    shared: SharedSession,
     resets: HashMap<StreamKey, CancellationToken>,
     next_seq: u64,
     draining: bool,
@@ -127,13 +195,12 @@ impl Actor for CallSession {
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         Ok(SessionState {
-            book: SessionBook::new(args.config.limits.max_in_flight),
+            shared: args.shared,
             handle: SessionHandle::new(myself, args.handle_parts),
             config: args.config,
             connection: args.connection,
             streams: args.streams,
             span: args.span,
-            writers: HashMap::new(),
             resets: HashMap::new(),
             next_seq: 0,
             draining: false,
@@ -148,7 +215,7 @@ impl Actor for CallSession {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             SessionMsg::Stream(key, writer, reset) => {
-                state.writers.insert(key, writer);
+                lock(&state.shared).writers.insert(key, writer);
                 state.resets.insert(key, reset);
             }
             SessionMsg::Inbound(key, envelope, taken) => {
@@ -157,25 +224,31 @@ impl Actor for CallSession {
             }
             SessionMsg::StreamEnded(key, ending) => state.stream_ended(&myself, key, ending),
             SessionMsg::Served(id, seq) => {
-                state.book.served_if(&id, |running| running.seq == seq);
-                if state.draining && state.book.in_flight() == 0 {
+                let mut shared = lock(&state.shared);
+                shared.book.served_if(&id, |running| running.seq == seq);
+                if state.draining && shared.book.in_flight() == 0 {
                     myself.stop(None);
                 }
             }
             SessionMsg::Drain => {
                 state.draining = true;
-                state.book.drain();
-                if state.book.in_flight() == 0 {
+                let mut shared = lock(&state.shared);
+                shared.book.drain();
+                if shared.book.in_flight() == 0 {
                     myself.stop(None);
                 }
             }
-            SessionMsg::Call(outgoing, route) => state.call(&myself, outgoing, route),
+            SessionMsg::OpenStream(opened) => state.open_stream(&myself, opened),
+            SessionMsg::Opened(attached, opened) => {
+                let _ = opened.send(attached);
+            }
             SessionMsg::Abort(id) => {
-                if let Some(waiter) = state.book.forget(&id) {
-                    let writer = state
+                let mut shared = lock(&state.shared);
+                if let Some(waiter) = shared.book.forget(&id) {
+                    let writer = shared
                         .writers
                         .get(&waiter.stream)
-                        .or_else(|| state.writers.values().next())
+                        .or_else(|| shared.writers.values().next())
                         .cloned();
                     if let Some(writer) = writer {
                         let max_frame = state.config.limits.max_frame;
@@ -209,7 +282,13 @@ impl Actor for CallSession {
     ) -> Result<(), ActorProcessingErr> {
         // §9.3: abort everything served, fail everything awaited, drop the
         // overlay.
-        let (aborts, failures) = state.book.close();
+        let (aborts, failures) = {
+            let mut shared = lock(&state.shared);
+            // Dropping the queues lets each writer finish its stream.
+            shared.writers.clear();
+            shared.book.close()
+        };
+        state.streams.end();
         for running in aborts {
             running.abort.abort();
         }
@@ -223,13 +302,14 @@ impl Actor for CallSession {
 
 impl SessionState {
     fn receive(&mut self, myself: &ActorRef<SessionMsg>, key: StreamKey, envelope: EventEnvelope) {
-        match self.book.receive(key, envelope) {
+        let action = lock(&self.shared).book.receive(key, envelope);
+        match action {
             Action::Ignore => {}
             Action::Deliver(waiter, delivery) => {
                 let _ = waiter.replies.send(delivery);
             }
             Action::Reply(stream, envelope) => {
-                if let Some(writer) = self.writers.get(&stream).cloned() {
+                if let Some(writer) = lock(&self.shared).writers.get(&stream).cloned() {
                     let max_frame = self.config.limits.max_frame;
                     tokio::spawn(async move {
                         let _ = send(&writer, envelope, max_frame).await;
@@ -257,7 +337,7 @@ impl SessionState {
             // finishes.
             reset.cancel();
         }
-        self.writers.remove(&key);
+        lock(&self.shared).writers.remove(&key);
         let info = self.connection.info().clone();
         let reason = match ending {
             StreamEnding::Finished => return,
@@ -275,7 +355,8 @@ impl SessionState {
                 reason
             }
         };
-        for running in self.book.stream_reset(key) {
+        let reset = lock(&self.shared).book.stream_reset(key);
+        for running in reset {
             running.abort.abort();
         }
         if info.transport() == TransportKind::Tls {
@@ -286,58 +367,23 @@ impl SessionState {
         }
     }
 
-    fn call(
-        &mut self,
-        myself: &ActorRef<SessionMsg>,
-        outgoing: Outgoing,
-        route: RpcReplyPort<Result<Route, CallError>>,
-    ) {
-        // The newest stream: over TCP+TLS the only one; over QUIC one that is
-        // still open in both directions.
-        let open = self
-            .writers
-            .iter()
-            .max_by_key(|(key, _)| **key)
-            .map(|(key, writer)| (*key, writer.clone()));
-        match open {
-            Some((stream, writer)) => {
-                let waiter = Waiter {
-                    replies: outgoing.replies,
-                    stream,
-                };
-                let registered = self
-                    .book
-                    .call(outgoing.id, outgoing.kind, waiter)
-                    .map(|()| Route { writer })
-                    .map_err(|refused| CallError::internal(refused.to_string()));
-                let _ = route.send(registered);
-            }
-            None if !outgoing.opened_stream
-                && self.connection.info().transport() == TransportKind::Quic =>
-            {
-                // Every stream the peer opened has ended: open one of ours.
-                // Not in the actor's turn — opening waits for stream credit.
-                let streams = self.streams.clone();
-                let session = myself.clone();
-                tokio::spawn(async move {
-                    match streams.open(&session).await {
-                        Ok(()) => {
-                            let outgoing = Outgoing {
-                                opened_stream: true,
-                                ..outgoing
-                            };
-                            let _ = session.cast(SessionMsg::Call(outgoing, route));
-                        }
-                        Err(_) => {
-                            let _ = route.send(Err(CallError::internal("connection closed")));
-                        }
-                    }
-                });
-            }
-            None => {
-                let _ = route.send(Err(CallError::internal("connection closed")));
-            }
+    fn open_stream(&mut self, myself: &ActorRef<SessionMsg>, opened: RpcReplyPort<bool>) {
+        if !lock(&self.shared).writers.is_empty() {
+            let _ = opened.send(true);
+            return;
         }
+        if self.connection.info().transport() != TransportKind::Quic {
+            let _ = opened.send(false);
+            return;
+        }
+        // Not in the actor's turn: opening waits for stream credit. The stream
+        // is attached (a `Stream` message) before `Opened` arrives.
+        let streams = self.streams.clone();
+        let session = myself.clone();
+        tokio::spawn(async move {
+            let attached = streams.open(&session).await.is_ok();
+            let _ = session.cast(SessionMsg::Opened(attached, opened));
+        });
     }
 
     fn start(
@@ -349,8 +395,8 @@ impl SessionState {
     ) {
         let info = self.connection.info().clone();
         info.stats().record_request();
-        let Some(writer) = self.writers.get(&stream).cloned() else {
-            self.book.served(&id);
+        let Some(writer) = lock(&self.shared).writers.get(&stream).cloned() else {
+            lock(&self.shared).book.served(&id);
             return;
         };
         let span = tracing::info_span!(
@@ -394,14 +440,15 @@ impl SessionState {
             }
             .instrument(span),
         );
-        if let Err(running) = self.book.serving(
+        let serving = lock(&self.shared).book.serving(
             &id,
             stream,
             Running {
                 abort: task.abort_handle(),
                 seq,
             },
-        ) {
+        );
+        if let Err(running) = serving {
             running.abort.abort();
         }
     }

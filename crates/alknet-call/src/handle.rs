@@ -27,7 +27,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::access::AccessControl;
-use crate::actor::{Outgoing, SessionMsg};
+use crate::actor::{SessionMsg, SharedSession, Unregistered, lock};
 use crate::codec::encode_frame;
 use crate::envelope::{CallRequest, EventEnvelope};
 use crate::error::CallError;
@@ -56,14 +56,16 @@ type Overlay = Arc<RwLock<BTreeMap<String, Arc<OverlayOp>>>>;
 #[derive(Clone)]
 pub(crate) struct HandleParts {
     overlay: Overlay,
+    shared: SharedSession,
     max_frame: usize,
     caller_timer: Duration,
 }
 
 impl HandleParts {
-    pub(crate) fn new(max_frame: usize, caller_timer: Duration) -> Self {
+    pub(crate) fn new(shared: SharedSession, max_frame: usize, caller_timer: Duration) -> Self {
         Self {
             overlay: Overlay::default(),
+            shared,
             max_frame,
             caller_timer,
         }
@@ -171,21 +173,28 @@ impl SessionHandle {
         )
         .map_err(|_| CallError::internal("request too large"))?;
         let (replies_tx, replies) = mpsc::unbounded_channel();
-        let outgoing = Outgoing {
-            id: id.clone(),
-            kind,
-            replies: replies_tx,
-            opened_stream: false,
+        let closed = || CallError::internal("connection closed");
+        let mut registered = lock(&self.parts.shared).register(id.clone(), kind, &replies_tx);
+        if let Err(Unregistered::NoStream) = registered {
+            // Every stream has ended: the actor opens one (QUIC only).
+            let opened =
+                ractor::call!(self.actor, SessionMsg::OpenStream).map_err(|_| closed())?;
+            if !opened {
+                return Err(closed());
+            }
+            registered = lock(&self.parts.shared).register(id.clone(), kind, &replies_tx);
+        }
+        let writer = match registered {
+            Ok(writer) => writer,
+            Err(Unregistered::NoStream) => return Err(closed()),
+            Err(Unregistered::Refused(error)) => return Err(error),
         };
-        let route = ractor::call!(self.actor, SessionMsg::Call, outgoing)
-            .map_err(|_| CallError::internal("connection closed"))??;
         let pending = PendingCall {
             actor: self.actor.clone(),
             id,
             armed: true,
         };
-        route
-            .writer
+        writer
             .send(frame)
             .await
             .map_err(|_| CallError::internal("connection closed"))?;

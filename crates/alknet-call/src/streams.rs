@@ -19,29 +19,45 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::actor::{CallSession, SessionArgs, SessionMsg, StreamEnding};
+use crate::actor::{
+    CallSession, SessionArgs, SessionMsg, Shared, SharedSession, StreamEnding, deliver_reply,
+    is_reply,
+};
 use crate::codec::FrameDecoder;
 use crate::handle::{HandleParts, SessionHandle};
 use crate::server::{SessionConfig, SessionLimits};
 use crate::session::StreamKey;
 
+/// Queued frames coalesced into one write, in bytes.
+const WRITE_BATCH: usize = 64 * 1024;
+
 /// Attaches streams to one session: key numbering and the task set.
 #[derive(Clone)]
 pub(crate) struct Streams {
     connection: Connection,
+    shared: SharedSession,
     limits: SessionLimits,
     next_key: Arc<AtomicU64>,
     tasks: TaskTracker,
+    ended: CancellationToken,
 }
 
 impl Streams {
-    fn new(connection: Connection, limits: SessionLimits) -> Self {
+    fn new(connection: Connection, shared: SharedSession, limits: SessionLimits) -> Self {
         Self {
             connection,
+            shared,
             limits,
             next_key: Arc::new(AtomicU64::new(0)),
             tasks: TaskTracker::new(),
+            ended: CancellationToken::new(),
         }
+    }
+
+    /// The session is over: readers stop reading (writers finish once the
+    /// session drops their queues), so no stream outlives its session.
+    pub(crate) fn end(&self) {
+        self.ended.cancel();
     }
 
     /// Starts reading and writing `stream` for `session`.
@@ -63,12 +79,20 @@ impl Streams {
             session.clone(),
             self.limits.write_stall,
         ));
-        self.tasks.spawn(read_stream(
+        let ended = self.ended.clone();
+        let reader = read_stream(
             key,
             stream.recv,
             session.clone(),
+            self.shared.clone(),
             self.limits.max_frame,
-        ));
+        );
+        self.tasks.spawn(async move {
+            tokio::select! {
+                () = reader => {}
+                () = ended.cancelled() => {}
+            }
+        });
     }
 
     /// Opens a stream of our own and attaches it.
@@ -97,13 +121,15 @@ impl Session {
         caller_timer: std::time::Duration,
         span: tracing::Span,
     ) -> Result<Self, SpawnErr> {
-        let streams = Streams::new(connection.clone(), config.limits.clone());
-        let parts = HandleParts::new(config.limits.max_frame, caller_timer);
+        let shared = Shared::new(config.limits.max_in_flight);
+        let streams = Streams::new(connection.clone(), shared.clone(), config.limits.clone());
+        let parts = HandleParts::new(shared.clone(), config.limits.max_frame, caller_timer);
         let args = SessionArgs {
             config,
             connection: connection.clone(),
             streams: streams.clone(),
             handle_parts: parts.clone(),
+            shared,
             span,
         };
         let (actor, ended) = Actor::spawn(None, CallSession, args).await?;
@@ -180,6 +206,7 @@ async fn read_stream(
     key: StreamKey,
     mut recv: RecvHalf,
     session: ActorRef<SessionMsg>,
+    shared: SharedSession,
     max_frame: usize,
 ) {
     let mut decoder = FrameDecoder::new(max_frame);
@@ -207,6 +234,7 @@ async fn read_stream(
         decoder.push(&buffer[..read]);
         loop {
             match decoder.next_envelope() {
+                Ok(Some(envelope)) if is_reply(&envelope) => deliver_reply(&shared, key, envelope),
                 Ok(Some(envelope)) => {
                     if ractor::call!(session, SessionMsg::Inbound, key, envelope).is_err() {
                         return;
@@ -244,12 +272,27 @@ async fn write_stream(
             }
             frame = frames.recv() => frame,
         };
-        let Some(frame) = frame else { break };
+        let Some(mut batch) = frame else { break };
+        // Frames already queued go out in the same write: one syscall (or
+        // one pass through quinn's connection lock) for many small replies.
+        while batch.len() < WRITE_BATCH {
+            match frames.try_recv() {
+                Ok(frame) => batch.extend_from_slice(&frame),
+                Err(_) => break,
+            }
+        }
         let write = async {
-            send.write_all(&frame).await?;
+            send.write_all(&batch).await?;
             send.flush().await
         };
-        match tokio::time::timeout(write_stall, write).await {
+        tokio::pin!(write);
+        // The stall timer is armed only for a write that has to wait: a timer
+        // per frame is measurable on the hot path.
+        let written = match futures::poll!(&mut write) {
+            std::task::Poll::Ready(result) => Ok(result),
+            std::task::Poll::Pending => tokio::time::timeout(write_stall, write).await,
+        };
+        match written {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return,
             Err(_) => {
