@@ -293,3 +293,64 @@ async fn item_24_closing_a_session_fails_the_nodes_outstanding_calls_on_it() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_client_serves_the_operations_it_registers() {
+    use alknet_call::client::{ClientOptions, Transport as ClientTransport};
+    use alknet_call::registry::OperationDef;
+    let (node, _) = node().await;
+    for transport in [ClientTransport::Quic, ClientTransport::Tcp] {
+        let client = alknet_call::CallClient::connect(
+            node.local_addr(),
+            ClientOptions {
+                transport,
+                ..ClientOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        client
+            .register(
+                OperationDef::query("ui/double")
+                    .input_schema(json!({
+                        "type": "object",
+                        "properties": {"n": {"type": "integer"}},
+                        "required": ["n"]
+                    }))
+                    .unary(|_, input: Value| async move {
+                        Ok(json!(input["n"].as_i64().unwrap_or(0) * 2))
+                    }),
+            )
+            .await
+            .unwrap();
+        client
+            .register(
+                OperationDef::subscription("ui/ticks")
+                    .stream(|_, _| futures::stream::iter((0..3).map(|i| Ok(json!(i))))),
+            )
+            .await
+            .unwrap();
+        let doubled = client
+            .call(
+                "diag/callback",
+                json!({"operation": "ui/double", "input": {"n": 21}}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(doubled, json!(42), "{transport:?}");
+        let ticks = client
+            .call("diag/callback", json!({"operation": "ui/ticks"}))
+            .await
+            .unwrap();
+        assert_eq!(ticks, json!([0, 1, 2]), "{transport:?}");
+        // The node checks the registered schema before calling back.
+        let refused = client
+            .call(
+                "diag/callback",
+                json!({"operation": "ui/double", "input": {}}),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code, "INVALID_INPUT", "{refused:?}");
+    }
+}

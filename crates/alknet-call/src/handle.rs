@@ -177,8 +177,7 @@ impl SessionHandle {
         let mut registered = lock(&self.parts.shared).register(id.clone(), kind, &replies_tx);
         if let Err(Unregistered::NoStream) = registered {
             // Every stream has ended: the actor opens one (QUIC only).
-            let opened =
-                ractor::call!(self.actor, SessionMsg::OpenStream).map_err(|_| closed())?;
+            let opened = ractor::call!(self.actor, SessionMsg::OpenStream).map_err(|_| closed())?;
             if !opened {
                 return Err(closed());
             }
@@ -361,6 +360,10 @@ impl Subscription {
     pub fn id(&self) -> &str {
         &self.id
     }
+
+    /// Aborts the subscription (§9.1): `call.aborted` is sent unless it has
+    /// already ended. Dropping it does the same.
+    pub fn abort(self) {}
 }
 
 impl Stream for Subscription {
