@@ -9,29 +9,12 @@ use alknet_call::access::AccessControl;
 use alknet_call::envelope::Event;
 use alknet_call::registry::{OperationDef, Registry};
 use alknet_call::{CallError, SessionLimits};
-use alknet_core::{Fingerprint, Identity, IdentityProvider};
+use alknet_core::Identity;
 use alknet_e2e::raw_call::{both, open};
-use alknet_e2e::{start_call_node, test_config};
+use alknet_e2e::{TestTokens, start_call_node, test_config};
 use alknet_supervisors::NodeHandle;
 use alknet_supervisors::admin::{AdminHandle, register};
 use serde_json::{Value, json};
-
-/// `admin-token` is root (scope admin); `user-token` is bob (scope user).
-struct Tokens;
-
-impl IdentityProvider for Tokens {
-    fn resolve_fingerprint(&self, _: &Fingerprint) -> Option<Identity> {
-        None
-    }
-
-    fn resolve_token(&self, token: &str) -> Option<Identity> {
-        match token {
-            "admin-token" => Some(Identity::new("root", ["admin"])),
-            "user-token" => Some(Identity::new("bob", ["user"])),
-            _ => None,
-        }
-    }
-}
 
 async fn node(ran: Arc<AtomicBool>) -> NodeHandle {
     let registry = Registry::new();
@@ -93,7 +76,7 @@ async fn node(ran: Arc<AtomicBool>) -> NodeHandle {
     let node = start_call_node(
         test_config(),
         registry,
-        Arc::new(Tokens),
+        Arc::new(TestTokens),
         SessionLimits::default(),
     )
     .await;

@@ -36,6 +36,7 @@ class Node:
         threading.Thread(target=lambda: [self.stderr.append(l) for l in self.proc.stderr], daemon=True).start()
         self.port = None
         self.node_id = None
+        self.admin_token = None
         while True:
             try:
                 line = lines.get(timeout=30)
@@ -44,6 +45,8 @@ class Node:
                 pytest.fail(f"alknet serve did not start: {self.stderr}")
             if line.startswith("listening on "):
                 self.port = int(line.split()[2].rsplit(":", 1)[1])
+            if line.startswith("admin token: "):
+                self.admin_token = line.split()[2]
             if line.startswith("alknet node "):
                 self.node_id = line.split()[2]
             if line.startswith("serving:"):

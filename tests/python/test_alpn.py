@@ -94,3 +94,20 @@ def test_quic_unknown_alpn_closes_with_crypto_error_0x0178(echo_node):
     # The node keeps serving, over QUIC and TCP on the same port number.
     assert asyncio.run(quic_echo(echo_node.port, b"quic still serving")) == b"quic still serving"
     assert tls_echo(echo_node.port, b"tcp too") == b"tcp too"
+
+
+def test_tcp_without_alpn_is_served_http_1_1(echo_node):
+    """§2 rule 4 and §16 item 2: no ALPN extension at all means HTTP/1.1."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    raw = socket.create_connection(("127.0.0.1", echo_node.port), timeout=5)
+    with context.wrap_socket(raw, server_hostname="localhost") as sock:
+        assert sock.selected_alpn_protocol() is None
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: node\r\nConnection: close\r\n\r\n")
+        response = b""
+        while chunk := sock.recv(65536):
+            response += chunk
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    assert body == b"ok"

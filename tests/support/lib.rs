@@ -13,6 +13,24 @@ use alknet_core::tls::ServerIdentity;
 use alknet_core::{IdentityProvider, NoIdentities, NodeConfig, NodeKey, ProtocolHandler};
 use alknet_supervisors::{Node, NodeHandle, NodeOptions};
 
+/// Two fixed tokens: `admin-token` is `root` (scope `admin`), `user-token`
+/// is `bob` (scope `user`); no peers.
+pub struct TestTokens;
+
+impl IdentityProvider for TestTokens {
+    fn resolve_fingerprint(&self, _: &alknet_core::Fingerprint) -> Option<alknet_core::Identity> {
+        None
+    }
+
+    fn resolve_token(&self, token: &str) -> Option<alknet_core::Identity> {
+        match token {
+            "admin-token" => Some(alknet_core::Identity::new("root", ["admin"])),
+            "user-token" => Some(alknet_core::Identity::new("bob", ["user"])),
+            _ => None,
+        }
+    }
+}
+
 /// A configuration for tests: an ephemeral loopback port and `alknet/echo`.
 pub fn test_config() -> NodeConfig {
     let mut config = NodeConfig {

@@ -87,8 +87,10 @@ impl Shared {
     }
 
     /// Registers one of this end's calls; returns the writer of the stream to
-    /// put its request on: the newest one (over TCP+TLS the only one; over
-    /// QUIC one still open in both directions).
+    /// put its request on: the oldest one still open (over TCP+TLS the only
+    /// one). A peer's first stream is its session's main one; later streams
+    /// often carry one exchange and end, and a request queued on a stream the
+    /// peer is abandoning would be lost with it.
     pub(crate) fn register(
         &mut self,
         id: String,
@@ -98,7 +100,7 @@ impl Shared {
         let (stream, writer) = self
             .writers
             .iter()
-            .max_by_key(|(key, _)| **key)
+            .min_by_key(|(key, _)| **key)
             .map(|(key, writer)| (*key, writer.clone()))
             .ok_or(Unregistered::NoStream)?;
         let waiter = Waiter {

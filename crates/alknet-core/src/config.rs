@@ -30,6 +30,8 @@ pub struct NodeConfig {
     pub protocols: BTreeMap<String, ProtocolSettings>,
     /// Diagnostic handlers.
     pub diagnostics: Diagnostics,
+    /// The HTTP handler (`h2`, `http/1.1`).
+    pub http: HttpSettings,
     /// Nodes whose operations this node imports (`[[upstreams]]`, `from_call`).
     pub upstreams: Vec<Upstream>,
 }
@@ -44,8 +46,23 @@ impl Default for NodeConfig {
             supervision: Supervision::default(),
             protocols: BTreeMap::new(),
             diagnostics: Diagnostics::default(),
+            http: HttpSettings::default(),
             upstreams: Vec::new(),
         }
+    }
+}
+
+/// `[http]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Serve `h2` and `http/1.1`: the gateway, `/healthz`, `/openapi.json`.
+    pub enabled: bool,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self { enabled: true }
     }
 }
 
@@ -132,6 +149,8 @@ pub struct Limits {
     /// waits is closed.
     #[serde(with = "humantime_serde")]
     pub write_stall: Duration,
+    /// Items one gateway `/batch` may hold.
+    pub max_batch: usize,
 }
 
 /// The largest `limits.max_frame` any configuration may set (64 MiB).
@@ -148,6 +167,7 @@ impl Default for Limits {
             max_in_flight: 256,
             call_timeout: Duration::from_secs(30),
             write_stall: Duration::from_secs(30),
+            max_batch: 100,
         }
     }
 }
@@ -289,6 +309,9 @@ impl NodeConfig {
                 "a positive duration such as \"30s\"",
             ));
         }
+        if self.limits.max_batch == 0 {
+            return Err(invalid("limits.max_batch", "a positive number"));
+        }
         if self.limits.write_stall.is_zero() {
             return Err(invalid(
                 "limits.write_stall",
@@ -408,6 +431,8 @@ call_timeout = "30s"
 # A call session whose peer reads nothing for this long while output waits is
 # closed.
 write_stall = "30s"
+# Calls one HTTP gateway /batch may hold; beyond it: 413.
+max_batch = 100
 
 [supervision]
 # A crashed protocol supervisor, listener or router is restarted; more than
@@ -430,6 +455,12 @@ echo = false
 # Register the call operations diag/echo (returns its input) and diag/sleep
 # ({"ms": n}, at most 60000). For tests and benchmarks.
 call_ops = false
+
+[http]
+# Serve HTTP (h2 and http/1.1) on the same port: /healthz, the operation
+# gateway (/search, /schema, /call, /batch, /subscribe) and /openapi.json.
+# Every other path answers like a stock nginx 404.
+enabled = true
 
 # Upstream nodes whose operations this node imports (from_call), one
 # [[upstreams]] table each. Imports are internal (only this node's own

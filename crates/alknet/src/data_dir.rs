@@ -2,20 +2,33 @@
 //!
 //! ```text
 //! alknet-data/
-//!   alknet.toml   configuration (every key with its default, commented)
-//!   node.key      Ed25519 node key, PKCS#8 PEM, mode 0600
-//!   node.crt      self-signed certificate over the node key (for reference)
-//!   web.key       ECDSA P-256 key for browsers, mode 0600
-//!   web.crt       its self-signed certificate
+//!   alknet.toml      configuration (every key with its default, commented)
+//!   mnemonic.txt     the BIP39 mnemonic everything is derived from, mode 0600
+//!                    (when initialised without a passphrase), or
+//!   mnemonic.sealed  the same, sealed with a passphrase (Argon2id + AES-256-GCM)
+//!   node.key         Ed25519 node key, PKCS#8 PEM, mode 0600 (derived from the
+//!                    mnemonic at m/74'/0'/0'/0'; absent while the mnemonic is
+//!                    sealed: `serve` derives it after unlocking)
+//!   node.crt         self-signed certificate over the node key (for reference)
+//!   ssh_host_ed25519_key.pub  the SSH host key's public half (m/74'/0'/1'/0')
+//!   web.key          ECDSA P-256 key for browsers, mode 0600
+//!   web.crt          its self-signed certificate
 //!   identities.redb  API keys (hashes only) and peer certificates, mode 0600
+//!   credentials.toml sealed credentials the node decrypts at start (optional)
 //! ```
+//!
+//! See docs/vault.md for the vault's side of this.
 
 use std::path::{Path, PathBuf};
 
 use alknet_core::node_key::{self, CertificateAndKey, NodeKey};
 use alknet_core::tls;
 use alknet_identity::{IDENTITIES_FILE, IdentityStore, TokenSpec};
+use alknet_vault::{Mnemonic, WordCount};
 use anyhow::{Context, bail};
+use zeroize::Zeroizing;
+
+use crate::keystore;
 
 /// The default data directory, relative to the working directory.
 pub const DEFAULT_DATA_DIR: &str = "./alknet-data";
@@ -60,8 +73,12 @@ impl DataDir {
         self.root.join(IDENTITIES_FILE)
     }
 
+    /// Whether the directory holds a node identity: a mnemonic (either
+    /// form) or, for data directories from before the vault, a node key.
     pub fn is_initialised(&self) -> bool {
         self.node_key().exists()
+            || self.mnemonic_file().exists()
+            || self.sealed_mnemonic_file().exists()
     }
 
     /// The identity store, created if missing (a data directory initialised
@@ -76,7 +93,7 @@ impl DataDir {
     pub fn existing_identity_store(&self) -> anyhow::Result<IdentityStore> {
         if !self.is_initialised() {
             bail!(
-                "{} is not an alknet data directory (it has no node key); run `alknet init --data-dir {}` first",
+                "{} is not an alknet data directory (it has neither a mnemonic nor a node key); run `alknet init --data-dir {}` first",
                 self.root.display(),
                 self.root.display()
             );
@@ -107,36 +124,139 @@ impl DataDir {
     }
 }
 
+/// Where `init` takes the mnemonic from.
+#[derive(Debug, Clone)]
+pub enum MnemonicChoice {
+    /// A fresh 24-word mnemonic from the operating system's CSPRNG.
+    Generate,
+    /// An existing mnemonic: from a file, else a prompt (standard input when
+    /// it is not a terminal).
+    Restore { file: Option<PathBuf> },
+}
+
+/// Whether and how `init` seals the mnemonic.
+#[derive(Debug, Clone)]
+pub enum PassphraseChoice {
+    /// Ask on the terminal; with no terminal, store it in clear with a warning.
+    Ask,
+    /// Store it in clear (mode 0600), with a warning.
+    None,
+    /// Seal it with the passphrase in this file.
+    File(PathBuf),
+}
+
+/// What `init` is asked to do.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    pub mnemonic: MnemonicChoice,
+    pub passphrase: PassphraseChoice,
+}
+
+impl InitOptions {
+    /// What `serve` does on a missing data directory: generate, no
+    /// passphrase, never prompt.
+    pub fn unattended() -> Self {
+        Self {
+            mnemonic: MnemonicChoice::Generate,
+            passphrase: PassphraseChoice::None,
+        }
+    }
+}
+
 /// What `init` created.
 pub struct Initialised {
     pub dir: DataDir,
     pub node_id: String,
     /// The admin token: printed once, never stored.
     pub admin_token: String,
+    /// The SSH host key's public line.
+    pub ssh_host_key: String,
+    /// A generated mnemonic (None when restored): shown once by `init`.
+    pub mnemonic: Option<Mnemonic>,
+    /// Whether the mnemonic was sealed with a passphrase.
+    pub sealed: bool,
 }
 
 impl Initialised {
-    pub fn print(&self) {
+    /// Prints what was created. `show_mnemonic` prints a generated mnemonic
+    /// with its notice (`alknet init`); `serve`'s unattended initialisation
+    /// keeps it out of its output, which often ends up in logs.
+    pub fn print(&self, show_mnemonic: bool) {
         println!("initialised {}", self.dir.root().display());
         println!("node id: {}", self.node_id);
         println!("config: {}", self.dir.config().display());
+        println!("ssh host key: {}", self.ssh_host_key);
         println!("admin token: {}", self.admin_token);
         println!(
             "(the admin token is shown only this once and only its hash is kept: store it safely)"
         );
+        match (&self.mnemonic, show_mnemonic) {
+            (Some(mnemonic), true) => {
+                println!("mnemonic: {}", mnemonic.phrase().as_str());
+                println!(
+                    "(WRITE THESE {} WORDS DOWN and keep them offline: they are shown only this once, \
+                     and they alone restore this node's identity and every key of its vault with \
+                     `alknet init --restore`)",
+                    mnemonic.word_count()
+                );
+            }
+            (Some(_), false) => eprintln!(
+                "note: the new mnemonic is not shown here; `alknet vault show-mnemonic --data-dir {}` \
+                 shows it: write it down, it alone restores this node",
+                self.dir.root().display()
+            ),
+            (None, _) => {}
+        }
+        if self.sealed {
+            eprintln!(
+                "the mnemonic is sealed with your passphrase in {}; `alknet serve` asks for it \
+                 (or reads --passphrase-file, or the systemd credential `{}`)",
+                self.dir.sealed_mnemonic_file().display(),
+                keystore::PASSPHRASE_CREDENTIAL
+            );
+        } else {
+            eprintln!(
+                "warning: no passphrase: the mnemonic is stored unencrypted in {} (mode 0600), as \
+                 sshd stores its host keys; anyone who can read it can become this node. \
+                 `alknet vault seal --data-dir {}` adds a passphrase",
+                self.dir.mnemonic_file().display(),
+                self.dir.root().display()
+            );
+        }
     }
 }
 
-/// Creates a data directory. Refuses to touch one that already has a node key:
-/// replacing a key changes the node's identity, which peers have pinned.
-pub fn init(root: &Path) -> anyhow::Result<Initialised> {
+/// Creates a data directory. Refuses to touch one that already has an
+/// identity: replacing it changes the node id, which peers have pinned.
+/// Everything that can fail on input (a bad restored mnemonic, an unreadable
+/// passphrase file) fails before anything is written.
+pub fn init(root: &Path, options: InitOptions) -> anyhow::Result<Initialised> {
     let dir = DataDir::new(root);
     if dir.is_initialised() {
         bail!(
-            "{} is already initialised (it has a node key); refusing to replace the node's identity",
+            "{} is already initialised (it has a node identity); refusing to replace the node's identity",
             root.display()
         );
     }
+    let (mnemonic, generated) = match &options.mnemonic {
+        MnemonicChoice::Generate => (Mnemonic::generate(WordCount::Words24)?, true),
+        MnemonicChoice::Restore { file } => (read_restored_mnemonic(file.as_deref())?, false),
+    };
+    let passphrase = match &options.passphrase {
+        PassphraseChoice::None => None,
+        PassphraseChoice::File(path) => Some(keystore::read_passphrase_file(path)?),
+        PassphraseChoice::Ask if keystore::interactive() => keystore::new_passphrase(None, true)?,
+        PassphraseChoice::Ask => {
+            eprintln!(
+                "note: standard input is not a terminal and no passphrase source was given \
+                 (--passphrase-file or --no-passphrase): storing the mnemonic without a passphrase"
+            );
+            None
+        }
+    };
+    let vault = keystore::vault_of(&mnemonic);
+    let key = keystore::node_key_of(&vault);
+
     std::fs::create_dir_all(root).with_context(|| format!("cannot create {}", root.display()))?;
     #[cfg(unix)]
     {
@@ -144,14 +264,23 @@ pub fn init(root: &Path) -> anyhow::Result<Initialised> {
         std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))
             .with_context(|| format!("cannot restrict {}", root.display()))?;
     }
-    let key = NodeKey::generate();
-    key.save(&dir.node_key())?;
+    match &passphrase {
+        Some(passphrase) => keystore::store_sealed(&dir, &mnemonic, passphrase)?,
+        None => keystore::store_clear(&dir, &mnemonic, &key)?,
+    }
     let cert = key.self_signed_certificate()?;
     std::fs::write(
         dir.node_cert(),
         node_key::pem_encode("CERTIFICATE", &cert.chain[0]),
     )
     .with_context(|| format!("{}", dir.node_cert().display()))?;
+    let node_id = key.node_id().to_string();
+    let ssh_host_key = keystore::ssh_public_key_line(
+        &vault.ssh_host_key().public_key(),
+        &format!("alknet-host-key {}", &node_id[..20]),
+    );
+    std::fs::write(dir.ssh_host_key_pub(), format!("{ssh_host_key}\n"))
+        .with_context(|| format!("{}", dir.ssh_host_key_pub().display()))?;
     dir.write_web_certificate(&key)?;
     if !dir.config().exists() {
         std::fs::write(dir.config(), alknet_core::config::DEFAULT_CONFIG_TOML)
@@ -163,14 +292,38 @@ pub fn init(root: &Path) -> anyhow::Result<Initialised> {
         .identity_store()
         .and_then(|store| Ok(store.create_token(admin_token_spec())?))
         .context(
-            "the node key was created but the admin token was not; \
+            "the node identity was created but the admin token was not; \
              create one with `alknet token create --id admin --scopes admin`",
         )?;
     Ok(Initialised {
-        node_id: key.node_id().to_string(),
+        node_id,
         dir,
         admin_token,
+        ssh_host_key,
+        mnemonic: generated.then_some(mnemonic),
+        sealed: passphrase.is_some(),
     })
+}
+
+/// The mnemonic to restore: from `file`, else a hidden prompt on the
+/// terminal, else standard input.
+fn read_restored_mnemonic(file: Option<&Path>) -> anyhow::Result<Mnemonic> {
+    let text = match file {
+        Some(path) => Zeroizing::new(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the mnemonic file {}", path.display()))?,
+        ),
+        None if keystore::interactive() => {
+            keystore::prompt_hidden("mnemonic (the words are not echoed): ")?
+        }
+        None => {
+            let mut text = Zeroizing::new(String::new());
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .context("cannot read the mnemonic from standard input")?;
+            text
+        }
+    };
+    Mnemonic::parse(&text).context("cannot restore: the mnemonic is not valid")
 }
 
 /// The key `init` creates: the `admin` identity with the `admin` scope, which

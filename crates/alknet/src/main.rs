@@ -3,10 +3,13 @@
 mod admin;
 mod call;
 mod connect;
+mod credentials;
 mod data_dir;
 mod identities;
+mod keystore;
 mod serve;
 mod upstreams;
+mod vault_cmd;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,9 +17,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use alknet_core::Fingerprint;
+use alknet_vault::{DerivationPath, KeyType};
 use clap::{Args, Parser, Subcommand};
 
 use crate::connect::ConnectArgs;
+use crate::data_dir::{DataDir, InitOptions, MnemonicChoice, PassphraseChoice};
+use crate::keystore::PassphraseSource;
 
 /// alknet: one port, many protocols, routed by ALPN.
 #[derive(Debug, Parser)]
@@ -28,11 +34,32 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Create a data directory: node key, certificates and a commented alknet.toml.
+    /// Create a data directory: a 24-word mnemonic (shown once) and the node
+    /// identity derived from it, certificates and a commented alknet.toml.
+    ///
+    /// The mnemonic is sealed with a passphrase (asked on the terminal, or
+    /// --passphrase-file) or, with --no-passphrase, stored in clear with mode
+    /// 0600. Without a terminal and without either option it is stored in
+    /// clear, with a warning: init never waits for input nobody can give.
     Init {
         /// The directory to create.
         #[arg(long, default_value = data_dir::DEFAULT_DATA_DIR)]
         data_dir: PathBuf,
+        /// Restore an existing mnemonic (same mnemonic, same node id) instead
+        /// of generating one.
+        #[arg(long)]
+        restore: bool,
+        /// With --restore: read the mnemonic from this file [default: a prompt,
+        /// or standard input when it is not a terminal].
+        #[arg(long, requires = "restore")]
+        mnemonic_file: Option<PathBuf>,
+        /// Store the mnemonic without a passphrase (mode 0600 file).
+        #[arg(long, conflicts_with = "passphrase_file")]
+        no_passphrase: bool,
+        /// Seal the mnemonic with the passphrase in this file (one trailing
+        /// newline is ignored).
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
     },
     /// Run the node (initialising the data directory first if it is missing).
     Serve {
@@ -45,6 +72,10 @@ enum Command {
         /// Configuration file [default: DATA_DIR/alknet.toml when present].
         #[arg(long)]
         config: Option<PathBuf>,
+        /// The vault's passphrase, when the mnemonic is sealed [default: the
+        /// systemd credential `vault-passphrase`, else a prompt on the terminal].
+        #[arg(long)]
+        passphrase_file: Option<PathBuf>,
     },
     /// Call one operation on a node and print its output as JSON
     /// (a subscription prints one line per item).
@@ -71,6 +102,101 @@ enum Command {
     Admin {
         #[command(subcommand)]
         command: AdminCommand,
+    },
+    /// The vault: keys derived from the data directory's mnemonic, sealed
+    /// credentials, and the passphrase that protects the mnemonic.
+    Vault {
+        #[command(subcommand)]
+        command: VaultCommand,
+    },
+}
+
+/// The data directory and, when its mnemonic is sealed, the passphrase.
+#[derive(Debug, Args)]
+struct VaultArgs {
+    /// The data directory.
+    #[arg(long, default_value = data_dir::DEFAULT_DATA_DIR)]
+    data_dir: PathBuf,
+    /// The passphrase the mnemonic is sealed with [default: the systemd
+    /// credential `vault-passphrase`, else a prompt on the terminal].
+    #[arg(long)]
+    passphrase_file: Option<PathBuf>,
+}
+
+impl VaultArgs {
+    fn split(self) -> (DataDir, PassphraseSource) {
+        (
+            DataDir::new(&self.data_dir),
+            PassphraseSource {
+                file: self.passphrase_file,
+            },
+        )
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum VaultCommand {
+    /// Print the key at a derivation path as lowercase hex (the private key,
+    /// or with --public the public key), e.g. m/74'/0'/0'/0' (the node id).
+    Derive {
+        /// `m/…` with hardened indices marked ' or h.
+        path: DerivationPath,
+        /// Print the public key instead of the private key.
+        #[arg(long)]
+        public: bool,
+        /// ed25519 (SLIP-0010, hardened only) or secp256k1 (BIP-32; builds
+        /// with the `secp256k1` feature).
+        #[arg(long, default_value = "ed25519")]
+        key_type: KeyType,
+        #[command(flatten)]
+        vault: VaultArgs,
+    },
+    /// Seal the secret on standard input (one trailing newline is dropped
+    /// unless --raw) and print it as EncryptedData JSON.
+    Encrypt {
+        /// The key version to seal with (2 or more).
+        #[arg(long, default_value_t = alknet_vault::CURRENT_KEY_VERSION)]
+        key_version: u32,
+        /// Keep standard input exactly as read.
+        #[arg(long)]
+        raw: bool,
+        #[command(flatten)]
+        vault: VaultArgs,
+    },
+    /// Open EncryptedData JSON from standard input and print the plaintext
+    /// (followed by a newline unless --raw). Any failure: exit status 1.
+    Decrypt {
+        /// Print the plaintext exactly, without a trailing newline.
+        #[arg(long)]
+        raw: bool,
+        #[command(flatten)]
+        vault: VaultArgs,
+    },
+    /// Re-seal EncryptedData JSON from standard input under another key version.
+    Rotate {
+        /// The key version to re-seal with (2 or more).
+        #[arg(long)]
+        to: u32,
+        #[command(flatten)]
+        vault: VaultArgs,
+    },
+    /// Seal the mnemonic with a passphrase, or change the passphrase.
+    Seal {
+        /// The new passphrase [default: asked twice on the terminal].
+        #[arg(long)]
+        new_passphrase_file: Option<PathBuf>,
+        #[command(flatten)]
+        vault: VaultArgs,
+    },
+    /// Remove the passphrase: store the mnemonic in clear (mode 0600).
+    Unseal {
+        #[command(flatten)]
+        vault: VaultArgs,
+    },
+    /// Print the mnemonic (needs the passphrase when it is sealed).
+    ShowMnemonic {
+        #[command(flatten)]
+        vault: VaultArgs,
     },
 }
 
@@ -166,18 +292,44 @@ enum AdminCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Init { data_dir } => data_dir::init(&data_dir).map(|created| {
-            created.print();
-            ExitCode::SUCCESS
-        }),
+        Command::Init {
+            data_dir,
+            restore,
+            mnemonic_file,
+            no_passphrase,
+            passphrase_file,
+        } => {
+            let options = InitOptions {
+                mnemonic: if restore {
+                    MnemonicChoice::Restore {
+                        file: mnemonic_file,
+                    }
+                } else {
+                    MnemonicChoice::Generate
+                },
+                passphrase: match (no_passphrase, passphrase_file) {
+                    (_, Some(file)) => PassphraseChoice::File(file),
+                    (true, None) => PassphraseChoice::None,
+                    (false, None) => PassphraseChoice::Ask,
+                },
+            };
+            data_dir::init(&data_dir, options).map(|created| {
+                created.print(true);
+                ExitCode::SUCCESS
+            })
+        }
         Command::Serve {
             data_dir,
             listen,
             config,
+            passphrase_file,
         } => serve::run(serve::ServeArgs {
             data_dir,
             listen,
             config,
+            passphrase: PassphraseSource {
+                file: passphrase_file,
+            },
         }),
         Command::Call {
             connect,
@@ -224,12 +376,58 @@ fn main() -> ExitCode {
         Command::Admin { command } => match command {
             AdminCommand::Tree { connect, json } => admin::tree(admin::TreeArgs { connect, json }),
         },
+        Command::Vault { command } => run_vault(command),
     };
     match result {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::from(2)
+        }
+    }
+}
+
+fn run_vault(command: VaultCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        VaultCommand::Derive {
+            path,
+            public,
+            key_type,
+            vault,
+        } => {
+            let (dir, source) = vault.split();
+            vault_cmd::derive(&dir, &source, &path, key_type, public)
+        }
+        VaultCommand::Encrypt {
+            key_version,
+            raw,
+            vault,
+        } => {
+            let (dir, source) = vault.split();
+            vault_cmd::encrypt(&dir, &source, key_version, raw)
+        }
+        VaultCommand::Decrypt { raw, vault } => {
+            let (dir, source) = vault.split();
+            vault_cmd::decrypt(&dir, &source, raw)
+        }
+        VaultCommand::Rotate { to, vault } => {
+            let (dir, source) = vault.split();
+            vault_cmd::rotate(&dir, &source, to)
+        }
+        VaultCommand::Seal {
+            new_passphrase_file,
+            vault,
+        } => {
+            let (dir, source) = vault.split();
+            vault_cmd::seal(&dir, &source, new_passphrase_file.as_deref())
+        }
+        VaultCommand::Unseal { vault } => {
+            let (dir, source) = vault.split();
+            vault_cmd::unseal(&dir, &source)
+        }
+        VaultCommand::ShowMnemonic { vault } => {
+            let (dir, source) = vault.split();
+            vault_cmd::show_mnemonic(&dir, &source)
         }
     }
 }

@@ -7,25 +7,34 @@ use std::sync::Arc;
 
 use alknet_call::{CallHandler, Registry, SessionLimits, builtins};
 use alknet_core::tls::{self, ServerIdentity};
-use alknet_core::{IdentityProvider, NodeConfig, ProtocolHandler};
+use alknet_core::{IdentityProvider, NodeConfig, NodeKey, ProtocolHandler};
 use alknet_identity::StoreIdentities;
 use alknet_supervisors::admin::AdminHandle;
 use alknet_supervisors::{Node, NodeOptions, ShutdownReason};
 use anyhow::Context;
 
-use crate::data_dir::{self, DataDir};
+use crate::credentials::{self, Credentials};
+use crate::data_dir::{self, DataDir, InitOptions};
+use crate::keystore::{self, PassphraseSource};
 use crate::upstreams;
 
 pub struct ServeArgs {
     pub data_dir: PathBuf,
     pub listen: Option<SocketAddr>,
     pub config: Option<PathBuf>,
+    pub passphrase: PassphraseSource,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let dir = DataDir::new(&args.data_dir);
     if !dir.is_initialised() {
-        data_dir::init(&args.data_dir)?.print();
+        // The one-command start never blocks on a prompt: no passphrase, and
+        // the mnemonic stays out of the output (which often goes to a log).
+        eprintln!(
+            "{} has no node identity yet: initialising it without a passphrase",
+            args.data_dir.display()
+        );
+        data_dir::init(&args.data_dir, InitOptions::unattended())?.print(false);
     }
     let config_path = args
         .config
@@ -38,12 +47,19 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
+    // Unlock before anything starts: a wrong passphrase or a credential that
+    // does not open stops here, with nothing listening and nothing written.
+    let identity = keystore::node_identity(&dir, &args.passphrase)?;
+    let credentials = credentials::load(&dir, identity.vault.as_ref())?;
+    // The seed is not needed past this point: drop (and zero) it.
+    let node_key = identity.node_key;
+    drop(identity.vault);
     init_logging(&config.log)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(dir, config, config_path))
+    runtime.block_on(serve(dir, config, config_path, node_key, credentials))
 }
 
 fn init_logging(default_filter: &str) -> anyhow::Result<()> {
@@ -80,8 +96,14 @@ async fn serve(
     dir: DataDir,
     config: NodeConfig,
     config_path: Option<PathBuf>,
+    node_key: NodeKey,
+    credentials: Credentials,
 ) -> anyhow::Result<ExitCode> {
-    let node_key = dir.load_node_key()?;
+    // Credentials are handed to registrations as capabilities
+    // (`Credentials::grant`); they live, zeroed on drop, as long as the node.
+    if !credentials.names().is_empty() {
+        tracing::info!(names = ?credentials.names(), "sealed credentials decrypted");
+    }
     let web = dir.web_certificate(&node_key)?;
     let operator = match (&config.tls.cert, &config.tls.key) {
         (Some(cert), Some(key)) => Some(tls::load_pem_pair(
@@ -98,6 +120,18 @@ async fn serve(
     let (call, registry) = call_handler(&config, &admin, identities.clone())?;
     let upstreams = upstreams::options(&config, &node_key)?;
     let mut handlers = vec![call];
+    if config.http.enabled {
+        let settings = alknet_http::HttpSettings {
+            call_timeout: config.limits.call_timeout,
+            max_batch: config.limits.max_batch,
+            ..alknet_http::HttpSettings::default()
+        };
+        handlers.push(Arc::new(alknet_http::HttpHandler::new(
+            registry.clone(),
+            identities.clone(),
+            settings,
+        )));
+    }
     handlers.extend(alknet_core::echo::diagnostic_handlers(&config.diagnostics));
     let node = Node::start(NodeOptions {
         handlers,
@@ -111,6 +145,7 @@ async fn serve(
         None => "cannot start the node".to_owned(),
     })?;
 
+    let signal = shutdown_signal();
     admin.attach(node.clone());
     let alpns: Vec<String> = node.alpns().iter().map(ToString::to_string).collect();
     println!("alknet node {}", node_key.node_id());
@@ -127,7 +162,7 @@ async fn serve(
 
     let stopper = node.clone();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signal.await;
         stopper.shutdown();
     });
     match node.wait().await {
@@ -162,24 +197,33 @@ fn call_handler(
     Ok((handler, registry))
 }
 
-async fn wait_for_signal() {
+/// Installs the SIGINT/SIGTERM handlers now and returns the future that
+/// completes on the first signal. Installed before the banner announces the
+/// node, so a signal sent right after `serving:` is a shutdown, never the
+/// default (fatal) action.
+fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut interrupt), Ok(mut terminate)) = (
+        let handlers = (
             signal(SignalKind::interrupt()),
             signal(SignalKind::terminate()),
-        ) else {
-            tracing::error!("cannot install signal handlers; stop the node with SIGKILL");
-            return std::future::pending().await;
-        };
-        tokio::select! {
-            _ = interrupt.recv() => tracing::info!("SIGINT received"),
-            _ = terminate.recv() => tracing::info!("SIGTERM received"),
+        );
+        async move {
+            let (Ok(mut interrupt), Ok(mut terminate)) = handlers else {
+                tracing::error!("cannot install signal handlers; stop the node with SIGKILL");
+                return std::future::pending().await;
+            };
+            tokio::select! {
+                _ = interrupt.recv() => tracing::info!("SIGINT received"),
+                _ = terminate.recv() => tracing::info!("SIGTERM received"),
+            }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

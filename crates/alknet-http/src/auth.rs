@@ -1,0 +1,84 @@
+//! Bearer authentication (PROTOCOL.md §11.2).
+//!
+//! The middleware never rejects: it attaches what the `Authorization` header
+//! amounts to and lets each operation decide, so an operation without access
+//! control stays callable without a token while a bad token still fails every
+//! operation it reaches with `FORBIDDEN` `invalid token`.
+
+use alknet_core::Identity;
+use axum::extract::{Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::Next;
+use axum::response::Response;
+
+use crate::AppState;
+
+/// What a request's `Authorization` header amounts to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Bearer {
+    /// No header, another scheme, or an empty token.
+    Anonymous,
+    /// A token that resolved.
+    Identity(Identity),
+    /// A token that did not resolve (unknown, revoked, expired). Kept so that
+    /// dispatch reports it at the right step (§7.1 step 6).
+    Unresolved(String),
+}
+
+impl Bearer {
+    /// Whether the request has an identity (decides 401 against 403).
+    pub fn has_identity(&self) -> bool {
+        matches!(self, Self::Identity(_))
+    }
+
+    /// The identity and the unresolved token to hand to dispatch.
+    pub fn dispatch_parts(&self) -> (Option<Identity>, Option<String>) {
+        match self {
+            Self::Anonymous => (None, None),
+            Self::Identity(identity) => (Some(identity.clone()), None),
+            Self::Unresolved(token) => (None, Some(token.clone())),
+        }
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header (scheme name
+/// case-insensitive); `None` for anything else or an empty token.
+pub fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// Attaches a [`Bearer`] to the request's extensions.
+pub async fn bearer(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let token = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(bearer_token)
+        .map(str::to_owned);
+    let bearer = match token {
+        None => Bearer::Anonymous,
+        Some(token) => match state.identities.resolve_token(&token) {
+            Some(identity) => Bearer::Identity(identity),
+            None => Bearer::Unresolved(token),
+        },
+    };
+    request.extensions_mut().insert(bearer);
+    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_non_empty_bearer_token_counts() {
+        assert_eq!(bearer_token("Bearer alk_x"), Some("alk_x"));
+        assert_eq!(bearer_token("bEaReR  alk_x "), Some("alk_x"));
+        assert_eq!(bearer_token("Basic dXNlcjpwdw=="), None);
+        assert_eq!(bearer_token("Bearer "), None);
+        assert_eq!(bearer_token("Bearer"), None);
+        assert_eq!(bearer_token(""), None);
+    }
+}

@@ -1,0 +1,160 @@
+//! The HTTP handler (PROTOCOL.md §11): `h2` and `http/1.1`, over TCP+TLS and
+//! over the first bidirectional stream of a QUIC connection.
+//!
+//! Plain HTTP reaches operations only through the gateway — `/search`,
+//! `/schema`, `/call`, `/batch`, `/subscribe` — which dispatches through the
+//! same [`alknet_call::dispatch`] as a call session, so HTTP can never disagree
+//! with the call protocol on names, access or validation. Everything else the
+//! node does not serve looks like a stock nginx 404 (the stealth decoy): a
+//! scanner learns nothing. Each connection runs in its `http-conn` actor under
+//! `proto/http`; hyper serves HTTP/1.1 or HTTP/2 on the connection's one byte
+//! stream.
+//!
+//! - [`auth`]: the bearer middleware, which attaches an identity and never
+//!   rejects;
+//! - [`status`]: CallError → HTTP status and headers (§11.5);
+//! - [`gateway`]: the five endpoints (§11.3–§11.4);
+//! - [`decoy`]: the stealth 404 (§11.7);
+//! - [`openapi`]: the gateway's OpenAPI 3.1 document (§13).
+
+#![warn(missing_docs)]
+
+pub mod auth;
+pub mod decoy;
+pub mod gateway;
+pub mod openapi;
+pub mod status;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use alknet_call::Registry;
+use alknet_core::{Alpn, Connection, HandlerFuture, IdentityProvider, ProtocolHandler};
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+
+/// The HTTP handler's settings.
+#[derive(Clone, Debug)]
+pub struct HttpSettings {
+    /// Deadline of a query or mutation called through the gateway.
+    pub call_timeout: Duration,
+    /// Items a `/batch` may hold.
+    pub max_batch: usize,
+    /// Largest request body.
+    pub max_body: usize,
+    /// How long `/subscribe` may go without an event before `: ping`.
+    pub keep_alive: Duration,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            call_timeout: Duration::from_secs(30),
+            max_batch: 100,
+            max_body: 16 * 1024 * 1024,
+            keep_alive: Duration::from_secs(15),
+        }
+    }
+}
+
+/// What every request handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The operations.
+    pub registry: Arc<Registry>,
+    /// Resolves bearer tokens.
+    pub identities: Arc<dyn IdentityProvider>,
+    /// The settings.
+    pub settings: HttpSettings,
+}
+
+/// Serves `h2` and `http/1.1`.
+pub struct HttpHandler {
+    router: Router,
+}
+
+impl HttpHandler {
+    /// A handler dispatching gateway calls to `registry`.
+    pub fn new(
+        registry: Arc<Registry>,
+        identities: Arc<dyn IdentityProvider>,
+        settings: HttpSettings,
+    ) -> Self {
+        let state = AppState {
+            registry,
+            identities,
+            settings,
+        };
+        Self {
+            router: router(state),
+        }
+    }
+}
+
+/// The whole HTTP surface: health, gateway, OpenAPI, and the decoy for
+/// everything else.
+pub fn router(state: AppState) -> Router {
+    use axum::routing::{get, post};
+    Router::new()
+        .route(
+            "/healthz",
+            get(|| async { ([("content-type", "text/plain; charset=utf-8")], "ok") }),
+        )
+        .route("/openapi.json", get(openapi::document))
+        .route("/search", get(gateway::search))
+        .route("/schema", get(gateway::schema))
+        .route("/call", post(gateway::call))
+        .route("/batch", post(gateway::batch))
+        .route("/subscribe", post(gateway::subscribe))
+        .fallback(decoy::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::bearer,
+        ))
+        .with_state(state)
+}
+
+impl ProtocolHandler for HttpHandler {
+    fn alpns(&self) -> Vec<Alpn> {
+        vec![Alpn::new(Alpn::H2), Alpn::new(Alpn::HTTP_1_1)]
+    }
+
+    fn name(&self) -> String {
+        "http".to_owned()
+    }
+
+    fn connection_actor_name(&self) -> String {
+        "http-conn".to_owned()
+    }
+
+    fn handle(self: Arc<Self>, connection: Connection) -> HandlerFuture {
+        Box::pin(async move {
+            // TCP+TLS: the one stream; QUIC: the first bidirectional stream
+            // (§2 rule 7), later ones are refused.
+            let Some(stream) = connection.accept_bi().await? else {
+                return Ok(());
+            };
+            if connection.quic().is_some() {
+                let refuser = connection.clone();
+                tokio::spawn(async move {
+                    while let Ok(Some(mut extra)) = refuser.accept_bi().await {
+                        extra.recv.stop(0x1);
+                        extra.send.reset(0x1);
+                    }
+                });
+            }
+            let io = TokioIo::new(tokio::io::join(stream.recv, stream.send));
+            let service = TowerToHyperService::new(self.router.clone());
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let served = builder.serve_connection_with_upgrades(io, service);
+            tokio::pin!(served);
+            tokio::select! {
+                result = served.as_mut() => return result,
+                () = connection.draining() => served.as_mut().graceful_shutdown(),
+            }
+            served.await
+        })
+    }
+}
