@@ -12,6 +12,8 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, PoisonError, RwLock};
 
+use zeroize::Zeroizing;
+
 use alknet_core::{Identity, NoIdentities};
 use futures::future::BoxFuture;
 use futures::stream::{BoxStream, Stream};
@@ -93,14 +95,14 @@ pub struct OperationSpec {
 }
 
 /// Credentials and settings an operation's registration hands its handler.
-/// Values never appear in `Debug` output.
+/// Values never appear in `Debug` output and are zeroed when dropped.
 #[derive(Clone, Default)]
-pub struct Capabilities(BTreeMap<String, String>);
+pub struct Capabilities(BTreeMap<String, Zeroizing<String>>);
 
 impl Capabilities {
     /// One capability's value.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str)
+        self.0.get(key).map(|value| value.as_str())
     }
 }
 
@@ -325,7 +327,9 @@ impl OperationDef {
 
     /// Hands the handler a capability.
     pub fn capability(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.capabilities.0.insert(key.into(), value.into());
+        self.capabilities
+            .0
+            .insert(key.into(), Zeroizing::new(value.into()));
         self
     }
 
