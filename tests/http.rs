@@ -14,7 +14,8 @@ use alknet_call::{CallError, CallHandler, SessionLimits};
 use alknet_core::{IdentityProvider, NodeKey, ProtocolHandler};
 use alknet_e2e::client::tls_connect;
 use alknet_e2e::{TestTokens, generate_certificate, start_node_with, test_config};
-use alknet_http::{HttpHandler, HttpSettings};
+use alknet_http::decoy::Decoy;
+use alknet_http::{ExtraRoute, HttpHandler, HttpSettings};
 use alknet_supervisors::NodeHandle;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -30,6 +31,13 @@ impl Drop for DropSignal {
 }
 
 async fn node() -> (NodeHandle, mpsc::UnboundedReceiver<()>) {
+    node_with(Decoy::NotFound, Vec::new()).await
+}
+
+async fn node_with(
+    decoy: Decoy,
+    extra: Vec<ExtraRoute>,
+) -> (NodeHandle, mpsc::UnboundedReceiver<()>) {
     let (dropped_tx, dropped) = mpsc::unbounded_channel();
     let wait_dropped = dropped_tx.clone();
     let registry = Registry::new();
@@ -118,6 +126,7 @@ async fn node() -> (NodeHandle, mpsc::UnboundedReceiver<()>) {
     let identities: Arc<dyn IdentityProvider> = Arc::new(TestTokens);
     let settings = HttpSettings {
         call_timeout: Duration::from_millis(500),
+        decoy,
         ..HttpSettings::default()
     };
     let handlers: Vec<Arc<dyn ProtocolHandler>> = vec![
@@ -126,7 +135,10 @@ async fn node() -> (NodeHandle, mpsc::UnboundedReceiver<()>) {
             identities.clone(),
             SessionLimits::default(),
         )),
-        Arc::new(HttpHandler::new(registry, identities.clone(), settings)),
+        Arc::new(
+            HttpHandler::with_extra_routes(registry, identities.clone(), settings, extra)
+                .expect("no collision"),
+        ),
     ];
     let node = start_node_with(
         test_config(),
@@ -710,4 +722,112 @@ async fn a_body_over_16_mib_is_413() {
     .await;
     assert_eq!(reply.status, 413);
     assert_eq!(reply.json()["message"], "request body too large");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_39_extra_routes_never_shadow_the_surface_and_see_the_bearer() {
+    use alknet_http::auth::Bearer;
+    let status = || ExtraRoute {
+        path: "/status".into(),
+        route: axum::routing::get(
+            |axum::Extension(bearer): axum::Extension<Bearer>| async move {
+                match bearer {
+                    Bearer::Identity(identity) => format!("hello {}", identity.id),
+                    _ => "hello stranger".to_owned(),
+                }
+            },
+        ),
+    };
+    for path in ["/call", "/alknet/call", "/mcp/x", "/healthz"] {
+        let colliding = ExtraRoute {
+            path: path.into(),
+            route: axum::routing::get(|| async { "mine" }),
+        };
+        let refused = HttpHandler::with_extra_routes(
+            Arc::new(Registry::new()),
+            Arc::new(TestTokens),
+            HttpSettings::default(),
+            vec![status(), colliding],
+        )
+        .err()
+        .expect("refused");
+        assert_eq!(
+            refused.to_string(),
+            format!("extra route \"{path}\" collides with a built-in route")
+        );
+    }
+    let (node, _) = node_with(Decoy::NotFound, vec![status()]).await;
+    for version in VERSIONS {
+        let reply = curl(
+            &node,
+            version,
+            "GET",
+            "/status",
+            &["-H", "Authorization: Bearer admin-token"],
+        )
+        .await;
+        assert_eq!((reply.status, reply.text()), (200, "hello root".to_owned()));
+        let reply = curl(&node, version, "GET", "/status", &[]).await;
+        assert_eq!(reply.text(), "hello stranger");
+        let search = curl(&node, version, "GET", "/search", &[]).await.text();
+        let openapi = curl(&node, version, "GET", "/openapi.json", &[])
+            .await
+            .text();
+        assert!(!search.contains("/status") && !openapi.contains("/status"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_decoy_can_be_a_static_site_or_a_redirect() {
+    let site = tempfile::tempdir().unwrap();
+    std::fs::write(site.path().join("index.html"), "<h1>Welcome</h1>").unwrap();
+    std::fs::write(site.path().join("style.css"), "h1 {}").unwrap();
+    let (node, _) = node_with(
+        Decoy::StaticSite {
+            root: site.path().to_owned(),
+        },
+        Vec::new(),
+    )
+    .await;
+    for version in VERSIONS {
+        let home = curl(&node, version, "GET", "/", &[]).await;
+        assert_eq!(
+            (home.status, home.text()),
+            (200, "<h1>Welcome</h1>".to_owned())
+        );
+        assert_eq!(home.header("server"), Some("nginx"));
+        assert_eq!(
+            home.header("content-type"),
+            Some("text/html; charset=utf-8")
+        );
+        let css = curl(&node, version, "GET", "/style.css", &[]).await;
+        assert_eq!(css.header("content-type"), Some("text/css"));
+        for (method, path) in [
+            ("GET", "/missing.html"),
+            ("POST", "/"),
+            ("GET", "/%2e%2e/etc/passwd"),
+        ] {
+            let reply = curl(&node, version, method, path, &[]).await;
+            assert_eq!(reply.status, 404, "{method} {path}");
+            assert_eq!(reply.body, alknet_http::decoy::NOT_FOUND_BODY.as_bytes());
+        }
+        // The default surface still wins.
+        assert_eq!(
+            curl(&node, version, "GET", "/healthz", &[]).await.text(),
+            "ok"
+        );
+    }
+    let (node, _) = node_with(
+        Decoy::Redirect {
+            to: "https://example.com/".into(),
+        },
+        Vec::new(),
+    )
+    .await;
+    for version in VERSIONS {
+        let reply = curl(&node, version, "GET", "/anything", &[]).await;
+        assert_eq!(reply.status, 302);
+        assert_eq!(reply.header("location"), Some("https://example.com/"));
+        assert_eq!(reply.header("server"), Some("nginx"));
+    }
 }

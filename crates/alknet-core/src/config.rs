@@ -58,12 +58,36 @@ impl Default for NodeConfig {
 pub struct HttpSettings {
     /// Serve `h2` and `http/1.1`: the gateway, `/healthz`, `/openapi.json`.
     pub enabled: bool,
+    /// What every other path gets.
+    pub decoy: DecoyKind,
+    /// `static_site`: the site's directory (relative to the data directory).
+    pub decoy_root: Option<PathBuf>,
+    /// `redirect`: where to send visitors.
+    pub decoy_redirect: Option<String>,
 }
 
 impl Default for HttpSettings {
     fn default() -> Self {
-        Self { enabled: true }
+        Self {
+            enabled: true,
+            decoy: DecoyKind::NotFound,
+            decoy_root: None,
+            decoy_redirect: None,
+        }
     }
+}
+
+/// The stealth decoy's variant (PROTOCOL.md §11.7).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecoyKind {
+    /// nginx's default 404 page.
+    #[default]
+    NotFound,
+    /// Files from `decoy_root`.
+    StaticSite,
+    /// `302` to `decoy_redirect`.
+    Redirect,
 }
 
 /// `[[upstreams]]`: one node whose operations this node imports over a call
@@ -309,6 +333,27 @@ impl NodeConfig {
                 "a positive duration such as \"30s\"",
             ));
         }
+        match self.http.decoy {
+            DecoyKind::StaticSite if self.http.decoy_root.is_none() => {
+                return Err(invalid(
+                    "http.decoy_root",
+                    "the site's directory, with decoy = \"static_site\"",
+                ));
+            }
+            DecoyKind::Redirect
+                if !self
+                    .http
+                    .decoy_redirect
+                    .as_deref()
+                    .is_some_and(|to| to.starts_with("http://") || to.starts_with("https://")) =>
+            {
+                return Err(invalid(
+                    "http.decoy_redirect",
+                    "an http:// or https:// URL, with decoy = \"redirect\"",
+                ));
+            }
+            _ => {}
+        }
         if self.limits.max_batch == 0 {
             return Err(invalid("limits.max_batch", "a positive number"));
         }
@@ -459,8 +504,13 @@ call_ops = false
 [http]
 # Serve HTTP (h2 and http/1.1) on the same port: /healthz, the operation
 # gateway (/search, /schema, /call, /batch, /subscribe) and /openapi.json.
-# Every other path answers like a stock nginx 404.
+# Every other path gets the decoy, which never mentions alknet: "not_found"
+# (nginx's default 404 page), "static_site" (files from decoy_root, relative to
+# the data directory) or "redirect" (302 to decoy_redirect).
 enabled = true
+decoy = "not_found"
+# decoy_root = "www"
+# decoy_redirect = "https://example.com/"
 
 # Upstream nodes whose operations this node imports (from_call), one
 # [[upstreams]] table each. Imports are internal (only this node's own
@@ -513,6 +563,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("token"), "{err}");
+    }
+
+    #[test]
+    fn a_decoy_variant_needs_its_setting() {
+        let err = parse("[http]\ndecoy = \"static_site\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("http.decoy_root"), "{err}");
+        let err = parse("[http]\ndecoy = \"redirect\"\ndecoy_redirect = \"ftp://x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("http.decoy_redirect"), "{err}");
+        let config =
+            parse("[http]\ndecoy = \"redirect\"\ndecoy_redirect = \"https://example.com/\"\n")
+                .unwrap();
+        assert_eq!(config.http.decoy, DecoyKind::Redirect);
+        assert!(parse("[http]\ndecoy = \"teapot\"\n").is_err());
     }
 
     #[test]

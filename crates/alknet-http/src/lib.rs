@@ -46,6 +46,8 @@ pub struct HttpSettings {
     pub max_body: usize,
     /// How long `/subscribe` may go without an event before `: ping`.
     pub keep_alive: Duration,
+    /// What unserved paths get.
+    pub decoy: decoy::Decoy,
 }
 
 impl Default for HttpSettings {
@@ -55,6 +57,7 @@ impl Default for HttpSettings {
             max_batch: 100,
             max_body: 16 * 1024 * 1024,
             keep_alive: Duration::from_secs(15),
+            decoy: decoy::Decoy::NotFound,
         }
     }
 }
@@ -75,6 +78,35 @@ pub struct HttpHandler {
     router: Router,
 }
 
+/// A deployment's own route (§11.6): served behind the bearer middleware
+/// (handlers read the [`auth::Bearer`] extension), absent from `/search` and
+/// `/openapi.json`.
+pub struct ExtraRoute {
+    /// The path, e.g. `/status`.
+    pub path: String,
+    /// Its methods.
+    pub route: axum::routing::MethodRouter<AppState>,
+}
+
+/// Paths of the default surface, which always wins (§11.1, §11.6).
+const BUILT_IN_PATHS: &[&str] = &[
+    "/healthz",
+    "/openapi.json",
+    "/search",
+    "/schema",
+    "/call",
+    "/batch",
+    "/subscribe",
+    "/alknet/call",
+    "/mcp",
+    "/console",
+];
+
+/// An extra route that would shadow the default surface.
+#[derive(Debug, thiserror::Error)]
+#[error("extra route \"{0}\" collides with a built-in route")]
+pub struct RouteCollision(pub String);
+
 impl HttpHandler {
     /// A handler dispatching gateway calls to `registry`.
     pub fn new(
@@ -82,22 +114,47 @@ impl HttpHandler {
         identities: Arc<dyn IdentityProvider>,
         settings: HttpSettings,
     ) -> Self {
+        Self::with_extra_routes(registry, identities, settings, Vec::new())
+            .expect("no extra route, no collision")
+    }
+
+    /// A handler that also serves `extra` routes; one whose path is part of
+    /// the default surface (or lies under `/alknet/` or `/mcp/`) is refused.
+    pub fn with_extra_routes(
+        registry: Arc<Registry>,
+        identities: Arc<dyn IdentityProvider>,
+        settings: HttpSettings,
+        extra: Vec<ExtraRoute>,
+    ) -> Result<Self, RouteCollision> {
+        for route in &extra {
+            let path = route.path.as_str();
+            if BUILT_IN_PATHS.contains(&path)
+                || path.starts_with("/alknet/")
+                || path.starts_with("/mcp/")
+            {
+                return Err(RouteCollision(route.path.clone()));
+            }
+        }
         let state = AppState {
             registry,
             identities,
             settings,
         };
-        Self {
-            router: router(state),
-        }
+        Ok(Self {
+            router: router(state, extra),
+        })
     }
 }
 
-/// The whole HTTP surface: health, gateway, OpenAPI, and the decoy for
-/// everything else.
-pub fn router(state: AppState) -> Router {
+/// The whole HTTP surface: health, gateway, OpenAPI, the deployment's extra
+/// routes, and the decoy for everything else.
+pub fn router(state: AppState, extra: Vec<ExtraRoute>) -> Router {
     use axum::routing::{get, post};
-    Router::new()
+    let mut router = Router::new();
+    for route in extra {
+        router = router.route(&route.path, route.route);
+    }
+    router
         .route(
             "/healthz",
             get(|| async { ([("content-type", "text/plain; charset=utf-8")], "ok") }),
@@ -108,7 +165,13 @@ pub fn router(state: AppState) -> Router {
         .route("/call", post(gateway::call))
         .route("/batch", post(gateway::batch))
         .route("/subscribe", post(gateway::subscribe))
-        .fallback(decoy::not_found)
+        .fallback(
+            |axum::extract::State(state): axum::extract::State<AppState>,
+             method: axum::http::Method,
+             uri: axum::http::Uri| async move {
+                decoy::answer(&state.settings.decoy, &method, &uri).await
+            },
+        )
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::bearer,

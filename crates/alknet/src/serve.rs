@@ -124,6 +124,7 @@ async fn serve(
         let settings = alknet_http::HttpSettings {
             call_timeout: config.limits.call_timeout,
             max_batch: config.limits.max_batch,
+            decoy: decoy(&config.http, &dir),
             ..alknet_http::HttpSettings::default()
         };
         handlers.push(Arc::new(alknet_http::HttpHandler::new(
@@ -201,6 +202,20 @@ fn call_handler(
 /// completes on the first signal. Installed before the banner announces the
 /// node, so a signal sent right after `serving:` is a shutdown, never the
 /// default (fatal) action.
+/// The configured decoy; paths are relative to the data directory.
+fn decoy(http: &alknet_core::config::HttpSettings, dir: &DataDir) -> alknet_http::decoy::Decoy {
+    use alknet_core::config::DecoyKind;
+    use alknet_http::decoy::Decoy;
+    match (http.decoy, &http.decoy_root, &http.decoy_redirect) {
+        (DecoyKind::StaticSite, Some(root), _) => Decoy::StaticSite {
+            root: dir.root().join(root),
+        },
+        (DecoyKind::Redirect, _, Some(to)) => Decoy::Redirect { to: to.clone() },
+        // Validation makes the other combinations impossible.
+        _ => Decoy::NotFound,
+    }
+}
+
 fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
