@@ -63,7 +63,7 @@ pub fn register(registry: &Registry, handle: &AdminHandle) -> Result<(), Registr
                 let kill = kill.clone();
                 async move {
                     let id = input["id"].as_str().unwrap_or_default().to_owned();
-                    match kill.node()?.kill(&id) {
+                    match kill.node()?.kill(&id).await {
                         Ok(()) => Ok(json!({ "stopped": id })),
                         Err(KillError::NotFound) => {
                             Err(CallError::not_found(format!("actor not found: {id}")))

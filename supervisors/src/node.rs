@@ -349,7 +349,7 @@ impl NodeHandle {
 
     /// Stops one connection or session actor by its tree id, closing its
     /// connection with `killed by operator` (QUIC code 0).
-    pub fn kill(&self, id: &str) -> Result<(), KillError> {
+    pub async fn kill(&self, id: &str) -> Result<(), KillError> {
         let cell = find_actor(&self.root.get_cell(), id).ok_or(KillError::NotFound)?;
         let info = self
             .shared
@@ -363,7 +363,13 @@ impl NodeHandle {
             close_code::NO_ERROR,
             crate::KILLED_REASON,
         ))
-        .map_err(|_| KillError::NotFound)
+        .map_err(|_| KillError::NotFound)?;
+        // "Stopped" means stopped: the caller must not be able to reach the
+        // connection after this returns. Its close ran before the actor
+        // stopped; a connection actor stops promptly, so the bound is only a
+        // guard against a wedged handler.
+        let _ = cell.wait(Some(KILL_WAIT)).await;
+        Ok(())
     }
 
     /// Makes the protocol supervisor of `alpn` panic (test builds only).
@@ -375,6 +381,9 @@ impl NodeHandle {
             .is_some_and(|sup| sup.send_message(ProtocolMsg::InjectPanic).is_ok())
     }
 }
+
+/// How long [`NodeHandle::kill`] waits for its target to stop.
+const KILL_WAIT: Duration = Duration::from_secs(5);
 
 /// Why [`NodeHandle::kill`] refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -71,14 +71,25 @@ impl Streams {
         {
             return;
         }
-        self.tasks.spawn(write_stream(
+        // A closed connection (`admin/kill`, shutdown) ends its streams at
+        // once: nothing more is read or written after the close.
+        let closed = self.connection.clone();
+        let writer = write_stream(
             key,
             stream.send,
             rx,
             reset,
             session.clone(),
             self.limits.write_stall,
-        ));
+        );
+        self.tasks.spawn(async move {
+            tokio::select! {
+                biased;
+                () = closed.closed() => {}
+                () = writer => {}
+            }
+        });
+        let closed = self.connection.clone();
         let ended = self.ended.clone();
         let reader = read_stream(
             key,
@@ -89,8 +100,10 @@ impl Streams {
         );
         self.tasks.spawn(async move {
             tokio::select! {
-                () = reader => {}
+                biased;
+                () = closed.closed() => {}
                 () = ended.cancelled() => {}
+                () = reader => {}
             }
         });
     }
