@@ -5,6 +5,7 @@
 
 mod calls;
 mod connect;
+mod gateway;
 
 use clap::{Parser, Subcommand};
 
@@ -26,6 +27,9 @@ enum Bench {
     /// Concurrent echo calls over the call protocol (QUIC and TCP+TLS) at
     /// several session counts, with a raw ractor message-rate baseline.
     Calls(calls::Args),
+    /// `POST /call` (the gateway) against a bare axum JSON echo route served
+    /// by the same HTTP handler on the same TLS listener, interleaved.
+    Gateway(gateway::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -36,5 +40,6 @@ fn main() -> anyhow::Result<()> {
     match cli.bench {
         Bench::Connect(args) => runtime.block_on(connect::run(args)),
         Bench::Calls(args) => runtime.block_on(calls::run(args)),
+        Bench::Gateway(args) => runtime.block_on(gateway::run(args)),
     }
 }
