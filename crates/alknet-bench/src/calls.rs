@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use alknet_call::client::{ClientOptions, Transport};
 use alknet_call::{CallClient, CallHandler, Registry, SessionLimits, builtins};
-use alknet_core::tls::{self, ServerIdentity};
 use alknet_core::{NoIdentities, NodeConfig, NodeKey, ProtocolHandler};
 use alknet_supervisors::{Node, NodeOptions};
 use hdrhistogram::Histogram;
@@ -67,11 +66,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
 async fn start_node() -> anyhow::Result<alknet_supervisors::NodeHandle> {
     let key = NodeKey::generate();
-    let dir = tempfile::tempdir()?;
-    let (cert, web_key) = alknet_core::node_key::generate_web_certificate("bench")?;
-    std::fs::write(dir.path().join("web.crt"), cert)?;
-    std::fs::write(dir.path().join("web.key"), web_key)?;
-    let web = tls::load_pem_pair(&dir.path().join("web.crt"), &dir.path().join("web.key"))?;
     let registry = Registry::new();
     builtins::register_diagnostics(&registry)?;
     let call: Arc<dyn ProtocolHandler> = Arc::new(CallHandler::new(
@@ -86,14 +80,10 @@ async fn start_node() -> anyhow::Result<alknet_supervisors::NodeHandle> {
     Ok(Node::start(NodeOptions {
         handlers: vec![call],
         identities: Arc::new(NoIdentities),
-        tls: ServerIdentity::new(&key, web, None)?,
+        tls: crate::support::server_identity(&key)?,
         config,
     })
     .await?)
-}
-
-fn histogram() -> anyhow::Result<Histogram<u64>> {
-    Ok(Histogram::new_with_bounds(1, 60_000_000, 3)?)
 }
 
 async fn measure_calls(
@@ -114,7 +104,7 @@ async fn measure_calls(
     let mut tasks = tokio::task::JoinSet::new();
     for client in clients {
         tasks.spawn(async move {
-            let mut latencies = histogram()?;
+            let mut latencies = crate::support::histogram()?;
             let mut calls = 0u64;
             let input = json!({"n": 1, "text": "ping"});
             while Instant::now() < deadline {
@@ -136,7 +126,7 @@ async fn merge(
     mut tasks: tokio::task::JoinSet<anyhow::Result<(u64, Histogram<u64>)>>,
 ) -> anyhow::Result<(u64, Histogram<u64>)> {
     let mut total = 0;
-    let mut merged = histogram()?;
+    let mut merged = crate::support::histogram()?;
     while let Some(result) = tasks.join_next().await {
         let (count, latencies) = result??;
         total += count;
@@ -180,7 +170,7 @@ async fn measure_ractor(
         let (actor, _) = Actor::spawn(None, Echo, ()).await?;
         actors.push(actor.clone());
         tasks.spawn(async move {
-            let mut latencies = histogram()?;
+            let mut latencies = crate::support::histogram()?;
             let mut count = 0u64;
             let input = json!({"n": 1, "text": "ping"});
             while Instant::now() < deadline {

@@ -10,10 +10,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use alknet_core::tls::{self, ServerIdentity, ServerVerification};
+use alknet_core::tls::{self, ServerVerification};
 use alknet_core::{Alpn, NoIdentities, NodeConfig, NodeKey};
 use alknet_supervisors::{Node, NodeOptions};
-use hdrhistogram::Histogram;
 
 /// Arguments of `alknet-bench connect`.
 #[derive(Debug, clap::Args)]
@@ -31,12 +30,7 @@ pub struct Args {
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let key = NodeKey::generate();
-    let dir = tempfile::tempdir()?;
-    let (cert, web_key) = alknet_core::node_key::generate_web_certificate("bench")?;
-    std::fs::write(dir.path().join("web.crt"), cert)?;
-    std::fs::write(dir.path().join("web.key"), web_key)?;
-    let web = tls::load_pem_pair(&dir.path().join("web.crt"), &dir.path().join("web.key"))?;
-    let identity = ServerIdentity::new(&key, web, None)?;
+    let identity = crate::support::server_identity(&key)?;
     let echo = Alpn::new(Alpn::ECHO);
 
     let mut config = NodeConfig {
@@ -69,7 +63,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             connect_and_echo(&client, &client_config, addr, &payload).await?;
         }
     }
-    let mut histograms = [new_histogram()?, new_histogram()?];
+    let mut histograms = [crate::support::histogram()?, crate::support::histogram()?];
     for i in 0..args.count {
         // Alternate which server goes first so neither always follows the other.
         let order = if i % 2 == 0 { [0, 1] } else { [1, 0] };
@@ -111,10 +105,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         histograms[0].mean() / histograms[1].mean()
     );
     Ok(())
-}
-
-fn new_histogram() -> anyhow::Result<Histogram<u64>> {
-    Ok(Histogram::new_with_bounds(1, 60_000_000, 3)?)
 }
 
 async fn connect_and_echo(

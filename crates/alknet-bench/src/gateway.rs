@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alknet_call::{Registry, builtins};
-use alknet_core::tls::{self, ServerIdentity, ServerVerification};
+use alknet_core::tls::{self, ServerVerification};
 use alknet_core::{Alpn, IdentityProvider, NoIdentities, NodeConfig, NodeKey, ProtocolHandler};
 use alknet_http::{ExtraRoute, HttpHandler, HttpSettings};
 use alknet_supervisors::{Node, NodeHandle, NodeOptions};
@@ -72,11 +72,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
 async fn start_node() -> anyhow::Result<NodeHandle> {
     let key = NodeKey::generate();
-    let dir = tempfile::tempdir()?;
-    let (cert, web_key) = alknet_core::node_key::generate_web_certificate("bench")?;
-    std::fs::write(dir.path().join("web.crt"), cert)?;
-    std::fs::write(dir.path().join("web.key"), web_key)?;
-    let web = tls::load_pem_pair(&dir.path().join("web.crt"), &dir.path().join("web.key"))?;
     let registry = Registry::new();
     builtins::register_diagnostics(&registry)?;
     let identities: Arc<dyn IdentityProvider> = Arc::new(NoIdentities);
@@ -99,7 +94,7 @@ async fn start_node() -> anyhow::Result<NodeHandle> {
     Ok(Node::start(NodeOptions {
         handlers: vec![http],
         identities,
-        tls: ServerIdentity::new(&key, web, None)?,
+        tls: crate::support::server_identity(&key)?,
         config,
     })
     .await?)
@@ -138,7 +133,10 @@ async fn measure(
     for mut sender in senders {
         let (gateway_body, bare_body) = (gateway_body.clone(), bare_body.clone());
         tasks.spawn(async move {
-            let mut sides = [(0u64, histogram()?), (0u64, histogram()?)];
+            let mut sides = [
+                (0u64, crate::support::histogram()?),
+                (0u64, crate::support::histogram()?),
+            ];
             while Instant::now() < deadline {
                 for (side, (path, body)) in [("/call", &gateway_body), ("/bench/echo", &bare_body)]
                     .into_iter()
@@ -159,7 +157,10 @@ async fn measure(
             anyhow::Ok(sides)
         });
     }
-    let mut merged = [(0u64, histogram()?), (0u64, histogram()?)];
+    let mut merged = [
+        (0u64, crate::support::histogram()?),
+        (0u64, crate::support::histogram()?),
+    ];
     while let Some(result) = tasks.join_next().await {
         for (total, part) in merged.iter_mut().zip(result??) {
             total.0 += part.0;
@@ -167,8 +168,4 @@ async fn measure(
         }
     }
     Ok(merged)
-}
-
-fn histogram() -> anyhow::Result<Histogram<u64>> {
-    Ok(Histogram::new_with_bounds(1, 60_000_000, 3)?)
 }

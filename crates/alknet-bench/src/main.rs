@@ -6,6 +6,7 @@
 mod calls;
 mod connect;
 mod gateway;
+mod support;
 
 use clap::{Parser, Subcommand};
 
