@@ -13,7 +13,7 @@ use alknet_call::{CallError, CallHandler, SessionLimits};
 use alknet_core::{NoIdentities, NodeKey, ProtocolHandler};
 use alknet_e2e::client::{quic_connect, quic_endpoint};
 use alknet_e2e::raw_call::{Transport, both, open};
-use alknet_e2e::{generate_certificate, start_call_node, start_node_with, test_config};
+use alknet_e2e::{DropSignal, generate_certificate, start_call_node, start_node_with, test_config};
 use alknet_supervisors::NodeHandle;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -21,16 +21,7 @@ use tokio::sync::mpsc;
 const CALL: &str = "alknet/call";
 const WAIT: Duration = Duration::from_secs(5);
 
-/// Signals when dropped: how a test observes that a handler was cancelled.
-struct DropSignal(mpsc::UnboundedSender<&'static str>);
-
-impl Drop for DropSignal {
-    fn drop(&mut self) {
-        let _ = self.0.send("dropped");
-    }
-}
-
-async fn node(limits: SessionLimits) -> (NodeHandle, mpsc::UnboundedReceiver<&'static str>) {
+async fn node(limits: SessionLimits) -> (NodeHandle, mpsc::UnboundedReceiver<()>) {
     let (dropped_tx, dropped_rx) = mpsc::unbounded_channel();
     let registry = Registry::new();
     alknet_call::builtins::register_discovery(&registry).unwrap();

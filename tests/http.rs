@@ -13,22 +13,13 @@ use alknet_call::registry::{ErrorSchema, OperationDef, Registry};
 use alknet_call::{CallError, CallHandler, SessionLimits};
 use alknet_core::{IdentityProvider, NodeKey, ProtocolHandler};
 use alknet_e2e::client::tls_connect;
-use alknet_e2e::{TestTokens, generate_certificate, start_node_with, test_config};
+use alknet_e2e::{DropSignal, TestTokens, generate_certificate, start_node_with, test_config};
 use alknet_http::decoy::Decoy;
 use alknet_http::{ExtraRoute, HttpHandler, HttpSettings};
 use alknet_supervisors::NodeHandle;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
-
-/// Sends when dropped: how a test sees a handler cancelled.
-struct DropSignal(mpsc::UnboundedSender<()>);
-
-impl Drop for DropSignal {
-    fn drop(&mut self) {
-        let _ = self.0.send(());
-    }
-}
 
 async fn node() -> (NodeHandle, mpsc::UnboundedReceiver<()>) {
     node_with(Decoy::NotFound, Vec::new()).await

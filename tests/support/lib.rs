@@ -31,6 +31,16 @@ impl IdentityProvider for TestTokens {
     }
 }
 
+/// Signals when dropped: how a test observes that a handler's future was
+/// cancelled rather than assuming it.
+pub struct DropSignal(pub tokio::sync::mpsc::UnboundedSender<()>);
+
+impl Drop for DropSignal {
+    fn drop(&mut self) {
+        let _ = self.0.send(());
+    }
+}
+
 /// A configuration for tests: an ephemeral loopback port and `alknet/echo`.
 pub fn test_config() -> NodeConfig {
     let mut config = NodeConfig {

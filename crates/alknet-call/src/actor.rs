@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::codec::encode_frame;
-use crate::dispatch::{self, Expect, Origin, Reply};
+use crate::dispatch::{self, Expect, Origin, PresentedToken, Reply};
 use crate::envelope::{CallRequest, EventEnvelope};
 use crate::error::CallError;
 use crate::handle::SessionHandle;
@@ -407,12 +407,12 @@ impl SessionState {
             request_id = %id,
             operation = %request.operation_name(),
         );
-        if let Some(token) = &request.auth_token
-            && let Some(identity) = self.config.identities.resolve_token(token)
-        {
+        let token = PresentedToken::resolve(&*self.config.identities, request.auth_token);
+        if let PresentedToken::Identity(identity) = &token {
             // For operators (`admin/tree`): who this session acts for.
             info.note_token_identity(&identity.id);
         }
+        let (session_identity, auth_token) = token.dispatch_parts(info.identity());
         let limits = self.config.limits.clone();
         let deadline = Instant::now() + limits.call_timeout;
         let reply = dispatch::dispatch(
@@ -422,8 +422,8 @@ impl SessionState {
                 id: id.clone(),
                 operation: request.operation_id,
                 input: request.input,
-                session_identity: info.identity(),
-                auth_token: request.auth_token,
+                session_identity,
+                auth_token,
                 forwarded_for: request.forwarded_for,
                 origin: Origin::Remote,
                 expect: Expect::ByOpType,

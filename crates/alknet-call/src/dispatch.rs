@@ -84,6 +84,52 @@ impl Request {
     }
 }
 
+/// What a request's bearer token amounts to, resolved once by the entry point
+/// that also needs the answer (the session shows the identity to operators;
+/// HTTP picks 401 or 403 by it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PresentedToken {
+    /// No token presented.
+    Anonymous,
+    /// A token that resolved.
+    Identity(Identity),
+    /// A token that did not resolve (unknown, revoked, expired). Kept so that
+    /// dispatch refuses it at the right step (§7.1 step 6).
+    Unresolved(String),
+}
+
+impl PresentedToken {
+    /// Resolves `token` (if any) through `identities`.
+    pub fn resolve(identities: &dyn IdentityProvider, token: Option<String>) -> Self {
+        match token {
+            None => Self::Anonymous,
+            Some(token) => match identities.resolve_token(&token) {
+                Some(identity) => Self::Identity(identity),
+                None => Self::Unresolved(token),
+            },
+        }
+    }
+
+    /// Whether the request has an identity of its own.
+    pub fn has_identity(&self) -> bool {
+        matches!(self, Self::Identity(_))
+    }
+
+    /// The `session_identity` and `auth_token` of a [`Request`]: a resolved
+    /// token replaces the session identity for this request; an unresolved
+    /// one goes to dispatch, which refuses it.
+    pub fn dispatch_parts(
+        self,
+        session_identity: Option<Identity>,
+    ) -> (Option<Identity>, Option<String>) {
+        match self {
+            Self::Anonymous => (session_identity, None),
+            Self::Identity(identity) => (Some(identity), None),
+            Self::Unresolved(token) => (None, Some(token)),
+        }
+    }
+}
+
 /// A running request's reply.
 pub enum Reply {
     /// The single output of a query or mutation.

@@ -71,9 +71,6 @@ impl Streams {
         {
             return;
         }
-        // A closed connection (`admin/kill`, shutdown) ends its streams at
-        // once: nothing more is read or written after the close.
-        let closed = self.connection.clone();
         let writer = write_stream(
             key,
             stream.send,
@@ -82,15 +79,9 @@ impl Streams {
             session.clone(),
             self.limits.write_stall,
         );
-        self.tasks.spawn(async move {
-            tokio::select! {
-                biased;
-                () = closed.closed() => {}
-                () = writer => {}
-            }
-        });
-        let closed = self.connection.clone();
-        let ended = self.ended.clone();
+        // A writer finishes what is queued when the session ends (it drops
+        // the queues); a reader stops at once.
+        self.spawn_until(writer, false);
         let reader = read_stream(
             key,
             stream.recv,
@@ -98,12 +89,25 @@ impl Streams {
             self.shared.clone(),
             self.limits.max_frame,
         );
+        self.spawn_until(reader, true);
+    }
+
+    /// Runs a stream task until it ends or the connection closes (`admin/kill`,
+    /// shutdown: nothing more is read or written after the close) — or, with
+    /// `until_session_end`, the session ends.
+    fn spawn_until(
+        &self,
+        task: impl Future<Output = ()> + Send + 'static,
+        until_session_end: bool,
+    ) {
+        let connection = self.connection.clone();
+        let ended = self.ended.clone();
         self.tasks.spawn(async move {
             tokio::select! {
                 biased;
-                () = closed.closed() => {}
-                () = ended.cancelled() => {}
-                () = reader => {}
+                () = connection.closed() => {}
+                () = ended.cancelled(), if until_session_end => {}
+                () = task => {}
             }
         });
     }

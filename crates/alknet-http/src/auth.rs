@@ -5,7 +5,6 @@
 //! control stays callable without a token while a bad token still fails every
 //! operation it reaches with `FORBIDDEN` `invalid token`.
 
-use alknet_core::Identity;
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
@@ -13,33 +12,9 @@ use axum::response::Response;
 
 use crate::AppState;
 
-/// What a request's `Authorization` header amounts to.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Bearer {
-    /// No header, another scheme, or an empty token.
-    Anonymous,
-    /// A token that resolved.
-    Identity(Identity),
-    /// A token that did not resolve (unknown, revoked, expired). Kept so that
-    /// dispatch reports it at the right step (§7.1 step 6).
-    Unresolved(String),
-}
-
-impl Bearer {
-    /// Whether the request has an identity (decides 401 against 403).
-    pub fn has_identity(&self) -> bool {
-        matches!(self, Self::Identity(_))
-    }
-
-    /// The identity and the unresolved token to hand to dispatch.
-    pub fn dispatch_parts(&self) -> (Option<Identity>, Option<String>) {
-        match self {
-            Self::Anonymous => (None, None),
-            Self::Identity(identity) => (Some(identity.clone()), None),
-            Self::Unresolved(token) => (None, Some(token.clone())),
-        }
-    }
-}
+/// What a request's `Authorization` header amounts to: the same resolution a
+/// call session makes of a request's `auth_token`.
+pub use alknet_call::dispatch::PresentedToken as Bearer;
 
 /// The token of an `Authorization: Bearer <token>` header (scheme name
 /// case-insensitive); `None` for anything else or an empty token.
@@ -57,13 +32,7 @@ pub async fn bearer(State(state): State<AppState>, mut request: Request, next: N
         .and_then(|value| value.to_str().ok())
         .and_then(bearer_token)
         .map(str::to_owned);
-    let bearer = match token {
-        None => Bearer::Anonymous,
-        Some(token) => match state.identities.resolve_token(&token) {
-            Some(identity) => Bearer::Identity(identity),
-            None => Bearer::Unresolved(token),
-        },
-    };
+    let bearer = Bearer::resolve(&*state.identities, token);
     request.extensions_mut().insert(bearer);
     next.run(request).await
 }

@@ -51,7 +51,7 @@ fn prepare(
     expect: Expect,
 ) -> Prepared {
     let id = uuid::Uuid::new_v4().to_string();
-    let (identity, token) = bearer.dispatch_parts();
+    let (identity, token) = bearer.clone().dispatch_parts(None);
     let deadline = Instant::now() + state.settings.call_timeout;
     let reply = dispatch::dispatch(
         &state.registry,
@@ -109,8 +109,17 @@ async fn answer(state: &AppState, bearer: &Bearer, prepared: Prepared) -> Respon
     }
 }
 
+/// A result as §11.4 shapes it: `ok` with the output, or `error` with the
+/// CallError (batch items only; `/call` answers errors bare).
+fn result_body(id: Option<&str>, result: Result<Value, CallError>) -> Value {
+    match result {
+        Ok(output) => json!({"request_id": id, "result": "ok", "output": output}),
+        Err(error) => json!({"request_id": id, "result": "error", "error": error}),
+    }
+}
+
 fn ok(id: &str, output: Value) -> Response {
-    axum::Json(json!({"request_id": id, "result": "ok", "output": output})).into_response()
+    axum::Json(result_body(Some(id), Ok(output))).into_response()
 }
 
 /// `GET /search`: `services/list` for the bearer.
@@ -258,10 +267,7 @@ pub async fn batch(
     let results: Vec<Value> = futures::future::join_all(runs)
         .await
         .into_iter()
-        .map(|(id, result)| match result {
-            Ok(output) => json!({"request_id": id, "result": "ok", "output": output}),
-            Err(error) => json!({"request_id": id, "result": "error", "error": error}),
-        })
+        .map(|(id, result)| result_body(id.as_deref(), result))
         .collect();
     axum::Json(json!({ "results": results })).into_response()
 }
