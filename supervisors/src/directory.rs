@@ -61,7 +61,6 @@ impl ActorStatus {
 }
 
 /// What one actor reports about itself.
-#[derive(Debug)]
 pub struct ActorInfo {
     /// Tree name, e.g. `proto/alknet/echo`, `echo-conn`.
     pub name: String,
@@ -73,7 +72,23 @@ pub struct ActorInfo {
     pub restarts: u32,
     /// For connections and sessions: the connection's live details.
     pub connection: Option<Arc<ConnectionInfo>>,
+    /// How `admin/kill` stops it, for actors that do not take the connection
+    /// actor's orders (a session a handler runs inside its connection).
+    pub kill: Option<Box<dyn Fn() + Send + Sync>>,
     status: AtomicU8,
+}
+
+impl std::fmt::Debug for ActorInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActorInfo")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("started_at", &self.started_at)
+            .field("restarts", &self.restarts)
+            .field("connection", &self.connection)
+            .field("status", &self.status())
+            .finish_non_exhaustive()
+    }
 }
 
 impl ActorInfo {
@@ -85,6 +100,7 @@ impl ActorInfo {
             started_at: OffsetDateTime::now_utc(),
             restarts,
             connection: None,
+            kill: None,
             status: AtomicU8::new(ActorStatus::Running as u8),
         }
     }
@@ -92,6 +108,12 @@ impl ActorInfo {
     /// Attaches a connection's details.
     pub fn with_connection(mut self, connection: Arc<ConnectionInfo>) -> Self {
         self.connection = Some(connection);
+        self
+    }
+
+    /// Sets what `admin/kill` does to this actor.
+    pub fn with_kill(mut self, kill: Box<dyn Fn() + Send + Sync>) -> Self {
+        self.kill = Some(kill);
         self
     }
 

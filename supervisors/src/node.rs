@@ -359,11 +359,15 @@ impl NodeHandle {
         if !matches!(info.kind, ActorKind::Connection | ActorKind::Session) {
             return Err(KillError::NotAConnection);
         }
-        cell.send_message(crate::protocol::ConnectionMsg::Close(
-            close_code::NO_ERROR,
-            crate::KILLED_REASON,
-        ))
-        .map_err(|_| KillError::NotFound)?;
+        match &info.kill {
+            Some(kill) => kill(),
+            None => cell
+                .send_message(crate::protocol::ConnectionMsg::Close(
+                    close_code::NO_ERROR,
+                    crate::KILLED_REASON,
+                ))
+                .map_err(|_| KillError::NotFound)?,
+        }
         // "Stopped" means stopped: the caller must not be able to reach the
         // connection after this returns. Its close ran before the actor
         // stopped; a connection actor stops promptly, so the bound is only a

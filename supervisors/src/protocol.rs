@@ -237,6 +237,10 @@ impl Actor for ConnectionActor {
         let info = ActorInfo::new(&args.entry.connection_name, ActorKind::Connection, 0)
             .with_connection(args.connection.info().clone());
         let registration = args.shared.directory.register(myself.get_id(), info);
+        args.connection.set_tree(Arc::new(ConnectionPlace {
+            actor: myself.get_cell(),
+            shared: args.shared.clone(),
+        }));
         Ok(ConnectionState {
             shared: args.shared,
             connection: args.connection,
@@ -308,6 +312,44 @@ impl Actor for ConnectionActor {
             }
         }
         Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        _state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        // Sessions the handler runs inside this connection (WebSockets) end
+        // on their own; one crashing must not take the connection's other
+        // sessions with it, which is ractor's default.
+        if let SupervisionEvent::ActorFailed(child, error) = event {
+            tracing::warn!(
+                actor = %child.get_id(),
+                connection = %myself.get_id(),
+                "session actor crashed: {error}"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A connection actor's place in the tree, handed to its handler.
+struct ConnectionPlace {
+    actor: ActorCell,
+    shared: Arc<Shared>,
+}
+
+impl alknet_core::ConnectionTree for ConnectionPlace {
+    fn parent(&self) -> ActorCell {
+        self.actor.clone()
+    }
+
+    fn register(&self, actor: &ActorCell, child: alknet_core::ChildActor) -> Box<dyn Send + Sync> {
+        let info = ActorInfo::new(child.name, ActorKind::Session, 0)
+            .with_connection(child.info)
+            .with_kill(child.kill);
+        Box::new(self.shared.directory.register(actor.get_id(), info))
     }
 }
 

@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use alknet_core::{Connection, TransportKind};
+use alknet_core::{Connection, ConnectionInfo, TransportKind};
 use futures::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::mpsc;
@@ -84,6 +84,11 @@ impl Shared {
             book: SessionBook::new(max_in_flight),
             writers: HashMap::new(),
         }))
+    }
+
+    /// Adds a channel's writer (a message session's only one).
+    pub(crate) fn attach_writer(&mut self, key: StreamKey, writer: mpsc::Sender<Vec<u8>>) {
+        self.writers.insert(key, writer);
     }
 
     /// Registers one of this end's calls; returns the writer of the stream to
@@ -154,11 +159,47 @@ pub struct CallSession;
 /// What a session starts with.
 pub struct SessionArgs {
     pub(crate) config: SessionConfig,
-    pub(crate) connection: Connection,
-    pub(crate) streams: Streams,
+    pub(crate) carrier: Carrier,
     pub(crate) handle_parts: crate::handle::HandleParts,
     pub(crate) shared: SharedSession,
     pub(crate) span: tracing::Span,
+}
+
+/// What a session runs over.
+pub(crate) enum Carrier {
+    /// An `alknet/call` connection: its streams, each length-framed (§3.1).
+    Streams {
+        connection: Connection,
+        streams: Streams,
+    },
+    /// One channel of whole envelopes inside another connection (a WebSocket,
+    /// §3.2), owned by whoever feeds it: the session only describes itself
+    /// with its info, and its end closes the channel.
+    Messages(Arc<ConnectionInfo>),
+}
+
+impl Carrier {
+    fn info(&self) -> &Arc<ConnectionInfo> {
+        match self {
+            Self::Streams { connection, .. } => connection.info(),
+            Self::Messages(info) => info,
+        }
+    }
+
+    /// Whether the session has exactly one channel, whose loss ends it.
+    fn is_one_channel(&self) -> bool {
+        match self {
+            Self::Streams { connection, .. } => connection.info().transport() == TransportKind::Tls,
+            Self::Messages(_) => true,
+        }
+    }
+
+    /// Closes a connection; a message channel closes when the session ends.
+    fn close(&self, code: u32, reason: &str) {
+        if let Self::Streams { connection, .. } = self {
+            connection.close(code, reason);
+        }
+    }
 }
 
 struct Running {
@@ -176,8 +217,7 @@ struct Waiter {
 /// The session actor's state.
 pub struct SessionState {
     config: SessionConfig,
-    connection: Connection,
-    streams: Streams,
+    carrier: Carrier,
     handle: SessionHandle,
     span: tracing::Span,
     shared: SharedSession,
@@ -200,8 +240,7 @@ impl Actor for CallSession {
             shared: args.shared,
             handle: SessionHandle::new(myself, args.handle_parts),
             config: args.config,
-            connection: args.connection,
-            streams: args.streams,
+            carrier: args.carrier,
             span: args.span,
             resets: HashMap::new(),
             next_seq: 0,
@@ -261,7 +300,7 @@ impl Actor for CallSession {
                 }
             }
             SessionMsg::WriteStalled(key) => {
-                let info = state.connection.info().clone();
+                let info = state.carrier.info().clone();
                 tracing::warn!(
                     parent: &state.span,
                     remote = %info.remote(),
@@ -270,7 +309,7 @@ impl Actor for CallSession {
                     "closing the session: the peer read nothing for {:?} while its queue was full",
                     state.config.limits.write_stall
                 );
-                state.connection.close(0, "write stall");
+                state.carrier.close(0, "write stall");
                 myself.stop(Some("write stall".to_owned()));
             }
         }
@@ -290,7 +329,9 @@ impl Actor for CallSession {
             shared.writers.clear();
             shared.book.close()
         };
-        state.streams.end();
+        if let Carrier::Streams { streams, .. } = &state.carrier {
+            streams.end();
+        }
         for running in aborts {
             running.abort.abort();
         }
@@ -340,7 +381,7 @@ impl SessionState {
             reset.cancel();
         }
         lock(&self.shared).writers.remove(&key);
-        let info = self.connection.info().clone();
+        let info = self.carrier.info().clone();
         let reason = match ending {
             StreamEnding::Finished => return,
             StreamEnding::ProtocolError(reason) => {
@@ -361,10 +402,9 @@ impl SessionState {
         for running in reset {
             running.abort.abort();
         }
-        if info.transport() == TransportKind::Tls {
-            // One stream is the whole connection (§3.1 rule 2, §9.3).
-            self.connection
-                .close(crate::PROTOCOL_ERROR, "protocol error");
+        if self.carrier.is_one_channel() {
+            // One stream is the whole session (§3.1 rule 2, §9.3).
+            self.carrier.close(crate::PROTOCOL_ERROR, "protocol error");
             myself.stop(Some(reason));
         }
     }
@@ -374,13 +414,21 @@ impl SessionState {
             let _ = opened.send(true);
             return;
         }
-        if self.connection.info().transport() != TransportKind::Quic {
+        let Carrier::Streams {
+            connection,
+            streams,
+        } = &self.carrier
+        else {
+            let _ = opened.send(false);
+            return;
+        };
+        if connection.info().transport() != TransportKind::Quic {
             let _ = opened.send(false);
             return;
         }
         // Not in the actor's turn: opening waits for stream credit. The stream
         // is attached (a `Stream` message) before `Opened` arrives.
-        let streams = self.streams.clone();
+        let streams = streams.clone();
         let session = myself.clone();
         tokio::spawn(async move {
             let attached = streams.open(&session).await.is_ok();
@@ -395,7 +443,7 @@ impl SessionState {
         id: String,
         request: CallRequest,
     ) {
-        let info = self.connection.info().clone();
+        let info = self.carrier.info().clone();
         info.stats().record_request();
         let Some(writer) = lock(&self.shared).writers.get(&stream).cloned() else {
             lock(&self.shared).book.served(&id);

@@ -18,6 +18,7 @@
 //! Around it, the asynchronous shell:
 //! - [`actor`]: the `CallSession` actor running one session, either end;
 //! - `streams`: feeding a session from a connection's streams;
+//! - [`messages`]: feeding a session from whole messages (a WebSocket);
 //! - [`handle`]: `SessionHandle`, calling the remote end and its overlay;
 //! - [`server`]: the `alknet/call` protocol handler;
 //! - [`client`]: `CallClient`, dialing a node over QUIC or TCP+TLS;
@@ -35,6 +36,7 @@ pub mod envelope;
 pub mod error;
 pub mod from_call;
 pub mod handle;
+pub mod messages;
 pub mod names;
 pub mod registry;
 pub mod schema;

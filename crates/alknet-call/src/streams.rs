@@ -20,8 +20,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::actor::{
-    CallSession, SessionArgs, SessionMsg, Shared, SharedSession, StreamEnding, deliver_reply,
-    is_reply,
+    CallSession, Carrier, SessionArgs, SessionMsg, Shared, SharedSession, StreamEnding,
+    deliver_reply, is_reply,
 };
 use crate::codec::FrameDecoder;
 use crate::handle::{HandleParts, SessionHandle};
@@ -143,8 +143,10 @@ impl Session {
         let parts = HandleParts::new(shared.clone(), config.limits.max_frame, caller_timer);
         let args = SessionArgs {
             config,
-            connection: connection.clone(),
-            streams: streams.clone(),
+            carrier: Carrier::Streams {
+                connection: connection.clone(),
+                streams: streams.clone(),
+            },
             handle_parts: parts.clone(),
             shared,
             span,

@@ -10,7 +10,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::alpn::Alpn;
 use crate::fingerprint::Fingerprint;
 use crate::identity::Identity;
+use crate::tree::ConnectionTree;
 
 /// Which transport a connection arrived on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +57,17 @@ impl ConnectionStats {
     /// Counts one request (the protocol decides what a request is).
     pub fn record_request(&self) {
         self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts bytes received by a session that does its own reading (a
+    /// WebSocket inside an HTTP connection); streams count themselves.
+    pub fn record_in(&self, bytes: usize) {
+        self.bytes_in.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Counts bytes sent by a session that does its own writing.
+    pub fn record_out(&self, bytes: usize) {
+        self.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 }
 
@@ -136,6 +148,21 @@ impl ConnectionInfo {
     pub fn stats(&self) -> &ConnectionStats {
         &self.stats
     }
+
+    /// The info of a session carried inside this connection (a WebSocket in
+    /// an HTTP connection): the same ALPN, peer and transport, with an
+    /// identity and counters of its own.
+    pub fn carried(&self) -> ConnectionInfo {
+        ConnectionInfo {
+            alpn: self.alpn.clone(),
+            remote: self.remote,
+            transport: self.transport,
+            peer: self.peer,
+            identity: RwLock::new(None),
+            token_identity: RwLock::new(None),
+            stats: ConnectionStats::default(),
+        }
+    }
 }
 
 /// Errors from opening or accepting streams.
@@ -167,6 +194,7 @@ pub struct Connection {
     transport: Arc<Transport>,
     draining: CancellationToken,
     closed: CancellationToken,
+    tree: Arc<OnceLock<Arc<dyn ConnectionTree>>>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -226,7 +254,20 @@ impl Connection {
             transport: Arc::new(transport),
             draining: CancellationToken::new(),
             closed: CancellationToken::new(),
+            tree: Arc::new(OnceLock::new()),
         }
+    }
+
+    /// Where this connection sits in the node's actor tree, once its
+    /// connection actor runs; `None` for a connection outside a node (a
+    /// client's, or a test's).
+    pub fn tree(&self) -> Option<&Arc<dyn ConnectionTree>> {
+        self.tree.get()
+    }
+
+    /// Set by the connection actor that serves this connection (once).
+    pub fn set_tree(&self, tree: Arc<dyn ConnectionTree>) {
+        let _ = self.tree.set(tree);
     }
 
     /// What is known about this connection; shared with the actor tree.

@@ -20,6 +20,7 @@ pub mod handler;
 pub mod identity;
 pub mod node_key;
 pub mod tls;
+pub mod tree;
 
 pub use alpn::Alpn;
 pub use config::{ConfigError, NodeConfig};
@@ -28,3 +29,4 @@ pub use fingerprint::Fingerprint;
 pub use handler::{HandlerError, HandlerFuture, ProtocolHandler};
 pub use identity::{Identity, IdentityProvider, NoIdentities};
 pub use node_key::{NodeId, NodeKey};
+pub use tree::{ChildActor, ConnectionTree};

@@ -15,7 +15,8 @@
 //! - [`status`]: CallError → HTTP status and headers (§11.5);
 //! - [`gateway`]: the five endpoints (§11.3–§11.4);
 //! - [`decoy`]: the stealth 404 (§11.7);
-//! - [`openapi`]: the gateway's OpenAPI 3.1 document (§13).
+//! - [`openapi`]: the gateway's OpenAPI 3.1 document (§13);
+//! - [`websocket`]: the call session over a WebSocket at `/alknet/call` (§12).
 
 #![warn(missing_docs)]
 
@@ -24,11 +25,12 @@ pub mod decoy;
 pub mod gateway;
 pub mod openapi;
 pub mod status;
+pub mod websocket;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use alknet_call::Registry;
+use alknet_call::{Registry, SessionLimits};
 use alknet_core::{Alpn, Connection, HandlerFuture, IdentityProvider, ProtocolHandler};
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -48,6 +50,11 @@ pub struct HttpSettings {
     pub keep_alive: Duration,
     /// What unserved paths get.
     pub decoy: decoy::Decoy,
+    /// Limits of a WebSocket session's call session; `max_frame` is also the
+    /// largest WebSocket message.
+    pub session: SessionLimits,
+    /// WebSocket pings and idle timeout.
+    pub websocket: websocket::WebSocketSettings,
 }
 
 impl Default for HttpSettings {
@@ -58,6 +65,8 @@ impl Default for HttpSettings {
             max_body: 16 * 1024 * 1024,
             keep_alive: Duration::from_secs(15),
             decoy: decoy::Decoy::NotFound,
+            session: SessionLimits::default(),
+            websocket: websocket::WebSocketSettings::default(),
         }
     }
 }
@@ -165,6 +174,7 @@ pub fn router(state: AppState, extra: Vec<ExtraRoute>) -> Router {
         .route("/call", post(gateway::call))
         .route("/batch", post(gateway::batch))
         .route("/subscribe", post(gateway::subscribe))
+        .route("/alknet/call", axum::routing::any(websocket::upgrade))
         .fallback(
             |axum::extract::State(state): axum::extract::State<AppState>,
              method: axum::http::Method,
@@ -209,15 +219,37 @@ impl ProtocolHandler for HttpHandler {
                 });
             }
             let io = TokioIo::new(tokio::io::join(stream.recv, stream.send));
-            let service = TowerToHyperService::new(self.router.clone());
-            let builder = auto::Builder::new(TokioExecutor::new());
+            let scope = websocket::ConnectionScope {
+                connection: connection.clone(),
+                sessions: tokio_util::task::TaskTracker::new(),
+            };
+            let router = self.router.clone();
+            let request_scope = scope.clone();
+            let service =
+                tower::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(request_scope.clone());
+                    let mut router = router.clone();
+                    async move { tower::Service::call(&mut router, request).await }
+                });
+            let service = TowerToHyperService::new(service);
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            // RFC 8441: WebSockets over HTTP/2 (§12.1).
+            builder.http2().enable_connect_protocol();
             let served = builder.serve_connection_with_upgrades(io, service);
             tokio::pin!(served);
-            tokio::select! {
-                result = served.as_mut() => return result,
-                () = connection.draining() => served.as_mut().graceful_shutdown(),
-            }
-            served.await
+            let result = tokio::select! {
+                result = served.as_mut() => result,
+                () = connection.draining() => {
+                    served.as_mut().graceful_shutdown();
+                    served.await
+                }
+            };
+            // An upgraded HTTP/1.1 connection is handed to its WebSocket and
+            // hyper is done with it; the connection (and its actor, which the
+            // sessions are listed under) lives until they end.
+            scope.sessions.close();
+            scope.sessions.wait().await;
+            result
         })
     }
 }

@@ -125,6 +125,7 @@ async fn serve(
             call_timeout: config.limits.call_timeout,
             max_batch: config.limits.max_batch,
             decoy: decoy(&config.http, &dir),
+            session: session_limits(&config),
             ..alknet_http::HttpSettings::default()
         };
         handlers.push(Arc::new(alknet_http::HttpHandler::new(
@@ -186,16 +187,24 @@ fn call_handler(
     if config.diagnostics.call_ops {
         builtins::register_diagnostics(&registry)?;
     }
-    let limits = SessionLimits {
+    let registry = Arc::new(registry);
+    let handler = Arc::new(CallHandler::new(
+        registry.clone(),
+        identities,
+        session_limits(config),
+    ));
+    Ok((handler, registry))
+}
+
+/// Every call session's limits, native or WebSocket.
+fn session_limits(config: &NodeConfig) -> SessionLimits {
+    SessionLimits {
         max_frame: config.limits.max_frame,
         max_in_flight: config.limits.max_in_flight,
         call_timeout: config.limits.call_timeout,
         write_stall: config.limits.write_stall,
         ..SessionLimits::default()
-    };
-    let registry = Arc::new(registry);
-    let handler = Arc::new(CallHandler::new(registry.clone(), identities, limits));
-    Ok((handler, registry))
+    }
 }
 
 /// Installs the SIGINT/SIGTERM handlers now and returns the future that

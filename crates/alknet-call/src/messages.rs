@@ -1,0 +1,166 @@
+//! Feeding a session from a channel of whole envelopes (§3.2): a WebSocket.
+//!
+//! A WebSocket already delimits messages, so the length prefix of §3.1 does
+//! not exist there; everything else — correlation, the in-flight cap, aborts,
+//! the overlay, §9.3 on close — is the same [`CallSession`] actor a byte-stream
+//! session runs. Whoever owns the socket reads messages and hands each to
+//! [`MessageSession::receive`], and sends what [`Outbound`] yields; pings,
+//! close codes and message-size limits are the socket's business, not the
+//! session's.
+//!
+//! [`CallSession`]: crate::actor::CallSession
+
+use std::sync::Arc;
+
+use alknet_core::ConnectionInfo;
+use ractor::{Actor, ActorCell, ActorRef, SpawnErr};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::actor::{
+    CallSession, Carrier, SessionArgs, SessionMsg, Shared, deliver_reply, is_reply,
+};
+use crate::envelope::{EnvelopeError, EventEnvelope};
+use crate::handle::{HandleParts, SessionHandle};
+use crate::server::SessionConfig;
+use crate::session::StreamKey;
+
+/// The one channel's key in the session's book.
+const CHANNEL: StreamKey = 0;
+
+/// The 4-byte length prefix [`encode_frame`] puts on every envelope, which a
+/// message channel does not use.
+///
+/// [`encode_frame`]: crate::codec::encode_frame
+const LENGTH_PREFIX: usize = 4;
+
+/// A session fed by whole messages.
+pub struct MessageSession {
+    actor: ActorRef<SessionMsg>,
+    shared: crate::actor::SharedSession,
+    handle: SessionHandle,
+    ended: Option<JoinHandle<()>>,
+}
+
+/// Why a message was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    /// Not a valid envelope (§4.1): the channel must be closed (§3.2).
+    #[error("invalid EventEnvelope: {0}")]
+    InvalidEnvelope(#[from] EnvelopeError),
+    /// The session has ended.
+    #[error("the session has ended")]
+    SessionOver,
+}
+
+/// The envelopes the session sends, one message each, in order.
+pub struct Outbound(mpsc::Receiver<Vec<u8>>);
+
+impl Outbound {
+    /// The next message to send: one envelope's JSON. `None` once the session
+    /// has ended and everything it queued was taken.
+    pub async fn next(&mut self) -> Option<Vec<u8>> {
+        self.0.recv().await.map(strip_prefix)
+    }
+
+    /// The next message if one is queued already: lets the owner write a
+    /// burst of replies before flushing once.
+    pub fn try_next(&mut self) -> Option<Vec<u8>> {
+        self.0.try_recv().ok().map(strip_prefix)
+    }
+}
+
+fn strip_prefix(mut frame: Vec<u8>) -> Vec<u8> {
+    // The frames come from `encode_frame`, which always writes the prefix.
+    frame.drain(..LENGTH_PREFIX.min(frame.len()));
+    frame
+}
+
+impl MessageSession {
+    /// Spawns the session actor, linked under `parent` when given (the
+    /// connection actor the channel lives in), describing itself with `info`
+    /// (whose identity is the session identity, §7.2).
+    pub async fn start(
+        config: SessionConfig,
+        info: Arc<ConnectionInfo>,
+        parent: Option<ActorCell>,
+        span: tracing::Span,
+    ) -> Result<(Self, Outbound), SpawnErr> {
+        let limits = config.limits.clone();
+        let shared = Shared::new(limits.max_in_flight);
+        let (writer, frames) = mpsc::channel(limits.outgoing_queue);
+        // Attached before the actor exists: a call the node makes through the
+        // session the moment it starts has a channel to go out on.
+        crate::actor::lock(&shared).attach_writer(CHANNEL, writer);
+        let parts = HandleParts::new(shared.clone(), limits.max_frame, limits.caller_timer());
+        let args = SessionArgs {
+            config,
+            carrier: Carrier::Messages(info),
+            handle_parts: parts.clone(),
+            shared: shared.clone(),
+            span,
+        };
+        let (actor, ended) = match parent {
+            Some(parent) => Actor::spawn_linked(None, CallSession, args, parent).await?,
+            None => Actor::spawn(None, CallSession, args).await?,
+        };
+        let session = Self {
+            handle: SessionHandle::new(actor.clone(), parts),
+            actor,
+            shared,
+            ended: Some(ended),
+        };
+        Ok((session, Outbound(frames)))
+    }
+
+    /// The session actor, for listing it in the node's tree.
+    pub fn actor(&self) -> ActorCell {
+        self.actor.get_cell()
+    }
+
+    /// The handle to call the peer's operations through (its overlay, §10.5).
+    pub fn handle(&self) -> SessionHandle {
+        self.handle.clone()
+    }
+
+    /// Hands one received message to the session, waiting until the actor has
+    /// taken it (the backpressure on a peer that sends faster than the
+    /// session decides).
+    pub async fn receive(&self, message: &[u8]) -> Result<(), Refused> {
+        let envelope = EventEnvelope::parse(message)?;
+        if is_reply(&envelope) {
+            deliver_reply(&self.shared, CHANNEL, envelope);
+            return Ok(());
+        }
+        ractor::call!(self.actor, SessionMsg::Inbound, CHANNEL, envelope)
+            .map_err(|_| Refused::SessionOver)
+    }
+
+    /// Refuses new requests; the session stops once nothing is in flight.
+    pub fn drain(&self) {
+        let _ = self.actor.cast(SessionMsg::Drain);
+    }
+
+    /// Completes when the session actor has stopped (drained, or stopped by
+    /// [`MessageSession::close`] from elsewhere).
+    pub async fn stopped(&mut self) {
+        if let Some(ended) = self.ended.as_mut() {
+            let _ = ended.await;
+            self.ended = None;
+        }
+    }
+
+    /// The channel is gone: aborts what the session serves and fails what it
+    /// awaits (§9.3), and waits for the actor to stop.
+    pub async fn close(mut self) {
+        self.actor.stop(None);
+        self.stopped().await;
+    }
+}
+
+impl Drop for MessageSession {
+    fn drop(&mut self) {
+        // However the owner ends, the session ends with it.
+        self.actor.stop(None);
+    }
+}

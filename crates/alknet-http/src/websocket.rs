@@ -1,0 +1,544 @@
+//! The WebSocket session at `/alknet/call` (PROTOCOL.md §12).
+//!
+//! A browser cannot open an `alknet/call` connection, so it gets the same
+//! session over a WebSocket: after the upgrade each binary message is one
+//! envelope and the socket feeds a [`MessageSession`] — the very `CallSession`
+//! actor a native connection runs, linked under this HTTP connection's actor
+//! and listed in the tree as `ws-session`. What is WebSocket-specific lives
+//! here and nowhere else: authentication at the upgrade (a header, or the
+//! subprotocol list because browsers cannot set headers), close codes, pings
+//! and the idle timeout.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use alknet_call::SessionConfig;
+use alknet_call::messages::{MessageSession, Outbound, Refused};
+use alknet_core::{ChildActor, Connection, ConnectionInfo};
+use axum::Extension;
+use axum::extract::{Request, State};
+use axum::http::header::{
+    CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL,
+    SEC_WEBSOCKET_VERSION, UPGRADE, WWW_AUTHENTICATE,
+};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Version};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use futures::stream::{SplitSink, SplitStream};
+use futures::{SinkExt, StreamExt};
+use hyper_util::rt::TokioIo;
+use tokio::io::AsyncReadExt;
+use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::AppState;
+use crate::auth::Bearer;
+
+/// The subprotocol the node selects.
+pub const SUBPROTOCOL: &str = "alknet.call";
+/// Prefix of the subprotocol entry carrying a token (base64url, unpadded).
+pub const BEARER_PREFIX: &str = "alknet.bearer.";
+
+/// The tree name of a WebSocket session.
+pub const ACTOR_NAME: &str = "ws-session";
+
+/// WebSocket liveness settings (§12.3).
+#[derive(Clone, Debug)]
+pub struct WebSocketSettings {
+    /// How often the node pings.
+    pub ping_interval: Duration,
+    /// How long a peer may stay silent (no data, ping or pong) before it is
+    /// closed with 1001 `idle timeout`.
+    pub idle_timeout: Duration,
+}
+
+impl Default for WebSocketSettings {
+    fn default() -> Self {
+        Self {
+            ping_interval: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The HTTP connection a request arrived on, and the WebSocket sessions
+/// running inside it: the connection's handler waits for them before it
+/// returns, so a session never outlives the actor it is listed under.
+#[derive(Clone)]
+pub(crate) struct ConnectionScope {
+    pub(crate) connection: Connection,
+    pub(crate) sessions: TaskTracker,
+}
+
+/// Messages queued by the session that go out in one flush.
+const WRITE_BURST: usize = 64;
+
+/// Close codes (RFC 6455 §7.4.1) and their reasons (§3.2, §12.3).
+mod close {
+    pub(super) const GOING_AWAY: (u16, &str) = (1001, "going away");
+    pub(super) const IDLE: (u16, &str) = (1001, "idle timeout");
+    pub(super) const TEXT: (u16, &str) = (1002, "text messages not supported");
+    pub(super) const INVALID: (u16, &str) = (1002, "invalid EventEnvelope");
+    pub(super) const KILLED: (u16, &str) = (1008, "killed by operator");
+    pub(super) const TOO_BIG: (u16, &str) = (1009, "message too big");
+}
+
+/// `GET` (HTTP/1.1) or extended `CONNECT` (HTTP/2) `/alknet/call`.
+pub(crate) async fn upgrade(
+    State(state): State<AppState>,
+    Extension(bearer): Extension<Bearer>,
+    scope: Option<Extension<ConnectionScope>>,
+    mut request: Request,
+) -> Response {
+    let Some(accept) = websocket_handshake(&request) else {
+        return plain(StatusCode::BAD_REQUEST, "400 Bad Request");
+    };
+    let headers = request.headers();
+    let offered = offered_subprotocols(headers);
+    let protocol_offered = headers.contains_key(SEC_WEBSOCKET_PROTOCOL);
+    if protocol_offered && !offered.iter().any(|p| p == SUBPROTOCOL) {
+        return plain(StatusCode::BAD_REQUEST, "400 Bad Request");
+    }
+    let identity = match bearer {
+        Bearer::Identity(identity) => Some(identity),
+        Bearer::Unresolved(_) => None,
+        // No bearer header: the subprotocol list, whose first token entry counts.
+        Bearer::Anonymous => offered
+            .iter()
+            .find_map(|p| p.strip_prefix(BEARER_PREFIX))
+            .and_then(decode_token)
+            .and_then(|token| state.identities.resolve_token(&token)),
+    };
+    let Some(identity) = identity else {
+        return unauthorized();
+    };
+    let Some(Extension(scope)) = scope else {
+        // Only a request served by HttpHandler can carry a session.
+        return plain(StatusCode::BAD_REQUEST, "400 Bad Request");
+    };
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    let limits = state.settings.session.clone();
+    let session_config = SessionConfig {
+        registry: state.registry.clone(),
+        identities: state.identities.clone(),
+        limits: limits.clone(),
+    };
+    let info = Arc::new(scope.connection.info().carried());
+    info.set_identity(Some(identity));
+    let liveness = state.settings.websocket.clone();
+    let socket_config = WebSocketConfig::default()
+        .max_message_size(Some(limits.max_frame))
+        .max_frame_size(Some(limits.max_frame))
+        // Allocated per socket whether or not it is busy: small, so that an
+        // idle session is cheap; large messages are read in more chunks.
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(0);
+    // Held by the socket's task: the connection's handler waits for it.
+    let running = scope.sessions.token();
+    tokio::spawn(async move {
+        let _running = running;
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let socket = WebSocketStream::from_raw_socket(
+            TokioIo::new(upgraded),
+            Role::Server,
+            Some(socket_config),
+        )
+        .await;
+        serve(socket, scope.connection, session_config, info, liveness).await;
+    });
+    let mut response = match accept {
+        Some(accept) => {
+            let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
+            let headers = response.headers_mut();
+            headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+            headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+            headers.insert(SEC_WEBSOCKET_ACCEPT, accept);
+            response
+        }
+        // RFC 8441: a 2xx accepts an extended CONNECT.
+        None => StatusCode::OK.into_response(),
+    };
+    if protocol_offered {
+        response.headers_mut().insert(
+            SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(SUBPROTOCOL),
+        );
+    }
+    response
+}
+
+/// Whether `request` opens a WebSocket (RFC 6455 §4.2.1 over HTTP/1.1,
+/// RFC 8441 §4 over HTTP/2): `None` if not; `Some(Some(accept))` with the
+/// `Sec-WebSocket-Accept` value for HTTP/1.1; `Some(None)` for HTTP/2.
+fn websocket_handshake(request: &Request) -> Option<Option<HeaderValue>> {
+    let headers = request.headers();
+    if headers.get(SEC_WEBSOCKET_VERSION)? != "13" {
+        return None;
+    }
+    if request.version() >= Version::HTTP_2 {
+        let protocol = request.extensions().get::<hyper::ext::Protocol>()?;
+        return (request.method() == Method::CONNECT && protocol.as_str() == "websocket")
+            .then_some(None);
+    }
+    let has_token = |name, token: &str| {
+        headers.get_all(name).iter().any(|value| {
+            value
+                .to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    if request.method() != Method::GET
+        || !has_token(CONNECTION, "upgrade")
+        || !has_token(UPGRADE, "websocket")
+    {
+        return None;
+    }
+    let key = headers.get(SEC_WEBSOCKET_KEY)?;
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    Some(Some(HeaderValue::from_str(&accept).ok()?))
+}
+
+/// The entries of every `Sec-WebSocket-Protocol` header, in order.
+fn offered_subprotocols(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|entry| entry.trim().to_owned())
+        .filter(|entry| !entry.is_empty())
+        .collect()
+}
+
+/// The token in an `alknet.bearer.` entry: unpadded base64url of UTF-8.
+fn decode_token(encoded: &str) -> Option<String> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(encoded)
+        .ok()?;
+    String::from_utf8(bytes).ok().filter(|t| !t.is_empty())
+}
+
+fn plain(status: StatusCode, body: &'static str) -> Response {
+    (
+        status,
+        [("content-type", "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+fn unauthorized() -> Response {
+    let mut response = plain(StatusCode::UNAUTHORIZED, "401 Unauthorized");
+    response
+        .headers_mut()
+        .insert(WWW_AUTHENTICATE, "Bearer".parse().expect("a valid header"));
+    response
+}
+
+/// Why the socket's loop ended.
+enum Ending {
+    /// Close with this code and reason.
+    Close((u16, &'static str)),
+    /// The peer closed, vanished, or stopped reading: nothing more to send.
+    Gone,
+}
+
+/// Runs one session until its socket closes.
+type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+async fn serve(
+    socket: Socket,
+    connection: Connection,
+    config: SessionConfig,
+    info: Arc<ConnectionInfo>,
+    liveness: WebSocketSettings,
+) {
+    let write_stall = config.limits.write_stall;
+    let span = tracing::info_span!(
+        "ws-session",
+        actor = tracing::field::Empty,
+        alpn = %info.alpn(),
+        remote = %info.remote(),
+        identity = info.identity().map(|i| i.id).unwrap_or_default(),
+    );
+    let tree = connection.tree().cloned();
+    let parent = tree.as_ref().map(|tree| tree.parent());
+    let (mut session, outbound) =
+        match MessageSession::start(config, info.clone(), parent, span.clone()).await {
+            Ok(started) => started,
+            Err(error) => {
+                tracing::warn!(parent: &span, "could not start a WebSocket session: {error}");
+                return;
+            }
+        };
+    span.record("actor", tracing::field::display(session.actor().get_id()));
+    let killed = CancellationToken::new();
+    let listed = tree.map(|tree| {
+        let kill = killed.clone();
+        tree.register(
+            &session.actor(),
+            ChildActor {
+                name: ACTOR_NAME.to_owned(),
+                info: info.clone(),
+                kill: Box::new(move || kill.cancel()),
+            },
+        )
+    });
+    tracing::debug!(parent: &span, "WebSocket session started");
+    let (sink, mut stream) = socket.split();
+    let mut channel = Channel {
+        sink,
+        info: &info,
+        write_stall,
+    };
+    let ending = run(
+        &mut channel,
+        &mut stream,
+        &mut session,
+        outbound,
+        &connection,
+        &killed,
+        &liveness,
+    )
+    .await;
+    let closing = match ending {
+        Ending::Close((code, reason)) => {
+            tracing::debug!(parent: &span, code, reason, "closing the WebSocket");
+            channel.close(code, reason).await;
+            Some(code)
+        }
+        Ending::Gone => None,
+    };
+    // §9.3: abort what the session serves, fail what it awaits. Before the
+    // closing handshake ends: `admin/kill` returns once the actor stopped.
+    session.close().await;
+    drop(listed);
+    tracing::debug!(parent: &span, "WebSocket session ended");
+    if let (Some(code), Ok(socket)) = (closing, channel.sink.reunite(stream)) {
+        linger(socket, code).await;
+    }
+}
+
+/// The sending half of the socket.
+struct Channel<'a> {
+    sink: SplitSink<Socket, Message>,
+    info: &'a ConnectionInfo,
+    write_stall: Duration,
+}
+
+impl Channel<'_> {
+    /// Sends `first` and whatever else is queued already, then flushes once;
+    /// `false` if the socket failed or the peer read nothing for the stall
+    /// limit.
+    async fn send_burst(&mut self, first: Vec<u8>, outbound: &mut Outbound) -> bool {
+        let write = async {
+            self.info.stats().record_out(first.len());
+            self.sink.feed(Message::Binary(first.into())).await?;
+            for _ in 1..WRITE_BURST {
+                let Some(next) = outbound.try_next() else {
+                    break;
+                };
+                self.info.stats().record_out(next.len());
+                self.sink.feed(Message::Binary(next.into())).await?;
+            }
+            self.sink.flush().await
+        };
+        match tokio::time::timeout(self.write_stall, write).await {
+            Ok(Ok(())) => true,
+            Ok(Err(_)) => false,
+            Err(_) => {
+                tracing::warn!(
+                    remote = %self.info.remote(),
+                    "closing the WebSocket: the peer read nothing for {:?}",
+                    self.write_stall
+                );
+                false
+            }
+        }
+    }
+
+    async fn ping(&mut self) -> bool {
+        let ping = self.sink.send(Message::Ping(Default::default()));
+        matches!(
+            tokio::time::timeout(self.write_stall, ping).await,
+            Ok(Ok(()))
+        )
+    }
+
+    async fn close(&mut self, code: u16, reason: &'static str) {
+        let frame = CloseFrame {
+            code: code.into(),
+            reason: reason.into(),
+        };
+        let close = async {
+            self.sink.send(Message::Close(Some(frame))).await?;
+            self.sink.close().await
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), close).await;
+    }
+}
+
+async fn run(
+    channel: &mut Channel<'_>,
+    stream: &mut SplitStream<Socket>,
+    session: &mut MessageSession,
+    mut outbound: Outbound,
+    connection: &Connection,
+    killed: &CancellationToken,
+    liveness: &WebSocketSettings,
+) -> Ending {
+    let mut ping = tokio::time::interval_at(
+        Instant::now() + liveness.ping_interval,
+        liveness.ping_interval,
+    );
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_heard = Instant::now();
+    // Re-armed lazily: checking the clock per message is cheaper than
+    // resetting a timer per message.
+    let idle = tokio::time::sleep_until(last_heard + liveness.idle_timeout);
+    tokio::pin!(idle);
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            biased;
+            () = killed.cancelled() => return Ending::Close(close::KILLED),
+            () = connection.draining(), if !draining => {
+                draining = true;
+                session.drain();
+            }
+            () = session.stopped() => {
+                // Drained: send what it queued, then say goodbye.
+                while let Some(message) = outbound.try_next() {
+                    if !channel.send_burst(message, &mut outbound).await {
+                        return Ending::Gone;
+                    }
+                }
+                return Ending::Close(close::GOING_AWAY);
+            }
+            message = outbound.next() => match message {
+                Some(message) => {
+                    if !channel.send_burst(message, &mut outbound).await {
+                        return Ending::Gone;
+                    }
+                }
+                None => return Ending::Close(close::GOING_AWAY),
+            },
+            received = stream.next() => {
+                last_heard = Instant::now();
+                match received {
+                    Some(Ok(Message::Binary(bytes))) => {
+                        channel.info.stats().record_in(bytes.len());
+                        match session.receive(&bytes).await {
+                            Ok(()) => {}
+                            Err(Refused::InvalidEnvelope(error)) => {
+                                tracing::debug!("closing the WebSocket: {error}");
+                                return Ending::Close(close::INVALID);
+                            }
+                            Err(Refused::SessionOver) => return Ending::Close(close::GOING_AWAY),
+                        }
+                    }
+                    Some(Ok(Message::Text(_))) => return Ending::Close(close::TEXT),
+                    // Keep-alives; tungstenite answers pings itself.
+                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                    // tungstenite answers the close itself.
+                    Some(Ok(Message::Close(_))) | None => return Ending::Gone,
+                    Some(Err(error)) => return ending_for(error),
+                }
+            }
+            _ = ping.tick() => {
+                if !channel.ping().await {
+                    return Ending::Gone;
+                }
+            }
+            () = &mut idle => {
+                let deadline = last_heard + liveness.idle_timeout;
+                if Instant::now() >= deadline {
+                    return Ending::Close(close::IDLE);
+                }
+                idle.as_mut().reset(deadline);
+            }
+        }
+    }
+}
+
+/// What a read error means for the socket.
+fn ending_for(error: tokio_tungstenite::tungstenite::Error) -> Ending {
+    use tokio_tungstenite::tungstenite::Error;
+    match error {
+        Error::Capacity(_) => Ending::Close(close::TOO_BIG),
+        error => {
+            tracing::debug!("WebSocket read failed: {error}");
+            Ending::Gone
+        }
+    }
+}
+
+/// How long the node waits for the peer's side of a closing handshake.
+const LINGER: Duration = Duration::from_secs(2);
+/// The most a closing socket reads and discards.
+const LINGER_BYTES: usize = 64 * 1024 * 1024;
+
+/// After our close frame: wait briefly for the peer's, reading and
+/// discarding what it still sends, so that dropping the connection does not
+/// reset it with our close frame still unread (RFC 6455 §7.1.1). After a
+/// message too big the frame reader is mid-message, so raw bytes are read.
+async fn linger(mut socket: Socket, code: u16) {
+    let discard = async {
+        if code == close::TOO_BIG.0 {
+            let io = socket.get_mut();
+            let mut buffer = vec![0u8; 64 * 1024];
+            let mut total = 0;
+            while total < LINGER_BYTES {
+                match io.read(&mut buffer).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(read) => total += read,
+                }
+            }
+        } else {
+            while let Some(Ok(message)) = socket.next().await {
+                if message.is_close() {
+                    break;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, discard).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_entry_is_unpadded_base64url_of_utf8() {
+        assert_eq!(
+            decode_token("YWxrXzNmOWMyZTdkMWI").as_deref(),
+            Some("alk_3f9c2e7d1b")
+        );
+        assert_eq!(decode_token("YWxrXzNmOWMyZTdkMWI="), None, "padding");
+        assert_eq!(decode_token("YWxr+zNm"), None, "not the URL alphabet");
+        assert_eq!(decode_token("_w"), None, "not UTF-8");
+        assert_eq!(decode_token(""), None);
+    }
+
+    #[test]
+    fn subprotocols_are_read_from_every_header_in_order() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            SEC_WEBSOCKET_PROTOCOL,
+            "alknet.call, alknet.bearer.eA".parse().unwrap(),
+        );
+        headers.append(SEC_WEBSOCKET_PROTOCOL, "other".parse().unwrap());
+        assert_eq!(
+            offered_subprotocols(&headers),
+            ["alknet.call", "alknet.bearer.eA", "other"]
+        );
+    }
+}
