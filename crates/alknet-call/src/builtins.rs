@@ -63,10 +63,37 @@ fn register_overlay(cx: &Context, input: Value) -> Result<Value, CallError> {
 
 /// Registers the diagnostic operations used by tests and benchmarks:
 /// `diag/echo` (returns its input), `diag/sleep` (`{"ms": n}`, at most
-/// 60,000) and `diag/callback` (`{"operation": name, "input": …}`: calls an
-/// operation the caller registered on its own session and returns its output;
-/// a subscription's items come back as an array).
+/// 60,000), `diag/count` (a subscription: `{"n": items, "interval_ms": gap}`
+/// yields `{"i": 0}` … `{"i": n-1}`, then completes) and `diag/callback`
+/// (`{"operation": name, "input": …}`: calls an operation the caller
+/// registered on its own session and returns its output; a subscription's
+/// items come back as an array).
 pub fn register_diagnostics(registry: &Registry) -> Result<(), RegistrationError> {
+    registry.register(
+        OperationDef::subscription("diag/count")
+            .description("Count from 0, one item per interval")
+            .input_schema(json!({
+                "type": "object",
+                "properties": {
+                    "n": {"type": "integer", "minimum": 0, "maximum": 1000000},
+                    "interval_ms": {"type": "integer", "minimum": 0, "maximum": 60000}
+                },
+                "required": ["n"]
+            }))
+            .stream(|_, input| {
+                let n = input["n"].as_u64().unwrap_or(0);
+                let gap = std::time::Duration::from_millis(input["interval_ms"].as_u64().unwrap_or(0));
+                futures::stream::unfold(0, move |i| async move {
+                    if i >= n {
+                        return None;
+                    }
+                    if i > 0 && !gap.is_zero() {
+                        tokio::time::sleep(gap).await;
+                    }
+                    Some((Ok(json!({ "i": i })), i + 1))
+                })
+            }),
+    )?;
     registry.register(
         OperationDef::mutation("diag/callback")
             .description("Call an operation the caller registered on its session")

@@ -64,6 +64,9 @@ pub struct HttpSettings {
     pub decoy_root: Option<PathBuf>,
     /// `redirect`: where to send visitors.
     pub decoy_redirect: Option<String>,
+    /// Serve the operator console at `/console`; when off, the path gets the
+    /// decoy.
+    pub console: bool,
 }
 
 impl Default for HttpSettings {
@@ -73,6 +76,7 @@ impl Default for HttpSettings {
             decoy: DecoyKind::NotFound,
             decoy_root: None,
             decoy_redirect: None,
+            console: true,
         }
     }
 }
@@ -240,7 +244,8 @@ pub struct ProtocolSettings {
 pub struct Diagnostics {
     /// Serve `alknet/echo` (each stream echoes its bytes).
     pub echo: bool,
-    /// Register the call-protocol operations `diag/echo` and `diag/sleep`.
+    /// Register the call-protocol operations `diag/echo`, `diag/sleep`,
+    /// `diag/count` and `diag/callback`.
     pub call_ops: bool,
     /// Serve `alknet/fault` (test builds only: panics on command).
     #[cfg(feature = "fault-injection")]
@@ -497,8 +502,10 @@ drain_timeout = "5s"
 [diagnostics]
 # Serve alknet/echo: every stream echoes its bytes. For tests and benchmarks.
 echo = false
-# Register the call operations diag/echo (returns its input) and diag/sleep
-# ({"ms": n}, at most 60000). For tests and benchmarks.
+# Register the call operations diag/echo (returns its input), diag/sleep
+# ({"ms": n}, at most 60000), diag/count (a subscription: {"n": items,
+# "interval_ms": gap}) and diag/callback (calls an operation the caller
+# registered on its own session). For tests and benchmarks.
 call_ops = false
 
 [http]
@@ -511,6 +518,10 @@ enabled = true
 decoy = "not_found"
 # decoy_root = "www"
 # decoy_redirect = "https://example.com/"
+# The operator console at /console: a page that talks to the node only through
+# the WebSocket session at /alknet/call, with a token the operator types.
+# When off, /console gets the decoy.
+console = true
 
 # Upstream nodes whose operations this node imports (from_call), one
 # [[upstreams]] table each. Imports are internal (only this node's own

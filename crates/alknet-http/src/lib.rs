@@ -16,11 +16,13 @@
 //! - [`gateway`]: the five endpoints (§11.3–§11.4);
 //! - [`decoy`]: the stealth 404 (§11.7);
 //! - [`openapi`]: the gateway's OpenAPI 3.1 document (§13);
-//! - [`websocket`]: the call session over a WebSocket at `/alknet/call` (§12).
+//! - [`websocket`]: the call session over a WebSocket at `/alknet/call` (§12);
+//! - [`console`]: the operator console page at `/console`.
 
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod console;
 pub mod decoy;
 pub mod gateway;
 pub mod openapi;
@@ -55,6 +57,8 @@ pub struct HttpSettings {
     pub session: SessionLimits,
     /// WebSocket pings and idle timeout.
     pub websocket: websocket::WebSocketSettings,
+    /// Serve the operator console at `/console` (else: the decoy).
+    pub console: bool,
 }
 
 impl Default for HttpSettings {
@@ -67,6 +71,7 @@ impl Default for HttpSettings {
             decoy: decoy::Decoy::NotFound,
             session: SessionLimits::default(),
             websocket: websocket::WebSocketSettings::default(),
+            console: true,
         }
     }
 }
@@ -162,6 +167,9 @@ pub fn router(state: AppState, extra: Vec<ExtraRoute>) -> Router {
     let mut router = Router::new();
     for route in extra {
         router = router.route(&route.path, route.route);
+    }
+    if state.settings.console {
+        router = router.route("/console", get(console::page));
     }
     router
         .route(

@@ -126,6 +126,7 @@ async fn serve(
             max_batch: config.limits.max_batch,
             decoy: decoy(&config.http, &dir),
             session: session_limits(&config),
+            console: config.http.console,
             ..alknet_http::HttpSettings::default()
         };
         handlers.push(Arc::new(alknet_http::HttpHandler::new(
