@@ -262,6 +262,52 @@ async fn a_ws_session_is_listed_under_its_http_conn_with_its_identity_and_admin_
     }
 }
 
+#[tokio::test]
+async fn killing_the_http_conn_closes_its_ws_sessions_with_1008() {
+    let t = node().await;
+    let addr = t.node.local_addr();
+    // Over HTTP/1.1 the socket outlives hyper's connection, so it can still
+    // say why it closes; over HTTP/2 it ends with the connection.
+    let mut socket = connect_h1(addr, Auth::Header("user-token"))
+        .await
+        .unwrap()
+        .0;
+    round_trip(&mut socket, "e", "diag/echo", json!({})).await;
+    let mut operator = connect_h1(addr, Auth::Header("admin-token"))
+        .await
+        .unwrap()
+        .0;
+    let reply = round_trip(&mut operator, "tree", "admin/tree", json!({})).await;
+    let http = find(&reply["payload"]["output"]["root"], "proto/http")
+        .unwrap()
+        .clone();
+    // The http-conn whose ws-session is bob's.
+    let conn = http["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|conn| {
+            conn["children"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|child| child["identity"] == "bob")
+        })
+        .unwrap_or_else(|| panic!("bob's http-conn: {http}"));
+    let killed = round_trip(
+        &mut operator,
+        "k",
+        "admin/kill",
+        json!({ "id": conn["id"] }),
+    )
+    .await;
+    assert_eq!(killed["type"], "call.responded", "{killed}");
+    assert_eq!(
+        close_frame(&mut socket).await,
+        (1008, "killed by operator".to_owned())
+    );
+}
+
 fn find<'a>(node: &'a Value, name: &str) -> Option<&'a Value> {
     if node["name"] == name {
         return Some(node);

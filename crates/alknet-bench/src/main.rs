@@ -7,6 +7,7 @@ mod calls;
 mod connect;
 mod gateway;
 mod support;
+mod websocket;
 
 use clap::{Parser, Subcommand};
 
@@ -31,6 +32,14 @@ enum Bench {
     /// `POST /call` (the gateway) against a bare axum JSON echo route served
     /// by the same HTTP handler on the same TLS listener, interleaved.
     Gateway(gateway::Args),
+    /// Echo calls over the WebSocket session at `/alknet/call` against a
+    /// jsonrpsee 0.26 WebSocket server with an equivalent echo method.
+    Ws(websocket::Args),
+    /// The node's memory per idle WebSocket session, with many open.
+    WsMemory(websocket::MemoryArgs),
+    /// The child process of `ws-memory`, which holds the sessions open.
+    #[command(hide = true)]
+    WsMemoryClient(websocket::ClientArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -42,5 +51,8 @@ fn main() -> anyhow::Result<()> {
         Bench::Connect(args) => runtime.block_on(connect::run(args)),
         Bench::Calls(args) => runtime.block_on(calls::run(args)),
         Bench::Gateway(args) => runtime.block_on(gateway::run(args)),
+        Bench::Ws(args) => runtime.block_on(websocket::run(args)),
+        Bench::WsMemory(args) => runtime.block_on(websocket::memory(args)),
+        Bench::WsMemoryClient(args) => runtime.block_on(websocket::client(args)),
     }
 }

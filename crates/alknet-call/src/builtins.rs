@@ -82,7 +82,8 @@ pub fn register_diagnostics(registry: &Registry) -> Result<(), RegistrationError
             }))
             .stream(|_, input| {
                 let n = input["n"].as_u64().unwrap_or(0);
-                let gap = std::time::Duration::from_millis(input["interval_ms"].as_u64().unwrap_or(0));
+                let gap =
+                    std::time::Duration::from_millis(input["interval_ms"].as_u64().unwrap_or(0));
                 futures::stream::unfold(0, move |i| async move {
                     if i >= n {
                         return None;

@@ -409,6 +409,15 @@ async fn run(
         tokio::select! {
             biased;
             () = killed.cancelled() => return Ending::Close(close::KILLED),
+            // The HTTP connection carrying the socket was closed: killed by
+            // an operator, or past the shutdown deadline.
+            () = connection.closed() => {
+                return Ending::Close(if connection.is_draining() {
+                    close::GOING_AWAY
+                } else {
+                    close::KILLED
+                });
+            }
             () = connection.draining(), if !draining => {
                 draining = true;
                 session.drain();

@@ -10,7 +10,12 @@ use alknet_vault::{DerivationPath, Mnemonic, Seed, Vault, slip10};
 use serde_json::Value;
 
 fn data(name: &str) -> Value {
-    let path = format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
+    // The runner's value (cargo and nextest set it) before the compile-time
+    // one: a test binary reused from a build in another checkout must read
+    // this checkout's files.
+    let root = std::env::var("CARGO_MANIFEST_DIR")
+        .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned());
+    let path = format!("{root}/tests/data/{name}");
     serde_json::from_str(&std::fs::read_to_string(&path).expect(&path)).expect(&path)
 }
 

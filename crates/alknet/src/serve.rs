@@ -136,6 +136,7 @@ async fn serve(
         )));
     }
     handlers.extend(alknet_core::echo::diagnostic_handlers(&config.diagnostics));
+    let serves_console = config.http.enabled && config.http.console;
     let node = Node::start(NodeOptions {
         handlers,
         identities,
@@ -157,6 +158,12 @@ async fn serve(
         "listening on {} (QUIC over UDP and TLS over TCP)",
         node.local_addr()
     );
+    if serves_console {
+        println!(
+            "console: https://{}/console (self-signed certificate; sign in with a token)",
+            node.local_addr()
+        );
+    }
     println!("serving: {}", alpns.join(", "));
     tracing::info!(addr = %node.local_addr(), node_id = %node_key.node_id(), alpns = ?alpns, "node started");
     for upstream in upstreams {
