@@ -243,7 +243,12 @@ async fn connect(side: Side, addr: SocketAddr) -> anyhow::Result<Socket> {
         .headers_mut()
         .insert("authorization", format!("Bearer {TOKEN}").parse()?);
     let stream: Box<dyn Io> = Box::new(tls);
-    let (socket, _) = tokio_tungstenite::client_async(request, stream).await?;
+    // tungstenite zeroes its read buffer's spare room on every read: its
+    // 128 KiB default would make the client, not the servers, the subject.
+    let config =
+        tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(4096);
+    let (socket, _) =
+        tokio_tungstenite::client_async_with_config(request, stream, Some(config)).await?;
     Ok(socket)
 }
 

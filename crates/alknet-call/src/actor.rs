@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use alknet_core::{Connection, ConnectionInfo, TransportKind};
 use futures::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -41,8 +41,10 @@ use crate::streams::Streams;
 pub enum SessionMsg {
     /// A new stream, the queue of its writer, and the switch that resets it.
     Stream(StreamKey, mpsc::Sender<Vec<u8>>, CancellationToken),
-    /// An envelope read from a stream; the reply says it was taken.
-    Inbound(StreamKey, EventEnvelope, RpcReplyPort<()>),
+    /// An envelope read from a stream, with one of its reader's permits: the
+    /// reader may have only so many envelopes waiting for the actor (the
+    /// backpressure on a peer that writes faster than the session decides).
+    Inbound(StreamKey, EventEnvelope, OwnedSemaphorePermit),
     /// A stream's reading half ended.
     StreamEnded(StreamKey, StreamEnding),
     /// A request's task sent its terminal envelope.
@@ -127,6 +129,54 @@ pub(crate) fn is_reply(envelope: &EventEnvelope) -> bool {
         envelope.event_type.as_str(),
         types::RESPONDED | types::COMPLETED | types::ERROR
     )
+}
+
+/// Envelopes one reader may have waiting for its session actor.
+const INBOUND_PERMITS: usize = 32;
+
+/// What a reader hands its envelopes to the session with.
+#[derive(Clone)]
+pub(crate) struct Inbox {
+    session: ActorRef<SessionMsg>,
+    shared: SharedSession,
+    permits: Arc<Semaphore>,
+}
+
+/// The session has ended.
+pub(crate) struct SessionOver;
+
+impl Inbox {
+    pub(crate) fn new(session: ActorRef<SessionMsg>, shared: SharedSession) -> Self {
+        Self {
+            session,
+            shared,
+            permits: Arc::new(Semaphore::new(INBOUND_PERMITS)),
+        }
+    }
+
+    /// Hands one envelope read on `key` to the session: a reply to one of this
+    /// end's calls straight to its waiter, anything else to the actor —
+    /// waiting only while this reader has [`INBOUND_PERMITS`] envelopes
+    /// queued there.
+    pub(crate) async fn deliver(
+        &self,
+        key: StreamKey,
+        envelope: EventEnvelope,
+    ) -> Result<(), SessionOver> {
+        if is_reply(&envelope) {
+            deliver_reply(&self.shared, key, envelope);
+            return Ok(());
+        }
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| SessionOver)?;
+        self.session
+            .cast(SessionMsg::Inbound(key, envelope, permit))
+            .map_err(|_| SessionOver)
+    }
 }
 
 /// Hands a reply to the call waiting for it; late replies are ignored.
@@ -259,9 +309,9 @@ impl Actor for CallSession {
                 lock(&state.shared).writers.insert(key, writer);
                 state.resets.insert(key, reset);
             }
-            SessionMsg::Inbound(key, envelope, taken) => {
-                let _ = taken.send(());
+            SessionMsg::Inbound(key, envelope, permit) => {
                 state.receive(&myself, key, envelope);
+                drop(permit);
             }
             SessionMsg::StreamEnded(key, ending) => state.stream_ended(&myself, key, ending),
             SessionMsg::Served(id, seq) => {
@@ -463,7 +513,8 @@ impl SessionState {
         let (session_identity, auth_token) = token.dispatch_parts(info.identity());
         let limits = self.config.limits.clone();
         let deadline = Instant::now() + limits.call_timeout;
-        let reply = dispatch::dispatch(
+        let in_span = span.enter();
+        let mut reply = dispatch::dispatch(
             &self.config.registry,
             &*self.config.identities,
             dispatch::Request {
@@ -479,6 +530,19 @@ impl SessionState {
                 session: Some(self.handle.clone()),
             },
         );
+        let immediate = answered_at_once(&id, &mut reply);
+        drop(in_span);
+        if let Some(envelope) = immediate {
+            lock(&self.shared).book.served(&id);
+            let frame = encode(envelope, limits.max_frame);
+            if let Err(mpsc::error::TrySendError::Full(frame)) = writer.try_send(frame) {
+                // The peer reads slowly: wait for room, as a request task would.
+                tokio::spawn(async move {
+                    let _ = writer.send(frame).await;
+                });
+            }
+            return;
+        }
         let seq = self.next_seq;
         self.next_seq += 1;
         let myself = myself.clone();
@@ -501,6 +565,24 @@ impl SessionState {
         if let Err(running) = serving {
             running.abort.abort();
         }
+    }
+}
+
+/// The terminal envelope of a request that is answered at once: refused by
+/// dispatch, or a query or mutation whose handler finished on its first poll
+/// (most do). The actor writes those itself: no task, no timer, no round trip
+/// back to the actor — what a request costs is mostly that overhead. A handler
+/// still pending after its first poll continues in its own task.
+fn answered_at_once(id: &str, reply: &mut Result<Reply, CallError>) -> Option<EventEnvelope> {
+    use futures::FutureExt;
+    match reply {
+        Err(error) => Some(EventEnvelope::error(id, error)),
+        // The future catches its handler's panics itself (dispatch::run).
+        Ok(Reply::One(output)) => Some(match output.as_mut().now_or_never()? {
+            Ok(output) => EventEnvelope::responded(id, output),
+            Err(error) => EventEnvelope::error(id, &error),
+        }),
+        Ok(Reply::Stream(_)) => None,
     }
 }
 
@@ -545,22 +627,29 @@ async fn respond(
 }
 
 /// Queues one envelope on a stream, waiting while the queue is full; `Err`
-/// when the stream's writer is gone. A reply above the frame limit is replaced
-/// by `INTERNAL` `response too large`.
+/// when the stream's writer is gone.
 pub(crate) async fn send(
     writer: &mpsc::Sender<Vec<u8>>,
     envelope: EventEnvelope,
     max_frame: usize,
 ) -> Result<(), WriterGone> {
-    let frame = match encode_frame(&envelope, max_frame) {
+    writer
+        .send(encode(envelope, max_frame))
+        .await
+        .map_err(|_| WriterGone)
+}
+
+/// One envelope's frame; a reply above the frame limit is replaced by
+/// `INTERNAL` `response too large`.
+fn encode(envelope: EventEnvelope, max_frame: usize) -> Vec<u8> {
+    match encode_frame(&envelope, max_frame) {
         Ok(frame) => frame,
         Err(_) => {
             let error = CallError::internal("response too large");
             encode_frame(&EventEnvelope::error(envelope.id, &error), max_frame)
                 .expect("an error envelope fits any frame limit a session allows")
         }
-    };
-    writer.send(frame).await.map_err(|_| WriterGone)
+    }
 }
 
 /// The stream's writer has ended.

@@ -17,9 +17,7 @@ use ractor::{Actor, ActorCell, ActorRef, SpawnErr};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::actor::{
-    CallSession, Carrier, SessionArgs, SessionMsg, Shared, deliver_reply, is_reply,
-};
+use crate::actor::{CallSession, Carrier, Inbox, SessionArgs, SessionMsg, Shared};
 use crate::envelope::{EnvelopeError, EventEnvelope};
 use crate::handle::{HandleParts, SessionHandle};
 use crate::server::SessionConfig;
@@ -37,7 +35,7 @@ const LENGTH_PREFIX: usize = 4;
 /// A session fed by whole messages.
 pub struct MessageSession {
     actor: ActorRef<SessionMsg>,
-    shared: crate::actor::SharedSession,
+    inbox: Inbox,
     handle: SessionHandle,
     ended: Option<JoinHandle<()>>,
 }
@@ -106,8 +104,8 @@ impl MessageSession {
         };
         let session = Self {
             handle: SessionHandle::new(actor.clone(), parts),
+            inbox: Inbox::new(actor.clone(), shared),
             actor,
-            shared,
             ended: Some(ended),
         };
         Ok((session, Outbound(frames)))
@@ -123,16 +121,14 @@ impl MessageSession {
         self.handle.clone()
     }
 
-    /// Hands one received message to the session, waiting until the actor has
-    /// taken it (the backpressure on a peer that sends faster than the
-    /// session decides).
+    /// Hands one received message to the session, waiting only while too
+    /// many are queued for its actor (the backpressure on a peer that sends
+    /// faster than the session decides).
     pub async fn receive(&self, message: &[u8]) -> Result<(), Refused> {
         let envelope = EventEnvelope::parse(message)?;
-        if is_reply(&envelope) {
-            deliver_reply(&self.shared, CHANNEL, envelope);
-            return Ok(());
-        }
-        ractor::call!(self.actor, SessionMsg::Inbound, CHANNEL, envelope)
+        self.inbox
+            .deliver(CHANNEL, envelope)
+            .await
             .map_err(|_| Refused::SessionOver)
     }
 

@@ -20,8 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::actor::{
-    CallSession, Carrier, SessionArgs, SessionMsg, Shared, SharedSession, StreamEnding,
-    deliver_reply, is_reply,
+    CallSession, Carrier, Inbox, SessionArgs, SessionMsg, Shared, SharedSession, StreamEnding,
 };
 use crate::codec::FrameDecoder;
 use crate::handle::{HandleParts, SessionHandle};
@@ -86,7 +85,7 @@ impl Streams {
             key,
             stream.recv,
             session.clone(),
-            self.shared.clone(),
+            Inbox::new(session.clone(), self.shared.clone()),
             self.limits.max_frame,
         );
         self.spawn_until(reader, true);
@@ -225,7 +224,7 @@ async fn read_stream(
     key: StreamKey,
     mut recv: RecvHalf,
     session: ActorRef<SessionMsg>,
-    shared: SharedSession,
+    inbox: Inbox,
     max_frame: usize,
 ) {
     let mut decoder = FrameDecoder::new(max_frame);
@@ -253,9 +252,8 @@ async fn read_stream(
         decoder.push(&buffer[..read]);
         loop {
             match decoder.next_envelope() {
-                Ok(Some(envelope)) if is_reply(&envelope) => deliver_reply(&shared, key, envelope),
                 Ok(Some(envelope)) => {
-                    if ractor::call!(session, SessionMsg::Inbound, key, envelope).is_err() {
+                    if inbox.deliver(key, envelope).await.is_err() {
                         return;
                     }
                 }
