@@ -154,7 +154,9 @@ impl HttpHandler {
             self.state.clone(),
             auth::bearer,
         ));
-        self.router = self.router.route_service("/mcp", mcp);
+        self.router = self
+            .router
+            .route_service("/mcp", mcp.into_service::<axum::body::Body>());
         self
     }
 }
