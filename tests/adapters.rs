@@ -49,12 +49,15 @@ struct Seen {
     at: Instant,
 }
 
+/// A scripted reply: status and `Retry-After`.
+type Scripted = (u16, Option<&'static str>);
+
 /// The stand-in API's state: what it saw, and scripted replies for
 /// `/v2/store/inventory` (status, Retry-After) before it answers 200.
 #[derive(Clone, Default)]
 struct Api {
     seen: Arc<Mutex<Vec<Seen>>>,
-    script: Arc<Mutex<VecDeque<(u16, Option<&'static str>)>>>,
+    script: Arc<Mutex<VecDeque<Scripted>>>,
 }
 
 impl Api {
@@ -66,7 +69,7 @@ impl Api {
         self.seen().into_iter().filter(|s| s.path == path).collect()
     }
 
-    fn script(&self, replies: &[(u16, Option<&'static str>)]) {
+    fn script(&self, replies: &[Scripted]) {
         self.script.lock().unwrap().extend(replies.iter().copied());
     }
 }

@@ -316,7 +316,7 @@ impl Operation<'_> {
                 let parts: Vec<String> = self
                     .path
                     .split('/')
-                    .filter(|s| !s.is_empty() && !(s.starts_with('{') && s.ends_with('}')))
+                    .filter(|s| !(s.is_empty() || s.starts_with('{') && s.ends_with('}')))
                     .map(sanitize)
                     .collect();
                 if parts.is_empty() {

@@ -32,7 +32,7 @@ use rmcp::model::{
 use rmcp::service::{RequestContext, RoleServer};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio::time::Instant;
 
 /// `serverInfo.name`.
@@ -345,7 +345,7 @@ impl ServerHandler for Tools {
                 serde_json::to_value(&error).ok(),
             ));
         };
-        let arguments = Value::Object(request.arguments.clone().unwrap_or_else(Map::new));
+        let arguments = Value::Object(request.arguments.clone().unwrap_or_default());
         let bearer = bearer(&context);
         let result = match schema.validate(&arguments) {
             Err(error) => Err(error),
