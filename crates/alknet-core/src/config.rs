@@ -34,6 +34,8 @@ pub struct NodeConfig {
     pub http: HttpSettings,
     /// Nodes whose operations this node imports (`[[upstreams]]`, `from_call`).
     pub upstreams: Vec<Upstream>,
+    /// HTTP APIs and MCP servers imported as operations (`[import]`).
+    pub import: Imports,
 }
 
 impl Default for NodeConfig {
@@ -48,6 +50,7 @@ impl Default for NodeConfig {
             diagnostics: Diagnostics::default(),
             http: HttpSettings::default(),
             upstreams: Vec::new(),
+            import: Imports::default(),
         }
     }
 }
@@ -67,6 +70,11 @@ pub struct HttpSettings {
     /// Serve the operator console at `/console`; when off, the path gets the
     /// decoy.
     pub console: bool,
+    /// Serve MCP at `/mcp` (PROTOCOL.md §14.1).
+    pub mcp: bool,
+    /// `Host` values `/mcp` accepts (`name` or `name:port`); loopback by
+    /// default, against DNS rebinding. A public node lists its host names.
+    pub mcp_allowed_hosts: Vec<String>,
 }
 
 impl Default for HttpSettings {
@@ -77,7 +85,309 @@ impl Default for HttpSettings {
             decoy_root: None,
             decoy_redirect: None,
             console: true,
+            mcp: true,
+            mcp_allowed_hosts: default_mcp_allowed_hosts(),
         }
+    }
+}
+
+fn default_mcp_allowed_hosts() -> Vec<String> {
+    ["localhost", "127.0.0.1", "::1"]
+        .map(str::to_owned)
+        .to_vec()
+}
+
+/// `[import]`: HTTP APIs and MCP servers whose operations this node imports
+/// (PROTOCOL.md §14.2). Imports are internal unless `external = true`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Imports {
+    /// The outbound HTTP client every import shares.
+    pub client: ImportClient,
+    /// `[[import.openapi]]`.
+    pub openapi: Vec<OpenApiImport>,
+    /// `[[import.mcp]]`.
+    pub mcp: Vec<McpImport>,
+    /// `[[import.jsonschema]]`.
+    pub jsonschema: Vec<JsonSchemaImport>,
+}
+
+/// `[import.client]`: the outbound HTTP client. Paths are relative to the
+/// data directory.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImportClient {
+    /// Deadline of one request/response exchange (not of an SSE stream).
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Deadline of establishing a connection.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Retries of a transient failure (connect error, 408, 429, 5xx).
+    pub retries: u32,
+    /// First retry delay, doubled for each further retry.
+    #[serde(with = "humantime_serde")]
+    pub backoff: Duration,
+    /// Extra trust anchors (PEM).
+    pub ca_bundle: Option<PathBuf>,
+    /// A client certificate chain to present (PEM), with `client_key`.
+    pub client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    pub client_key: Option<PathBuf>,
+}
+
+impl Default for ImportClient {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            retries: 3,
+            backoff: Duration::from_millis(100),
+            ca_bundle: None,
+            client_cert: None,
+            client_key: None,
+        }
+    }
+}
+
+/// How an import presents its credential.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthScheme {
+    /// No credential.
+    #[default]
+    None,
+    /// `Authorization: Bearer <credential>`.
+    Bearer,
+    /// `<auth_header>: <credential>`.
+    ApiKey,
+    /// `Authorization: Basic …` of a `user:password` credential.
+    Basic,
+}
+
+/// The credential of an import: where it is and how it is sent. Never an
+/// environment variable.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ImportAuth {
+    /// The scheme.
+    pub auth: AuthScheme,
+    /// `api_key`: the header's name.
+    pub auth_header: Option<String>,
+    /// A credential name in `credentials.toml`.
+    pub credential: Option<String>,
+    /// A file holding the credential in clear.
+    pub credential_file: Option<PathBuf>,
+}
+
+macro_rules! import_auth {
+    ($($ty:ty),*) => {$(
+        impl $ty {
+            /// The import's credential settings.
+            pub fn auth(&self) -> ImportAuth {
+                ImportAuth {
+                    auth: self.auth,
+                    auth_header: self.auth_header.clone(),
+                    credential: self.credential.clone(),
+                    credential_file: self.credential_file.clone(),
+                }
+            }
+        }
+    )*};
+}
+
+import_auth!(OpenApiImport, McpImport, JsonSchemaImport);
+
+/// `[[import.openapi]]`: an OpenAPI 3.0/3.1 document.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenApiImport {
+    /// Imported names are `<namespace>/<operation>`.
+    pub namespace: String,
+    /// The document: a path (relative to the data directory) or an
+    /// `http(s)://` URL.
+    pub source: String,
+    /// The API's base URL [default: the document's first absolute server].
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// How the credential is sent.
+    #[serde(default)]
+    pub auth: AuthScheme,
+    /// `api_key`: the header's name, e.g. `X-API-Key`.
+    #[serde(default)]
+    pub auth_header: Option<String>,
+    /// A credential sealed with the vault, by its name in `credentials.toml`.
+    #[serde(default)]
+    pub credential: Option<String>,
+    /// A file holding the credential in clear (relative to the data
+    /// directory; one trailing newline ignored; keep it mode 0600).
+    #[serde(default)]
+    pub credential_file: Option<PathBuf>,
+    /// Reachable from outside this node.
+    #[serde(default)]
+    pub external: bool,
+    /// Accept any server certificate (labs only).
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+/// `[[import.mcp]]`: a remote streamable-HTTP MCP server.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpImport {
+    /// Imported names are `<namespace>/<tool>`.
+    pub namespace: String,
+    /// The MCP endpoint, e.g. `https://host/mcp`.
+    pub url: String,
+    /// How the credential is sent.
+    #[serde(default)]
+    pub auth: AuthScheme,
+    /// `api_key`: the header's name, e.g. `X-API-Key`.
+    #[serde(default)]
+    pub auth_header: Option<String>,
+    /// A credential sealed with the vault, by its name in `credentials.toml`.
+    #[serde(default)]
+    pub credential: Option<String>,
+    /// A file holding the credential in clear (relative to the data
+    /// directory; one trailing newline ignored; keep it mode 0600).
+    #[serde(default)]
+    pub credential_file: Option<PathBuf>,
+    /// Reachable from outside this node.
+    #[serde(default)]
+    pub external: bool,
+    /// Accept any server certificate (labs only).
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+/// `[[import.jsonschema]]`: one HTTP endpoint from an OperationSpec.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonSchemaImport {
+    /// The operation is `<namespace>/<spec name>`.
+    pub namespace: String,
+    /// The OperationSpec JSON file (relative to the data directory).
+    pub spec: PathBuf,
+    /// The HTTP method.
+    pub method: String,
+    /// The path template, e.g. `/widgets/{id}`.
+    pub path: String,
+    /// The API's base URL.
+    pub base_url: String,
+    /// How the credential is sent.
+    #[serde(default)]
+    pub auth: AuthScheme,
+    /// `api_key`: the header's name, e.g. `X-API-Key`.
+    #[serde(default)]
+    pub auth_header: Option<String>,
+    /// A credential sealed with the vault, by its name in `credentials.toml`.
+    #[serde(default)]
+    pub credential: Option<String>,
+    /// A file holding the credential in clear (relative to the data
+    /// directory; one trailing newline ignored; keep it mode 0600).
+    #[serde(default)]
+    pub credential_file: Option<PathBuf>,
+    /// Reachable from outside this node.
+    #[serde(default)]
+    pub external: bool,
+    /// Accept any server certificate (labs only).
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+impl Imports {
+    fn validate(&self, invalid: &dyn Fn(&str, &str) -> ConfigError) -> Result<(), ConfigError> {
+        let is_url = |url: &str| url.starts_with("http://") || url.starts_with("https://");
+        let check_auth = |key: &str, auth: &ImportAuth| -> Result<(), ConfigError> {
+            let has_credential = auth.credential.is_some() || auth.credential_file.is_some();
+            if auth.credential.is_some() && auth.credential_file.is_some() {
+                return Err(invalid(
+                    &format!("{key}.credential"),
+                    "either `credential` or `credential_file`, not both",
+                ));
+            }
+            if auth.auth == AuthScheme::None && has_credential {
+                return Err(invalid(
+                    &format!("{key}.auth"),
+                    "\"bearer\", \"api_key\" or \"basic\" when a credential is given",
+                ));
+            }
+            if auth.auth != AuthScheme::None && !has_credential {
+                return Err(invalid(
+                    &format!("{key}.credential"),
+                    "a credential name from credentials.toml (or `credential_file`)",
+                ));
+            }
+            if (auth.auth == AuthScheme::ApiKey) != auth.auth_header.is_some() {
+                return Err(invalid(
+                    &format!("{key}.auth_header"),
+                    "a header name with auth = \"api_key\" (and only then)",
+                ));
+            }
+            Ok(())
+        };
+        let check_namespace = |key: &str, namespace: &str| -> Result<(), ConfigError> {
+            let valid = !namespace.is_empty()
+                && namespace
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+            if valid {
+                Ok(())
+            } else {
+                Err(invalid(
+                    &format!("{key}.namespace"),
+                    "one name segment of [A-Za-z0-9._-]",
+                ))
+            }
+        };
+        for (index, import) in self.openapi.iter().enumerate() {
+            let key = format!("import.openapi[{index}]");
+            check_namespace(&key, &import.namespace)?;
+            check_auth(&key, &import.auth())?;
+            if import.base_url.as_deref().is_some_and(|url| !is_url(url)) {
+                return Err(invalid(
+                    &format!("{key}.base_url"),
+                    "an http:// or https:// URL",
+                ));
+            }
+        }
+        for (index, import) in self.mcp.iter().enumerate() {
+            let key = format!("import.mcp[{index}]");
+            check_namespace(&key, &import.namespace)?;
+            check_auth(&key, &import.auth())?;
+            if !is_url(&import.url) {
+                return Err(invalid(&format!("{key}.url"), "an http:// or https:// URL"));
+            }
+        }
+        for (index, import) in self.jsonschema.iter().enumerate() {
+            let key = format!("import.jsonschema[{index}]");
+            check_namespace(&key, &import.namespace)?;
+            check_auth(&key, &import.auth())?;
+            if !is_url(&import.base_url) {
+                return Err(invalid(
+                    &format!("{key}.base_url"),
+                    "an http:// or https:// URL",
+                ));
+            }
+            if !import.path.starts_with('/') {
+                return Err(invalid(
+                    &format!("{key}.path"),
+                    "a path template starting with /",
+                ));
+            }
+        }
+        if self.client.client_cert.is_some() != self.client.client_key.is_some() {
+            return Err(invalid(
+                "import.client",
+                "both `client_cert` and `client_key`, or neither",
+            ));
+        }
+        if self.client.timeout.is_zero() || self.client.connect_timeout.is_zero() {
+            return Err(invalid(
+                "import.client.timeout",
+                "positive durations for `timeout` and `connect_timeout`",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -386,6 +696,7 @@ impl NodeConfig {
                 return Err(invalid(&key("idle_timeout"), "at least \"100ms\""));
             }
         }
+        self.import.validate(&invalid)?;
         if self.limits.handshake_timeout.is_zero() {
             return Err(invalid(
                 "limits.handshake_timeout",
@@ -522,6 +833,11 @@ decoy = "not_found"
 # the WebSocket session at /alknet/call, with a token the operator types.
 # When off, /console gets the decoy.
 console = true
+# MCP for AI agents at /mcp (four tools: search, schema, call, batch; the
+# bearer token decides what they reach). Requests whose Host is not listed are
+# refused (DNS rebinding): a public node adds its own host names.
+mcp = true
+mcp_allowed_hosts = ["localhost", "127.0.0.1", "::1"]
 
 # Upstream nodes whose operations this node imports (from_call), one
 # [[upstreams]] table each. Imports are internal (only this node's own
@@ -536,6 +852,36 @@ console = true
 # prefix = "spoke"
 # external = false
 # idle_timeout = "30s"
+
+# HTTP APIs and MCP servers imported as operations (see docs/adapters.md).
+# Imports are internal unless external = true. Credentials come from
+# credentials.toml (sealed with the vault) or a file, never the environment.
+[import.client]
+timeout = "30s"
+connect_timeout = "10s"
+retries = 3
+backoff = "100ms"
+# ca_bundle = "ca.pem"
+# client_cert = "client.pem"
+# client_key = "client.key"
+# [[import.openapi]]
+# namespace = "pets"
+# source = "petstore.yaml"          # or an https:// URL
+# base_url = "https://api.example/v3"
+# auth = "api_key"                  # "none", "bearer", "api_key" or "basic"
+# auth_header = "X-API-Key"
+# credential = "petstore"           # a name in credentials.toml
+# [[import.mcp]]
+# namespace = "tools"
+# url = "https://mcp.example/mcp"
+# auth = "bearer"
+# credential_file = "secrets/mcp-token"
+# [[import.jsonschema]]
+# namespace = "widgets"
+# spec = "widget-get.json"          # an OperationSpec
+# method = "GET"
+# path = "/widgets/{id}"
+# base_url = "https://api.example"
 "#;
 
 #[cfg(test)]

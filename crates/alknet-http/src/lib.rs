@@ -90,6 +90,7 @@ pub struct AppState {
 /// Serves `h2` and `http/1.1`.
 pub struct HttpHandler {
     router: Router,
+    state: AppState,
 }
 
 /// A deployment's own route (§11.6): served behind the bearer middleware
@@ -155,8 +156,22 @@ impl HttpHandler {
             settings,
         };
         Ok(Self {
-            router: router(state, extra),
+            router: router(state.clone(), extra),
+            state,
         })
+    }
+
+    /// Serves MCP at `/mcp` (§14.1) with `mcp` (the streamable-HTTP service,
+    /// `alknet_adapters::to_mcp::router`), behind the bearer middleware.
+    pub fn with_mcp(mut self, mcp: Router) -> Self {
+        let mcp = mcp.layer(axum::middleware::from_fn_with_state(
+            self.state.clone(),
+            auth::bearer,
+        ));
+        self.router = self
+            .router
+            .route_service("/mcp", mcp.into_service::<axum::body::Body>());
+        self
     }
 }
 

@@ -53,7 +53,7 @@ struct Entry {
 #[derive(Default)]
 pub struct Credentials(BTreeMap<String, Secret>);
 
-// Registrations that take credentials use these; none exists yet.
+// `is_empty` is for tests.
 #[allow(dead_code)]
 impl Credentials {
     /// One credential.
@@ -117,6 +117,19 @@ pub fn load(dir: &DataDir, vault: Option<&Vault>) -> anyhow::Result<Credentials>
         credentials.insert(name, secret);
     }
     Ok(Credentials(credentials))
+}
+
+/// The credential names in `DATA_DIR/credentials.toml`, nothing decrypted
+/// (`alknet import check`).
+pub fn names_in_file(dir: &DataDir) -> anyhow::Result<Vec<String>> {
+    let path = dir.root().join(CREDENTIALS_FILE);
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let file = parse(&text).with_context(|| format!("{}", path.display()))?;
+    Ok(file.credentials.into_keys().collect())
 }
 
 /// Parses the file. serde's messages can quote the offending value (which

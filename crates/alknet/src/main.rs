@@ -6,6 +6,7 @@ mod connect;
 mod credentials;
 mod data_dir;
 mod identities;
+mod imports;
 mod keystore;
 mod serve;
 mod upstreams;
@@ -102,6 +103,11 @@ enum Command {
     Admin {
         #[command(subcommand)]
         command: AdminCommand,
+    },
+    /// HTTP APIs and MCP servers imported as operations (`[import]`).
+    Import {
+        #[command(subcommand)]
+        command: ImportCommand,
     },
     /// The vault: keys derived from the data directory's mnemonic, sealed
     /// credentials, and the passphrase that protects the mnemonic.
@@ -278,6 +284,22 @@ enum PeerCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum ImportCommand {
+    /// Validate the configuration's imports without starting the node:
+    /// documents are read (and fetched) and turned into operations,
+    /// credentials are looked up by name (nothing is decrypted), names are
+    /// checked for collisions. Exit status 1 on the first problem.
+    Check {
+        /// The data directory.
+        #[arg(long, default_value = data_dir::DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+        /// Configuration file [default: DATA_DIR/alknet.toml when present].
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum AdminCommand {
     /// Print the node's live actor tree (`admin/tree`).
     Tree {
@@ -377,6 +399,9 @@ fn main() -> ExitCode {
             AdminCommand::Tree { connect, json } => admin::tree(admin::TreeArgs { connect, json }),
         },
         Command::Vault { command } => run_vault(command),
+        Command::Import {
+            command: ImportCommand::Check { data_dir, config },
+        } => imports::check(&data_dir, config.as_deref()),
     };
     match result {
         Ok(code) => code,

@@ -15,6 +15,7 @@ use anyhow::Context;
 
 use crate::credentials::{self, Credentials};
 use crate::data_dir::{self, DataDir, InitOptions};
+use crate::imports::{self, CredentialSource};
 use crate::keystore::{self, PassphraseSource};
 use crate::upstreams;
 
@@ -119,6 +120,18 @@ async fn serve(
     let admin = AdminHandle::default();
     let (call, registry) = call_handler(&config, &admin, identities.clone())?;
     let upstreams = upstreams::options(&config, &node_key)?;
+    // HTTP imports join the registry before anything listens; MCP imports
+    // follow in the background once the node runs.
+    let outbound = Arc::new(alknet_adapters::outbound::Outbound::new(
+        imports::outbound_settings(&config.import.client, &dir)?,
+    )?);
+    let source = CredentialSource::Decrypted(&credentials);
+    let resolved = imports::resolve_http(&config, &dir, &source, &outbound).await?;
+    let imported = imports::register(&registry, resolved)?;
+    if !imported.is_empty() {
+        tracing::info!(operations = ?imported, "imported HTTP operations");
+    }
+    let mcp_jobs = imports::mcp_jobs(&config, &dir, &source)?;
     let mut handlers = vec![call];
     if config.http.enabled {
         let settings = alknet_http::HttpSettings {
@@ -129,11 +142,21 @@ async fn serve(
             console: config.http.console,
             ..alknet_http::HttpSettings::default()
         };
-        handlers.push(Arc::new(alknet_http::HttpHandler::new(
-            registry.clone(),
-            identities.clone(),
-            settings,
-        )));
+        let mut http =
+            alknet_http::HttpHandler::new(registry.clone(), identities.clone(), settings);
+        if config.http.mcp {
+            http = http.with_mcp(alknet_adapters::to_mcp::router(
+                registry.clone(),
+                identities.clone(),
+                alknet_adapters::to_mcp::McpSettings {
+                    allowed_hosts: config.http.mcp_allowed_hosts.clone(),
+                    call_timeout: config.limits.call_timeout,
+                    max_batch: config.limits.max_batch,
+                    version: env!("CARGO_PKG_VERSION").to_owned(),
+                },
+            ));
+        }
+        handlers.push(Arc::new(http));
     }
     handlers.extend(alknet_core::echo::diagnostic_handlers(&config.diagnostics));
     let serves_console = config.http.enabled && config.http.console;
@@ -168,6 +191,9 @@ async fn serve(
     tracing::info!(addr = %node.local_addr(), node_id = %node_key.node_id(), alpns = ?alpns, "node started");
     for upstream in upstreams {
         tokio::spawn(upstreams::import(registry.clone(), upstream));
+    }
+    for job in mcp_jobs {
+        tokio::spawn(imports::import_mcp(registry.clone(), outbound.clone(), job));
     }
 
     let stopper = node.clone();
