@@ -67,6 +67,8 @@ pub enum SessionMsg {
 pub(crate) struct Shared {
     book: SessionBook<Running, Waiter>,
     writers: HashMap<StreamKey, mpsc::Sender<Vec<u8>>>,
+    /// Tells a request's `Served` from that of an earlier one with its id.
+    next_seq: u64,
 }
 
 /// The shared half of a session.
@@ -85,6 +87,7 @@ impl Shared {
         Arc::new(Mutex::new(Self {
             book: SessionBook::new(max_in_flight),
             writers: HashMap::new(),
+            next_seq: 0,
         }))
     }
 
@@ -272,7 +275,7 @@ pub struct SessionState {
     span: tracing::Span,
     shared: SharedSession,
     resets: HashMap<StreamKey, CancellationToken>,
-    next_seq: u64,
+    requests: Requests,
     draining: bool,
 }
 
@@ -286,14 +289,23 @@ impl Actor for CallSession {
         myself: ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
+        let handle = SessionHandle::new(myself.clone(), args.handle_parts);
+        let requests = Requests {
+            config: args.config.clone(),
+            info: args.carrier.info().clone(),
+            handle: handle.clone(),
+            shared: args.shared.clone(),
+            actor: myself,
+            span: args.span.clone(),
+        };
         Ok(SessionState {
             shared: args.shared,
-            handle: SessionHandle::new(myself, args.handle_parts),
+            handle,
             config: args.config,
             carrier: args.carrier,
             span: args.span,
             resets: HashMap::new(),
-            next_seq: 0,
+            requests,
             draining: false,
         })
     }
@@ -310,7 +322,7 @@ impl Actor for CallSession {
                 state.resets.insert(key, reset);
             }
             SessionMsg::Inbound(key, envelope, permit) => {
-                state.receive(&myself, key, envelope);
+                state.receive(key, envelope);
                 drop(permit);
             }
             SessionMsg::StreamEnded(key, ending) => state.stream_ended(&myself, key, ending),
@@ -394,27 +406,18 @@ impl Actor for CallSession {
 }
 
 impl SessionState {
-    fn receive(&mut self, myself: &ActorRef<SessionMsg>, key: StreamKey, envelope: EventEnvelope) {
-        let action = lock(&self.shared).book.receive(key, envelope);
-        match action {
-            Action::Ignore => {}
-            Action::Deliver(waiter, delivery) => {
-                let _ = waiter.replies.send(delivery);
-            }
-            Action::Reply(stream, envelope) => {
-                if let Some(writer) = lock(&self.shared).writers.get(&stream).cloned() {
-                    let max_frame = self.config.limits.max_frame;
-                    tokio::spawn(async move {
-                        let _ = send(&writer, envelope, max_frame).await;
-                    });
-                }
-            }
-            Action::Abort(running) => running.abort.abort(),
-            Action::Dispatch {
-                stream,
-                id,
-                request,
-            } => self.start(myself, stream, id, request),
+    fn receive(&mut self, key: StreamKey, envelope: EventEnvelope) {
+        let Some(frame) = self.requests.receive(key, envelope) else {
+            return;
+        };
+        let Some(writer) = lock(&self.shared).writers.get(&key).cloned() else {
+            return;
+        };
+        if let Err(mpsc::error::TrySendError::Full(frame)) = writer.try_send(frame) {
+            // The peer reads slowly: wait for room, as a request task would.
+            tokio::spawn(async move {
+                let _ = writer.send(frame).await;
+            });
         }
     }
 
@@ -485,19 +488,74 @@ impl SessionState {
             let _ = session.cast(SessionMsg::Opened(attached, opened));
         });
     }
+}
 
-    fn start(
-        &mut self,
-        myself: &ActorRef<SessionMsg>,
-        stream: StreamKey,
-        id: String,
-        request: CallRequest,
-    ) {
-        let info = self.carrier.info().clone();
+/// What the peer's envelopes do, wherever they are read: the session actor
+/// applies those a stream's reader hands it, and a message channel's owner
+/// (a WebSocket's task) applies its own directly. Either way the decisions are
+/// the shared book's, taken under its lock, so both orders of arrival give the
+/// same result; what runs for longer than a first poll gets a task of its own
+/// and reports to the actor when done.
+#[derive(Clone)]
+pub(crate) struct Requests {
+    config: SessionConfig,
+    info: Arc<ConnectionInfo>,
+    handle: SessionHandle,
+    shared: SharedSession,
+    actor: ActorRef<SessionMsg>,
+    span: tracing::Span,
+}
+
+impl Requests {
+    /// A message channel's view of its session (see [`Requests`]).
+    pub(crate) fn new(
+        config: SessionConfig,
+        info: Arc<ConnectionInfo>,
+        handle: SessionHandle,
+        shared: SharedSession,
+        actor: ActorRef<SessionMsg>,
+        span: tracing::Span,
+    ) -> Self {
+        Self {
+            config,
+            info,
+            handle,
+            shared,
+            actor,
+            span,
+        }
+    }
+
+    /// Applies one envelope read on `stream`; returns the frame to send back
+    /// on that stream at once, if there is one (a refusal, or the reply of a
+    /// handler that finished on its first poll).
+    pub(crate) fn receive(&self, stream: StreamKey, envelope: EventEnvelope) -> Option<Vec<u8>> {
+        let action = lock(&self.shared).book.receive(stream, envelope);
+        match action {
+            Action::Ignore => None,
+            Action::Deliver(waiter, delivery) => {
+                let _ = waiter.replies.send(delivery);
+                None
+            }
+            Action::Reply(_, envelope) => Some(encode(envelope, self.config.limits.max_frame)),
+            Action::Abort(running) => {
+                running.abort.abort();
+                None
+            }
+            Action::Dispatch {
+                stream,
+                id,
+                request,
+            } => self.start(stream, id, request),
+        }
+    }
+
+    fn start(&self, stream: StreamKey, id: String, request: CallRequest) -> Option<Vec<u8>> {
+        let info = &self.info;
         info.stats().record_request();
         let Some(writer) = lock(&self.shared).writers.get(&stream).cloned() else {
-            lock(&self.shared).book.served(&id);
-            return;
+            self.served(&id);
+            return None;
         };
         let span = tracing::info_span!(
             parent: &self.span,
@@ -511,7 +569,7 @@ impl SessionState {
             info.note_token_identity(&identity.id);
         }
         let (session_identity, auth_token) = token.dispatch_parts(info.identity());
-        let limits = self.config.limits.clone();
+        let limits = &self.config.limits;
         let deadline = Instant::now() + limits.call_timeout;
         let in_span = span.enter();
         let mut reply = dispatch::dispatch(
@@ -533,37 +591,39 @@ impl SessionState {
         let immediate = answered_at_once(&id, &mut reply);
         drop(in_span);
         if let Some(envelope) = immediate {
-            lock(&self.shared).book.served(&id);
-            let frame = encode(envelope, limits.max_frame);
-            if let Err(mpsc::error::TrySendError::Full(frame)) = writer.try_send(frame) {
-                // The peer reads slowly: wait for room, as a request task would.
-                tokio::spawn(async move {
-                    let _ = writer.send(frame).await;
-                });
-            }
-            return;
+            self.served(&id);
+            return Some(encode(envelope, limits.max_frame));
         }
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        let myself = myself.clone();
+        let limits = limits.clone();
+        let actor = self.actor.clone();
         let task_id = id.clone();
+        let mut shared = lock(&self.shared);
+        let seq = shared.next_seq;
+        shared.next_seq += 1;
         let task = tokio::spawn(
             async move {
                 respond(&writer, &task_id, reply, deadline, &limits).await;
-                let _ = myself.cast(SessionMsg::Served(task_id, seq));
+                let _ = actor.cast(SessionMsg::Served(task_id, seq));
             }
             .instrument(span),
         );
-        let serving = lock(&self.shared).book.serving(
-            &id,
-            stream,
-            Running {
-                abort: task.abort_handle(),
-                seq,
-            },
-        );
-        if let Err(running) = serving {
+        let running = Running {
+            abort: task.abort_handle(),
+            seq,
+        };
+        if let Err(running) = shared.book.serving(&id, stream, running) {
             running.abort.abort();
+        }
+        None
+    }
+
+    /// A request answered without a task is retired here; a draining session
+    /// stops once nothing is in flight, which only its actor can do.
+    fn served(&self, id: &str) {
+        let mut shared = lock(&self.shared);
+        shared.book.served(id);
+        if shared.book.is_draining() && shared.book.in_flight() == 0 {
+            let _ = self.actor.cast(SessionMsg::Drain);
         }
     }
 }

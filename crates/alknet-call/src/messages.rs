@@ -17,7 +17,9 @@ use ractor::{Actor, ActorCell, ActorRef, SpawnErr};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::actor::{CallSession, Carrier, Inbox, SessionArgs, SessionMsg, Shared};
+use crate::actor::{
+    CallSession, Carrier, Requests, SessionArgs, SessionMsg, Shared, deliver_reply, is_reply,
+};
 use crate::envelope::{EnvelopeError, EventEnvelope};
 use crate::handle::{HandleParts, SessionHandle};
 use crate::server::SessionConfig;
@@ -35,7 +37,8 @@ const LENGTH_PREFIX: usize = 4;
 /// A session fed by whole messages.
 pub struct MessageSession {
     actor: ActorRef<SessionMsg>,
-    inbox: Inbox,
+    shared: crate::actor::SharedSession,
+    requests: Requests,
     handle: SessionHandle,
     ended: Option<JoinHandle<()>>,
 }
@@ -92,19 +95,29 @@ impl MessageSession {
         crate::actor::lock(&shared).attach_writer(CHANNEL, writer);
         let parts = HandleParts::new(shared.clone(), limits.max_frame, limits.caller_timer());
         let args = SessionArgs {
-            config,
-            carrier: Carrier::Messages(info),
+            config: config.clone(),
+            carrier: Carrier::Messages(info.clone()),
             handle_parts: parts.clone(),
             shared: shared.clone(),
-            span,
+            span: span.clone(),
         };
         let (actor, ended) = match parent {
             Some(parent) => Actor::spawn_linked(None, CallSession, args, parent).await?,
             None => Actor::spawn(None, CallSession, args).await?,
         };
+        let handle = SessionHandle::new(actor.clone(), parts);
+        let requests = Requests::new(
+            config,
+            info,
+            handle.clone(),
+            shared.clone(),
+            actor.clone(),
+            span,
+        );
         let session = Self {
-            handle: SessionHandle::new(actor.clone(), parts),
-            inbox: Inbox::new(actor.clone(), shared),
+            handle,
+            shared,
+            requests,
             actor,
             ended: Some(ended),
         };
@@ -121,15 +134,27 @@ impl MessageSession {
         self.handle.clone()
     }
 
-    /// Hands one received message to the session, waiting only while too
-    /// many are queued for its actor (the backpressure on a peer that sends
-    /// faster than the session decides).
-    pub async fn receive(&self, message: &[u8]) -> Result<(), Refused> {
+    /// Applies one received message to the session, in the caller's task:
+    /// no hop to the actor and back for a request answered at once, whose
+    /// reply is returned to be sent right away (one envelope's JSON). What
+    /// takes longer runs in a task of its own and comes out of [`Outbound`].
+    pub fn receive(&self, message: &[u8]) -> Result<Option<Vec<u8>>, Refused> {
         let envelope = EventEnvelope::parse(message)?;
-        self.inbox
-            .deliver(CHANNEL, envelope)
-            .await
-            .map_err(|_| Refused::SessionOver)
+        if self.is_over() {
+            return Err(Refused::SessionOver);
+        }
+        if is_reply(&envelope) {
+            deliver_reply(&self.shared, CHANNEL, envelope);
+            return Ok(None);
+        }
+        Ok(self.requests.receive(CHANNEL, envelope).map(strip_prefix))
+    }
+
+    fn is_over(&self) -> bool {
+        !matches!(
+            self.actor.get_status(),
+            ractor::ActorStatus::Running | ractor::ActorStatus::Starting
+        )
     }
 
     /// Refuses new requests; the session stops once nothing is in flight.

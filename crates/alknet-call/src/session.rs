@@ -105,6 +105,11 @@ impl<A, W: Clone> SessionBook<A, W> {
         }
     }
 
+    /// Whether [`SessionBook::drain`] was called.
+    pub fn is_draining(&self) -> bool {
+        self.draining
+    }
+
     /// From now on, new requests get `UNAVAILABLE` `shutting down`.
     pub fn drain(&mut self) {
         self.draining = true;

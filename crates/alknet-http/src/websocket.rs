@@ -350,7 +350,14 @@ impl Channel<'_> {
             }
             self.sink.flush().await
         };
-        match tokio::time::timeout(self.write_stall, write).await {
+        tokio::pin!(write);
+        // The stall timer is armed only for a write that has to wait: a
+        // timer per message is measurable on the hot path.
+        let written = match futures::poll!(&mut write) {
+            std::task::Poll::Ready(result) => Ok(result),
+            std::task::Poll::Pending => tokio::time::timeout(self.write_stall, write).await,
+        };
+        match written {
             Ok(Ok(())) => true,
             Ok(Err(_)) => false,
             Err(_) => {
@@ -405,20 +412,26 @@ async fn run(
     let idle = tokio::time::sleep_until(last_heard + liveness.idle_timeout);
     tokio::pin!(idle);
     let mut draining = false;
+    // Made once: a cancellation future registers with its token when polled,
+    // which per message would cost a lock each.
+    let killed = killed.cancelled();
+    let closed = connection.closed();
+    let drain = connection.draining();
+    tokio::pin!(killed, closed, drain);
     loop {
         tokio::select! {
             biased;
-            () = killed.cancelled() => return Ending::Close(close::KILLED),
+            () = &mut killed => return Ending::Close(close::KILLED),
             // The HTTP connection carrying the socket was closed: killed by
             // an operator, or past the shutdown deadline.
-            () = connection.closed() => {
+            () = &mut closed => {
                 return Ending::Close(if connection.is_draining() {
                     close::GOING_AWAY
                 } else {
                     close::KILLED
                 });
             }
-            () = connection.draining(), if !draining => {
+            () = &mut drain, if !draining => {
                 draining = true;
                 session.drain();
             }
@@ -444,8 +457,13 @@ async fn run(
                 match received {
                     Some(Ok(Message::Binary(bytes))) => {
                         channel.info.stats().record_in(bytes.len());
-                        match session.receive(&bytes).await {
-                            Ok(()) => {}
+                        match session.receive(&bytes) {
+                            Ok(None) => {}
+                            Ok(Some(reply)) => {
+                                if !channel.send_burst(reply, &mut outbound).await {
+                                    return Ending::Gone;
+                                }
+                            }
                             Err(Refused::InvalidEnvelope(error)) => {
                                 tracing::debug!("closing the WebSocket: {error}");
                                 return Ending::Close(close::INVALID);
