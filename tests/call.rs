@@ -13,7 +13,9 @@ use alknet_call::{CallError, CallHandler, SessionLimits};
 use alknet_core::{NoIdentities, NodeKey, ProtocolHandler};
 use alknet_e2e::client::{quic_connect, quic_endpoint};
 use alknet_e2e::raw_call::{Transport, both, open};
-use alknet_e2e::{DropSignal, generate_certificate, start_call_node, start_node_with, test_config};
+use alknet_e2e::{
+    generate_certificate, hanging_query, start_call_node, start_node_with, test_config,
+};
 use alknet_supervisors::NodeHandle;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -35,14 +37,7 @@ async fn node(limits: SessionLimits) -> (NodeHandle, mpsc::UnboundedReceiver<()>
         )
         .unwrap();
     registry
-        .register(OperationDef::query("test/hang").unary(move |_, _| {
-            let signal = DropSignal(dropped_tx.clone());
-            async move {
-                let _signal = signal;
-                std::future::pending::<()>().await;
-                Ok(json!(null))
-            }
-        }))
+        .register(hanging_query("test/hang", dropped_tx.clone()))
         .unwrap();
     registry
         .register(

@@ -13,7 +13,9 @@ use alknet_call::registry::{ErrorSchema, OperationDef, Registry};
 use alknet_call::{CallError, CallHandler, SessionLimits};
 use alknet_core::{IdentityProvider, NodeKey, ProtocolHandler};
 use alknet_e2e::client::tls_connect;
-use alknet_e2e::{DropSignal, TestTokens, generate_certificate, start_node_with, test_config};
+use alknet_e2e::{
+    DropSignal, TestTokens, generate_certificate, hanging_query, start_node_with, test_config,
+};
 use alknet_http::decoy::Decoy;
 use alknet_http::{ExtraRoute, HttpHandler, HttpSettings};
 use alknet_supervisors::NodeHandle;
@@ -79,14 +81,7 @@ async fn node_with(
         )
         .unwrap();
     registry
-        .register(OperationDef::query("test/hang").unary(move |_, _| {
-            let signal = DropSignal(dropped_tx.clone());
-            async move {
-                let _signal = signal;
-                std::future::pending::<()>().await;
-                Ok(json!(null))
-            }
-        }))
+        .register(hanging_query("test/hang", dropped_tx.clone()))
         .unwrap();
     registry
         .register(OperationDef::subscription("test/wait").stream(move |_, _| {

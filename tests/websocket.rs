@@ -14,7 +14,7 @@ use alknet_e2e::ws::{
     self, Auth, bearer_entry, call, close_frame, connect_h1, connect_h1_request, connect_h2,
     next_envelope, round_trip, send_json,
 };
-use alknet_e2e::{DropSignal, TestTokens, generate_certificate, start_node_with, test_config};
+use alknet_e2e::{TestTokens, generate_certificate, hanging_query, start_node_with, test_config};
 use alknet_http::{HttpHandler, HttpSettings};
 use alknet_supervisors::NodeHandle;
 use alknet_supervisors::admin::AdminHandle;
@@ -42,14 +42,7 @@ async fn node_with(settings: HttpSettings) -> TestNode {
     let admin = AdminHandle::default();
     alknet_supervisors::admin::register(&registry, &admin).unwrap();
     registry
-        .register(OperationDef::query("test/hang").unary(move |_, _| {
-            let signal = DropSignal(dropped_tx.clone());
-            async move {
-                let _signal = signal;
-                std::future::pending::<()>().await;
-                Ok(json!(null))
-            }
-        }))
+        .register(hanging_query("test/hang", dropped_tx.clone()))
         .unwrap();
     registry
         .register(

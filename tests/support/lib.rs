@@ -42,6 +42,22 @@ impl Drop for DropSignal {
     }
 }
 
+/// `name`: a query that never answers, whose handler signals on `dropped`
+/// when it is dropped (aborted, timed out, or its session closed).
+pub fn hanging_query(
+    name: &str,
+    dropped: tokio::sync::mpsc::UnboundedSender<()>,
+) -> alknet_call::OperationDef {
+    alknet_call::OperationDef::query(name).unary(move |_, _| {
+        let signal = DropSignal(dropped.clone());
+        async move {
+            let _signal = signal;
+            std::future::pending::<()>().await;
+            Ok(serde_json::Value::Null)
+        }
+    })
+}
+
 /// A configuration for tests: an ephemeral loopback port and `alknet/echo`.
 pub fn test_config() -> NodeConfig {
     let mut config = NodeConfig {
