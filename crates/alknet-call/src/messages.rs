@@ -3,10 +3,12 @@
 //! A WebSocket already delimits messages, so the length prefix of §3.1 does
 //! not exist there; everything else — correlation, the in-flight cap, aborts,
 //! the overlay, §9.3 on close — is the same [`CallSession`] actor a byte-stream
-//! session runs. Whoever owns the socket reads messages and hands each to
-//! [`MessageSession::receive`], and sends what [`Outbound`] yields; pings,
-//! close codes and message-size limits are the socket's business, not the
-//! session's.
+//! session runs, with the same bookkeeping. Whoever owns the socket reads
+//! messages and applies each with [`MessageSession::receive`] in its own task
+//! — a request answered at once comes straight back, to be sent without a hop
+//! through the actor — and sends what [`Outbound`] yields (replies of longer
+//! requests, the node's own calls). Pings, close codes and message-size limits
+//! are the socket's business, not the session's.
 //!
 //! [`CallSession`]: crate::actor::CallSession
 
