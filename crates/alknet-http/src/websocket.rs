@@ -140,6 +140,9 @@ pub(crate) async fn upgrade(
         .write_buffer_size(0);
     // Held by the socket's task: the connection's handler waits for it.
     let running = scope.sessions.token();
+    // The connection's span (actor, ALPN, peer), which the socket's task,
+    // spawned apart from hyper's, would not inherit.
+    let parent_span = tracing::Span::current();
     tokio::spawn(async move {
         let _running = running;
         let Ok(upgraded) = on_upgrade.await else {
@@ -151,7 +154,15 @@ pub(crate) async fn upgrade(
             Some(socket_config),
         )
         .await;
-        serve(socket, scope.connection, session_config, info, liveness).await;
+        serve(
+            socket,
+            parent_span,
+            scope.connection,
+            session_config,
+            info,
+            liveness,
+        )
+        .await;
     });
     let mut response = match accept {
         Some(accept) => {
@@ -250,11 +261,12 @@ enum Ending {
     Gone,
 }
 
-/// Runs one session until its socket closes.
 type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
+/// Runs one session until its socket closes.
 async fn serve(
     socket: Socket,
+    parent_span: tracing::Span,
     connection: Connection,
     config: SessionConfig,
     info: Arc<ConnectionInfo>,
@@ -262,6 +274,7 @@ async fn serve(
 ) {
     let write_stall = config.limits.write_stall;
     let span = tracing::info_span!(
+        parent: &parent_span,
         "ws-session",
         actor = tracing::field::Empty,
         alpn = %info.alpn(),
