@@ -11,11 +11,9 @@ use std::time::Duration;
 use alknet_call::access::AccessControl;
 use alknet_call::registry::{ErrorSchema, OperationDef, Registry};
 use alknet_call::{CallError, CallHandler, SessionLimits};
-use alknet_core::{IdentityProvider, NodeKey, ProtocolHandler};
+use alknet_core::{IdentityProvider, ProtocolHandler};
 use alknet_e2e::client::tls_connect;
-use alknet_e2e::{
-    DropSignal, TestTokens, generate_certificate, hanging_query, start_node_with, test_config,
-};
+use alknet_e2e::{DropSignal, TestTokens, hanging_query, start_web_node};
 use alknet_http::decoy::Decoy;
 use alknet_http::{ExtraRoute, HttpHandler, HttpSettings};
 use alknet_supervisors::NodeHandle;
@@ -126,15 +124,7 @@ async fn node_with(
                 .expect("no collision"),
         ),
     ];
-    let node = start_node_with(
-        test_config(),
-        handlers,
-        identities,
-        NodeKey::generate(),
-        generate_certificate("web"),
-        None,
-    )
-    .await;
+    let node = start_web_node(handlers, identities).await;
     (node, dropped)
 }
 

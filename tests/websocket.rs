@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 
 use alknet_call::registry::{OperationDef, Registry};
 use alknet_call::{CallHandler, SessionLimits};
-use alknet_core::{IdentityProvider, NodeKey, ProtocolHandler};
+use alknet_core::{IdentityProvider, ProtocolHandler};
 use alknet_e2e::client::tls_connect;
 use alknet_e2e::ws::{
     self, Auth, bearer_entry, call, close_frame, connect_h1, connect_h1_request, connect_h2,
     next_envelope, round_trip, send_json,
 };
-use alknet_e2e::{TestTokens, generate_certificate, hanging_query, start_node_with, test_config};
+use alknet_e2e::{TestTokens, hanging_query, start_web_node};
 use alknet_http::{HttpHandler, HttpSettings};
 use alknet_supervisors::NodeHandle;
 use alknet_supervisors::admin::AdminHandle;
@@ -62,15 +62,7 @@ async fn node_with(settings: HttpSettings) -> TestNode {
         )),
         Arc::new(HttpHandler::new(registry, identities.clone(), settings)),
     ];
-    let node = start_node_with(
-        test_config(),
-        handlers,
-        identities,
-        NodeKey::generate(),
-        generate_certificate("web"),
-        None,
-    )
-    .await;
+    let node = start_web_node(handlers, identities).await;
     admin.attach(node.clone());
     TestNode { node, dropped }
 }

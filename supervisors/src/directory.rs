@@ -72,8 +72,8 @@ pub struct ActorInfo {
     pub restarts: u32,
     /// For connections and sessions: the connection's live details.
     pub connection: Option<Arc<ConnectionInfo>>,
-    /// How `admin/kill` stops it, for actors that do not take the connection
-    /// actor's orders (a session a handler runs inside its connection).
+    /// How `admin/kill` stops it (closing its connection or session towards
+    /// the peer); `None` for actors an operator cannot kill.
     pub kill: Option<Box<dyn Fn() + Send + Sync>>,
     status: AtomicU8,
 }

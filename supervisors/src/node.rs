@@ -356,18 +356,12 @@ impl NodeHandle {
             .directory
             .get(&cell.get_id())
             .ok_or(KillError::NotFound)?;
-        if !matches!(info.kind, ActorKind::Connection | ActorKind::Session) {
+        // Connections and sessions say how they are stopped; supervisors,
+        // listeners and the router cannot be.
+        let Some(kill) = &info.kill else {
             return Err(KillError::NotAConnection);
-        }
-        match &info.kill {
-            Some(kill) => kill(),
-            None => cell
-                .send_message(crate::protocol::ConnectionMsg::Close(
-                    close_code::NO_ERROR,
-                    crate::KILLED_REASON,
-                ))
-                .map_err(|_| KillError::NotFound)?,
-        }
+        };
+        kill();
         // "Stopped" means stopped: the caller must not be able to reach the
         // connection after this returns. Its close ran before the actor
         // stopped; a connection actor stops promptly, so the bound is only a

@@ -234,8 +234,15 @@ impl Actor for ConnectionActor {
         myself: ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
+        let cell = myself.get_cell();
         let info = ActorInfo::new(&args.entry.connection_name, ActorKind::Connection, 0)
-            .with_connection(args.connection.info().clone());
+            .with_connection(args.connection.info().clone())
+            .with_kill(Box::new(move || {
+                let _ = cell.send_message(ConnectionMsg::Close(
+                    close_code::NO_ERROR,
+                    crate::KILLED_REASON,
+                ));
+            }));
         let registration = args.shared.directory.register(myself.get_id(), info);
         args.connection.set_tree(Arc::new(ConnectionPlace {
             actor: myself.get_cell(),

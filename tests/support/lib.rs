@@ -102,6 +102,23 @@ pub async fn start_node_with(
     .expect("node starts")
 }
 
+/// Starts a node in this process on [`test_config`] with `handlers`, a fresh
+/// node key and a self-signed web certificate.
+pub async fn start_web_node(
+    handlers: Vec<Arc<dyn ProtocolHandler>>,
+    identities: Arc<dyn IdentityProvider>,
+) -> NodeHandle {
+    start_node_with(
+        test_config(),
+        handlers,
+        identities,
+        NodeKey::generate(),
+        generate_certificate("web"),
+        None,
+    )
+    .await
+}
+
 /// Starts a node in this process serving `alknet/call` from `registry`, with
 /// `identities` resolving both client certificates and tokens.
 pub async fn start_call_node(

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alknet_call::{Registry, builtins};
-use alknet_core::tls::{self, ServerVerification};
+
 use alknet_core::{Alpn, IdentityProvider, NoIdentities, NodeConfig, NodeKey, ProtocolHandler};
 use alknet_http::{ExtraRoute, HttpHandler, HttpSettings};
 use alknet_supervisors::{Node, NodeHandle, NodeOptions};
@@ -107,19 +107,10 @@ async fn measure(
     connections: usize,
     duration: Duration,
 ) -> anyhow::Result<[Side; 2]> {
-    let config = Arc::new(tls::client_config(
-        ServerVerification::Insecure,
-        None,
-        &[Alpn::new(Alpn::HTTP_1_1)],
-        false,
-    )?);
+    let dialer = crate::support::TlsDialer::new(Alpn::HTTP_1_1)?;
     let mut senders = Vec::with_capacity(connections);
     for _ in 0..connections {
-        let tcp = tokio::net::TcpStream::connect(node.local_addr()).await?;
-        tcp.set_nodelay(true)?;
-        let tls = tokio_rustls::TlsConnector::from(config.clone())
-            .connect("localhost".try_into()?, tcp)
-            .await?;
+        let tls = dialer.connect(node.local_addr()).await?;
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
         tokio::spawn(connection);
         senders.push(sender);

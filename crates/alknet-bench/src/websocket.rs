@@ -17,9 +17,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alknet_call::{Registry, builtins};
-use alknet_core::tls::{self, ServerVerification};
+use alknet_core::tls;
 use alknet_core::{Alpn, Identity, IdentityProvider, NodeConfig, NodeKey, ProtocolHandler};
 use alknet_http::{HttpHandler, HttpSettings};
+
+use crate::support::TlsDialer;
 use alknet_supervisors::{Node, NodeHandle, NodeOptions};
 use futures::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
@@ -222,18 +224,8 @@ trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 type Socket = WebSocketStream<Box<dyn Io>>;
 
-async fn connect(side: Side, addr: SocketAddr) -> anyhow::Result<Socket> {
-    let config = Arc::new(tls::client_config(
-        ServerVerification::Insecure,
-        None,
-        &[Alpn::new(Alpn::HTTP_1_1)],
-        false,
-    )?);
-    let tcp = tokio::net::TcpStream::connect(addr).await?;
-    tcp.set_nodelay(true)?;
-    let tls = tokio_rustls::TlsConnector::from(config)
-        .connect("localhost".try_into()?, tcp)
-        .await?;
+async fn connect(dialer: &TlsDialer, side: Side, addr: SocketAddr) -> anyhow::Result<Socket> {
+    let tls = dialer.connect(addr).await?;
     let path = match side {
         Side::Alknet => "/alknet/call",
         Side::Jsonrpsee => "/",
@@ -258,9 +250,10 @@ async fn measure(
     connections: usize,
     duration: Duration,
 ) -> anyhow::Result<Totals> {
+    let dialer = TlsDialer::new(Alpn::HTTP_1_1)?;
     let mut sockets = Vec::with_capacity(connections);
     for _ in 0..connections {
-        sockets.push(connect(side, addr).await?);
+        sockets.push(connect(&dialer, side, addr).await?);
     }
     let input = json!({"n": 1, "text": "ping"});
     let deadline = Instant::now() + duration;
@@ -333,7 +326,8 @@ pub async fn memory(args: MemoryArgs) -> anyhow::Result<()> {
     // Warm up: one session opened and closed, so that one-time allocations
     // (the TLS and WebSocket code paths, the runtime's workers) are not
     // charged to the sessions.
-    drop(connect(Side::Alknet, node.local_addr()).await?);
+    let dialer = TlsDialer::new(Alpn::HTTP_1_1)?;
+    drop(connect(&dialer, Side::Alknet, node.local_addr()).await?);
     wait_for_sessions(&node, 0).await?;
     let before = resident_bytes()?;
     let mut child = std::process::Command::new(std::env::current_exe()?)
@@ -422,8 +416,9 @@ fn resident_bytes() -> anyhow::Result<u64> {
 /// until its standard input closes.
 pub async fn client(args: ClientArgs) -> anyhow::Result<()> {
     // A few handshakes at a time: the node's listener is not the subject.
+    let dialer = TlsDialer::new(Alpn::HTTP_1_1)?;
     let mut opening = futures::stream::iter(0..args.sessions)
-        .map(|_| connect(Side::Alknet, args.addr))
+        .map(|_| connect(&dialer, Side::Alknet, args.addr))
         .buffer_unordered(32);
     let mut readers = tokio::task::JoinSet::new();
     while let Some(socket) = opening.next().await {

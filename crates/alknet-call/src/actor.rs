@@ -269,10 +269,7 @@ struct Waiter {
 
 /// The session actor's state.
 pub struct SessionState {
-    config: SessionConfig,
     carrier: Carrier,
-    handle: SessionHandle,
-    span: tracing::Span,
     shared: SharedSession,
     resets: HashMap<StreamKey, CancellationToken>,
     requests: Requests,
@@ -289,21 +286,17 @@ impl Actor for CallSession {
         myself: ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let handle = SessionHandle::new(myself.clone(), args.handle_parts);
         let requests = Requests {
-            config: args.config.clone(),
+            config: args.config,
             info: args.carrier.info().clone(),
-            handle: handle.clone(),
+            handle: SessionHandle::new(myself.clone(), args.handle_parts),
             shared: args.shared.clone(),
             actor: myself,
-            span: args.span.clone(),
+            span: args.span,
         };
         Ok(SessionState {
             shared: args.shared,
-            handle,
-            config: args.config,
             carrier: args.carrier,
-            span: args.span,
             resets: HashMap::new(),
             requests,
             draining: false,
@@ -354,7 +347,7 @@ impl Actor for CallSession {
                         .or_else(|| shared.writers.values().next())
                         .cloned();
                     if let Some(writer) = writer {
-                        let max_frame = state.config.limits.max_frame;
+                        let max_frame = state.requests.config.limits.max_frame;
                         tokio::spawn(async move {
                             let _ = send(&writer, EventEnvelope::aborted(id), max_frame).await;
                         });
@@ -364,12 +357,12 @@ impl Actor for CallSession {
             SessionMsg::WriteStalled(key) => {
                 let info = state.carrier.info().clone();
                 tracing::warn!(
-                    parent: &state.span,
+                    parent: &state.requests.span,
                     remote = %info.remote(),
                     alpn = %info.alpn(),
                     stream = key,
                     "closing the session: the peer read nothing for {:?} while its queue was full",
-                    state.config.limits.write_stall
+                    state.requests.config.limits.write_stall
                 );
                 state.carrier.close(0, "write stall");
                 myself.stop(Some("write stall".to_owned()));
@@ -400,7 +393,7 @@ impl Actor for CallSession {
         for (waiter, delivery) in failures {
             let _ = waiter.replies.send(delivery);
         }
-        state.handle.clear_overlay();
+        state.requests.handle.clear_overlay();
         Ok(())
     }
 }
@@ -439,7 +432,7 @@ impl SessionState {
             StreamEnding::Finished => return,
             StreamEnding::ProtocolError(reason) => {
                 tracing::warn!(
-                    parent: &self.span,
+                    parent: &self.requests.span,
                     remote = %info.remote(),
                     alpn = %info.alpn(),
                     "closing stream after a protocol error: {reason}"
@@ -447,7 +440,7 @@ impl SessionState {
                 reason
             }
             StreamEnding::Lost(reason) => {
-                tracing::debug!(parent: &self.span, "stream lost: {reason}");
+                tracing::debug!(parent: &self.requests.span, "stream lost: {reason}");
                 reason
             }
         };

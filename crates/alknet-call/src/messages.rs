@@ -19,9 +19,7 @@ use ractor::{Actor, ActorCell, ActorRef, SpawnErr};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::actor::{
-    CallSession, Carrier, Requests, SessionArgs, SessionMsg, Shared, deliver_reply, is_reply,
-};
+use crate::actor::{CallSession, Carrier, Requests, SessionArgs, SessionMsg, Shared};
 use crate::envelope::{EnvelopeError, EventEnvelope};
 use crate::handle::{HandleParts, SessionHandle};
 use crate::server::SessionConfig;
@@ -39,7 +37,6 @@ const LENGTH_PREFIX: usize = 4;
 /// A session fed by whole messages.
 pub struct MessageSession {
     actor: ActorRef<SessionMsg>,
-    shared: crate::actor::SharedSession,
     requests: Requests,
     handle: SessionHandle,
     ended: Option<JoinHandle<()>>,
@@ -108,17 +105,9 @@ impl MessageSession {
             None => Actor::spawn(None, CallSession, args).await?,
         };
         let handle = SessionHandle::new(actor.clone(), parts);
-        let requests = Requests::new(
-            config,
-            info,
-            handle.clone(),
-            shared.clone(),
-            actor.clone(),
-            span,
-        );
+        let requests = Requests::new(config, info, handle.clone(), shared, actor.clone(), span);
         let session = Self {
             handle,
-            shared,
             requests,
             actor,
             ended: Some(ended),
@@ -142,21 +131,10 @@ impl MessageSession {
     /// takes longer runs in a task of its own and comes out of [`Outbound`].
     pub fn receive(&self, message: &[u8]) -> Result<Option<Vec<u8>>, Refused> {
         let envelope = EventEnvelope::parse(message)?;
-        if self.is_over() {
+        if self.handle.is_closed() {
             return Err(Refused::SessionOver);
         }
-        if is_reply(&envelope) {
-            deliver_reply(&self.shared, CHANNEL, envelope);
-            return Ok(None);
-        }
         Ok(self.requests.receive(CHANNEL, envelope).map(strip_prefix))
-    }
-
-    fn is_over(&self) -> bool {
-        !matches!(
-            self.actor.get_status(),
-            ractor::ActorStatus::Running | ractor::ActorStatus::Starting
-        )
     }
 
     /// Refuses new requests; the session stops once nothing is in flight.

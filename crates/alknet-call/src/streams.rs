@@ -302,14 +302,7 @@ async fn write_stream(
             send.write_all(&batch).await?;
             send.flush().await
         };
-        tokio::pin!(write);
-        // The stall timer is armed only for a write that has to wait: a timer
-        // per frame is measurable on the hot path.
-        let written = match futures::poll!(&mut write) {
-            std::task::Poll::Ready(result) => Ok(result),
-            std::task::Poll::Pending => tokio::time::timeout(write_stall, write).await,
-        };
-        match written {
+        match alknet_core::stall::within(write_stall, write).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return,
             Err(_) => {

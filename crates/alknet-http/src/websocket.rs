@@ -363,14 +363,7 @@ impl Channel<'_> {
             }
             self.sink.flush().await
         };
-        tokio::pin!(write);
-        // The stall timer is armed only for a write that has to wait: a
-        // timer per message is measurable on the hot path.
-        let written = match futures::poll!(&mut write) {
-            std::task::Poll::Ready(result) => Ok(result),
-            std::task::Poll::Pending => tokio::time::timeout(self.write_stall, write).await,
-        };
-        match written {
+        match alknet_core::stall::within(self.write_stall, write).await {
             Ok(Ok(())) => true,
             Ok(Err(_)) => false,
             Err(_) => {
@@ -387,7 +380,7 @@ impl Channel<'_> {
     async fn ping(&mut self) -> bool {
         let ping = self.sink.send(Message::Ping(Default::default()));
         matches!(
-            tokio::time::timeout(self.write_stall, ping).await,
+            alknet_core::stall::within(self.write_stall, ping).await,
             Ok(Ok(()))
         )
     }
