@@ -538,6 +538,64 @@ async fn item_41_a_peer_that_stops_answering_pings_is_closed_between_60_and_65_s
     );
 }
 
+#[tokio::test]
+async fn messages_sent_with_the_upgrade_request_are_not_lost() {
+    // A client may send its first messages without waiting for the 101:
+    // they reach the server in the same read as the request, inside the
+    // HTTP layer's buffer, and must be handed to the session first.
+    let t = node().await;
+    let mut tls = tls_connect(t.node.local_addr(), &["http/1.1"])
+        .await
+        .unwrap();
+    let mut bytes = b"GET /alknet/call HTTP/1.1\r\nhost: localhost\r\nconnection: upgrade\r\n\
+        upgrade: websocket\r\nsec-websocket-version: 13\r\n\
+        sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nauthorization: Bearer user-token\r\n\r\n"
+        .to_vec();
+    for id in ["early-1", "early-2"] {
+        let envelope = json!({
+            "type": "call.requested",
+            "id": id,
+            "payload": {"operationId": "/diag/echo", "input": {"id": id}}
+        });
+        bytes.extend(masked_binary_frame(&serde_json::to_vec(&envelope).unwrap()));
+    }
+    tls.write_all(&bytes).await.unwrap();
+    // The 101 response, read byte by byte so that nothing after it is taken.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        tls.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    let io: Box<dyn ws::Io> = Box::new(tls);
+    let mut socket = tokio_tungstenite::WebSocketStream::from_raw_socket(
+        io,
+        tungstenite::protocol::Role::Client,
+        None,
+    )
+    .await;
+    for id in ["early-1", "early-2"] {
+        let reply = next_envelope(&mut socket).await;
+        assert_eq!(reply["id"], id, "{reply}");
+        assert_eq!(reply["payload"]["output"], json!({ "id": id }), "{reply}");
+    }
+}
+
+/// One final binary frame as a client sends it: masked (RFC 6455 §5.3).
+fn masked_binary_frame(payload: &[u8]) -> Vec<u8> {
+    const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+    assert!(payload.len() < 126, "a one-byte length suffices here");
+    let mut frame = vec![0x82, 0x80 | payload.len() as u8];
+    frame.extend(MASK);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
+    frame
+}
+
 async fn read_pings(socket: &mut ws::Socket, period: Duration) -> usize {
     use futures::StreamExt;
     let end = tokio::time::Instant::now() + period;

@@ -46,6 +46,14 @@ pub struct Args {
     /// Connection counts to measure.
     #[arg(long, value_delimiter = ',', default_value = "1,64,256")]
     connections: Vec<usize>,
+    /// Measure one side only (for profiling one server at a time).
+    #[arg(long, value_enum)]
+    only: Option<Side>,
+    /// Also measure the floor: a bare tokio-tungstenite echo over the same
+    /// TLS that does nothing a server could skip, which bounds the ratio any
+    /// server can reach against jsonrpsee in this harness.
+    #[arg(long)]
+    floor: bool,
 }
 
 /// Arguments of `alknet-bench ws-memory`.
@@ -80,17 +88,35 @@ impl IdentityProvider for BenchToken {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum Side {
     Alknet,
     Jsonrpsee,
+    Floor,
+}
+
+impl Side {
+    fn label(self) -> &'static str {
+        match self {
+            Side::Alknet => "alknet /alknet/call",
+            Side::Jsonrpsee => "jsonrpsee 0.26",
+            Side::Floor => "floor (bare echo)",
+        }
+    }
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let key = NodeKey::generate();
     let identity = crate::support::server_identity(&key)?;
     let node = start_node(identity.clone()).await?;
-    let jsonrpsee = start_jsonrpsee(&identity).await?;
+    let mut sides = vec![
+        (Side::Alknet, node.local_addr()),
+        (Side::Jsonrpsee, start_jsonrpsee(&identity).await?),
+    ];
+    if args.floor {
+        sides.push((Side::Floor, start_floor(&identity).await?));
+    }
+    sides.retain(|(side, _)| args.only.is_none_or(|only| only == *side));
     println!(
         "ws: echo calls over a WebSocket, HTTP/1.1 over TLS, one call in flight per connection, \
          {} round(s) of {} s per side",
@@ -101,36 +127,54 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "server", "conns", "calls/s", "p50 µs", "p99 µs"
     );
     let duration = Duration::from_secs(args.seconds);
+    let seconds = duration.as_secs_f64() * f64::from(args.rounds);
     for &connections in &args.connections {
-        let mut ours = Totals::new()?;
-        let mut theirs = Totals::new()?;
-        for _ in 0..args.rounds {
-            ours.add(measure(Side::Alknet, node.local_addr(), connections, duration).await?)?;
-            theirs.add(measure(Side::Jsonrpsee, jsonrpsee, connections, duration).await?)?;
+        let mut totals = Vec::new();
+        for _ in 0..sides.len() {
+            totals.push(Totals::new()?);
         }
-        let seconds = duration.as_secs_f64() * f64::from(args.rounds);
-        for (name, totals) in [("alknet /alknet/call", &ours), ("jsonrpsee 0.26", &theirs)] {
+        for _ in 0..args.rounds {
+            for ((side, addr), totals) in sides.iter().zip(&mut totals) {
+                totals.add(measure(*side, *addr, connections, duration).await?)?;
+            }
+        }
+        for ((side, _), totals) in sides.iter().zip(&totals) {
             println!(
                 "{:<20} {:>6} {:>10.0} {:>8} {:>8}",
-                name,
+                side.label(),
                 connections,
                 totals.calls as f64 / seconds,
                 totals.latencies.value_at_quantile(0.5),
                 totals.latencies.value_at_quantile(0.99),
             );
         }
-        let ratio = |q: f64| {
-            ours.latencies.value_at_quantile(q) as f64
-                / theirs.latencies.value_at_quantile(q) as f64
+        let find = |wanted: Side| {
+            sides
+                .iter()
+                .position(|(side, _)| *side == wanted)
+                .map(|at| &totals[at])
         };
-        println!(
-            "{:<20} {:>6} {:>10.3} {:>8.3} {:>8.3}",
-            "alknet / jsonrpsee",
-            connections,
-            ours.calls as f64 / theirs.calls as f64,
-            ratio(0.5),
-            ratio(0.99),
-        );
+        let Some(theirs) = find(Side::Jsonrpsee) else {
+            continue;
+        };
+        for side in [Side::Alknet, Side::Floor] {
+            let Some(ours) = find(side) else { continue };
+            let ratio = |q: f64| {
+                ours.latencies.value_at_quantile(q) as f64
+                    / theirs.latencies.value_at_quantile(q) as f64
+            };
+            println!(
+                "{:<20} {:>6} {:>10.3} {:>8.3} {:>8.3}",
+                format!(
+                    "{} / jsonrpsee",
+                    side.label().split(' ').next().unwrap_or("")
+                ),
+                connections,
+                ours.calls as f64 / theirs.calls as f64,
+                ratio(0.5),
+                ratio(0.99),
+            );
+        }
     }
     node.shutdown();
     node.wait().await;
@@ -200,6 +244,58 @@ async fn start_jsonrpsee(
     Ok(addr)
 }
 
+/// The floor: tokio-tungstenite straight on the TLS stream, one task per
+/// socket, answering each JSON-RPC request with its params without building
+/// any value. Nothing a real server does beyond it could be skipped.
+async fn start_floor(identity: &alknet_core::tls::ServerIdentity) -> anyhow::Result<SocketAddr> {
+    #[derive(serde::Deserialize)]
+    struct Request<'a> {
+        id: u64,
+        #[serde(borrow)]
+        params: &'a serde_json::value::RawValue,
+    }
+    let config = tls::server_config(identity, &[Alpn::new(Alpn::HTTP_1_1)], false)?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let socket_config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(0);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let _ = tcp.set_nodelay(true);
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut socket) =
+                    tokio_tungstenite::accept_async_with_config(tls, Some(socket_config)).await
+                else {
+                    return;
+                };
+                while let Some(Ok(message)) = socket.next().await {
+                    let Message::Text(text) = message else {
+                        continue;
+                    };
+                    let Ok(request) = serde_json::from_str::<Request>(&text) else {
+                        return;
+                    };
+                    let reply = format!(
+                        r#"{{"jsonrpc":"2.0","id":{},"result":{}}}"#,
+                        request.id,
+                        request.params.get()
+                    );
+                    if socket.send(Message::Text(reply.into())).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Ok(addr)
+}
+
 struct Totals {
     calls: u64,
     latencies: Histogram<u64>,
@@ -228,7 +324,7 @@ async fn connect(dialer: &TlsDialer, side: Side, addr: SocketAddr) -> anyhow::Re
     let tls = dialer.connect(addr).await?;
     let path = match side {
         Side::Alknet => "/alknet/call",
-        Side::Jsonrpsee => "/",
+        Side::Jsonrpsee | Side::Floor => "/",
     };
     let mut request = format!("wss://localhost:{}{path}", addr.port()).into_client_request()?;
     request
@@ -275,7 +371,7 @@ async fn measure(
                         }))?
                         .into(),
                     ),
-                    Side::Jsonrpsee => Message::Text(
+                    Side::Jsonrpsee | Side::Floor => Message::Text(
                         serde_json::to_string(&json!({
                             "jsonrpc": "2.0", "id": id, "method": "echo", "params": input
                         }))?
@@ -298,7 +394,7 @@ async fn measure(
                         anyhow::ensure!(reply["id"].as_str() == Some(&*id.to_string()), "{reply}");
                         &reply["payload"]["output"]
                     }
-                    Side::Jsonrpsee => {
+                    Side::Jsonrpsee | Side::Floor => {
                         anyhow::ensure!(reply["id"] == id, "{reply}");
                         &reply["result"]
                     }

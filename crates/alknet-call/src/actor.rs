@@ -28,9 +28,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::codec::encode_frame;
+use crate::codec::{encode_frame, encode_frame_of};
 use crate::dispatch::{self, Expect, Origin, PresentedToken, Reply};
-use crate::envelope::{CallRequest, EventEnvelope};
+use crate::envelope::{CallRequest, EventEnvelope, Outgoing};
 use crate::error::CallError;
 use crate::handle::SessionHandle;
 use crate::server::{SessionConfig, SessionLimits};
@@ -546,10 +546,10 @@ impl Requests {
     fn start(&self, stream: StreamKey, id: String, request: CallRequest) -> Option<Vec<u8>> {
         let info = &self.info;
         info.stats().record_request();
-        let Some(writer) = lock(&self.shared).writers.get(&stream).cloned() else {
+        if !lock(&self.shared).writers.contains_key(&stream) {
             self.served(&id);
             return None;
-        };
+        }
         let span = tracing::info_span!(
             parent: &self.span,
             "request",
@@ -581,16 +581,21 @@ impl Requests {
                 session: Some(self.handle.clone()),
             },
         );
-        let immediate = answered_at_once(&id, &mut reply);
+        let immediate = answered_at_once(&id, &mut reply, limits.max_frame);
         drop(in_span);
-        if let Some(envelope) = immediate {
+        if immediate.is_some() {
             self.served(&id);
-            return Some(encode(envelope, limits.max_frame));
+            return immediate;
         }
         let limits = limits.clone();
         let actor = self.actor.clone();
         let task_id = id.clone();
         let mut shared = lock(&self.shared);
+        let Some(writer) = shared.writers.get(&stream).cloned() else {
+            drop(shared);
+            self.served(&id);
+            return None;
+        };
         let seq = shared.next_seq;
         shared.next_seq += 1;
         let task = tokio::spawn(
@@ -626,14 +631,18 @@ impl Requests {
 /// (most do). The actor writes those itself: no task, no timer, no round trip
 /// back to the actor — what a request costs is mostly that overhead. A handler
 /// still pending after its first poll continues in its own task.
-fn answered_at_once(id: &str, reply: &mut Result<Reply, CallError>) -> Option<EventEnvelope> {
+fn answered_at_once(
+    id: &str,
+    reply: &mut Result<Reply, CallError>,
+    max_frame: usize,
+) -> Option<Vec<u8>> {
     use futures::FutureExt;
     match reply {
-        Err(error) => Some(EventEnvelope::error(id, error)),
+        Err(error) => Some(encode(EventEnvelope::error(id, error), max_frame)),
         // The future catches its handler's panics itself (dispatch::run).
         Ok(Reply::One(output)) => Some(match output.as_mut().now_or_never()? {
-            Ok(output) => EventEnvelope::responded(id, output),
-            Err(error) => EventEnvelope::error(id, &error),
+            Ok(output) => encode_output(id, &output, max_frame),
+            Err(error) => encode(EventEnvelope::error(id, &error), max_frame),
         }),
         Ok(Reply::Stream(_)) => None,
     }
@@ -647,30 +656,31 @@ async fn respond(
     limits: &SessionLimits,
 ) {
     let max_frame = limits.max_frame;
+    let failed = |error: &CallError| encode(EventEnvelope::error(id, error), max_frame);
     match reply {
         Err(error) => {
-            let _ = send(writer, EventEnvelope::error(id, &error), max_frame).await;
+            let _ = writer.send(failed(&error)).await;
         }
         Ok(Reply::One(output)) => {
             // Dropping the handler at the deadline cancels its nested calls
             // with it (§9.2).
-            let envelope = match tokio::time::timeout_at(deadline, output).await {
-                Ok(Ok(output)) => EventEnvelope::responded(id, output),
-                Ok(Err(error)) => EventEnvelope::error(id, &error),
-                Err(_) => EventEnvelope::error(id, &CallError::timeout()),
+            let frame = match tokio::time::timeout_at(deadline, output).await {
+                Ok(Ok(output)) => encode_output(id, &output, max_frame),
+                Ok(Err(error)) => failed(&error),
+                Err(_) => failed(&CallError::timeout()),
             };
-            let _ = send(writer, envelope, max_frame).await;
+            let _ = writer.send(frame).await;
         }
         Ok(Reply::Stream(mut items)) => {
             while let Some(item) = items.next().await {
-                let (envelope, last) = match item {
-                    Ok(output) => (EventEnvelope::responded(id, output), false),
-                    Err(error) => (EventEnvelope::error(id, &error), true),
+                let (frame, last) = match item {
+                    Ok(output) => (encode_output(id, &output, max_frame), false),
+                    Err(error) => (failed(&error), true),
                 };
                 // A stream whose writer is gone (reset, stalled, closed) has
                 // nobody to produce for: stop pulling items, or an endless
                 // subscription would spin without ever yielding.
-                if send(writer, envelope, max_frame).await.is_err() || last {
+                if writer.send(frame).await.is_err() || last {
                     return;
                 }
             }
@@ -695,11 +705,20 @@ pub(crate) async fn send(
 /// One envelope's frame; a reply above the frame limit is replaced by
 /// `INTERNAL` `response too large`.
 fn encode(envelope: EventEnvelope, max_frame: usize) -> Vec<u8> {
-    match encode_frame(&envelope, max_frame) {
+    encode_or_too_large(&envelope, &envelope.id, max_frame)
+}
+
+/// The frame of `call.responded` with `output`, serialized straight from it.
+fn encode_output(id: &str, output: &serde_json::Value, max_frame: usize) -> Vec<u8> {
+    encode_or_too_large(&Outgoing::responded(id, output), id, max_frame)
+}
+
+fn encode_or_too_large<T: serde::Serialize>(envelope: &T, id: &str, max_frame: usize) -> Vec<u8> {
+    match encode_frame_of(envelope, max_frame) {
         Ok(frame) => frame,
         Err(_) => {
             let error = CallError::internal("response too large");
-            encode_frame(&EventEnvelope::error(envelope.id, &error), max_frame)
+            encode_frame(&EventEnvelope::error(id, &error), max_frame)
                 .expect("an error envelope fits any frame limit a session allows")
         }
     }

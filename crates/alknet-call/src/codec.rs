@@ -159,17 +159,28 @@ impl FrameDecoder {
 /// Encodes one envelope as a frame (header and body, contiguous), or refuses
 /// if its body would exceed `max_frame` (§3.1 rule 4).
 pub fn encode_frame(envelope: &EventEnvelope, max_frame: usize) -> Result<Vec<u8>, FrameError> {
-    let body = envelope.to_bytes();
+    encode_frame_of(envelope, max_frame)
+}
+
+/// [`encode_frame`] for anything that serializes as an envelope: the body is
+/// written once, straight after room left for its header.
+pub(crate) fn encode_frame_of<T: serde::Serialize>(
+    envelope: &T,
+    max_frame: usize,
+) -> Result<Vec<u8>, FrameError> {
+    let mut frame = Vec::with_capacity(128);
+    frame.extend_from_slice(&[0; HEADER_LEN]);
+    serde_json::to_writer(&mut frame, envelope)
+        .expect("an envelope of strings and JSON values always serializes");
+    let length = frame.len() - HEADER_LEN;
     let limit = max_frame.clamp(1, ABSOLUTE_MAX_FRAME);
-    if body.len() > limit {
+    if length > limit {
         return Err(FrameError::TooLarge {
-            length: body.len() as u64,
+            length: length as u64,
             limit,
         });
     }
-    let mut frame = Vec::with_capacity(HEADER_LEN + body.len());
-    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    frame.extend_from_slice(&body);
+    frame[..HEADER_LEN].copy_from_slice(&(length as u32).to_be_bytes());
     Ok(frame)
 }
 

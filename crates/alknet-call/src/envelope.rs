@@ -144,15 +144,16 @@ impl PayloadError {
 impl EventEnvelope {
     /// Checks and reads one envelope from UTF-8 JSON bytes.
     pub fn parse(bytes: &[u8]) -> Result<Self, EnvelopeError> {
-        let value: Value =
-            serde_json::from_slice(bytes).map_err(|e| EnvelopeError::Json(e.to_string()))?;
-        let Value::Object(mut object) = value else {
-            return Err(EnvelopeError::NotObject);
-        };
-        let Some(Value::String(event_type)) = object.remove("type") else {
+        // Straight into the three members: no map is built for the envelope
+        // itself, and unknown members are skipped without being kept.
+        let members: Members = serde_json::from_slice(bytes).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => EnvelopeError::NotObject,
+            _ => EnvelopeError::Json(e.to_string()),
+        })?;
+        let Some(Value::String(event_type)) = members.event_type else {
             return Err(EnvelopeError::Type);
         };
-        let Some(Value::String(id)) = object.remove("id") else {
+        let Some(Value::String(id)) = members.id else {
             return Err(EnvelopeError::Id);
         };
         if id.is_empty() {
@@ -161,7 +162,7 @@ impl EventEnvelope {
         if id.len() > MAX_ID_BYTES {
             return Err(EnvelopeError::LongId);
         }
-        let Some(Value::Object(payload)) = object.remove("payload") else {
+        let Some(Value::Object(payload)) = members.payload else {
             return Err(EnvelopeError::Payload);
         };
         Ok(Self {
@@ -231,54 +232,163 @@ impl EventEnvelope {
 
     /// Reads the payload of a known event type.
     pub fn event(&self) -> Result<Event, PayloadError> {
-        match self.event_type.as_str() {
-            types::REQUESTED => self.request().map(Event::Requested),
-            types::RESPONDED => self
-                .payload
-                .get("output")
-                .cloned()
+        Event::read(&self.event_type, self.payload.clone())
+    }
+}
+
+impl Event {
+    /// Reads `payload` as the payload of an envelope of `event_type`, taking
+    /// its values rather than copying them.
+    pub fn read(event_type: &str, mut payload: Map<String, Value>) -> Result<Self, PayloadError> {
+        match event_type {
+            types::REQUESTED => CallRequest::read(payload).map(Event::Requested),
+            types::RESPONDED => payload
+                .remove("output")
                 .map(Event::Responded)
                 .ok_or(PayloadError::Response),
             types::COMPLETED => Ok(Event::Completed),
             types::ABORTED => Ok(Event::Aborted),
-            types::ERROR => serde_json::from_value(Value::Object(self.payload.clone()))
+            types::ERROR => serde_json::from_value(Value::Object(payload))
                 .map(Event::Error)
                 .map_err(|_| PayloadError::Response),
             _ => Ok(Event::Unknown),
         }
     }
+}
 
-    fn request(&self) -> Result<CallRequest, PayloadError> {
+impl CallRequest {
+    fn read(mut payload: Map<String, Value>) -> Result<Self, PayloadError> {
         let invalid = |reason: &str| PayloadError::Request(reason.to_owned());
-        let operation_id = match self.payload.get("operationId") {
-            Some(Value::String(name)) => name.clone(),
+        let operation_id = match payload.remove("operationId") {
+            Some(Value::String(name)) => name,
             _ => return Err(invalid("operationId must be a string")),
         };
         if operation_id.len() > MAX_OPERATION_NAME_BYTES {
             return Err(invalid("operationId is longer than 256 bytes"));
         }
-        let auth_token = match self.payload.get("auth_token") {
+        let auth_token = match payload.remove("auth_token") {
             None => None,
-            Some(Value::String(token)) => Some(token.clone()),
+            Some(Value::String(token)) => Some(token),
             Some(_) => return Err(invalid("auth_token must be a string")),
         };
-        let forwarded_for = match self.payload.get("forwarded_for") {
+        let forwarded_for = match payload.remove("forwarded_for") {
             None => None,
             Some(value) => Some(
-                serde_json::from_value::<Identity>(value.clone())
+                serde_json::from_value::<Identity>(value)
                     .map_err(|_| invalid("forwarded_for must be an identity"))?,
             ),
         };
         Ok(CallRequest {
             operation_id,
-            input: self
-                .payload
-                .get("input")
-                .cloned()
+            input: payload
+                .remove("input")
                 .unwrap_or_else(|| Value::Object(Map::new())),
             auth_token,
             forwarded_for,
         })
+    }
+}
+
+/// The members of an envelope that matter, as found: checked by
+/// [`EventEnvelope::parse`]. A later duplicate member replaces an earlier
+/// one, as it would in a JSON object read whole.
+#[derive(Default)]
+struct Members {
+    event_type: Option<Value>,
+    id: Option<Value>,
+    payload: Option<Value>,
+}
+
+impl<'de> serde::Deserialize<'de> for Members {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(MembersVisitor)
+    }
+}
+
+struct MembersVisitor;
+
+impl<'de> serde::de::Visitor<'de> for MembersVisitor {
+    type Value = Members;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Members, M::Error> {
+        let mut members = Members::default();
+        while let Some(key) = map.next_key::<Member>()? {
+            let slot = match key {
+                Member::Type => &mut members.event_type,
+                Member::Id => &mut members.id,
+                Member::Payload => &mut members.payload,
+                Member::Other => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    continue;
+                }
+            };
+            *slot = Some(map.next_value()?);
+        }
+        Ok(members)
+    }
+}
+
+/// A member name, recognised without allocating it.
+enum Member {
+    Type,
+    Id,
+    Payload,
+    Other,
+}
+
+impl<'de> serde::Deserialize<'de> for Member {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_identifier(MemberVisitor)
+    }
+}
+
+struct MemberVisitor;
+
+impl serde::de::Visitor<'_> for MemberVisitor {
+    type Value = Member;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a member name")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Member, E> {
+        Ok(match name {
+            "type" => Member::Type,
+            "id" => Member::Id,
+            "payload" => Member::Payload,
+            _ => Member::Other,
+        })
+    }
+}
+
+/// An outgoing envelope, borrowed: serialized as an [`EventEnvelope`] would
+/// be, without building its payload map first.
+#[derive(Serialize)]
+pub(crate) struct Outgoing<'a, P> {
+    #[serde(rename = "type")]
+    pub(crate) event_type: &'static str,
+    pub(crate) id: &'a str,
+    pub(crate) payload: P,
+}
+
+/// The payload of `call.responded`.
+#[derive(Serialize)]
+pub(crate) struct OutputPayload<'a> {
+    pub(crate) output: &'a Value,
+}
+
+impl<'a> Outgoing<'a, OutputPayload<'a>> {
+    /// `call.responded` with `output`.
+    pub(crate) fn responded(id: &'a str, output: &'a Value) -> Self {
+        Self {
+            event_type: types::RESPONDED,
+            id,
+            payload: OutputPayload { output },
+        }
     }
 }
 
@@ -360,6 +470,31 @@ mod tests {
             parse(json!({"type":"x","id":"a","payload":[]})),
             Err(EnvelopeError::Payload)
         );
+    }
+
+    #[test]
+    fn members_are_read_as_a_json_object_would_be() {
+        // A later duplicate wins, escaped names are the same names, and
+        // unknown members of any shape are skipped.
+        let envelope = EventEnvelope::parse(
+            br#"{"id":"a","extra":{"deep":[1,{"x":null}]},"type":"x","id":"b","payload":{"k":1}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (envelope.event_type.as_str(), envelope.id.as_str()),
+            ("x", "b")
+        );
+        assert_eq!(Value::Object(envelope.payload), json!({"k": 1}));
+        for not_an_object in [&b"\"text\""[..], b"1", b"null", b"true"] {
+            assert_eq!(
+                EventEnvelope::parse(not_an_object),
+                Err(EnvelopeError::NotObject)
+            );
+        }
+        assert!(matches!(
+            EventEnvelope::parse(br#"{"type":"x","id":"a","payload":{}} {}"#),
+            Err(EnvelopeError::Json(_))
+        ));
     }
 
     #[test]

@@ -127,10 +127,14 @@ impl<A, W: Clone> SessionBook<A, W> {
 
     /// Decides what an incoming envelope means.
     pub fn receive(&mut self, stream: StreamKey, envelope: EventEnvelope) -> Action<A, W> {
-        let id = envelope.id.clone();
-        match envelope.event() {
+        let EventEnvelope {
+            event_type,
+            id,
+            payload,
+        } = envelope;
+        match Event::read(&event_type, payload) {
             Ok(Event::Requested(request)) => self.request(stream, id, request),
-            Err(error) if envelope.event_type == types::REQUESTED => {
+            Err(error) if event_type == types::REQUESTED => {
                 Action::Reply(stream, EventEnvelope::error(id, &error.to_call_error()))
             }
             Ok(Event::Aborted) => match self.serving.remove(&id) {
@@ -161,7 +165,7 @@ impl<A, W: Clone> SessionBook<A, W> {
             Ok(Event::Error(error)) => self.finish_call(&id, Delivery::Failed(error)),
             Err(error) => self.finish_call(&id, Delivery::Failed(error.to_call_error())),
             Ok(Event::Unknown) => {
-                tracing::debug!(event_type = %envelope.event_type, %id, "ignoring an envelope of unknown type");
+                tracing::debug!(%event_type, %id, "ignoring an envelope of unknown type");
                 Action::Ignore
             }
         }

@@ -59,15 +59,19 @@ impl ConnectionStats {
         self.requests.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Counts bytes received by a session that does its own reading (a
-    /// WebSocket inside an HTTP connection); streams count themselves.
+    /// Counts bytes received. Streams count themselves; a session that does
+    /// its own reading (a WebSocket inside an HTTP connection) calls this.
     pub fn record_in(&self, bytes: usize) {
-        self.bytes_in.fetch_add(bytes as u64, Ordering::Relaxed);
+        if bytes > 0 {
+            self.bytes_in.fetch_add(bytes as u64, Ordering::Relaxed);
+        }
     }
 
-    /// Counts bytes sent by a session that does its own writing.
+    /// Counts bytes sent (see [`ConnectionStats::record_in`]).
     pub fn record_out(&self, bytes: usize) {
-        self.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
+        if bytes > 0 {
+            self.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
+        }
     }
 }
 
@@ -401,6 +405,121 @@ pub struct BiStream {
     pub recv: RecvHalf,
 }
 
+impl BiStream {
+    /// The stream as one value that both reads and writes, for protocols
+    /// that take a single I/O object (HTTP). Over TCP+TLS it is the TLS
+    /// stream itself again, without the lock two halves of one stream share.
+    pub fn into_duplex(self) -> Duplex {
+        let info = self.recv.info.clone();
+        let inner = match (self.recv.inner, self.send.inner) {
+            (ReadInner::Stream(recv), WriteInner::Stream(send)) if recv.is_pair_of(&send) => {
+                DuplexInner::Whole(recv.unsplit(send))
+            }
+            (recv, send) => DuplexInner::Halves {
+                recv: RecvHalf {
+                    inner: recv,
+                    info: info.clone(),
+                },
+                send: SendHalf {
+                    inner: send,
+                    info: info.clone(),
+                },
+            },
+        };
+        Duplex { inner, info }
+    }
+}
+
+/// A [`BiStream`] as one reader-writer (see [`BiStream::into_duplex`]); it
+/// counts the connection's bytes like the halves do.
+pub struct Duplex {
+    inner: DuplexInner,
+    info: Arc<ConnectionInfo>,
+}
+
+enum DuplexInner {
+    Whole(Box<dyn ByteStream>),
+    Halves { recv: RecvHalf, send: SendHalf },
+}
+
+impl AsyncRead for Duplex {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        match &mut this.inner {
+            DuplexInner::Whole(stream) => {
+                let before = buf.filled().len();
+                let result = Pin::new(stream).poll_read(cx, buf);
+                this.info.stats.record_in(buf.filled().len() - before);
+                result
+            }
+            DuplexInner::Halves { recv, .. } => Pin::new(recv).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Duplex {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        match &mut this.inner {
+            DuplexInner::Whole(stream) => {
+                let result = Pin::new(stream).poll_write(cx, buf);
+                if let Poll::Ready(Ok(n)) = result {
+                    this.info.stats.record_out(n);
+                }
+                result
+            }
+            DuplexInner::Halves { send, .. } => Pin::new(send).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        match &mut this.inner {
+            DuplexInner::Whole(stream) => {
+                let result = Pin::new(stream).poll_write_vectored(cx, bufs);
+                if let Poll::Ready(Ok(n)) = result {
+                    this.info.stats.record_out(n);
+                }
+                result
+            }
+            DuplexInner::Halves { send, .. } => Pin::new(send).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match &self.inner {
+            DuplexInner::Whole(stream) => stream.is_write_vectored(),
+            DuplexInner::Halves { send, .. } => send.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.inner {
+            DuplexInner::Whole(stream) => Pin::new(stream).poll_flush(cx),
+            DuplexInner::Halves { send, .. } => Pin::new(send).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.inner {
+            DuplexInner::Whole(stream) => Pin::new(stream).poll_shutdown(cx),
+            DuplexInner::Halves { send, .. } => Pin::new(send).poll_shutdown(cx),
+        }
+    }
+}
+
 /// The writing half of a [`BiStream`]. `shutdown()` finishes the stream (QUIC
 /// FIN; TLS close_notify) after buffered data is delivered.
 pub struct SendHalf {
@@ -456,13 +575,7 @@ impl AsyncRead for RecvHalf {
             ReadInner::Quic(recv) => AsyncRead::poll_read(Pin::new(recv), cx, buf),
             ReadInner::Stream(recv) => AsyncRead::poll_read(Pin::new(recv), cx, buf),
         };
-        let read = buf.filled().len() - before;
-        if read > 0 {
-            self.info
-                .stats
-                .bytes_in
-                .fetch_add(read as u64, Ordering::Relaxed);
-        }
+        self.info.stats.record_in(buf.filled().len() - before);
         result
     }
 }
@@ -478,10 +591,7 @@ impl AsyncWrite for SendHalf {
             WriteInner::Stream(send) => AsyncWrite::poll_write(Pin::new(send), cx, buf),
         };
         if let Poll::Ready(Ok(n)) = result {
-            self.info
-                .stats
-                .bytes_out
-                .fetch_add(n as u64, Ordering::Relaxed);
+            self.info.stats.record_out(n);
         }
         result
     }

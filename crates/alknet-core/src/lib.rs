@@ -25,7 +25,9 @@ pub mod tree;
 
 pub use alpn::Alpn;
 pub use config::{ConfigError, NodeConfig};
-pub use connection::{BiStream, Connection, ConnectionInfo, ConnectionStats, TransportKind};
+pub use connection::{
+    BiStream, Connection, ConnectionInfo, ConnectionStats, Duplex, TransportKind,
+};
 pub use fingerprint::Fingerprint;
 pub use handler::{HandlerError, HandlerFuture, ProtocolHandler};
 pub use identity::{Identity, IdentityProvider, NoIdentities};

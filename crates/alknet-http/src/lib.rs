@@ -35,8 +35,8 @@ use std::time::Duration;
 use alknet_call::{Registry, SessionLimits};
 use alknet_core::{Alpn, Connection, HandlerFuture, IdentityProvider, ProtocolHandler};
 use axum::Router;
+use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 
 /// The HTTP handler's settings.
@@ -241,7 +241,7 @@ impl ProtocolHandler for HttpHandler {
                     }
                 });
             }
-            let io = TokioIo::new(tokio::io::join(stream.recv, stream.send));
+            let io = TokioIo::new(stream.into_duplex());
             let scope = websocket::ConnectionScope {
                 connection: connection.clone(),
                 sessions: tokio_util::task::TaskTracker::new(),
@@ -255,16 +255,33 @@ impl ProtocolHandler for HttpHandler {
                     async move { tower::Service::call(&mut router, request).await }
                 });
             let service = TowerToHyperService::new(service);
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            // RFC 8441: WebSockets over HTTP/2 (§12.1).
-            builder.http2().enable_connect_protocol();
-            let served = builder.serve_connection_with_upgrades(io, service);
-            tokio::pin!(served);
-            let result = tokio::select! {
-                result = served.as_mut() => result,
-                () = connection.draining() => {
-                    served.as_mut().graceful_shutdown();
-                    served.await
+            // The negotiated ALPN names the HTTP version, so there is nothing
+            // to sniff; and an HTTP/1.1 upgrade hands its WebSocket the very
+            // connection stream back (see `websocket`).
+            let result = if connection.alpn().as_str() == Alpn::H2 {
+                let mut builder = http2::Builder::new(TokioExecutor::new());
+                // RFC 8441: WebSockets over HTTP/2 (§12.1).
+                builder.enable_connect_protocol();
+                let served = builder.serve_connection(io, service);
+                tokio::pin!(served);
+                tokio::select! {
+                    result = served.as_mut() => result,
+                    () = connection.draining() => {
+                        served.as_mut().graceful_shutdown();
+                        served.await
+                    }
+                }
+            } else {
+                let served = http1::Builder::new()
+                    .serve_connection(io, service)
+                    .with_upgrades();
+                tokio::pin!(served);
+                tokio::select! {
+                    result = served.as_mut() => result,
+                    () = connection.draining() => {
+                        served.as_mut().graceful_shutdown();
+                        served.await
+                    }
                 }
             };
             // An upgraded HTTP/1.1 connection is handed to its WebSocket and
@@ -272,7 +289,7 @@ impl ProtocolHandler for HttpHandler {
             // sessions are listed under) lives until they end.
             scope.sessions.close();
             scope.sessions.wait().await;
-            result
+            Ok(result?)
         })
     }
 }

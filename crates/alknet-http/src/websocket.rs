@@ -9,13 +9,17 @@
 //! subprotocol list because browsers cannot set headers), close codes, pings
 //! and the idle timeout.
 
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use alknet_call::SessionConfig;
 use alknet_call::messages::{MessageSession, Outbound, Refused};
-use alknet_core::{ChildActor, Connection, ConnectionInfo};
+use alknet_core::{ChildActor, Connection, ConnectionInfo, Duplex};
 use axum::Extension;
+use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::header::{
     CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL,
@@ -24,17 +28,18 @@ use axum::http::header::{
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Version};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
+use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 
 use crate::AppState;
 use crate::auth::Bearer;
@@ -74,6 +79,12 @@ pub(crate) struct ConnectionScope {
     pub(crate) connection: Connection,
     pub(crate) sessions: TaskTracker,
 }
+
+/// How much tungstenite reads at a time. It zeroes that much of its buffer
+/// before each read, and every socket holds one such buffer even when idle:
+/// small, so that both stay cheap; a large message is read in more chunks of
+/// the TLS layer's already decrypted bytes.
+const READ_CHUNK: usize = 2 * 1024;
 
 /// Messages queued by the session that go out in one flush.
 const WRITE_BURST: usize = 64;
@@ -134,9 +145,7 @@ pub(crate) async fn upgrade(
     let socket_config = WebSocketConfig::default()
         .max_message_size(Some(limits.max_frame))
         .max_frame_size(Some(limits.max_frame))
-        // Allocated per socket whether or not it is busy: small, so that an
-        // idle session is cheap; large messages are read in more chunks.
-        .read_buffer_size(8 * 1024)
+        .read_buffer_size(READ_CHUNK)
         .write_buffer_size(0);
     // Held by the socket's task: the connection's handler waits for it.
     let running = scope.sessions.token();
@@ -149,7 +158,7 @@ pub(crate) async fn upgrade(
             return;
         };
         let socket = WebSocketStream::from_raw_socket(
-            TokioIo::new(upgraded),
+            SocketIo::new(upgraded),
             Role::Server,
             Some(socket_config),
         )
@@ -261,7 +270,91 @@ enum Ending {
     Gone,
 }
 
-type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+type Socket = WebSocketStream<SocketIo>;
+
+/// What a WebSocket runs on. An HTTP/1.1 upgrade gives back the connection's
+/// own stream, with whatever hyper had read past the request, so that reads
+/// and writes skip hyper's boxed wrapper; a stream of an HTTP/2 connection
+/// stays hyper's.
+enum SocketIo {
+    Direct { early: Bytes, io: Duplex },
+    Upgraded(TokioIo<Upgraded>),
+}
+
+impl SocketIo {
+    fn new(upgraded: Upgraded) -> Self {
+        match upgraded.downcast::<TokioIo<Duplex>>() {
+            Ok(parts) => Self::Direct {
+                early: parts.read_buf,
+                io: parts.io.into_inner(),
+            },
+            Err(upgraded) => Self::Upgraded(TokioIo::new(upgraded)),
+        }
+    }
+}
+
+impl AsyncRead for SocketIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match &mut *self {
+            Self::Direct { early, .. } if !early.is_empty() => {
+                let take = early.len().min(buf.remaining());
+                buf.put_slice(&early.split_to(take));
+                Poll::Ready(Ok(()))
+            }
+            Self::Direct { io, .. } => Pin::new(io).poll_read(cx, buf),
+            Self::Upgraded(io) => Pin::new(io).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for SocketIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match &mut *self {
+            Self::Direct { io, .. } => Pin::new(io).poll_write(cx, buf),
+            Self::Upgraded(io) => Pin::new(io).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match &mut *self {
+            Self::Direct { io, .. } => Pin::new(io).poll_write_vectored(cx, bufs),
+            Self::Upgraded(io) => Pin::new(io).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Self::Direct { io, .. } => io.is_write_vectored(),
+            Self::Upgraded(io) => io.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut *self {
+            Self::Direct { io, .. } => Pin::new(io).poll_flush(cx),
+            Self::Upgraded(io) => Pin::new(io).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut *self {
+            Self::Direct { io, .. } => Pin::new(io).poll_shutdown(cx),
+            Self::Upgraded(io) => Pin::new(io).poll_shutdown(cx),
+        }
+    }
+}
 
 /// Runs one session until its socket closes.
 async fn serve(
@@ -305,15 +398,13 @@ async fn serve(
         )
     });
     tracing::debug!(parent: &span, "WebSocket session started");
-    let (sink, mut stream) = socket.split();
     let mut channel = Channel {
-        sink,
+        socket,
         info: &info,
         write_stall,
     };
     let ending = run(
         &mut channel,
-        &mut stream,
         &mut session,
         outbound,
         &connection,
@@ -334,14 +425,15 @@ async fn serve(
     session.close().await;
     drop(listed);
     tracing::debug!(parent: &span, "WebSocket session ended");
-    if let (Some(code), Ok(socket)) = (closing, channel.sink.reunite(stream)) {
-        linger(socket, code).await;
+    if let Some(code) = closing {
+        linger(channel.socket, code).await;
     }
 }
 
-/// The sending half of the socket.
+/// The socket, written to by the session's loop. One task owns it whole:
+/// split halves would take a lock on every read and write.
 struct Channel<'a> {
-    sink: SplitSink<Socket, Message>,
+    socket: Socket,
     info: &'a ConnectionInfo,
     write_stall: Duration,
 }
@@ -353,15 +445,15 @@ impl Channel<'_> {
     async fn send_burst(&mut self, first: Vec<u8>, outbound: &mut Outbound) -> bool {
         let write = async {
             self.info.stats().record_out(first.len());
-            self.sink.feed(Message::Binary(first.into())).await?;
+            self.socket.feed(Message::Binary(first.into())).await?;
             for _ in 1..WRITE_BURST {
                 let Some(next) = outbound.try_next() else {
                     break;
                 };
                 self.info.stats().record_out(next.len());
-                self.sink.feed(Message::Binary(next.into())).await?;
+                self.socket.feed(Message::Binary(next.into())).await?;
             }
-            self.sink.flush().await
+            self.socket.flush().await
         };
         match alknet_core::stall::within(self.write_stall, write).await {
             Ok(Ok(())) => true,
@@ -378,7 +470,7 @@ impl Channel<'_> {
     }
 
     async fn ping(&mut self) -> bool {
-        let ping = self.sink.send(Message::Ping(Default::default()));
+        let ping = self.socket.send(Message::Ping(Default::default()));
         matches!(
             alknet_core::stall::within(self.write_stall, ping).await,
             Ok(Ok(()))
@@ -391,75 +483,83 @@ impl Channel<'_> {
             reason: reason.into(),
         };
         let close = async {
-            self.sink.send(Message::Close(Some(frame))).await?;
-            self.sink.close().await
+            self.socket.send(Message::Close(Some(frame))).await?;
+            self.socket.close(None).await
         };
         let _ = tokio::time::timeout(Duration::from_secs(5), close).await;
     }
 }
 
+/// When the loop must next look at the peer's liveness: the earlier of the
+/// next ping and the end of the allowed silence. One timer for both, re-armed
+/// only when it fires, because reading the clock per message is cheaper than
+/// resetting a timer per message.
+struct Liveness {
+    settings: WebSocketSettings,
+    next_ping: Instant,
+    last_heard: Instant,
+}
+
+/// What the liveness timer asks for when it fires.
+enum Due {
+    Ping,
+    Idle,
+    Nothing,
+}
+
+impl Liveness {
+    fn new(settings: &WebSocketSettings) -> Self {
+        let now = Instant::now();
+        Self {
+            settings: settings.clone(),
+            next_ping: now + settings.ping_interval,
+            last_heard: now,
+        }
+    }
+
+    fn heard(&mut self) {
+        self.last_heard = Instant::now();
+    }
+
+    fn next_check(&self) -> Instant {
+        self.next_ping
+            .min(self.last_heard + self.settings.idle_timeout)
+    }
+
+    fn due(&mut self) -> Due {
+        let now = Instant::now();
+        if now >= self.last_heard + self.settings.idle_timeout {
+            Due::Idle
+        } else if now >= self.next_ping {
+            self.next_ping = now + self.settings.ping_interval;
+            Due::Ping
+        } else {
+            Due::Nothing
+        }
+    }
+}
+
 async fn run(
     channel: &mut Channel<'_>,
-    stream: &mut SplitStream<Socket>,
     session: &mut MessageSession,
     mut outbound: Outbound,
     connection: &Connection,
     killed: &CancellationToken,
     liveness: &WebSocketSettings,
 ) -> Ending {
-    let mut ping = tokio::time::interval_at(
-        Instant::now() + liveness.ping_interval,
-        liveness.ping_interval,
-    );
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_heard = Instant::now();
-    // Re-armed lazily: checking the clock per message is cheaper than
-    // resetting a timer per message.
-    let idle = tokio::time::sleep_until(last_heard + liveness.idle_timeout);
-    tokio::pin!(idle);
+    let mut liveness = Liveness::new(liveness);
+    let check = tokio::time::sleep_until(liveness.next_check());
+    tokio::pin!(check);
     let mut draining = false;
-    // Made once: a cancellation future registers with its token when polled,
-    // which per message would cost a lock each.
-    let killed = killed.cancelled();
-    let closed = connection.closed();
-    let drain = connection.draining();
-    tokio::pin!(killed, closed, drain);
+    let (mut interrupts, _watcher) = watch(connection.clone(), killed.clone());
+    let mut watching = true;
     loop {
+        // The busy branches first: a message that is ready is taken without
+        // polling the rare ones, which are polled once before the task sleeps.
         tokio::select! {
             biased;
-            () = &mut killed => return Ending::Close(close::KILLED),
-            // The HTTP connection carrying the socket was closed: killed by
-            // an operator, or past the shutdown deadline.
-            () = &mut closed => {
-                return Ending::Close(if connection.is_draining() {
-                    close::GOING_AWAY
-                } else {
-                    close::KILLED
-                });
-            }
-            () = &mut drain, if !draining => {
-                draining = true;
-                session.drain();
-            }
-            () = session.stopped() => {
-                // Drained: send what it queued, then say goodbye.
-                while let Some(message) = outbound.try_next() {
-                    if !channel.send_burst(message, &mut outbound).await {
-                        return Ending::Gone;
-                    }
-                }
-                return Ending::Close(close::GOING_AWAY);
-            }
-            message = outbound.next() => match message {
-                Some(message) => {
-                    if !channel.send_burst(message, &mut outbound).await {
-                        return Ending::Gone;
-                    }
-                }
-                None => return Ending::Close(close::GOING_AWAY),
-            },
-            received = stream.next() => {
-                last_heard = Instant::now();
+            received = channel.socket.next() => {
+                liveness.heard();
                 match received {
                     Some(Ok(Message::Binary(bytes))) => {
                         channel.info.stats().record_in(bytes.len());
@@ -485,20 +585,94 @@ async fn run(
                     Some(Err(error)) => return ending_for(error),
                 }
             }
-            _ = ping.tick() => {
-                if !channel.ping().await {
-                    return Ending::Gone;
+            message = outbound.next() => match message {
+                Some(message) => {
+                    if !channel.send_burst(message, &mut outbound).await {
+                        return Ending::Gone;
+                    }
                 }
+                None => return Ending::Close(close::GOING_AWAY),
+            },
+            interrupt = interrupts.recv(), if watching => match interrupt {
+                Some(Interrupt::Killed) => return Ending::Close(close::KILLED),
+                // The HTTP connection carrying the socket was closed: killed
+                // by an operator, or past the shutdown deadline.
+                Some(Interrupt::Closed) => {
+                    return Ending::Close(if connection.is_draining() {
+                        close::GOING_AWAY
+                    } else {
+                        close::KILLED
+                    });
+                }
+                Some(Interrupt::Drain) if !draining => {
+                    draining = true;
+                    session.drain();
+                }
+                Some(Interrupt::Drain) => {}
+                None => watching = false,
+            },
+            () = session.stopped() => {
+                // Drained: send what it queued, then say goodbye.
+                while let Some(message) = outbound.try_next() {
+                    if !channel.send_burst(message, &mut outbound).await {
+                        return Ending::Gone;
+                    }
+                }
+                return Ending::Close(close::GOING_AWAY);
             }
-            () = &mut idle => {
-                let deadline = last_heard + liveness.idle_timeout;
-                if Instant::now() >= deadline {
-                    return Ending::Close(close::IDLE);
+            () = &mut check => {
+                match liveness.due() {
+                    Due::Idle => return Ending::Close(close::IDLE),
+                    Due::Ping => {
+                        if !channel.ping().await {
+                            return Ending::Gone;
+                        }
+                    }
+                    Due::Nothing => {}
                 }
-                idle.as_mut().reset(deadline);
+                check.as_mut().reset(liveness.next_check());
             }
         }
     }
+}
+
+/// What reaches a session's loop from outside its socket.
+enum Interrupt {
+    /// The node is shutting down: finish what is in flight.
+    Drain,
+    /// `admin/kill` on the session.
+    Killed,
+    /// The HTTP connection carrying the socket was closed.
+    Closed,
+}
+
+/// Watches for [`Interrupt`]s in a task of its own, which the loop hears
+/// from through one channel: polling three cancellation futures for every
+/// message would take two locks each.
+fn watch(
+    connection: Connection,
+    killed: CancellationToken,
+) -> (mpsc::Receiver<Interrupt>, AbortOnDropHandle<()>) {
+    let (sender, receiver) = mpsc::channel(2);
+    let watcher = tokio::spawn(async move {
+        let ended = tokio::select! {
+            biased;
+            () = killed.cancelled() => Interrupt::Killed,
+            () = connection.closed() => Interrupt::Closed,
+            () = connection.draining() => {
+                if sender.send(Interrupt::Drain).await.is_err() {
+                    return;
+                }
+                tokio::select! {
+                    biased;
+                    () = killed.cancelled() => Interrupt::Killed,
+                    () = connection.closed() => Interrupt::Closed,
+                }
+            }
+        };
+        let _ = sender.send(ended).await;
+    });
+    (receiver, AbortOnDropHandle::new(watcher))
 }
 
 /// What a read error means for the socket.
