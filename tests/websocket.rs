@@ -248,6 +248,61 @@ async fn a_ws_session_is_listed_under_its_http_conn_with_its_identity_and_admin_
 }
 
 #[tokio::test]
+async fn admin_kill_reaches_a_session_flooded_with_messages() {
+    use futures::StreamExt;
+    let t = node().await;
+    let addr = t.node.local_addr();
+    let socket = connect_h1(addr, Auth::Header("user-token"))
+        .await
+        .unwrap()
+        .0;
+    let (mut sink, mut stream) = socket.split();
+    // Aborts of unknown ids: applied and answered with nothing, as fast as
+    // the node takes them, until the socket closes.
+    let flood = tokio::spawn(async move {
+        let abort =
+            serde_json::to_vec(&json!({"type": "call.aborted", "id": "x", "payload": {}})).unwrap();
+        let mut sent = 0u64;
+        while sink
+            .send(Message::Binary(abort.clone().into()))
+            .await
+            .is_ok()
+        {
+            sent += 1;
+        }
+        sent
+    });
+    let mut operator = connect_h1(addr, Auth::Header("admin-token"))
+        .await
+        .unwrap()
+        .0;
+    let reply = round_trip(&mut operator, "tree", "admin/tree", json!({})).await;
+    let root = reply["payload"]["output"]["root"].clone();
+    let bob = find(&root, "proto/http").unwrap()["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|conn| conn["children"].as_array().unwrap())
+        .find(|child| child["identity"] == "bob")
+        .unwrap_or_else(|| panic!("bob's ws-session: {root}"))
+        .clone();
+    let killed = round_trip(&mut operator, "k", "admin/kill", json!({ "id": bob["id"] })).await;
+    assert_eq!(killed["type"], "call.responded", "{killed}");
+    let close = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(message) = stream.next().await {
+            if let Ok(Message::Close(frame)) = message {
+                return frame.map(|f| (u16::from(f.code), f.reason.to_string()));
+            }
+        }
+        None
+    })
+    .await
+    .expect("the flooded session was not closed within 10 s");
+    assert_eq!(close, Some((1008, "killed by operator".to_owned())));
+    assert!(flood.await.unwrap() > 0);
+}
+
+#[tokio::test]
 async fn killing_the_http_conn_closes_its_ws_sessions_with_1008() {
     let t = node().await;
     let addr = t.node.local_addr();

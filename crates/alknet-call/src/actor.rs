@@ -523,7 +523,18 @@ impl Requests {
     /// on that stream at once, if there is one (a refusal, or the reply of a
     /// handler that finished on its first poll).
     pub(crate) fn receive(&self, stream: StreamKey, envelope: EventEnvelope) -> Option<Vec<u8>> {
-        let action = lock(&self.shared).book.receive(stream, envelope);
+        let action = {
+            let mut shared = lock(&self.shared);
+            match shared.book.receive(stream, envelope) {
+                // The stream ended meanwhile: nobody to answer.
+                Action::Dispatch { id, .. } if !shared.writers.contains_key(&stream) => {
+                    drop(shared);
+                    self.served(&id);
+                    return None;
+                }
+                action => action,
+            }
+        };
         match action {
             Action::Ignore => None,
             Action::Deliver(waiter, delivery) => {
@@ -546,10 +557,6 @@ impl Requests {
     fn start(&self, stream: StreamKey, id: String, request: CallRequest) -> Option<Vec<u8>> {
         let info = &self.info;
         info.stats().record_request();
-        if !lock(&self.shared).writers.contains_key(&stream) {
-            self.served(&id);
-            return None;
-        }
         let span = tracing::info_span!(
             parent: &self.span,
             "request",

@@ -29,6 +29,7 @@ pub mod openapi;
 pub mod status;
 pub mod websocket;
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -263,26 +264,12 @@ impl ProtocolHandler for HttpHandler {
                 // RFC 8441: WebSockets over HTTP/2 (§12.1).
                 builder.enable_connect_protocol();
                 let served = builder.serve_connection(io, service);
-                tokio::pin!(served);
-                tokio::select! {
-                    result = served.as_mut() => result,
-                    () = connection.draining() => {
-                        served.as_mut().graceful_shutdown();
-                        served.await
-                    }
-                }
+                until_drained(&connection, served, |served| served.graceful_shutdown()).await
             } else {
                 let served = http1::Builder::new()
                     .serve_connection(io, service)
                     .with_upgrades();
-                tokio::pin!(served);
-                tokio::select! {
-                    result = served.as_mut() => result,
-                    () = connection.draining() => {
-                        served.as_mut().graceful_shutdown();
-                        served.await
-                    }
-                }
+                until_drained(&connection, served, |served| served.graceful_shutdown()).await
             };
             // An upgraded HTTP/1.1 connection is handed to its WebSocket and
             // hyper is done with it; the connection (and its actor, which the
@@ -291,5 +278,22 @@ impl ProtocolHandler for HttpHandler {
             scope.sessions.wait().await;
             Ok(result?)
         })
+    }
+}
+
+/// Serves `connection` until it ends, or until the node drains it: then shuts
+/// it down gracefully (`shutdown`), letting requests in flight finish.
+async fn until_drained<F: Future>(
+    connection: &Connection,
+    served: F,
+    shutdown: impl FnOnce(Pin<&mut F>),
+) -> F::Output {
+    tokio::pin!(served);
+    tokio::select! {
+        result = served.as_mut() => result,
+        () = connection.draining() => {
+            shutdown(served.as_mut());
+            served.await
+        }
     }
 }

@@ -554,17 +554,45 @@ async fn run(
     let (mut interrupts, _watcher) = watch(connection.clone(), killed.clone());
     let mut watching = true;
     loop {
-        // The busy branches first: a message that is ready is taken without
-        // polling the rare ones, which are polled once before the task sleeps.
+        // Interrupts first, so that no flood of messages can keep a kill
+        // from being seen; then the busy branches, so that a message that is
+        // ready is taken without polling the rest, which are polled once
+        // before the task sleeps.
         tokio::select! {
             biased;
+            interrupt = interrupts.recv(), if watching => match interrupt {
+                Some(Interrupt::Killed) => return Ending::Close(close::KILLED),
+                // The HTTP connection carrying the socket was closed: killed
+                // by an operator, or past the shutdown deadline.
+                Some(Interrupt::Closed) => {
+                    return Ending::Close(if connection.is_draining() {
+                        close::GOING_AWAY
+                    } else {
+                        close::KILLED
+                    });
+                }
+                Some(Interrupt::Drain) if !draining => {
+                    draining = true;
+                    session.drain();
+                }
+                Some(Interrupt::Drain) => {}
+                None => watching = false,
+            },
             received = channel.socket.next() => {
                 liveness.heard();
                 match received {
                     Some(Ok(Message::Binary(bytes))) => {
                         channel.info.stats().record_in(bytes.len());
                         match session.receive(&bytes) {
-                            Ok(None) => {}
+                            // Replies of longer requests must not wait
+                            // behind a stream of messages that need none.
+                            Ok(None) => {
+                                if let Some(queued) = outbound.try_next() {
+                                    if !channel.send_burst(queued, &mut outbound).await {
+                                        return Ending::Gone;
+                                    }
+                                }
+                            }
                             Ok(Some(reply)) => {
                                 if !channel.send_burst(reply, &mut outbound).await {
                                     return Ending::Gone;
@@ -592,24 +620,6 @@ async fn run(
                     }
                 }
                 None => return Ending::Close(close::GOING_AWAY),
-            },
-            interrupt = interrupts.recv(), if watching => match interrupt {
-                Some(Interrupt::Killed) => return Ending::Close(close::KILLED),
-                // The HTTP connection carrying the socket was closed: killed
-                // by an operator, or past the shutdown deadline.
-                Some(Interrupt::Closed) => {
-                    return Ending::Close(if connection.is_draining() {
-                        close::GOING_AWAY
-                    } else {
-                        close::KILLED
-                    });
-                }
-                Some(Interrupt::Drain) if !draining => {
-                    draining = true;
-                    session.drain();
-                }
-                Some(Interrupt::Drain) => {}
-                None => watching = false,
             },
             () = session.stopped() => {
                 // Drained: send what it queued, then say goodbye.
