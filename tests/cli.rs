@@ -259,3 +259,48 @@ async fn alknet_call_prints_the_output_and_reports_errors_as_code_and_message() 
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot open a call session"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_stops_early_ends_alknet_call_quietly() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    // `alknet call … | head -1` on an endless subscription: the pipe closing
+    // ends the command with success, without a panic, and ends the call.
+    let node = NodeProcess::start("[diagnostics]\ncall_ops = true\n");
+    let addr = node.addr.to_string();
+    let pin = node.node_id.clone();
+    let ended = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(alknet_e2e::process::alknet_bin())
+            .args(["call", "--connect", &addr, "--pin", &pin, "diag/count"])
+            .arg(r#"{"n":1000000,"interval_ms":1}"#)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert_eq!(first.trim(), r#"{"i":0}"#);
+        // The reader is dropped here: the pipe is closed.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still running 20 s after its reader left"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        (status, stderr)
+    })
+    .await
+    .unwrap();
+    let (status, stderr) = ended;
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::connect::{self, ConnectArgs};
+use crate::output;
 
 /// What `alknet admin tree` was asked.
 pub struct TreeArgs {
@@ -28,12 +29,11 @@ pub fn tree(args: TreeArgs) -> anyhow::Result<ExitCode> {
             }
         };
         if args.json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&output).unwrap_or_else(|_| output.to_string())
-            );
+            output::line(
+                &serde_json::to_string_pretty(&output).unwrap_or_else(|_| output.to_string()),
+            )?;
         } else {
-            print!("{}", render(&output["root"], OffsetDateTime::now_utc()));
+            output::write(&render(&output["root"], OffsetDateTime::now_utc()))?;
         }
         Ok(ExitCode::SUCCESS)
     })

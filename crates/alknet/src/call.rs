@@ -8,6 +8,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 
 use crate::connect::{self, ConnectArgs};
+use crate::output::{self, Reader};
 
 /// What `alknet call` was asked.
 pub struct CallArgs {
@@ -23,32 +24,56 @@ pub fn run(args: CallArgs) -> anyhow::Result<ExitCode> {
     };
     connect::runtime()?.block_on(async move {
         let client = args.connect.connect().await?;
-        Ok(match call(&client, &args.operation, input).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(error) => {
+        match call(&client, &args.operation, input).await {
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(Failed::Call(error)) => {
                 eprintln!("{error}");
-                ExitCode::FAILURE
+                Ok(ExitCode::FAILURE)
             }
-        })
+            Err(Failed::Output(error)) => Err(anyhow::Error::new(error).context("standard output")),
+        }
     })
 }
 
-/// Learns the operation's kind from `services/schema`, then calls it.
-async fn call(client: &CallClient, operation: &str, input: Value) -> Result<(), CallError> {
+/// Why `alknet call` did not finish.
+enum Failed {
+    /// The call failed: its error is the command's output.
+    Call(CallError),
+    /// Standard output failed (not by its reader leaving).
+    Output(std::io::Error),
+}
+
+impl From<CallError> for Failed {
+    fn from(error: CallError) -> Self {
+        Self::Call(error)
+    }
+}
+
+impl From<std::io::Error> for Failed {
+    fn from(error: std::io::Error) -> Self {
+        Self::Output(error)
+    }
+}
+
+/// Learns the operation's kind from `services/schema`, then calls it and
+/// prints its output. A reader that stops early ends a subscription:
+/// dropping it aborts the call.
+async fn call(client: &CallClient, operation: &str, input: Value) -> Result<(), Failed> {
     let spec = client
         .call("services/schema", json!({ "name": operation }))
         .await?;
     if spec["op_type"] == "subscription" {
         let mut items = client.subscribe(operation, input).await?;
         while let Some(item) = items.next().await {
-            println!("{}", item?);
+            if output::line(&item?.to_string())? == Reader::Gone {
+                break;
+            }
         }
     } else {
         let output = client.call(operation, input).await?;
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&output).unwrap_or_else(|_| output.to_string())
-        );
+        output::line(
+            &serde_json::to_string_pretty(&output).unwrap_or_else(|_| output.to_string()),
+        )?;
     }
     Ok(())
 }

@@ -8,6 +8,7 @@ mod data_dir;
 mod identities;
 mod imports;
 mod keystore;
+mod output;
 mod serve;
 mod upstreams;
 mod vault_cmd;
