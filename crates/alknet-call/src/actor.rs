@@ -28,7 +28,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::codec::{encode_frame, encode_frame_of};
+use crate::codec::encode_frame;
 use crate::dispatch::{self, Expect, Origin, PresentedToken, Reply};
 use crate::envelope::{CallRequest, EventEnvelope, Outgoing};
 use crate::error::CallError;
@@ -721,7 +721,7 @@ fn encode_output(id: &str, output: &serde_json::Value, max_frame: usize) -> Vec<
 }
 
 fn encode_or_too_large<T: serde::Serialize>(envelope: &T, id: &str, max_frame: usize) -> Vec<u8> {
-    match encode_frame_of(envelope, max_frame) {
+    match encode_frame(envelope, max_frame) {
         Ok(frame) => frame,
         Err(_) => {
             let error = CallError::internal("response too large");

@@ -157,14 +157,11 @@ impl FrameDecoder {
 }
 
 /// Encodes one envelope as a frame (header and body, contiguous), or refuses
-/// if its body would exceed `max_frame` (§3.1 rule 4).
-pub fn encode_frame(envelope: &EventEnvelope, max_frame: usize) -> Result<Vec<u8>, FrameError> {
-    encode_frame_of(envelope, max_frame)
-}
-
-/// [`encode_frame`] for anything that serializes as an envelope: the body is
-/// written once, straight after room left for its header.
-pub(crate) fn encode_frame_of<T: serde::Serialize>(
+/// if its body would exceed `max_frame` (§3.1 rule 4). Anything that
+/// serializes as an envelope will do (an [`EventEnvelope`], or a reply
+/// borrowed from its output); the body is written once, straight after room
+/// left for its header.
+pub fn encode_frame<T: serde::Serialize>(
     envelope: &T,
     max_frame: usize,
 ) -> Result<Vec<u8>, FrameError> {

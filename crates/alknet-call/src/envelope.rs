@@ -333,36 +333,14 @@ impl<'de> serde::de::Visitor<'de> for MembersVisitor {
 }
 
 /// A member name, recognised without allocating it.
+#[derive(serde::Deserialize)]
+#[serde(field_identifier, rename_all = "lowercase")]
 enum Member {
     Type,
     Id,
     Payload,
+    #[serde(other)]
     Other,
-}
-
-impl<'de> serde::Deserialize<'de> for Member {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_identifier(MemberVisitor)
-    }
-}
-
-struct MemberVisitor;
-
-impl serde::de::Visitor<'_> for MemberVisitor {
-    type Value = Member;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a member name")
-    }
-
-    fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Member, E> {
-        Ok(match name {
-            "type" => Member::Type,
-            "id" => Member::Id,
-            "payload" => Member::Payload,
-            _ => Member::Other,
-        })
-    }
 }
 
 /// An outgoing envelope, borrowed: serialized as an [`EventEnvelope`] would

@@ -9,17 +9,13 @@
 //! subprotocol list because browsers cannot set headers), close codes, pings
 //! and the idle timeout.
 
-use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use alknet_call::SessionConfig;
 use alknet_call::messages::{MessageSession, Outbound, Refused};
 use alknet_core::{ChildActor, Connection, ConnectionInfo, Duplex};
 use axum::Extension;
-use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::header::{
     CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL,
@@ -31,13 +27,14 @@ use base64::Engine;
 use futures::{SinkExt, StreamExt};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 
@@ -157,12 +154,7 @@ pub(crate) async fn upgrade(
         let Ok(upgraded) = on_upgrade.await else {
             return;
         };
-        let socket = WebSocketStream::from_raw_socket(
-            SocketIo::new(upgraded),
-            Role::Server,
-            Some(socket_config),
-        )
-        .await;
+        let socket = open_socket(upgraded, socket_config).await;
         serve(
             socket,
             parent_span,
@@ -270,88 +262,31 @@ enum Ending {
     Gone,
 }
 
-type Socket = WebSocketStream<SocketIo>;
+type Socket = WebSocketStream<Either<Duplex, TokioIo<Upgraded>>>;
 
-/// What a WebSocket runs on. An HTTP/1.1 upgrade gives back the connection's
-/// own stream, with whatever hyper had read past the request, so that reads
-/// and writes skip hyper's boxed wrapper; a stream of an HTTP/2 connection
-/// stays hyper's.
-enum SocketIo {
-    Direct { early: Bytes, io: Duplex },
-    Upgraded(TokioIo<Upgraded>),
-}
-
-impl SocketIo {
-    fn new(upgraded: Upgraded) -> Self {
-        match upgraded.downcast::<TokioIo<Duplex>>() {
-            Ok(parts) => Self::Direct {
-                early: parts.read_buf,
-                io: parts.io.into_inner(),
-            },
-            Err(upgraded) => Self::Upgraded(TokioIo::new(upgraded)),
+/// The WebSocket over an upgraded request. An HTTP/1.1 upgrade gives back the
+/// connection's own stream, with whatever hyper had read past the request (a
+/// client may send messages before it sees the `101`), so that reads and
+/// writes skip hyper's boxed wrapper; a stream of an HTTP/2 connection stays
+/// hyper's.
+async fn open_socket(upgraded: Upgraded, config: WebSocketConfig) -> Socket {
+    match upgraded.downcast::<TokioIo<Duplex>>() {
+        Ok(parts) => {
+            WebSocketStream::from_partially_read(
+                Either::Left(parts.io.into_inner()),
+                parts.read_buf.to_vec(),
+                Role::Server,
+                Some(config),
+            )
+            .await
         }
-    }
-}
-
-impl AsyncRead for SocketIo {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match &mut *self {
-            Self::Direct { early, .. } if !early.is_empty() => {
-                let take = early.len().min(buf.remaining());
-                buf.put_slice(&early.split_to(take));
-                Poll::Ready(Ok(()))
-            }
-            Self::Direct { io, .. } => Pin::new(io).poll_read(cx, buf),
-            Self::Upgraded(io) => Pin::new(io).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for SocketIo {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match &mut *self {
-            Self::Direct { io, .. } => Pin::new(io).poll_write(cx, buf),
-            Self::Upgraded(io) => Pin::new(io).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match &mut *self {
-            Self::Direct { io, .. } => Pin::new(io).poll_write_vectored(cx, bufs),
-            Self::Upgraded(io) => Pin::new(io).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            Self::Direct { io, .. } => io.is_write_vectored(),
-            Self::Upgraded(io) => io.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut *self {
-            Self::Direct { io, .. } => Pin::new(io).poll_flush(cx),
-            Self::Upgraded(io) => Pin::new(io).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut *self {
-            Self::Direct { io, .. } => Pin::new(io).poll_shutdown(cx),
-            Self::Upgraded(io) => Pin::new(io).poll_shutdown(cx),
+        Err(upgraded) => {
+            WebSocketStream::from_raw_socket(
+                Either::Right(TokioIo::new(upgraded)),
+                Role::Server,
+                Some(config),
+            )
+            .await
         }
     }
 }
