@@ -4,7 +4,10 @@
 //! this process with the same certificate and rustls configuration; the same
 //! tokio-tungstenite client drives both with the same input, one call in
 //! flight per connection, and parses every reply. The two sides alternate in
-//! rounds so that machine noise hits both.
+//! rounds so that machine noise hits both. The servers and the client run on
+//! runtimes of their own, as they would on separate machines, so that the
+//! servers' threads' CPU time over the calls served is each server's cost
+//! per call.
 //!
 //! `ws-memory`: what an idle WebSocket session costs the node. A child process
 //! (this binary, `ws-memory-client`) opens the sessions, so only the node's
@@ -54,6 +57,10 @@ pub struct Args {
     /// server can reach against jsonrpsee in this harness.
     #[arg(long)]
     floor: bool,
+    /// Run the servers on one thread pinned to CPU 0 and the client on one
+    /// thread pinned to CPU 1, instead of sharing every core.
+    #[arg(long)]
+    pin: bool,
 }
 
 /// Arguments of `alknet-bench ws-memory`.
@@ -106,16 +113,24 @@ impl Side {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    let servers = runtime(SERVER_THREAD, args.pin.then_some(0))?;
+    let clients = runtime("bench-client", args.pin.then_some(1))?;
     let key = NodeKey::generate();
     let identity = crate::support::server_identity(&key)?;
-    let node = start_node(identity.clone()).await?;
-    let mut sides = vec![
-        (Side::Alknet, node.local_addr()),
-        (Side::Jsonrpsee, start_jsonrpsee(&identity).await?),
-    ];
-    if args.floor {
-        sides.push((Side::Floor, start_floor(&identity).await?));
-    }
+    let floor = args.floor;
+    let (node, mut sides) = servers
+        .spawn(async move {
+            let node = start_node(identity.clone()).await?;
+            let mut sides = vec![
+                (Side::Alknet, node.local_addr()),
+                (Side::Jsonrpsee, start_jsonrpsee(&identity).await?),
+            ];
+            if floor {
+                sides.push((Side::Floor, start_floor(&identity).await?));
+            }
+            anyhow::Ok((node, sides))
+        })
+        .await??;
     sides.retain(|(side, _)| args.only.is_none_or(|only| only == *side));
     println!(
         "ws: echo calls over a WebSocket, HTTP/1.1 over TLS, one call in flight per connection, \
@@ -123,8 +138,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         args.rounds, args.seconds
     );
     println!(
-        "{:<20} {:>6} {:>10} {:>8} {:>8}",
-        "server", "conns", "calls/s", "p50 µs", "p99 µs"
+        "{:<20} {:>6} {:>10} {:>8} {:>8} {:>10}",
+        "server", "conns", "calls/s", "p50 µs", "p99 µs", "cpu µs/call"
     );
     let duration = Duration::from_secs(args.seconds);
     let seconds = duration.as_secs_f64() * f64::from(args.rounds);
@@ -135,17 +150,24 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
         for _ in 0..args.rounds {
             for ((side, addr), totals) in sides.iter().zip(&mut totals) {
-                totals.add(measure(*side, *addr, connections, duration).await?)?;
+                let (side, addr) = (*side, *addr);
+                let cpu = server_cpu()?;
+                let measured = clients
+                    .spawn(measure(side, addr, connections, duration))
+                    .await??;
+                totals.server_cpu += server_cpu()? - cpu;
+                totals.add(measured)?;
             }
         }
         for ((side, _), totals) in sides.iter().zip(&totals) {
             println!(
-                "{:<20} {:>6} {:>10.0} {:>8} {:>8}",
+                "{:<20} {:>6} {:>10.0} {:>8} {:>8} {:>10.2}",
                 side.label(),
                 connections,
                 totals.calls as f64 / seconds,
                 totals.latencies.value_at_quantile(0.5),
                 totals.latencies.value_at_quantile(0.99),
+                totals.server_micros_per_call(),
             );
         }
         let find = |wanted: Side| {
@@ -164,7 +186,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                     / theirs.latencies.value_at_quantile(q) as f64
             };
             println!(
-                "{:<20} {:>6} {:>10.3} {:>8.3} {:>8.3}",
+                "{:<20} {:>6} {:>10.3} {:>8.3} {:>8.3} {:>10.3}",
                 format!(
                     "{} / jsonrpsee",
                     side.label().split(' ').next().unwrap_or("")
@@ -173,12 +195,59 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 ours.calls as f64 / theirs.calls as f64,
                 ratio(0.5),
                 ratio(0.99),
+                ours.server_micros_per_call() / theirs.server_micros_per_call(),
             );
         }
     }
     node.shutdown();
     node.wait().await;
+    servers.shutdown_background();
+    clients.shutdown_background();
     Ok(())
+}
+
+/// The name of the servers' threads, whose CPU time is the servers' cost.
+const SERVER_THREAD: &str = "bench-server";
+
+/// A runtime of its own: on one thread pinned to `cpu` when given, else on
+/// a worker per core.
+fn runtime(name: &str, cpu: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all().thread_name(name);
+    if let Some(cpu) = cpu {
+        builder.worker_threads(1).on_thread_start(move || {
+            let mut set = nix::sched::CpuSet::new();
+            if set.set(cpu).is_ok() {
+                let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
+            }
+        });
+    }
+    Ok(builder.build()?)
+}
+
+/// CPU time the servers' threads have used so far, in their own code and in
+/// the kernel on their behalf.
+fn server_cpu() -> anyhow::Result<Duration> {
+    let mut total = Duration::ZERO;
+    for task in std::fs::read_dir("/proc/self/task")? {
+        let path = task?.path();
+        let Ok(comm) = std::fs::read_to_string(path.join("comm")) else {
+            continue;
+        };
+        if comm.trim_end() != SERVER_THREAD {
+            continue;
+        }
+        let Ok(schedstat) = std::fs::read_to_string(path.join("schedstat")) else {
+            continue;
+        };
+        let on_cpu: u64 = schedstat
+            .split_whitespace()
+            .next()
+            .and_then(|ns| ns.parse().ok())
+            .unwrap_or(0);
+        total += Duration::from_nanos(on_cpu);
+    }
+    Ok(total)
 }
 
 async fn start_node(tls: alknet_core::tls::ServerIdentity) -> anyhow::Result<NodeHandle> {
@@ -299,6 +368,7 @@ async fn start_floor(identity: &alknet_core::tls::ServerIdentity) -> anyhow::Res
 struct Totals {
     calls: u64,
     latencies: Histogram<u64>,
+    server_cpu: Duration,
 }
 
 impl Totals {
@@ -306,13 +376,19 @@ impl Totals {
         Ok(Self {
             calls: 0,
             latencies: crate::support::histogram()?,
+            server_cpu: Duration::ZERO,
         })
     }
 
     fn add(&mut self, other: Totals) -> anyhow::Result<()> {
         self.calls += other.calls;
         self.latencies.add(other.latencies)?;
+        self.server_cpu += other.server_cpu;
         Ok(())
+    }
+
+    fn server_micros_per_call(&self) -> f64 {
+        self.server_cpu.as_secs_f64() * 1e6 / self.calls.max(1) as f64
     }
 }
 

@@ -30,7 +30,7 @@ use tracing::Instrument;
 
 use crate::codec::encode_frame;
 use crate::dispatch::{self, Expect, Origin, PresentedToken, Reply};
-use crate::envelope::{CallRequest, EventEnvelope, Outgoing};
+use crate::envelope::{CallRequest, EventEnvelope, Incoming, Outgoing};
 use crate::error::CallError;
 use crate::handle::SessionHandle;
 use crate::server::{SessionConfig, SessionLimits};
@@ -44,7 +44,7 @@ pub enum SessionMsg {
     /// An envelope read from a stream, with one of its reader's permits: the
     /// reader may have only so many envelopes waiting for the actor (the
     /// backpressure on a peer that writes faster than the session decides).
-    Inbound(StreamKey, EventEnvelope, OwnedSemaphorePermit),
+    Inbound(StreamKey, Incoming, OwnedSemaphorePermit),
     /// A stream's reading half ended.
     StreamEnded(StreamKey, StreamEnding),
     /// A request's task sent its terminal envelope.
@@ -126,14 +126,6 @@ impl Shared {
 
 /// Whether `envelope` answers one of this end's calls: those are correlated
 /// by the reader against the shared book, without a hop through the actor.
-pub(crate) fn is_reply(envelope: &EventEnvelope) -> bool {
-    use crate::envelope::types;
-    matches!(
-        envelope.event_type.as_str(),
-        types::RESPONDED | types::COMPLETED | types::ERROR
-    )
-}
-
 /// Envelopes one reader may have waiting for its session actor.
 const INBOUND_PERMITS: usize = 32;
 
@@ -164,9 +156,9 @@ impl Inbox {
     pub(crate) async fn deliver(
         &self,
         key: StreamKey,
-        envelope: EventEnvelope,
+        envelope: Incoming,
     ) -> Result<(), SessionOver> {
-        if is_reply(&envelope) {
+        if envelope.is_reply() {
             deliver_reply(&self.shared, key, envelope);
             return Ok(());
         }
@@ -183,7 +175,7 @@ impl Inbox {
 }
 
 /// Hands a reply to the call waiting for it; late replies are ignored.
-pub(crate) fn deliver_reply(shared: &SharedSession, stream: StreamKey, envelope: EventEnvelope) {
+pub(crate) fn deliver_reply(shared: &SharedSession, stream: StreamKey, envelope: Incoming) {
     let action = lock(shared).book.receive(stream, envelope);
     if let Action::Deliver(waiter, delivery) = action {
         let _ = waiter.replies.send(delivery);
@@ -399,7 +391,7 @@ impl Actor for CallSession {
 }
 
 impl SessionState {
-    fn receive(&mut self, key: StreamKey, envelope: EventEnvelope) {
+    fn receive(&mut self, key: StreamKey, envelope: Incoming) {
         let Some(frame) = self.requests.receive(key, envelope) else {
             return;
         };
@@ -522,7 +514,7 @@ impl Requests {
     /// Applies one envelope read on `stream`; returns the frame to send back
     /// on that stream at once, if there is one (a refusal, or the reply of a
     /// handler that finished on its first poll).
-    pub(crate) fn receive(&self, stream: StreamKey, envelope: EventEnvelope) -> Option<Vec<u8>> {
+    pub(crate) fn receive(&self, stream: StreamKey, envelope: Incoming) -> Option<Vec<u8>> {
         let action = {
             let mut shared = lock(&self.shared);
             match shared.book.receive(stream, envelope) {

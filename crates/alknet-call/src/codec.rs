@@ -10,7 +10,7 @@
 //! the TCP+TLS connection) that carried it must be closed, and nothing is sent
 //! back, since no id in that frame can be trusted.
 
-use crate::envelope::{EnvelopeError, EventEnvelope};
+use crate::envelope::{EnvelopeError, EventEnvelope, Incoming};
 
 /// The largest frame any configuration may allow: 64 MiB.
 pub const ABSOLUTE_MAX_FRAME: usize = alknet_core::config::ABSOLUTE_MAX_FRAME;
@@ -119,9 +119,22 @@ impl FrameDecoder {
 
     /// The next complete envelope, `Ok(None)` if more bytes are needed.
     pub fn next_envelope(&mut self) -> Result<Option<EventEnvelope>, FrameError> {
+        self.next_parsed(EventEnvelope::parse)
+    }
+
+    /// The next complete envelope with its payload read, as a session
+    /// applies it; `Ok(None)` if more bytes are needed.
+    pub fn next_incoming(&mut self) -> Result<Option<Incoming>, FrameError> {
+        self.next_parsed(Incoming::parse)
+    }
+
+    fn next_parsed<T>(
+        &mut self,
+        parse: fn(&[u8]) -> Result<T, EnvelopeError>,
+    ) -> Result<Option<T>, FrameError> {
         let parsed = match self.next_frame()? {
             None => return Ok(None),
-            Some(body) => EventEnvelope::parse(body),
+            Some(body) => parse(body),
         };
         parsed
             .map(Some)

@@ -211,7 +211,6 @@ pub fn dispatch(
 }
 
 fn run(operation: Arc<Operation>, context: Context, input: Value) -> Reply {
-    let name = context.operation.clone();
     match operation.handler.clone() {
         Handler::Unary(handler) => {
             let started = std::panic::catch_unwind(AssertUnwindSafe(|| handler(context, input)));
@@ -223,7 +222,7 @@ fn run(operation: Arc<Operation>, context: Context, input: Value) -> Reply {
                     };
                     match outcome {
                         Ok(result) => result.map_err(|e| declared_or_internal(&operation, e)),
-                        Err(_) => Err(handler_panicked(&name)),
+                        Err(_) => Err(handler_panicked(&operation)),
                     }
                 }
                 .boxed(),
@@ -236,11 +235,11 @@ fn run(operation: Arc<Operation>, context: Context, input: Value) -> Reply {
                     .catch_unwind()
                     .map(move |item| match item {
                         Ok(result) => result.map_err(|e| declared_or_internal(&operation, e)),
-                        Err(_) => Err(handler_panicked(&name)),
+                        Err(_) => Err(handler_panicked(&operation)),
                     })
                     .boxed(),
                 Err(_) => {
-                    futures::stream::once(async move { Err(handler_panicked(&name)) }).boxed()
+                    futures::stream::once(async move { Err(handler_panicked(&operation)) }).boxed()
                 }
             };
             Reply::Stream(until_first_error(items))
@@ -261,8 +260,8 @@ fn until_first_error(
     .boxed()
 }
 
-fn handler_panicked(operation: &str) -> CallError {
-    tracing::error!(operation, "handler panicked; answered INTERNAL");
+fn handler_panicked(operation: &Operation) -> CallError {
+    tracing::error!(operation = %operation.spec.name, "handler panicked; answered INTERNAL");
     CallError::internal("internal error")
 }
 

@@ -6,9 +6,16 @@
 //! cannot be answered (its id is untrusted). [`EventEnvelope::event`] then reads
 //! the payload of a known type; a bad payload *can* be answered, with the
 //! error [`PayloadError::to_call_error`] gives.
+//!
+//! Sessions use [`Incoming::parse`], which gives the same two answers from one
+//! pass over the bytes: a request's input goes straight from the bytes into
+//! its value, with no envelope or payload map built on the way.
+
+use std::borrow::Cow;
 
 use alknet_core::Identity;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::error::CallError;
@@ -144,30 +151,11 @@ impl PayloadError {
 impl EventEnvelope {
     /// Checks and reads one envelope from UTF-8 JSON bytes.
     pub fn parse(bytes: &[u8]) -> Result<Self, EnvelopeError> {
-        // Straight into the three members: no map is built for the envelope
-        // itself, and unknown members are skipped without being kept.
-        let members: Members = serde_json::from_slice(bytes).map_err(|e| match e.classify() {
-            serde_json::error::Category::Data => EnvelopeError::NotObject,
-            _ => EnvelopeError::Json(e.to_string()),
-        })?;
-        let Some(Value::String(event_type)) = members.event_type else {
-            return Err(EnvelopeError::Type);
-        };
-        let Some(Value::String(id)) = members.id else {
-            return Err(EnvelopeError::Id);
-        };
-        if id.is_empty() {
-            return Err(EnvelopeError::EmptyId);
-        }
-        if id.len() > MAX_ID_BYTES {
-            return Err(EnvelopeError::LongId);
-        }
-        let Some(Value::Object(payload)) = members.payload else {
-            return Err(EnvelopeError::Payload);
-        };
+        let members = Checked::read(bytes)?;
+        let payload = read_object(members.payload.get())?;
         Ok(Self {
-            event_type,
-            id,
+            event_type: members.event_type.into_owned(),
+            id: members.id,
             payload,
         })
     }
@@ -241,11 +229,10 @@ impl Event {
     /// its values rather than copying them.
     pub fn read(event_type: &str, mut payload: Map<String, Value>) -> Result<Self, PayloadError> {
         match event_type {
-            types::REQUESTED => CallRequest::read(payload).map(Event::Requested),
-            types::RESPONDED => payload
-                .remove("output")
-                .map(Event::Responded)
-                .ok_or(PayloadError::Response),
+            types::REQUESTED => {
+                CallRequest::from_members(PayloadMembers::take(&mut payload)).map(Event::Requested)
+            }
+            types::RESPONDED => Event::responded(PayloadMembers::take(&mut payload)),
             types::COMPLETED => Ok(Event::Completed),
             types::ABORTED => Ok(Event::Aborted),
             types::ERROR => serde_json::from_value(Value::Object(payload))
@@ -254,24 +241,33 @@ impl Event {
             _ => Ok(Event::Unknown),
         }
     }
+
+    fn responded(members: PayloadMembers) -> Result<Self, PayloadError> {
+        members
+            .output
+            .map(Event::Responded)
+            .ok_or(PayloadError::Response)
+    }
 }
 
 impl CallRequest {
-    fn read(mut payload: Map<String, Value>) -> Result<Self, PayloadError> {
+    /// Checks the members of a `call.requested` payload (§4.2), in the order
+    /// that picks which reason a payload with several faults gets.
+    fn from_members(members: PayloadMembers) -> Result<Self, PayloadError> {
         let invalid = |reason: &str| PayloadError::Request(reason.to_owned());
-        let operation_id = match payload.remove("operationId") {
+        let operation_id = match members.operation_id {
             Some(Value::String(name)) => name,
             _ => return Err(invalid("operationId must be a string")),
         };
         if operation_id.len() > MAX_OPERATION_NAME_BYTES {
             return Err(invalid("operationId is longer than 256 bytes"));
         }
-        let auth_token = match payload.remove("auth_token") {
+        let auth_token = match members.auth_token {
             None => None,
             Some(Value::String(token)) => Some(token),
             Some(_) => return Err(invalid("auth_token must be a string")),
         };
-        let forwarded_for = match payload.remove("forwarded_for") {
+        let forwarded_for = match members.forwarded_for {
             None => None,
             Some(value) => Some(
                 serde_json::from_value::<Identity>(value)
@@ -280,59 +276,273 @@ impl CallRequest {
         };
         Ok(CallRequest {
             operation_id,
-            input: payload
-                .remove("input")
-                .unwrap_or_else(|| Value::Object(Map::new())),
+            input: members.input.unwrap_or_else(|| Value::Object(Map::new())),
             auth_token,
             forwarded_for,
         })
     }
 }
 
-/// The members of an envelope that matter, as found: checked by
-/// [`EventEnvelope::parse`]. A later duplicate member replaces an earlier
-/// one, as it would in a JSON object read whole.
-#[derive(Default)]
-struct Members {
-    event_type: Option<Value>,
-    id: Option<Value>,
-    payload: Option<Value>,
+/// An envelope as a session applies it: its id, and its payload already read
+/// as the event its type names. [`Incoming::parse`] reads a request's or a
+/// reply's payload straight into its fields, with no payload map in between:
+/// most of what reading an envelope costs is building and dropping such maps.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Incoming {
+    /// The request id the event belongs to.
+    pub id: String,
+    /// The event, or why its payload does not fit its type.
+    pub event: Result<Event, PayloadError>,
 }
 
-impl<'de> serde::Deserialize<'de> for Members {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(MembersVisitor)
+impl Incoming {
+    /// Checks one envelope from UTF-8 JSON bytes as [`EventEnvelope::parse`]
+    /// does, and reads its payload as [`EventEnvelope::event`] does. One
+    /// difference: payload members the event does not use are skipped, not
+    /// read, so JSON's nesting limit does not apply to them.
+    pub fn parse(bytes: &[u8]) -> Result<Self, EnvelopeError> {
+        // Well-formed envelopes are read in one pass. Anything else — a
+        // duplicate member, an error's payload, any fault — is read again by
+        // the general path, which alone decides what is wrong.
+        match serde_json::from_slice::<OnePass>(bytes) {
+            Ok(OnePass(incoming)) => Ok(incoming),
+            Err(_) => Self::parse_in_two_passes(bytes),
+        }
+    }
+
+    fn parse_in_two_passes(bytes: &[u8]) -> Result<Self, EnvelopeError> {
+        let members = Checked::read(bytes)?;
+        let payload = members.payload.get();
+        let event = match &*members.event_type {
+            types::REQUESTED => CallRequest::from_members(read_object::<Object<_>>(payload)?.0)
+                .map(Event::Requested),
+            types::RESPONDED => Event::responded(read_object::<Object<_>>(payload)?.0),
+            // Rare: read whole, as any envelope's payload is.
+            types::ERROR => Event::read(types::ERROR, read_object(payload)?),
+            // Completed, aborted and unknown types read nothing from theirs.
+            other => Event::read(other, Map::new()),
+        };
+        Ok(Self {
+            id: members.id,
+            event,
+        })
+    }
+
+    /// Whether this answers a call of the receiving end (an output, an end
+    /// or an error, well-formed or not) rather than asking something of it.
+    pub fn is_reply(&self) -> bool {
+        matches!(
+            self.event,
+            Ok(Event::Responded(_) | Event::Completed | Event::Error(_))
+                | Err(PayloadError::Response)
+        )
     }
 }
 
-struct MembersVisitor;
+impl From<EventEnvelope> for Incoming {
+    fn from(envelope: EventEnvelope) -> Self {
+        Self {
+            event: Event::read(&envelope.event_type, envelope.payload),
+            id: envelope.id,
+        }
+    }
+}
 
-impl<'de> serde::de::Visitor<'de> for MembersVisitor {
-    type Value = Members;
+/// An envelope read in one pass, its members in any order: the payload
+/// straight into the members a request or a reply uses, before its type may
+/// be known. Fails on anything it does not read exactly as
+/// [`Incoming::parse_in_two_passes`] would, which then reads it instead.
+struct OnePass(Incoming);
+
+/// An envelope's type, recognised without allocating it.
+#[derive(serde::Deserialize)]
+#[serde(field_identifier)]
+enum TypeName {
+    #[serde(rename = "call.requested")]
+    Requested,
+    #[serde(rename = "call.responded")]
+    Responded,
+    #[serde(rename = "call.completed")]
+    Completed,
+    #[serde(rename = "call.aborted")]
+    Aborted,
+    #[serde(rename = "call.error")]
+    Error,
+    #[serde(other)]
+    Unknown,
+}
+
+impl<'de> serde::Deserialize<'de> for OnePass {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(OnePassVisitor)
+    }
+}
+
+struct OnePassVisitor;
+
+impl<'de> serde::de::Visitor<'de> for OnePassVisitor {
+    type Value = OnePass;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an envelope")
+    }
+
+    fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<OnePass, M::Error> {
+        use serde::de::Error;
+        let elsewhere = || M::Error::custom("for the general path");
+        let mut event_type = None;
+        let mut id: Option<String> = None;
+        let mut payload = None;
+        while let Some(name) = map.next_key::<Member>()? {
+            match name {
+                Member::Type if event_type.is_none() => event_type = Some(map.next_value()?),
+                Member::Id if id.is_none() => id = Some(map.next_value()?),
+                Member::Payload if payload.is_none() => {
+                    payload = Some(map.next_value::<Object<PayloadMembers>>()?.0);
+                }
+                Member::Other => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+                // A duplicate: which one counts is the general path's call.
+                Member::Type | Member::Id | Member::Payload => return Err(elsewhere()),
+            }
+        }
+        let (Some(event_type), Some(id), Some(payload)) = (event_type, id, payload) else {
+            return Err(elsewhere());
+        };
+        if id.is_empty() || id.len() > MAX_ID_BYTES {
+            return Err(elsewhere());
+        }
+        let event = match event_type {
+            TypeName::Requested => CallRequest::from_members(payload).map(Event::Requested),
+            TypeName::Responded => Event::responded(payload),
+            TypeName::Completed => Ok(Event::Completed),
+            TypeName::Aborted => Ok(Event::Aborted),
+            TypeName::Unknown => Ok(Event::Unknown),
+            // Rare, and read whole.
+            TypeName::Error => return Err(elsewhere()),
+        };
+        Ok(OnePass(Incoming { id, event }))
+    }
+}
+
+/// An envelope that passed the checks of §4.1, its payload not read yet.
+struct Checked<'a> {
+    event_type: Cow<'a, str>,
+    id: String,
+    /// A JSON object.
+    payload: &'a RawValue,
+}
+
+impl<'a> Checked<'a> {
+    fn read(bytes: &'a [u8]) -> Result<Self, EnvelopeError> {
+        // The members are only delimited here (and the whole checked to be
+        // JSON), not read: what a payload becomes depends on the type, which
+        // may come after it.
+        let Object(members) =
+            serde_json::from_slice::<Object<Members<'a>>>(bytes).map_err(|e| {
+                match e.classify() {
+                    serde_json::error::Category::Data => EnvelopeError::NotObject,
+                    _ => EnvelopeError::Json(e.to_string()),
+                }
+            })?;
+        let event_type = members
+            .event_type
+            .and_then(json_string)
+            .ok_or(EnvelopeError::Type)?;
+        let id = members
+            .id
+            .and_then(json_string)
+            .ok_or(EnvelopeError::Id)?
+            .into_owned();
+        if id.is_empty() {
+            return Err(EnvelopeError::EmptyId);
+        }
+        if id.len() > MAX_ID_BYTES {
+            return Err(EnvelopeError::LongId);
+        }
+        let payload = members
+            .payload
+            .filter(|payload| payload.get().starts_with('{'))
+            .ok_or(EnvelopeError::Payload)?;
+        Ok(Self {
+            event_type,
+            id,
+            payload,
+        })
+    }
+}
+
+/// The value of a JSON string, borrowed when it has no escapes; `None` for
+/// any other JSON value.
+fn json_string(raw: &RawValue) -> Option<Cow<'_, str>> {
+    let text = raw.get();
+    let inner = text.strip_prefix('"')?.strip_suffix('"')?;
+    if !inner.contains('\\') {
+        return Some(Cow::Borrowed(inner));
+    }
+    serde_json::from_str(text).ok().map(Cow::Owned)
+}
+
+/// Reads a payload already checked to be a JSON object. It can still fail:
+/// delimiting a value does not count its nesting, reading it does.
+fn read_object<'a, T: serde::Deserialize<'a>>(payload: &'a str) -> Result<T, EnvelopeError> {
+    serde_json::from_str(payload).map_err(|e| EnvelopeError::Json(e.to_string()))
+}
+
+/// The members of a JSON object that have a slot in `Self`, read as an
+/// object read whole would be: a later duplicate replaces an earlier one,
+/// escaped names are the same names, and members without a slot are skipped
+/// unread. Read one through [`Object`].
+trait Slots<'de>: Default {
+    /// A member name, recognised without allocating it.
+    type Name: serde::Deserialize<'de>;
+    /// What the members are read as.
+    type Value: serde::Deserialize<'de>;
+    /// Where the member called `name` goes, if anywhere.
+    fn slot(&mut self, name: Self::Name) -> Option<&mut Option<Self::Value>>;
+}
+
+/// A JSON object read into its [`Slots`].
+struct Object<T>(T);
+
+impl<'de, T: Slots<'de>> serde::Deserialize<'de> for Object<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(ObjectVisitor(std::marker::PhantomData))
+    }
+}
+
+struct ObjectVisitor<T>(std::marker::PhantomData<T>);
+
+impl<'de, T: Slots<'de>> serde::de::Visitor<'de> for ObjectVisitor<T> {
+    type Value = Object<T>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("a JSON object")
     }
 
-    fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Members, M::Error> {
-        let mut members = Members::default();
-        while let Some(key) = map.next_key::<Member>()? {
-            let slot = match key {
-                Member::Type => &mut members.event_type,
-                Member::Id => &mut members.id,
-                Member::Payload => &mut members.payload,
-                Member::Other => {
+    fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Object<T>, M::Error> {
+        let mut slots = T::default();
+        while let Some(name) = map.next_key::<T::Name>()? {
+            match slots.slot(name) {
+                Some(slot) => *slot = Some(map.next_value()?),
+                None => {
                     map.next_value::<serde::de::IgnoredAny>()?;
-                    continue;
                 }
-            };
-            *slot = Some(map.next_value()?);
+            }
         }
-        Ok(members)
+        Ok(Object(slots))
     }
 }
 
-/// A member name, recognised without allocating it.
+/// The envelope's three members, delimited.
+#[derive(Default)]
+struct Members<'a> {
+    event_type: Option<&'a RawValue>,
+    id: Option<&'a RawValue>,
+    payload: Option<&'a RawValue>,
+}
+
 #[derive(serde::Deserialize)]
 #[serde(field_identifier, rename_all = "lowercase")]
 enum Member {
@@ -341,6 +551,76 @@ enum Member {
     Payload,
     #[serde(other)]
     Other,
+}
+
+impl<'a> Slots<'a> for Members<'a> {
+    type Name = Member;
+    type Value = &'a RawValue;
+
+    fn slot(&mut self, name: Member) -> Option<&mut Option<&'a RawValue>> {
+        match name {
+            Member::Type => Some(&mut self.event_type),
+            Member::Id => Some(&mut self.id),
+            Member::Payload => Some(&mut self.payload),
+            Member::Other => None,
+        }
+    }
+}
+
+/// The members of a payload that a request or a reply uses, before their
+/// checks.
+#[derive(Default)]
+struct PayloadMembers {
+    operation_id: Option<Value>,
+    input: Option<Value>,
+    auth_token: Option<Value>,
+    forwarded_for: Option<Value>,
+    output: Option<Value>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(field_identifier)]
+enum PayloadMember {
+    #[serde(rename = "operationId")]
+    OperationId,
+    #[serde(rename = "input")]
+    Input,
+    #[serde(rename = "auth_token")]
+    AuthToken,
+    #[serde(rename = "forwarded_for")]
+    ForwardedFor,
+    #[serde(rename = "output")]
+    Output,
+    #[serde(other)]
+    Other,
+}
+
+impl Slots<'_> for PayloadMembers {
+    type Name = PayloadMember;
+    type Value = Value;
+
+    fn slot(&mut self, name: PayloadMember) -> Option<&mut Option<Value>> {
+        match name {
+            PayloadMember::OperationId => Some(&mut self.operation_id),
+            PayloadMember::Input => Some(&mut self.input),
+            PayloadMember::AuthToken => Some(&mut self.auth_token),
+            PayloadMember::ForwardedFor => Some(&mut self.forwarded_for),
+            PayloadMember::Output => Some(&mut self.output),
+            PayloadMember::Other => None,
+        }
+    }
+}
+
+impl PayloadMembers {
+    fn take(payload: &mut Map<String, Value>) -> Self {
+        Self {
+            operation_id: payload.remove("operationId"),
+            input: payload.remove("input"),
+            auth_token: payload.remove("auth_token"),
+            forwarded_for: payload.remove("forwarded_for"),
+            output: payload.remove("output"),
+        }
+    }
 }
 
 /// An outgoing envelope, borrowed: serialized as an [`EventEnvelope`] would
@@ -473,6 +753,72 @@ mod tests {
             EventEnvelope::parse(br#"{"type":"x","id":"a","payload":{}} {}"#),
             Err(EnvelopeError::Json(_))
         ));
+    }
+
+    #[test]
+    fn a_session_reads_every_envelope_as_the_envelope_parser_does() {
+        // `Incoming::parse` has a one-pass path for the usual member order
+        // and a general one; both must agree with reading the envelope whole
+        // and then its payload, whatever the bytes.
+        let deep = format!(
+            r#"{{"type":"call.requested","id":"d","payload":{{"operationId":"x","input":{}{}}}}}"#,
+            "[".repeat(127),
+            "]".repeat(127)
+        );
+        let cases: Vec<&[u8]> = vec![
+            br#"{"type":"call.requested","id":"1","payload":{"operationId":"/diag/echo","input":{"n":1}}}"#,
+            br#"{"type":"call.requested","id":"1","payload":{"operationId":"/x"}}"#,
+            br#"{"type":"call.requested","id":"1","payload":{"operationId":"/x","input":1,"input":2}}"#,
+            br#"{"type":"call.requested","id":"1","payload":{"operationId":7}}"#,
+            br#"{"type":"call.requested","id":"1","payload":{"operationId":"/x","auth_token":"t","forwarded_for":{"id":"a"}}}"#,
+            br#"{"type":"call.requested","id":"1","payload":{"operationId":"/x","auth_token":1}}"#,
+            br#"{"type":"call.requested","id":"1","payload":[]}"#,
+            br#"{"type":"call.requested","id":"1","payload":{"operationId":"/x"},"type":"call.aborted"}"#,
+            br#"{"type":"call.requested","id":"1","payload":{"output":1},"type":"call.responded"}"#,
+            br#"{"type":"call.requested","id":"1","id":"2","payload":{"operationId":"/x"}}"#,
+            br#"{"type":"call.requested","id":"1","payload":{"operationId":"/x"},"payload":{"operationId":"/y"}}"#,
+            br#"{"payload":{"operationId":"/x"},"id":"1","type":"call.requested"}"#,
+            br#"{"type":"call\u002erequested","id":"\u0031","payload":{"operation\u0049d":"/x"}}"#,
+            br#" { "type" : "call.responded" , "id" : "r" , "payload" : { "output" : [1, {"a": null}] } } "#,
+            br#"{"type":"call.responded","id":"r","payload":{}}"#,
+            br#"{"type":"call.responded","id":"r","payload":{"output":null},"extra":{"deep":[1]}}"#,
+            br#"{"type":"call.responded","id":"","payload":{"output":1}}"#,
+            br#"{"type":"call.responded","id":1,"payload":{"output":1}}"#,
+            br#"{"type":"call.responded","payload":{"output":1}}"#,
+            br#"{"type":"call.responded","id":"r","payload":{"output":1}} x"#,
+            br#"{"type":"call.responded","id":"r","payload":{"output":1}"#,
+            br#"{"type":"call.error","id":"e","payload":{"code":"X","message":"m","retryable":false}}"#,
+            br#"{"type":"call.completed","id":"c","payload":{}}"#,
+            br#"{"type":"call.future","id":"u","payload":{"x":1}}"#,
+            br#"{"type":7,"id":"u","payload":{}}"#,
+            br#"[1]"#,
+            deep.as_bytes(),
+        ];
+        let long_id = format!(
+            r#"{{"type":"call.responded","id":"{}","payload":{{"output":1}}}}"#,
+            "i".repeat(MAX_ID_BYTES + 1)
+        );
+        for bytes in cases.into_iter().chain([long_id.as_bytes()]) {
+            let whole = EventEnvelope::parse(bytes).map(Incoming::from);
+            let text = String::from_utf8_lossy(bytes);
+            assert_eq!(Incoming::parse(bytes), whole, "{text}");
+            assert_eq!(Incoming::parse_in_two_passes(bytes), whole, "{text}");
+        }
+        // The one difference: a session does not read the members it does not
+        // use, so they are not held to the nesting limit.
+        let deep_unused = format!(
+            r#"{{"type":"call.responded","id":"r","payload":{{"output":1,"x":{}{}}}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        assert!(matches!(
+            EventEnvelope::parse(deep_unused.as_bytes()),
+            Err(EnvelopeError::Json(message)) if message.contains("recursion limit")
+        ));
+        assert_eq!(
+            Incoming::parse(deep_unused.as_bytes()).map(|incoming| incoming.event),
+            Ok(Ok(Event::Responded(json!(1))))
+        );
     }
 
     #[test]

@@ -46,7 +46,7 @@ mod streams;
 
 pub use client::{CallClient, ClientOptions};
 pub use codec::{FrameDecoder, FrameError};
-pub use envelope::{CallRequest, Event, EventEnvelope};
+pub use envelope::{CallRequest, Event, EventEnvelope, Incoming};
 pub use error::CallError;
 pub use handle::{CallOptions, SessionHandle, Subscription};
 pub use registry::{OperationDef, Registry};

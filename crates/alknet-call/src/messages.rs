@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::actor::{CallSession, Carrier, Requests, SessionArgs, SessionMsg, Shared};
-use crate::envelope::{EnvelopeError, EventEnvelope};
+use crate::envelope::{EnvelopeError, Incoming};
 use crate::handle::{HandleParts, SessionHandle};
 use crate::server::SessionConfig;
 use crate::session::StreamKey;
@@ -130,7 +130,7 @@ impl MessageSession {
     /// reply is returned to be sent right away (one envelope's JSON). What
     /// takes longer runs in a task of its own and comes out of [`Outbound`].
     pub fn receive(&self, message: &[u8]) -> Result<Option<Vec<u8>>, Refused> {
-        let envelope = EventEnvelope::parse(message)?;
+        let envelope = Incoming::parse(message)?;
         if self.handle.is_closed() {
             return Err(Refused::SessionOver);
         }

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 
-use crate::envelope::{CallRequest, Event, EventEnvelope, types};
+use crate::envelope::{CallRequest, Event, EventEnvelope, Incoming, PayloadError};
 use crate::error::CallError;
 
 /// Identifies the stream an envelope arrived on (QUIC stream id; 0 elsewhere).
@@ -126,15 +126,11 @@ impl<A, W: Clone> SessionBook<A, W> {
     }
 
     /// Decides what an incoming envelope means.
-    pub fn receive(&mut self, stream: StreamKey, envelope: EventEnvelope) -> Action<A, W> {
-        let EventEnvelope {
-            event_type,
-            id,
-            payload,
-        } = envelope;
-        match Event::read(&event_type, payload) {
+    pub fn receive(&mut self, stream: StreamKey, envelope: impl Into<Incoming>) -> Action<A, W> {
+        let Incoming { id, event } = envelope.into();
+        match event {
             Ok(Event::Requested(request)) => self.request(stream, id, request),
-            Err(error) if event_type == types::REQUESTED => {
+            Err(error @ PayloadError::Request(_)) => {
                 Action::Reply(stream, EventEnvelope::error(id, &error.to_call_error()))
             }
             Ok(Event::Aborted) => match self.serving.remove(&id) {
@@ -165,7 +161,7 @@ impl<A, W: Clone> SessionBook<A, W> {
             Ok(Event::Error(error)) => self.finish_call(&id, Delivery::Failed(error)),
             Err(error) => self.finish_call(&id, Delivery::Failed(error.to_call_error())),
             Ok(Event::Unknown) => {
-                tracing::debug!(%event_type, %id, "ignoring an envelope of unknown type");
+                tracing::debug!(%id, "ignoring an envelope of unknown type");
                 Action::Ignore
             }
         }

@@ -251,7 +251,7 @@ async fn read_stream(
         };
         decoder.push(&buffer[..read]);
         loop {
-            match decoder.next_envelope() {
+            match decoder.next_incoming() {
                 Ok(Some(envelope)) => {
                     if inbox.deliver(key, envelope).await.is_err() {
                         return;
