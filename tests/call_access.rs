@@ -40,7 +40,7 @@ async fn node(ran: Arc<AtomicBool>) -> NodeHandle {
         .register(
             OperationDef::query("test/whoami").unary(|cx, _| async move {
                 Ok(json!({
-                    "identity": cx.identity.map(|i| i.id),
+                    "identity": cx.identity.map(|i| i.id.clone()),
                     "forwarded_for": cx.forwarded_for.map(|i| i.id),
                 }))
             }),

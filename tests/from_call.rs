@@ -68,7 +68,7 @@ async fn spoke(hub_key: &NodeKey, events: Events) -> NodeHandle {
         .register(
             OperationDef::query("work/whoami").unary(|cx, input| async move {
                 Ok(json!({
-                    "identity": cx.identity.map(|i| i.id),
+                    "identity": cx.identity.map(|i| i.id.clone()),
                     "forwarded_for": cx.forwarded_for.map(|i| i.id),
                     "input": input,
                 }))

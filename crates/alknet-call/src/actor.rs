@@ -560,7 +560,7 @@ impl Requests {
             // For operators (`admin/tree`): who this session acts for.
             info.note_token_identity(&identity.id);
         }
-        let (session_identity, auth_token) = token.dispatch_parts(info.identity());
+        let (session_identity, auth_token) = token.dispatch_parts(info.shared_identity());
         let limits = &self.config.limits;
         let deadline = Instant::now() + limits.call_timeout;
         let in_span = span.enter();

@@ -156,7 +156,12 @@ fn list(cx: &Context) -> Value {
         .operations()
         .into_iter()
         .filter(|op| op.spec().visibility == Visibility::External)
-        .filter(|op| op.spec().access_control.check(cx.identity.as_ref()).is_ok())
+        .filter(|op| {
+            op.spec()
+                .access_control
+                .check(cx.identity.as_deref())
+                .is_ok()
+        })
         .map(|op| {
             let spec = op.spec();
             json!({
@@ -182,7 +187,7 @@ fn schema(cx: &Context, input: &Value) -> Result<Value, CallError> {
     operation
         .spec()
         .access_control
-        .check(cx.identity.as_ref())
+        .check(cx.identity.as_deref())
         .map_err(CallError::from)?;
     Ok(serde_json::to_value(operation.spec()).expect("a spec always serializes"))
 }

@@ -47,8 +47,9 @@ pub struct Request {
     pub operation: String,
     /// The input.
     pub input: Value,
-    /// The identity of the session or HTTP request, if any.
-    pub session_identity: Option<Identity>,
+    /// The identity of the session or HTTP request, if any: shared, because a
+    /// session's every request runs as it.
+    pub session_identity: Option<Arc<Identity>>,
     /// A per-request bearer token, if presented.
     pub auth_token: Option<String>,
     /// The original caller of a relayed request.
@@ -120,11 +121,11 @@ impl PresentedToken {
     /// one goes to dispatch, which refuses it.
     pub fn dispatch_parts(
         self,
-        session_identity: Option<Identity>,
-    ) -> (Option<Identity>, Option<String>) {
+        session_identity: Option<Arc<Identity>>,
+    ) -> (Option<Arc<Identity>>, Option<String>) {
         match self {
             Self::Anonymous => (session_identity, None),
-            Self::Identity(identity) => (Some(identity), None),
+            Self::Identity(identity) => (Some(Arc::new(identity)), None),
             Self::Unresolved(token) => (None, Some(token)),
         }
     }
@@ -165,17 +166,17 @@ pub fn dispatch(
         .ok_or_else(|| CallError::operation_not_found(name))?;
     // 6. A presented token must resolve; then the access check.
     let identity = match &request.auth_token {
-        Some(token) => Some(
+        Some(token) => Some(Arc::new(
             identities
                 .resolve_token(token)
                 .ok_or_else(|| CallError::forbidden("invalid token"))?,
-        ),
+        )),
         None => request.session_identity,
     };
     operation
         .spec
         .access_control
-        .check(identity.as_ref())
+        .check(identity.as_deref())
         .map_err(CallError::from)?;
     // 7. The reply pattern must fit the entry point.
     let is_subscription = operation.spec.op_type == OpType::Subscription;

@@ -207,7 +207,7 @@ fn forwarder(link: &Arc<Link>, remote: OperationSpec) -> OperationDef {
             async move {
                 let client = link.client_or_internal().await?;
                 client
-                    .call_forwarding(&remote_name, input, cx.identity.clone())
+                    .call_forwarding(&remote_name, input, cx.identity.as_deref().cloned())
                     .await
             }
         }),
@@ -217,7 +217,7 @@ fn forwarder(link: &Arc<Link>, remote: OperationSpec) -> OperationDef {
             futures::stream::once(async move {
                 let client = link.client_or_internal().await?;
                 client
-                    .subscribe_forwarding(&remote_name, input, cx.identity.clone())
+                    .subscribe_forwarding(&remote_name, input, cx.identity.as_deref().cloned())
                     .await
             })
             .flat_map(|started| match started {

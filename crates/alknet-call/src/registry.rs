@@ -121,7 +121,7 @@ pub struct Context {
     /// The registry name of the operation.
     pub operation: String,
     /// The identity the request runs as.
-    pub identity: Option<Identity>,
+    pub identity: Option<Arc<Identity>>,
     /// The original caller of a relayed request (metadata only).
     pub forwarded_for: Option<Identity>,
     /// The registration's capabilities.
@@ -135,7 +135,7 @@ pub struct Context {
     /// that session's overlay through it (§10.5).
     pub session: Option<SessionHandle>,
     /// What nested calls run as: the registration's grant, never the caller's.
-    pub(crate) authority: Option<Identity>,
+    pub(crate) authority: Option<Arc<Identity>>,
 }
 
 impl Context {
@@ -180,7 +180,7 @@ impl Context {
             auth_token: None,
             // The composing request's caller, as metadata; its own
             // `forwarded_for` is not inherited (§7.2).
-            forwarded_for: self.identity.clone(),
+            forwarded_for: self.identity.as_deref().cloned(),
             origin: Origin::Nested,
             expect,
             deadline: self.deadline,
@@ -205,7 +205,7 @@ pub struct Operation {
     pub(crate) input: InputSchema,
     pub(crate) handler: Handler,
     pub(crate) capabilities: Capabilities,
-    pub(crate) authority: Option<Identity>,
+    pub(crate) authority: Option<Arc<Identity>>,
 }
 
 impl std::fmt::Debug for Operation {
@@ -236,7 +236,7 @@ pub struct OperationDef {
     spec: OperationSpec,
     handler: Option<Handler>,
     capabilities: Capabilities,
-    authority: Option<Identity>,
+    authority: Option<Arc<Identity>>,
 }
 
 impl OperationDef {
@@ -337,7 +337,7 @@ impl OperationDef {
     /// they are anonymous, so they reach only operations without access
     /// control: a composing handler gets exactly the authority granted here.
     pub fn authority(mut self, identity: Identity) -> Self {
-        self.authority = Some(identity);
+        self.authority = Some(Arc::new(identity));
         self
     }
 

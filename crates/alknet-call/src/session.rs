@@ -8,7 +8,9 @@
 //! actor around it does the I/O and runs handlers. `A` is whatever cancels a
 //! running handler, `W` whatever delivers a reply to a waiting caller.
 
-use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
+use foldhash::HashMap;
 
 use crate::envelope::{CallRequest, Event, EventEnvelope, Incoming, PayloadError};
 use crate::error::CallError;
@@ -85,6 +87,11 @@ struct Awaited<W> {
 }
 
 /// One session's requests in flight, both directions.
+///
+/// Keyed by ids the peer picks, hashed with foldhash rather than SipHash: a
+/// peer that found colliding ids could only slow its own session, whose
+/// book never holds more than the in-flight cap, and every request hashes
+/// its id twice.
 pub struct SessionBook<A, W> {
     max_in_flight: usize,
     draining: bool,
@@ -100,8 +107,8 @@ impl<A, W: Clone> SessionBook<A, W> {
             max_in_flight,
             draining: false,
             closed: false,
-            serving: HashMap::new(),
-            awaiting: HashMap::new(),
+            serving: HashMap::default(),
+            awaiting: HashMap::default(),
         }
     }
 
@@ -170,20 +177,21 @@ impl<A, W: Clone> SessionBook<A, W> {
     fn request(&mut self, stream: StreamKey, id: String, request: CallRequest) -> Action<A, W> {
         let refuse =
             |error: CallError| Action::Reply(stream, EventEnvelope::error(id.clone(), &error));
-        if self.serving.contains_key(&id) {
-            return refuse(CallError::invalid_input("duplicate request id"));
-        }
-        if self.serving.len() >= self.max_in_flight {
-            return refuse(CallError::unavailable("too many in-flight requests", 1));
-        }
-        if self.draining {
-            return refuse(CallError::unavailable("shutting down", 1));
-        }
-        self.serving.insert(id.clone(), None);
-        Action::Dispatch {
-            stream,
-            id,
-            request,
+        let at_cap = self.serving.len() >= self.max_in_flight;
+        match self.serving.entry(id.clone()) {
+            Entry::Occupied(_) => refuse(CallError::invalid_input("duplicate request id")),
+            Entry::Vacant(_) if at_cap => {
+                refuse(CallError::unavailable("too many in-flight requests", 1))
+            }
+            Entry::Vacant(_) if self.draining => refuse(CallError::unavailable("shutting down", 1)),
+            Entry::Vacant(slot) => {
+                slot.insert(None);
+                Action::Dispatch {
+                    stream,
+                    id,
+                    request,
+                }
+            }
         }
     }
 

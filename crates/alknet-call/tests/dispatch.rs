@@ -40,7 +40,7 @@ fn registry(ran: Arc<AtomicBool>) -> Arc<Registry> {
                 )
                 .unary(move |cx, input| {
                     flag.store(true, Ordering::SeqCst);
-                    async move { Ok(json!({"input": input, "as": cx.identity.map(|i| i.id)})) }
+                    async move { Ok(json!({"input": input, "as": cx.identity.map(|i| i.id.clone())})) }
                 }),
         )
         .unwrap();
@@ -186,13 +186,13 @@ async fn item_9_restricted_operation_without_identity_never_runs() {
 async fn item_10_scope_messages() {
     let registry = registry(Default::default());
     let mut as_user = request("admin/secret", json!({}));
-    as_user.session_identity = Some(Identity::new("bob", ["user"]));
+    as_user.session_identity = Some(Arc::new(Identity::new("bob", ["user"])));
     assert_eq!(
         one(&registry, as_user).await.unwrap_err(),
         CallError::forbidden("missing required scope: admin")
     );
     let mut any = request("test/any", json!({}));
-    any.session_identity = Some(Identity::new("bob", ["user"]));
+    any.session_identity = Some(Arc::new(Identity::new("bob", ["user"])));
     assert_eq!(
         one(&registry, any).await.unwrap_err(),
         CallError::forbidden("missing required scope (any of: a, b)")
@@ -203,11 +203,11 @@ async fn item_10_scope_messages() {
 async fn item_11_a_resolving_token_applies_to_its_request_only() {
     let registry = registry(Default::default());
     let mut with_token = request("admin/secret", json!({}));
-    with_token.session_identity = Some(Identity::new("bob", ["user"]));
+    with_token.session_identity = Some(Arc::new(Identity::new("bob", ["user"])));
     with_token.auth_token = Some("admin-token".into());
     assert_eq!(one(&registry, with_token).await.unwrap(), json!("secret"));
     let mut next = request("test/echo", json!({"n": 1}));
-    next.session_identity = Some(Identity::new("bob", ["user"]));
+    next.session_identity = Some(Arc::new(Identity::new("bob", ["user"])));
     assert_eq!(one(&registry, next).await.unwrap()["as"], "bob");
 }
 
@@ -215,7 +215,7 @@ async fn item_11_a_resolving_token_applies_to_its_request_only() {
 async fn item_12_an_unresolvable_token_is_forbidden_even_without_access_control() {
     let registry = registry(Default::default());
     let mut bad = request("test/echo", json!({"n": 1}));
-    bad.session_identity = Some(Identity::new("bob", ["admin"]));
+    bad.session_identity = Some(Arc::new(Identity::new("bob", ["admin"])));
     bad.auth_token = Some("alk_unknown".into());
     assert_eq!(
         one(&registry, bad).await.unwrap_err(),

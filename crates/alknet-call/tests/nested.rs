@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 fn request(operation: &str, identity: Option<Identity>) -> Request {
     Request {
-        session_identity: identity,
+        session_identity: identity.map(std::sync::Arc::new),
         ..Request::new("outer", operation, json!({}))
     }
 }
@@ -49,7 +49,7 @@ fn composing_registry(dropped: mpsc::UnboundedSender<&'static str>) -> Arc<Regis
                 .access(AccessControl::scopes(["ops"]))
                 .unary(|cx, _| async move {
                     Ok(json!({
-                        "identity": cx.identity.map(|i| i.id),
+                        "identity": cx.identity.map(|i| i.id.clone()),
                         "forwarded_for": cx.forwarded_for.map(|i| i.id),
                     }))
                 }),

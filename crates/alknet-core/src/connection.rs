@@ -82,7 +82,7 @@ pub struct ConnectionInfo {
     remote: SocketAddr,
     transport: TransportKind,
     peer: Option<Fingerprint>,
-    identity: RwLock<Option<Identity>>,
+    identity: RwLock<Option<Arc<Identity>>>,
     token_identity: RwLock<Option<String>>,
     stats: ConnectionStats,
 }
@@ -110,6 +110,12 @@ impl ConnectionInfo {
 
     /// The identity the connection runs as, if resolved.
     pub fn identity(&self) -> Option<Identity> {
+        self.shared_identity().as_deref().cloned()
+    }
+
+    /// The identity the connection runs as, shared rather than copied: what
+    /// each of a session's requests runs as unless it presents a token.
+    pub fn shared_identity(&self) -> Option<Arc<Identity>> {
         self.identity
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -121,7 +127,7 @@ impl ConnectionInfo {
         *self
             .identity
             .write()
-            .unwrap_or_else(PoisonError::into_inner) = identity;
+            .unwrap_or_else(PoisonError::into_inner) = identity.map(Arc::new);
     }
 
     /// Records the id of the identity the latest bearer token on this
@@ -140,7 +146,8 @@ impl ConnectionInfo {
     /// Who this connection shows as to operators: its own identity, else the
     /// identity its latest bearer token resolved to.
     pub fn display_identity(&self) -> Option<String> {
-        self.identity().map(|identity| identity.id).or_else(|| {
+        let own = self.shared_identity().map(|identity| identity.id.clone());
+        own.or_else(|| {
             self.token_identity
                 .read()
                 .unwrap_or_else(PoisonError::into_inner)
