@@ -59,8 +59,12 @@ pub struct Args {
     floor: bool,
     /// Run the servers on one thread pinned to CPU 0 and the client on one
     /// thread pinned to CPU 1, instead of sharing every core.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "shared_runtime")]
     pin: bool,
+    /// Run the servers and the client on one runtime, as this benchmark did
+    /// until 2026-11-23; the servers' CPU per call is then not known.
+    #[arg(long)]
+    shared_runtime: bool,
 }
 
 /// Arguments of `alknet-bench ws-memory`.
@@ -114,7 +118,11 @@ impl Side {
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let servers = runtime(SERVER_THREAD, args.pin.then_some(0))?;
-    let clients = runtime("bench-client", args.pin.then_some(1))?;
+    let own_clients = match args.shared_runtime {
+        true => None,
+        false => Some(runtime("bench-client", args.pin.then_some(1))?),
+    };
+    let clients = own_clients.as_ref().unwrap_or(&servers);
     let key = NodeKey::generate();
     let identity = crate::support::server_identity(&key)?;
     let floor = args.floor;
@@ -159,15 +167,20 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 totals.add(measured)?;
             }
         }
+        // On a shared runtime the servers' threads run the client too.
+        let cpu = |value: f64, precision: usize| match args.shared_runtime {
+            true => "-".to_owned(),
+            false => format!("{value:.precision$}"),
+        };
         for ((side, _), totals) in sides.iter().zip(&totals) {
             println!(
-                "{:<20} {:>6} {:>10.0} {:>8} {:>8} {:>10.2}",
+                "{:<20} {:>6} {:>10.0} {:>8} {:>8} {:>10}",
                 side.label(),
                 connections,
                 totals.calls as f64 / seconds,
                 totals.latencies.value_at_quantile(0.5),
                 totals.latencies.value_at_quantile(0.99),
-                totals.server_micros_per_call(),
+                cpu(totals.server_micros_per_call(), 2),
             );
         }
         let find = |wanted: Side| {
@@ -186,7 +199,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                     / theirs.latencies.value_at_quantile(q) as f64
             };
             println!(
-                "{:<20} {:>6} {:>10.3} {:>8.3} {:>8.3} {:>10.3}",
+                "{:<20} {:>6} {:>10.3} {:>8.3} {:>8.3} {:>10}",
                 format!(
                     "{} / jsonrpsee",
                     side.label().split(' ').next().unwrap_or("")
@@ -195,14 +208,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 ours.calls as f64 / theirs.calls as f64,
                 ratio(0.5),
                 ratio(0.99),
-                ours.server_micros_per_call() / theirs.server_micros_per_call(),
+                cpu(
+                    ours.server_micros_per_call() / theirs.server_micros_per_call(),
+                    3
+                ),
             );
         }
     }
     node.shutdown();
     node.wait().await;
+    if let Some(clients) = own_clients {
+        clients.shutdown_background();
+    }
     servers.shutdown_background();
-    clients.shutdown_background();
     Ok(())
 }
 
