@@ -151,7 +151,7 @@ impl PayloadError {
 impl EventEnvelope {
     /// Checks and reads one envelope from UTF-8 JSON bytes.
     pub fn parse(bytes: &[u8]) -> Result<Self, EnvelopeError> {
-        let members = Checked::read(bytes)?;
+        let members = Checked::read(utf8(bytes)?)?;
         let payload = read_object(members.payload.get())?;
         Ok(Self {
             event_type: members.event_type.into_owned(),
@@ -298,20 +298,23 @@ pub struct Incoming {
 impl Incoming {
     /// Checks one envelope from UTF-8 JSON bytes as [`EventEnvelope::parse`]
     /// does, and reads its payload as [`EventEnvelope::event`] does. One
-    /// difference: payload members the event does not use are skipped, not
-    /// read, so JSON's nesting limit does not apply to them.
+    /// difference: payload members the event does not use are only checked to
+    /// be JSON, not decoded, so what fails only in decoding (JSON's nesting
+    /// limit, a number out of range, an escape that is no character) does not
+    /// fail them.
     pub fn parse(bytes: &[u8]) -> Result<Self, EnvelopeError> {
         // Well-formed envelopes are read in one pass. Anything else — a
         // duplicate member, an error's payload, any fault — is read again by
         // the general path, which alone decides what is wrong.
-        match serde_json::from_slice::<OnePass>(bytes) {
+        let text = utf8(bytes)?;
+        match serde_json::from_str::<OnePass>(text) {
             Ok(OnePass(incoming)) => Ok(incoming),
-            Err(_) => Self::parse_in_two_passes(bytes),
+            Err(_) => Self::parse_in_two_passes(text),
         }
     }
 
-    fn parse_in_two_passes(bytes: &[u8]) -> Result<Self, EnvelopeError> {
-        let members = Checked::read(bytes)?;
+    fn parse_in_two_passes(text: &str) -> Result<Self, EnvelopeError> {
+        let members = Checked::read(text)?;
         let payload = members.payload.get();
         let event = match &*members.event_type {
             types::REQUESTED => CallRequest::from_members(read_object::<Object<_>>(payload)?.0)
@@ -435,16 +438,14 @@ struct Checked<'a> {
 }
 
 impl<'a> Checked<'a> {
-    fn read(bytes: &'a [u8]) -> Result<Self, EnvelopeError> {
+    fn read(text: &'a str) -> Result<Self, EnvelopeError> {
         // The members are only delimited here (and the whole checked to be
         // JSON), not read: what a payload becomes depends on the type, which
         // may come after it.
         let Object(members) =
-            serde_json::from_slice::<Object<Members<'a>>>(bytes).map_err(|e| {
-                match e.classify() {
-                    serde_json::error::Category::Data => EnvelopeError::NotObject,
-                    _ => EnvelopeError::Json(e.to_string()),
-                }
+            serde_json::from_str::<Object<Members<'a>>>(text).map_err(|e| match e.classify() {
+                serde_json::error::Category::Data => EnvelopeError::NotObject,
+                _ => EnvelopeError::Json(e.to_string()),
             })?;
         let event_type = members
             .event_type
@@ -471,6 +472,14 @@ impl<'a> Checked<'a> {
             payload,
         })
     }
+}
+
+/// The envelope's bytes as text. Checked whole and first: serde_json checks
+/// only the strings it reads, and an envelope is UTF-8 throughout (§4.1),
+/// members nobody reads included.
+fn utf8(bytes: &[u8]) -> Result<&str, EnvelopeError> {
+    std::str::from_utf8(bytes)
+        .map_err(|e| EnvelopeError::Json(format!("invalid UTF-8 at byte {}", e.valid_up_to())))
 }
 
 /// The value of a JSON string, borrowed when it has no escapes; `None` for
@@ -802,10 +811,27 @@ mod tests {
             let whole = EventEnvelope::parse(bytes).map(Incoming::from);
             let text = String::from_utf8_lossy(bytes);
             assert_eq!(Incoming::parse(bytes), whole, "{text}");
-            assert_eq!(Incoming::parse_in_two_passes(bytes), whole, "{text}");
+            if let Ok(text) = std::str::from_utf8(bytes) {
+                assert_eq!(Incoming::parse_in_two_passes(text), whole, "{text}");
+            }
         }
-        // The one difference: a session does not read the members it does not
-        // use, so they are not held to the nesting limit.
+        // Found by the envelope_parser fuzz target: bytes that are not UTF-8
+        // in a member nobody reads still make the envelope invalid.
+        for not_utf8 in [
+            &b"{\"type\":\"call.future\",\"id\":\"r\",\"payload\":{\"x\":\"\xff\"}}"[..],
+            b"{\"type\":\"call.responded\",\"x\":\"\xc3\",\"id\":\"r\",\"payload\":{\"output\":1}}",
+        ] {
+            assert!(matches!(
+                EventEnvelope::parse(not_utf8),
+                Err(EnvelopeError::Json(message)) if message.starts_with("invalid UTF-8")
+            ));
+            assert_eq!(
+                Incoming::parse(not_utf8),
+                EventEnvelope::parse(not_utf8).map(Incoming::from)
+            );
+        }
+        // The one difference: a session does not decode the members it does
+        // not use, so what fails only in decoding passes there.
         let deep_unused = format!(
             r#"{{"type":"call.responded","id":"r","payload":{{"output":1,"x":{}{}}}}}"#,
             "[".repeat(200),
@@ -817,6 +843,15 @@ mod tests {
         ));
         assert_eq!(
             Incoming::parse(deep_unused.as_bytes()).map(|incoming| incoming.event),
+            Ok(Ok(Event::Responded(json!(1))))
+        );
+        let huge_unused = br#"{"type":"call.responded","id":"r","payload":{"output":1,"x":1e400}}"#;
+        assert!(matches!(
+            EventEnvelope::parse(huge_unused),
+            Err(EnvelopeError::Json(message)) if message.contains("number out of range")
+        ));
+        assert_eq!(
+            Incoming::parse(huge_unused).map(|incoming| incoming.event),
             Ok(Ok(Event::Responded(json!(1))))
         );
     }
