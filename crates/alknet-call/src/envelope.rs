@@ -228,18 +228,31 @@ impl Event {
     /// Reads `payload` as the payload of an envelope of `event_type`, taking
     /// its values rather than copying them.
     pub fn read(event_type: &str, mut payload: Map<String, Value>) -> Result<Self, PayloadError> {
-        match event_type {
-            types::REQUESTED => {
-                CallRequest::from_members(PayloadMembers::take(&mut payload)).map(Event::Requested)
-            }
-            types::RESPONDED => Event::responded(PayloadMembers::take(&mut payload)),
-            types::COMPLETED => Ok(Event::Completed),
-            types::ABORTED => Ok(Event::Aborted),
-            types::ERROR => serde_json::from_value(Value::Object(payload))
-                .map(Event::Error)
-                .map_err(|_| PayloadError::Response),
-            _ => Ok(Event::Unknown),
+        match TypeName::of(event_type) {
+            TypeName::Error => Event::error(payload),
+            kind => Event::of(kind, PayloadMembers::take(&mut payload)),
         }
+    }
+
+    /// The event of a type other than `call.error` (whose payload is read
+    /// whole, by [`Event::error`]), from the payload members it uses.
+    fn of(kind: TypeName, members: PayloadMembers) -> Result<Self, PayloadError> {
+        match kind {
+            TypeName::Requested => CallRequest::from_members(members).map(Event::Requested),
+            TypeName::Responded => Event::responded(members),
+            TypeName::Completed => Ok(Event::Completed),
+            TypeName::Aborted => Ok(Event::Aborted),
+            TypeName::Unknown => Ok(Event::Unknown),
+            // Not asked for by the readers, which read a `call.error` whole;
+            // these members cannot make one.
+            TypeName::Error => Err(PayloadError::Response),
+        }
+    }
+
+    fn error(payload: Map<String, Value>) -> Result<Self, PayloadError> {
+        serde_json::from_value(Value::Object(payload))
+            .map(Event::Error)
+            .map_err(|_| PayloadError::Response)
     }
 
     fn responded(members: PayloadMembers) -> Result<Self, PayloadError> {
@@ -316,14 +329,9 @@ impl Incoming {
     fn parse_in_two_passes(text: &str) -> Result<Self, EnvelopeError> {
         let members = Checked::read(text)?;
         let payload = members.payload.get();
-        let event = match &*members.event_type {
-            types::REQUESTED => CallRequest::from_members(read_object::<Object<_>>(payload)?.0)
-                .map(Event::Requested),
-            types::RESPONDED => Event::responded(read_object::<Object<_>>(payload)?.0),
-            // Rare: read whole, as any envelope's payload is.
-            types::ERROR => Event::read(types::ERROR, read_object(payload)?),
-            // Completed, aborted and unknown types read nothing from theirs.
-            other => Event::read(other, Map::new()),
+        let event = match TypeName::of(&members.event_type) {
+            TypeName::Error => Event::error(read_object(payload)?),
+            kind => Event::of(kind, read_object::<Object<_>>(payload)?.0),
         };
         Ok(Self {
             id: members.id,
@@ -357,22 +365,47 @@ impl From<EventEnvelope> for Incoming {
 /// [`Incoming::parse_in_two_passes`] would, which then reads it instead.
 struct OnePass(Incoming);
 
-/// An envelope's type, recognised without allocating it.
-#[derive(serde::Deserialize)]
-#[serde(field_identifier)]
+/// An envelope's type, recognised without allocating it. Every reader
+/// matches on it, so that each handles every type.
+#[derive(Clone, Copy)]
 enum TypeName {
-    #[serde(rename = "call.requested")]
     Requested,
-    #[serde(rename = "call.responded")]
     Responded,
-    #[serde(rename = "call.completed")]
     Completed,
-    #[serde(rename = "call.aborted")]
     Aborted,
-    #[serde(rename = "call.error")]
     Error,
-    #[serde(other)]
     Unknown,
+}
+
+impl TypeName {
+    fn of(event_type: &str) -> Self {
+        match event_type {
+            types::REQUESTED => Self::Requested,
+            types::RESPONDED => Self::Responded,
+            types::COMPLETED => Self::Completed,
+            types::ABORTED => Self::Aborted,
+            types::ERROR => Self::Error,
+            _ => Self::Unknown,
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for TypeName {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = TypeName;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an event type")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, event_type: &str) -> Result<TypeName, E> {
+                Ok(TypeName::of(event_type))
+            }
+        }
+        deserializer.deserialize_str(Visitor)
+    }
 }
 
 impl<'de> serde::Deserialize<'de> for OnePass {
@@ -416,16 +449,14 @@ impl<'de> serde::de::Visitor<'de> for OnePassVisitor {
         if id.is_empty() || id.len() > MAX_ID_BYTES {
             return Err(elsewhere());
         }
-        let event = match event_type {
-            TypeName::Requested => CallRequest::from_members(payload).map(Event::Requested),
-            TypeName::Responded => Event::responded(payload),
-            TypeName::Completed => Ok(Event::Completed),
-            TypeName::Aborted => Ok(Event::Aborted),
-            TypeName::Unknown => Ok(Event::Unknown),
+        match event_type {
             // Rare, and read whole.
-            TypeName::Error => return Err(elsewhere()),
-        };
-        Ok(OnePass(Incoming { id, event }))
+            TypeName::Error => Err(elsewhere()),
+            kind => Ok(OnePass(Incoming {
+                id,
+                event: Event::of(kind, payload),
+            })),
+        }
     }
 }
 

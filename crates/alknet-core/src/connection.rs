@@ -73,6 +73,26 @@ impl ConnectionStats {
             self.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
         }
     }
+
+    /// Counts what a read added to `buf`, passing its result on.
+    fn read_into(
+        &self,
+        buf: &mut ReadBuf<'_>,
+        read: impl FnOnce(&mut ReadBuf<'_>) -> Poll<io::Result<()>>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let result = read(buf);
+        self.record_in(buf.filled().len() - before);
+        result
+    }
+
+    /// Counts what a write reports written, passing its result on.
+    fn written(&self, result: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        if let Poll::Ready(Ok(n)) = result {
+            self.record_out(n);
+        }
+        result
+    }
 }
 
 /// What is known about a connection once its handshake completed.
@@ -457,12 +477,10 @@ impl AsyncRead for Duplex {
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
         match &mut this.inner {
-            DuplexInner::Whole(stream) => {
-                let before = buf.filled().len();
-                let result = Pin::new(stream).poll_read(cx, buf);
-                this.info.stats.record_in(buf.filled().len() - before);
-                result
-            }
+            DuplexInner::Whole(stream) => this
+                .info
+                .stats
+                .read_into(buf, |buf| Pin::new(stream).poll_read(cx, buf)),
             DuplexInner::Halves { recv, .. } => Pin::new(recv).poll_read(cx, buf),
         }
     }
@@ -476,13 +494,10 @@ impl AsyncWrite for Duplex {
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         match &mut this.inner {
-            DuplexInner::Whole(stream) => {
-                let result = Pin::new(stream).poll_write(cx, buf);
-                if let Poll::Ready(Ok(n)) = result {
-                    this.info.stats.record_out(n);
-                }
-                result
-            }
+            DuplexInner::Whole(stream) => this
+                .info
+                .stats
+                .written(Pin::new(stream).poll_write(cx, buf)),
             DuplexInner::Halves { send, .. } => Pin::new(send).poll_write(cx, buf),
         }
     }
@@ -494,13 +509,10 @@ impl AsyncWrite for Duplex {
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         match &mut this.inner {
-            DuplexInner::Whole(stream) => {
-                let result = Pin::new(stream).poll_write_vectored(cx, bufs);
-                if let Poll::Ready(Ok(n)) = result {
-                    this.info.stats.record_out(n);
-                }
-                result
-            }
+            DuplexInner::Whole(stream) => this
+                .info
+                .stats
+                .written(Pin::new(stream).poll_write_vectored(cx, bufs)),
             DuplexInner::Halves { send, .. } => Pin::new(send).poll_write_vectored(cx, bufs),
         }
     }
@@ -577,13 +589,11 @@ impl AsyncRead for RecvHalf {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let result = match &mut self.inner {
+        let this = &mut *self;
+        this.info.stats.read_into(buf, |buf| match &mut this.inner {
             ReadInner::Quic(recv) => AsyncRead::poll_read(Pin::new(recv), cx, buf),
             ReadInner::Stream(recv) => AsyncRead::poll_read(Pin::new(recv), cx, buf),
-        };
-        self.info.stats.record_in(buf.filled().len() - before);
-        result
+        })
     }
 }
 
@@ -593,14 +603,11 @@ impl AsyncWrite for SendHalf {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let result = match &mut self.inner {
+        let this = &mut *self;
+        this.info.stats.written(match &mut this.inner {
             WriteInner::Quic(send) => AsyncWrite::poll_write(Pin::new(send), cx, buf),
             WriteInner::Stream(send) => AsyncWrite::poll_write(Pin::new(send), cx, buf),
-        };
-        if let Poll::Ready(Ok(n)) = result {
-            self.info.stats.record_out(n);
-        }
-        result
+        })
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
