@@ -141,6 +141,49 @@ impl NodeProcess {
     pub fn log(&self) -> Vec<String> {
         self.stderr.lock().unwrap().clone()
     }
+
+    /// Bytes logged on stderr so far (each line counted with its newline).
+    pub fn log_bytes(&self) -> usize {
+        self.stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|line| line.len() + 1)
+            .sum()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The resident set size now, in bytes (`VmRSS` of `/proc/<pid>/status`).
+    pub fn rss_bytes(&self) -> u64 {
+        proc_status_kib(self.pid(), "VmRSS:") * 1024
+    }
+
+    /// The peak resident set size so far, in bytes (`VmHWM`).
+    pub fn peak_rss_bytes(&self) -> u64 {
+        proc_status_kib(self.pid(), "VmHWM:") * 1024
+    }
+
+    /// File descriptors the process has open now.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|entries| entries.count())
+            .unwrap_or(0)
+    }
+}
+
+/// A `kB` field of `/proc/<pid>/status`, e.g. `VmRSS:`.
+fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
 
 impl Drop for NodeProcess {
