@@ -665,12 +665,13 @@ async fn mcp_lists_exactly_four_tools_and_search_follows_the_token() {
     .await;
     assert_eq!(result.is_error, Some(false));
     assert_eq!(result.structured_content, Some(json!({"n": 5})));
-    // A CallError is an error result; a forbidden op for this token too.
+    // A CallError is an error result; an op this token may not call too,
+    // as if it did not exist.
     let result = tool(&user, "call", json!({"operation": "test/secret"})).await;
     assert_eq!(result.is_error, Some(true));
     assert_eq!(
         result.structured_content.unwrap()["message"],
-        "missing required scope: admin"
+        "operation not found: test/secret"
     );
     let result = tool(&user, "call", json!({"operation": "test/hidden"})).await;
     assert_eq!(result.structured_content.unwrap()["code"], "NOT_FOUND");

@@ -133,7 +133,7 @@ async fn item_9_a_restricted_operation_without_identity_never_runs() {
         let denied = error(raw.round_trip("s", "/test/secret", json!({})).await);
         assert_eq!(
             denied,
-            CallError::forbidden("authentication required"),
+            CallError::operation_not_found("test/secret"),
             "{transport:?}"
         );
     }
@@ -141,7 +141,7 @@ async fn item_9_a_restricted_operation_without_identity_never_runs() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item_10_missing_scope_messages() {
+async fn item_10_a_missing_scope_looks_like_an_unknown_operation() {
     let node = node(Default::default()).await;
     for transport in both() {
         let mut raw = open(&node, transport).await;
@@ -149,13 +149,13 @@ async fn item_10_missing_scope_messages() {
             .await;
         assert_eq!(
             error(raw.expect().await.1),
-            CallError::forbidden("missing required scope: admin")
+            CallError::operation_not_found("admin/tree")
         );
         raw.call_as("b", "/test/any", json!({}), Some("user-token"), None)
             .await;
         assert_eq!(
             error(raw.expect().await.1),
-            CallError::forbidden("missing required scope (any of: a, b)"),
+            CallError::operation_not_found("test/any"),
             "{transport:?}"
         );
     }
@@ -209,7 +209,7 @@ async fn item_13_forwarded_for_is_metadata_not_authority() {
             .await;
         assert_eq!(
             error(raw.expect().await.1),
-            CallError::forbidden("authentication required")
+            CallError::operation_not_found("test/secret")
         );
         raw.call_as("b", "/test/whoami", json!({}), None, Some(root.clone()))
             .await;
@@ -308,7 +308,7 @@ async fn item_27_services_schema_answers_like_a_call_would() {
         );
         assert_eq!(
             forbidden,
-            CallError::forbidden("authentication required"),
+            CallError::operation_not_found("admin/tree"),
             "{transport:?}"
         );
     }

@@ -320,31 +320,37 @@ async fn item_33_call_answers_with_or_without_the_slash_and_hides_internal_opera
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item_34_bearer_decides_401_403_and_200() {
+async fn item_34_bearer_decides_401_404_and_200() {
     let (node, _) = node().await;
     let body = r#"{"operation":"test/secret"}"#;
     for version in VERSIONS {
-        for auth in [
-            None,
-            Some("Authorization: Basic dXNlcjpwdw=="),
-            Some("Authorization: Bearer nope"),
-        ] {
-            let extra: Vec<&str> = auth.map(|h| vec!["-H", h]).unwrap_or_default();
-            let reply = post(&node, version, "/call", body, &extra).await;
-            assert_eq!(reply.status, 401, "{version:?} {auth:?}");
-            assert_eq!(reply.header("www-authenticate"), Some("Bearer"));
-            assert_eq!(reply.json()["code"], "FORBIDDEN");
-        }
+        // A token that does not resolve: 401, whatever the operation.
         let reply = post(
             &node,
             version,
             "/call",
             body,
-            &["-H", "Authorization: Bearer user-token"],
+            &["-H", "Authorization: Bearer nope"],
         )
         .await;
-        assert_eq!(reply.status, 403);
-        assert_eq!(reply.json()["message"], "missing required scope: admin");
+        assert_eq!(reply.status, 401, "{version:?}");
+        assert_eq!(reply.header("www-authenticate"), Some("Bearer"));
+        assert_eq!(reply.json()["code"], "FORBIDDEN");
+        // No bearer token, or one without the scope: the operation does not
+        // exist for the caller.
+        for auth in [
+            None,
+            Some("Authorization: Basic dXNlcjpwdw=="),
+            Some("Authorization: Bearer user-token"),
+        ] {
+            let extra: Vec<&str> = auth.map(|h| vec!["-H", h]).unwrap_or_default();
+            let reply = post(&node, version, "/call", body, &extra).await;
+            assert_eq!(reply.status, 404, "{version:?} {auth:?}");
+            assert_eq!(
+                reply.json(),
+                json!({"code": "NOT_FOUND", "message": "operation not found: test/secret", "retryable": false})
+            );
+        }
         let reply = post(
             &node,
             version,
@@ -494,7 +500,7 @@ async fn item_36_batch_answers_in_order_and_refuses_more_than_100() {
         assert!(results[0]["request_id"].is_string());
         assert_eq!(
             results[1],
-            json!({"request_id": null, "result": "error", "error": {"code":"FORBIDDEN","message":"authentication required","retryable":false}})
+            json!({"request_id": null, "result": "error", "error": {"code":"NOT_FOUND","message":"operation not found: test/secret","retryable":false}})
         );
         let reply = post(&node, version, "/batch", "[]", &[]).await;
         assert_eq!(reply.json(), json!({"results": []}));

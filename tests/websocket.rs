@@ -189,10 +189,14 @@ async fn item_40_header_auth_works_over_http1_and_http2_extended_connect() {
         .await
         .expect("upgraded over HTTP/2");
     for mut socket in [h1, h2] {
-        // `bob` has scope `user`: the admin tree is refused per call.
+        // `bob` has scope `user`: the admin tree is refused per call, as if
+        // it did not exist.
         let reply = round_trip(&mut socket, "t1", "admin/tree", json!({})).await;
-        assert_eq!(reply["payload"]["code"], "FORBIDDEN", "{reply}");
-        assert_eq!(reply["payload"]["message"], "missing required scope: admin");
+        assert_eq!(reply["payload"]["code"], "NOT_FOUND", "{reply}");
+        assert_eq!(
+            reply["payload"]["message"],
+            "operation not found: admin/tree"
+        );
         let reply = round_trip(&mut socket, "e1", "diag/echo", json!({"x": [1, 2]})).await;
         assert_eq!(reply["payload"]["output"], json!({"x": [1, 2]}));
     }

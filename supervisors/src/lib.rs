@@ -34,17 +34,7 @@ pub use tree::TreeNode;
 
 /// QUIC application error codes shared by every protocol (PROTOCOL.md §2).
 pub mod close_code {
-    /// Normal close, shutdown, or an operator's kill.
-    pub const NO_ERROR: u32 = 0x0;
-    /// A framing or protocol violation.
-    pub const PROTOCOL_ERROR: u32 = 0x1;
-    /// Refused by admission control.
-    pub const REFUSED: u32 = 0x2;
+    pub use alknet_core::close::{NO_ERROR, PROTOCOL_ERROR, REFUSED};
 }
 
-/// The reason sent with a refused connection.
-pub const REFUSED_REASON: &str = "connection limit reached";
-/// The reason sent when the node shuts down.
-pub const SHUTDOWN_REASON: &str = "shutting down";
-/// The reason sent with `admin/kill`.
-pub const KILLED_REASON: &str = "killed by operator";
+pub use alknet_core::close::{KILLED_REASON, REFUSED_REASON, SHUTDOWN_REASON};

@@ -49,6 +49,10 @@ pub struct ConnectionDetails {
     pub bytes_out: u64,
     /// Requests received, as the protocol counts them.
     pub requests: u64,
+    /// Bytes of state the peer made the node keep beyond buffers (a call
+    /// session: the JSON of the operations it registered).
+    #[serde(default)]
+    pub held_bytes: u64,
 }
 
 impl TreeNode {
@@ -108,6 +112,7 @@ pub fn snapshot(root: &ActorCell, directory: &ActorDirectory) -> Option<TreeNode
             bytes_in: c.stats().bytes_in(),
             bytes_out: c.stats().bytes_out(),
             requests: c.stats().requests(),
+            held_bytes: c.stats().held(),
         }),
     })
 }

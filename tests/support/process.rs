@@ -142,6 +142,18 @@ impl NodeProcess {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// The admin token `serve` printed when it initialised the data
+    /// directory.
+    pub fn admin_token(&self) -> String {
+        self.stdout
+            .lock()
+            .unwrap()
+            .iter()
+            .find_map(|line| line.strip_prefix("admin token: "))
+            .map(str::to_owned)
+            .expect("serve printed an admin token")
+    }
+
     /// Bytes logged on stderr so far (each line counted with its newline).
     pub fn log_bytes(&self) -> usize {
         self.stderr

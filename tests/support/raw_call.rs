@@ -39,10 +39,15 @@ pub struct Raw {
 
 /// Opens a session on `node` over `transport`.
 pub async fn open(node: &NodeHandle, transport: Transport) -> Raw {
+    open_at(node.local_addr(), transport).await
+}
+
+/// Opens a session with the node at `addr` (e.g. an `alknet serve` process).
+pub async fn open_at(addr: std::net::SocketAddr, transport: Transport) -> Raw {
     match transport {
         Transport::Quic => {
             let endpoint = quic_endpoint();
-            let conn = quic_connect(&endpoint, node.local_addr(), &[CALL])
+            let conn = quic_connect(&endpoint, addr, &[CALL])
                 .await
                 .expect("QUIC handshake");
             let (send, recv) = conn.open_bi().await.expect("stream");
@@ -54,9 +59,7 @@ pub async fn open(node: &NodeHandle, transport: Transport) -> Raw {
             }
         }
         Transport::Tcp => {
-            let tls = tls_connect(node.local_addr(), &[CALL])
-                .await
-                .expect("TLS handshake");
+            let tls = tls_connect(addr, &[CALL]).await.expect("TLS handshake");
             let (recv, send) = tokio::io::split(tls);
             Raw {
                 send: Box::new(send),

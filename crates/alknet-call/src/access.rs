@@ -1,8 +1,10 @@
 //! Per-operation access control (PROTOCOL.md §6.3).
 //!
-//! The check stops at the first failure and reports it with the exact
-//! `FORBIDDEN` message the protocol fixes, so that clients (and tests) can rely
-//! on the text.
+//! The check stops at the first failure and says why ([`Denied`]). The caller
+//! is never told: an operation it may not call does not exist for it, so a
+//! denial is answered exactly as an unknown name is ([`hidden`]) and nobody
+//! can list the node's restricted operations by probing names. The reason goes
+//! to the node's debug log, for the operator.
 
 use alknet_core::Identity;
 use serde::{Deserialize, Serialize};
@@ -23,7 +25,7 @@ pub struct AccessControl {
     pub resource_action: Option<String>,
 }
 
-/// Why access was denied; its `Display` is the protocol's `FORBIDDEN` message.
+/// Why access was denied: for the node's log, never for the caller.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Denied {
     /// The operation is restricted and the request has no identity.
@@ -46,10 +48,11 @@ pub enum Denied {
     MissingAction(String),
 }
 
-impl From<Denied> for CallError {
-    fn from(denied: Denied) -> Self {
-        CallError::forbidden(denied.to_string())
-    }
+/// The answer to a caller denied `operation`: the same `NOT_FOUND` an unknown
+/// name gets, code, message and all; the reason is logged at debug level.
+pub fn hidden(operation: &str, denied: &Denied) -> CallError {
+    tracing::debug!(operation, reason = %denied, "access denied; answered as unknown");
+    CallError::operation_not_found(operation)
 }
 
 impl AccessControl {
@@ -208,8 +211,15 @@ mod tests {
     }
 
     #[test]
-    fn denial_is_forbidden() {
-        let error: CallError = Denied::AuthenticationRequired.into();
-        assert_eq!((error.code.as_str(), error.retryable), ("FORBIDDEN", false));
+    fn a_denied_caller_gets_what_an_unknown_name_gets() {
+        for denied in [
+            Denied::AuthenticationRequired,
+            Denied::MissingScope("admin".into()),
+        ] {
+            assert_eq!(
+                hidden("admin/tree", &denied),
+                CallError::operation_not_found("admin/tree")
+            );
+        }
     }
 }

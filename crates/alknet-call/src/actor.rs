@@ -215,7 +215,8 @@ pub(crate) enum Carrier {
     /// An `alknet/call` connection: its streams, each length-framed (§3.1).
     Streams {
         connection: Connection,
-        streams: Streams,
+        // Boxed: a stream carrier is several times the size of a message one.
+        streams: Box<Streams>,
     },
     /// One channel of whole envelopes inside another connection (a WebSocket,
     /// §3.2), owned by whoever feeds it: the session only describes itself

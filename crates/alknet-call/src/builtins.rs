@@ -7,7 +7,6 @@ use serde_json::{Value, json};
 
 use crate::access::AccessControl;
 use crate::error::CallError;
-use crate::handle::OverlayEntry;
 use crate::registry::{Context, OperationDef, RegistrationError, Registry, Visibility};
 
 /// Registers `services/list`, `services/schema` and `session/register`.
@@ -54,10 +53,12 @@ fn register_overlay(cx: &Context, input: Value) -> Result<Value, CallError> {
             "session/register requires a call session",
         ));
     };
-    let entries: Vec<OverlayEntry> = serde_json::from_value(input["operations"].clone())
-        .map_err(|e| CallError::invalid_input(format!("invalid operation entry: {e}")))?;
-    let specs = entries.into_iter().map(OverlayEntry::into_spec).collect();
-    let registered = session.register_overlay(specs)?;
+    let mut input = input;
+    let operations = input
+        .get_mut("operations")
+        .map(Value::take)
+        .unwrap_or_default();
+    let registered = session.register_overlay(operations, cx.identity.is_none())?;
     Ok(json!({ "registered": registered }))
 }
 
@@ -188,6 +189,6 @@ fn schema(cx: &Context, input: &Value) -> Result<Value, CallError> {
         .spec()
         .access_control
         .check(cx.identity.as_deref())
-        .map_err(CallError::from)?;
+        .map_err(|denied| crate::access::hidden(name, &denied))?;
     Ok(serde_json::to_value(operation.spec()).expect("a spec always serializes"))
 }

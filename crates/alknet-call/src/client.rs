@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use alknet_core::close::REFUSED_REASON;
 use alknet_core::tls::{self, ServerVerification};
 use alknet_core::{Alpn, Connection, NoIdentities, NodeKey};
 use serde_json::{Value, json};
@@ -160,7 +161,7 @@ impl CallClient {
             .await
             .map_err(|e| ConnectError::Session(e.to_string()))?;
         let handle = session.handle();
-        let driver = tokio::spawn(session.drive());
+        let driver = tokio::spawn(session.drive(None));
         Ok(Self {
             handle,
             registry,
@@ -182,6 +183,33 @@ impl CallClient {
         self.handle.is_closed()
     }
 
+    /// Why the node closed the session, when it said (QUIC carries a reason
+    /// with its close; a TCP+TLS connection just ends).
+    pub fn close_reason(&self) -> Option<String> {
+        match self.connection.quic()?.close_reason()? {
+            quinn::ConnectionError::ApplicationClosed(close) => {
+                Some(String::from_utf8_lossy(&close.reason).into_owned())
+            }
+            other => Some(other.to_string()),
+        }
+    }
+
+    /// A call that failed because the session ended says why the node ended
+    /// it: "connection limit reached" is a reason to retry later, not an
+    /// internal error.
+    fn explained(&self, error: CallError) -> CallError {
+        if error != CallError::internal("connection closed") {
+            return error;
+        }
+        match self.close_reason() {
+            Some(reason) if reason == REFUSED_REASON => CallError::unavailable(reason, 1),
+            Some(reason) if !reason.is_empty() => {
+                CallError::internal(format!("connection closed by the node: {reason}"))
+            }
+            _ => error,
+        }
+    }
+
     fn options(&self) -> CallOptions {
         CallOptions {
             auth_token: self.token.clone(),
@@ -194,6 +222,7 @@ impl CallClient {
         self.handle
             .call_with(operation, input, self.options())
             .await
+            .map_err(|error| self.explained(error))
     }
 
     /// Calls a query or mutation relaying `forwarded_for` as the original
@@ -208,7 +237,10 @@ impl CallClient {
             forwarded_for,
             ..self.options()
         };
-        self.handle.call_with(operation, input, options).await
+        self.handle
+            .call_with(operation, input, options)
+            .await
+            .map_err(|error| self.explained(error))
     }
 
     /// Calls a subscription; its items arrive on the returned stream, which
@@ -222,6 +254,7 @@ impl CallClient {
         self.handle
             .subscribe(operation, input, self.options())
             .await
+            .map_err(|error| self.explained(error))
     }
 
     /// Calls a subscription relaying `forwarded_for` as the original caller.
@@ -235,7 +268,10 @@ impl CallClient {
             forwarded_for,
             ..self.options()
         };
-        self.handle.subscribe(operation, input, options).await
+        self.handle
+            .subscribe(operation, input, options)
+            .await
+            .map_err(|error| self.explained(error))
     }
 
     /// Serves `def` to the node on this session: it joins the client's own

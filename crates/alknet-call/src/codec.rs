@@ -17,6 +17,10 @@ pub const ABSOLUTE_MAX_FRAME: usize = alknet_core::config::ABSOLUTE_MAX_FRAME;
 /// The default largest frame: 16 MiB.
 pub const DEFAULT_MAX_FRAME: usize = 16_777_216;
 const HEADER_LEN: usize = 4;
+/// Room a decoder keeps once it has nothing buffered: a large frame's room
+/// is given back, so that a session which once received one does not hold it
+/// for the rest of its life.
+const IDLE_CAPACITY: usize = 64 * 1024;
 
 /// A framing violation (a protocol error, §3.1 rule 1).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -136,6 +140,10 @@ impl FrameDecoder {
             None => return Ok(None),
             Some(body) => parse(body),
         };
+        if self.start == self.buffer.len() && self.buffer.capacity() > IDLE_CAPACITY {
+            self.buffer = Vec::new();
+            self.start = 0;
+        }
         parsed
             .map(Some)
             .map_err(|error| self.fail(FrameError::Envelope(error)))
@@ -348,6 +356,26 @@ mod tests {
             frame.len() - 4
         );
         assert_eq!(frame[4], b'{');
+    }
+
+    #[test]
+    fn a_large_frame_room_is_given_back_once_it_is_read() {
+        let big = encode_frame(
+            &EventEnvelope::responded("r", json!("x".repeat(1_000_000))),
+            DEFAULT_MAX_FRAME,
+        )
+        .unwrap();
+        let mut decoder = FrameDecoder::new(DEFAULT_MAX_FRAME);
+        for chunk in big.chunks(64 * 1024) {
+            decoder.push(chunk);
+        }
+        assert!(decoder.buffer.capacity() >= big.len());
+        assert!(decoder.next_incoming().unwrap().is_some());
+        assert!(
+            decoder.buffer.capacity() <= IDLE_CAPACITY,
+            "kept {} bytes of room",
+            decoder.buffer.capacity()
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 use serde_json::Value;
 
+use crate::access::hidden;
 use crate::error::CallError;
 use crate::handle::SessionHandle;
 use crate::registry::{Context, Handler, OpType, Operation, Registry, Visibility};
@@ -173,11 +174,12 @@ pub fn dispatch(
         )),
         None => request.session_identity,
     };
+    // An operation the caller may not call does not exist for it.
     operation
         .spec
         .access_control
         .check(identity.as_deref())
-        .map_err(CallError::from)?;
+        .map_err(|denied| hidden(name, &denied))?;
     // 7. The reply pattern must fit the entry point.
     let is_subscription = operation.spec.op_type == OpType::Subscription;
     match request.expect {

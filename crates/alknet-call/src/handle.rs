@@ -8,32 +8,30 @@
 //! sends `call.aborted` (§9.1), which is how an abort cascades through nested
 //! calls that cross sessions or nodes.
 //!
-//! The overlay (§10.5) is the set of operations the remote end registered on
-//! this session with `session/register`: reachable only through this handle,
-//! and dropped when the session closes.
+//! The overlay (§10.5, [`crate::overlay`]) is the set of operations the
+//! remote end registered on this session with `session/register`: reachable
+//! only through this handle, and dropped when the session closes.
 //!
 //! [`Context`]: crate::registry::Context
 //! [`CallClient`]: crate::client::CallClient
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use alknet_core::Identity;
+use alknet_core::{ConnectionInfo, Identity};
 use futures::Stream;
 use ractor::ActorRef;
-use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::access::AccessControl;
 use crate::actor::{SessionMsg, SharedSession, Unregistered, lock};
 use crate::codec::encode_frame;
 use crate::envelope::{CallRequest, EventEnvelope};
 use crate::error::CallError;
-use crate::names;
-use crate::registry::{ErrorSchema, OpType, OperationSpec, Visibility};
+use crate::overlay::Overlay;
+use crate::registry::{OpType, OperationSpec};
 use crate::schema::InputSchema;
+use crate::server::SessionLimits;
 use crate::session::{CallKind, Delivery};
 
 /// Per-call options.
@@ -45,28 +43,28 @@ pub struct CallOptions {
     pub forwarded_for: Option<Identity>,
 }
 
-struct OverlayOp {
-    spec: OperationSpec,
-    input: InputSchema,
-}
-
-type Overlay = Arc<RwLock<BTreeMap<String, Arc<OverlayOp>>>>;
-
 /// What a handle shares with the other handles of its session.
 #[derive(Clone)]
 pub(crate) struct HandleParts {
-    overlay: Overlay,
+    overlay: Arc<Overlay>,
     shared: SharedSession,
     max_frame: usize,
     caller_timer: Duration,
 }
 
 impl HandleParts {
-    pub(crate) fn new(shared: SharedSession, max_frame: usize, caller_timer: Duration) -> Self {
+    /// `info`: the connection or channel the session runs on, whose
+    /// counters show what its overlay holds.
+    pub(crate) fn new(
+        shared: SharedSession,
+        limits: &SessionLimits,
+        caller_timer: Duration,
+        info: Arc<ConnectionInfo>,
+    ) -> Self {
         Self {
-            overlay: Overlay::default(),
+            overlay: Arc::new(Overlay::new(limits.overlay.clone(), Some(info))),
             shared,
-            max_frame,
+            max_frame: limits.max_frame,
             caller_timer,
         }
     }
@@ -201,70 +199,59 @@ impl SessionHandle {
     }
 
     /// Registers operations the remote end serves in this session's overlay
-    /// (§10.5), replacing entries of the same name. All or nothing.
-    pub fn register_overlay(&self, specs: Vec<OperationSpec>) -> Result<Vec<String>, CallError> {
-        let mut compiled = Vec::with_capacity(specs.len());
-        for spec in specs {
-            names::validate(&spec.name).map_err(|e| CallError::invalid_input(e.to_string()))?;
-            let input = InputSchema::compile(&spec.input_schema)
-                .map_err(|e| CallError::invalid_input(format!("operation `{}`: {e}", spec.name)))?;
-            compiled.push(OverlayOp { spec, input });
-        }
-        let names: Vec<String> = compiled.iter().map(|op| op.spec.name.clone()).collect();
-        let mut overlay = self
-            .parts
-            .overlay
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        for op in compiled {
-            overlay.insert(op.spec.name.clone(), Arc::new(op));
-        }
-        Ok(names)
+    /// (§10.5), replacing entries of the same name; all or nothing, within
+    /// the session's overlay limits. `anonymous`: the registering request has
+    /// no identity.
+    pub(crate) fn register_overlay(
+        &self,
+        operations: Value,
+        anonymous: bool,
+    ) -> Result<Vec<String>, CallError> {
+        self.parts.overlay.register(operations, anonymous)
     }
 
     /// The overlay's operations, sorted by name.
     pub fn overlay(&self) -> Vec<OperationSpec> {
-        self.parts
-            .overlay
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .map(|op| op.spec.clone())
-            .collect()
+        self.parts.overlay.specs()
+    }
+
+    /// JSON bytes of the operations registered in the overlay.
+    pub fn overlay_bytes(&self) -> usize {
+        self.parts.overlay.bytes()
     }
 
     pub(crate) fn clear_overlay(&self) {
-        self.parts
-            .overlay
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
+        self.parts.overlay.clear();
     }
 
-    fn overlay_op(&self, name: &str) -> Result<Arc<OverlayOp>, CallError> {
+    /// An overlay operation and its input checked against its schema.
+    fn overlay_op(&self, name: &str, input: &Value) -> Result<Arc<OperationSpec>, CallError> {
         let name = name.strip_prefix('/').unwrap_or(name);
-        self.parts
+        let spec = self
+            .parts
             .overlay
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
             .get(name)
-            .cloned()
-            .ok_or_else(|| CallError::operation_not_found(name))
+            .ok_or_else(|| CallError::operation_not_found(name))?;
+        // The schema compiled at registration; compiled again here rather
+        // than kept (see `overlay`), as only node-side code calls overlays.
+        InputSchema::compile(&spec.input_schema)
+            .map_err(|e| CallError::internal(format!("overlay schema of {name}: {e}")))?
+            .validate(input)?;
+        Ok(spec)
     }
 
     /// Calls a query or mutation of the overlay: `NOT_FOUND` unless the remote
     /// end registered it on this session; the input is checked against its
     /// schema before anything is sent.
     pub async fn call_overlay(&self, name: &str, input: Value) -> Result<Value, CallError> {
-        let op = self.overlay_op(name)?;
-        if op.spec.op_type == OpType::Subscription {
+        let spec = self.overlay_op(name, &input)?;
+        if spec.op_type == OpType::Subscription {
             return Err(CallError::invalid_operation_type(format!(
                 "invalid operation type: {} is a subscription",
-                op.spec.name
+                spec.name
             )));
         }
-        op.input.validate(&input)?;
-        self.call(&op.spec.name, input).await
+        self.call(&spec.name, input).await
     }
 
     /// Calls a subscription of the overlay, like [`SessionHandle::call_overlay`].
@@ -273,54 +260,15 @@ impl SessionHandle {
         name: &str,
         input: Value,
     ) -> Result<Subscription, CallError> {
-        let op = self.overlay_op(name)?;
-        if op.spec.op_type != OpType::Subscription {
+        let spec = self.overlay_op(name, &input)?;
+        if spec.op_type != OpType::Subscription {
             return Err(CallError::invalid_operation_type(format!(
                 "invalid operation type: {} is not a subscription",
-                op.spec.name
+                spec.name
             )));
         }
-        op.input.validate(&input)?;
-        self.subscribe(&op.spec.name, input, CallOptions::default())
+        self.subscribe(&spec.name, input, CallOptions::default())
             .await
-    }
-}
-
-/// One entry of `session/register` (§10.5): only `name` and `op_type` are
-/// required.
-#[derive(Debug, Deserialize)]
-pub(crate) struct OverlayEntry {
-    name: String,
-    op_type: OpType,
-    #[serde(default)]
-    description: String,
-    #[serde(default = "empty_object")]
-    input_schema: Value,
-    #[serde(default = "empty_object")]
-    output_schema: Value,
-    #[serde(default)]
-    error_schemas: Vec<ErrorSchema>,
-    #[serde(default)]
-    access_control: AccessControl,
-}
-
-fn empty_object() -> Value {
-    Value::Object(serde_json::Map::new())
-}
-
-impl OverlayEntry {
-    pub(crate) fn into_spec(self) -> OperationSpec {
-        OperationSpec {
-            namespace: names::namespace(&self.name).to_owned(),
-            name: self.name,
-            op_type: self.op_type,
-            visibility: Visibility::Internal,
-            description: self.description,
-            input_schema: self.input_schema,
-            output_schema: self.output_schema,
-            error_schemas: self.error_schemas,
-            access_control: self.access_control,
-        }
     }
 }
 

@@ -20,6 +20,7 @@
 //! - `streams`: feeding a session from a connection's streams;
 //! - [`messages`]: feeding a session from whole messages (a WebSocket);
 //! - [`handle`]: `SessionHandle`, calling the remote end and its overlay;
+//! - [`overlay`]: what a session's remote end registered, and its bounds;
 //! - [`server`]: the `alknet/call` protocol handler;
 //! - [`client`]: `CallClient`, dialing a node over QUIC or TCP+TLS;
 //! - [`from_call`]: importing another node's operations.
@@ -38,6 +39,7 @@ pub mod from_call;
 pub mod handle;
 pub mod messages;
 pub mod names;
+pub mod overlay;
 pub mod registry;
 pub mod schema;
 pub mod server;
@@ -52,5 +54,4 @@ pub use handle::{CallOptions, SessionHandle, Subscription};
 pub use registry::{OperationDef, Registry};
 pub use server::{CallHandler, SessionConfig, SessionLimits};
 
-/// QUIC application error code for a framing violation (PROTOCOL.md §2).
-pub const PROTOCOL_ERROR: u32 = 0x1;
+pub use alknet_core::close::{NO_ERROR, PROTOCOL_ERROR};

@@ -92,7 +92,7 @@ impl MessageSession {
         // Attached before the actor exists: a call the node makes through the
         // session the moment it starts has a channel to go out on.
         crate::actor::lock(&shared).attach_writer(CHANNEL, writer);
-        let parts = HandleParts::new(shared.clone(), limits.max_frame, limits.caller_timer());
+        let parts = HandleParts::new(shared.clone(), &limits, limits.caller_timer(), info.clone());
         let args = SessionArgs {
             config: config.clone(),
             carrier: Carrier::Messages(info.clone()),

@@ -9,6 +9,7 @@ use std::time::Duration;
 use alknet_core::{Alpn, Connection, HandlerFuture, IdentityProvider, ProtocolHandler};
 
 use crate::codec::DEFAULT_MAX_FRAME;
+use crate::overlay::OverlayLimits;
 use crate::registry::Registry;
 use crate::streams::Session;
 
@@ -26,6 +27,13 @@ pub struct SessionLimits {
     /// How long one write may wait on a peer that reads nothing before the
     /// session is closed.
     pub write_stall: Duration,
+    /// What the remote end may register with `session/register`; sessions
+    /// sharing these limits share their node-wide budget.
+    pub overlay: OverlayLimits,
+    /// An accepted connection that has sent no complete frame this long
+    /// after its handshake is closed (the dialling side sends first, so it
+    /// keeps no such timer).
+    pub first_frame_timeout: Duration,
 }
 
 impl Default for SessionLimits {
@@ -36,6 +44,8 @@ impl Default for SessionLimits {
             call_timeout: Duration::from_secs(30),
             outgoing_queue: 1024,
             write_stall: Duration::from_secs(30),
+            overlay: OverlayLimits::default(),
+            first_frame_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -100,7 +110,9 @@ impl ProtocolHandler for CallHandler {
                 tracing::Span::current(),
             )
             .await?;
-            session.drive().await;
+            session
+                .drive(Some(self.config.limits.first_frame_timeout))
+                .await;
             Ok(())
         })
     }

@@ -8,7 +8,7 @@
 //! attaches the stream it opened itself. Nothing here knows which end dialled.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use alknet_core::connection::{BiStream, RecvHalf, SendHalf, StreamError};
 use alknet_core::{Connection, TransportKind};
@@ -39,6 +39,8 @@ pub(crate) struct Streams {
     next_key: Arc<AtomicU64>,
     tasks: TaskTracker,
     ended: CancellationToken,
+    /// Whether any stream has delivered a whole frame yet.
+    heard: Arc<AtomicBool>,
 }
 
 impl Streams {
@@ -50,6 +52,7 @@ impl Streams {
             next_key: Arc::new(AtomicU64::new(0)),
             tasks: TaskTracker::new(),
             ended: CancellationToken::new(),
+            heard: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -87,6 +90,7 @@ impl Streams {
             session.clone(),
             Inbox::new(session.clone(), self.shared.clone()),
             self.limits.max_frame,
+            self.heard.clone(),
         );
         self.spawn_until(reader, true);
     }
@@ -139,12 +143,17 @@ impl Session {
     ) -> Result<Self, SpawnErr> {
         let shared = Shared::new(config.limits.max_in_flight);
         let streams = Streams::new(connection.clone(), shared.clone(), config.limits.clone());
-        let parts = HandleParts::new(shared.clone(), config.limits.max_frame, caller_timer);
+        let parts = HandleParts::new(
+            shared.clone(),
+            &config.limits,
+            caller_timer,
+            connection.info().clone(),
+        );
         let args = SessionArgs {
             config,
             carrier: Carrier::Streams {
                 connection: connection.clone(),
-                streams: streams.clone(),
+                streams: Box::new(streams.clone()),
             },
             handle_parts: parts.clone(),
             shared,
@@ -173,8 +182,10 @@ impl Session {
     /// Accepts the peer's streams until the session is over: over QUIC until
     /// the connection closes, over TCP+TLS until its one stream ends. However
     /// this future ends (the connection actor may be killed), the session
-    /// actor ends with it.
-    pub(crate) async fn drive(self) {
+    /// actor ends with it. With `first_frame_timeout`, a peer that has sent no
+    /// whole frame by then is disconnected: an open connection that says
+    /// nothing holds a connection slot and must not hold it forever.
+    pub(crate) async fn drive(self, first_frame_timeout: Option<std::time::Duration>) {
         let Self {
             actor,
             mut ended,
@@ -185,8 +196,23 @@ impl Session {
         let _stop = StopOnDrop(actor.clone());
         let mut accepting = true;
         let mut drain_sent = false;
+        let mut waiting_first = first_frame_timeout.is_some();
+        let first_frame_timer = tokio::time::sleep(first_frame_timeout.unwrap_or_default());
+        tokio::pin!(first_frame_timer);
         loop {
             tokio::select! {
+                () = &mut first_frame_timer, if waiting_first => {
+                    waiting_first = false;
+                    if !streams.heard.load(Ordering::Acquire) {
+                        tracing::debug!(
+                            remote = %connection.remote(),
+                            "closing the connection: no frame within {:?} of the handshake",
+                            first_frame_timeout.unwrap_or_default()
+                        );
+                        connection.close(crate::NO_ERROR, "no request in time");
+                        break;
+                    }
+                }
                 () = connection.draining(), if !drain_sent => {
                     drain_sent = true;
                     let _ = actor.cast(SessionMsg::Drain);
@@ -226,6 +252,7 @@ async fn read_stream(
     session: ActorRef<SessionMsg>,
     inbox: Inbox,
     max_frame: usize,
+    heard: Arc<AtomicBool>,
 ) {
     let mut decoder = FrameDecoder::new(max_frame);
     let mut buffer = vec![0u8; 64 * 1024];
@@ -253,6 +280,9 @@ async fn read_stream(
         loop {
             match decoder.next_incoming() {
                 Ok(Some(envelope)) => {
+                    if !heard.load(Ordering::Relaxed) {
+                        heard.store(true, Ordering::Release);
+                    }
                     if inbox.deliver(key, envelope).await.is_err() {
                         return;
                     }

@@ -178,24 +178,24 @@ async fn item_9_restricted_operation_without_identity_never_runs() {
     let error = one(&registry, request("admin/secret", json!({})))
         .await
         .unwrap_err();
-    assert_eq!(error, CallError::forbidden("authentication required"));
+    assert_eq!(error, CallError::operation_not_found("admin/secret"));
     assert!(!ran.load(Ordering::SeqCst), "the handler ran");
 }
 
 #[tokio::test]
-async fn item_10_scope_messages() {
+async fn item_10_a_caller_without_the_scopes_is_told_the_operation_does_not_exist() {
     let registry = registry(Default::default());
     let mut as_user = request("admin/secret", json!({}));
     as_user.session_identity = Some(Arc::new(Identity::new("bob", ["user"])));
     assert_eq!(
         one(&registry, as_user).await.unwrap_err(),
-        CallError::forbidden("missing required scope: admin")
+        CallError::operation_not_found("admin/secret")
     );
     let mut any = request("test/any", json!({}));
     any.session_identity = Some(Arc::new(Identity::new("bob", ["user"])));
     assert_eq!(
         one(&registry, any).await.unwrap_err(),
-        CallError::forbidden("missing required scope (any of: a, b)")
+        CallError::operation_not_found("test/any")
     );
 }
 
@@ -230,7 +230,7 @@ async fn item_13_forwarded_for_never_passes_an_access_check() {
     relayed.forwarded_for = Some(Identity::new("root", ["admin"]));
     assert_eq!(
         one(&registry, relayed).await.unwrap_err(),
-        CallError::forbidden("authentication required")
+        CallError::operation_not_found("admin/secret")
     );
 }
 
@@ -468,7 +468,7 @@ async fn item_27_services_schema_is_judged_like_a_call() {
     as_user.auth_token = Some("user-token".into());
     assert_eq!(
         one(&registry, as_user).await.unwrap_err(),
-        CallError::forbidden("missing required scope: admin")
+        CallError::operation_not_found("admin/tree")
     );
     let missing = one(&registry, request("/services/schema", json!({})))
         .await

@@ -129,7 +129,7 @@ async fn a_nested_call_without_a_grant_is_anonymous_even_for_an_admin_caller() {
     let error = one(&registry, request("outer/ungranted", Some(admin)))
         .await
         .unwrap_err();
-    assert_eq!(error, CallError::forbidden("authentication required"));
+    assert_eq!(error, CallError::operation_not_found("inner/whoami"));
 }
 
 #[tokio::test]
@@ -195,6 +195,6 @@ async fn a_subscription_composes_without_a_deadline() {
     let items: Vec<_> = items.collect().await;
     assert_eq!(
         items,
-        vec![Err(CallError::forbidden("authentication required"))]
+        vec![Err(CallError::operation_not_found("inner/whoami"))]
     );
 }

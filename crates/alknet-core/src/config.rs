@@ -489,6 +489,17 @@ pub struct Limits {
     pub write_stall: Duration,
     /// Items one gateway `/batch` may hold.
     pub max_batch: usize,
+    /// A connection that has sent no complete request or frame this long
+    /// after its TLS handshake is closed.
+    #[serde(with = "humantime_serde")]
+    pub first_request_timeout: Duration,
+    /// Operations one call session may register with `session/register`.
+    pub max_overlay_operations: usize,
+    /// JSON bytes of the operations one call session may register.
+    pub max_overlay_bytes: usize,
+    /// JSON bytes of registered operations over all sessions of the node;
+    /// sessions without an identity share at most half of it.
+    pub max_overlay_bytes_total: usize,
 }
 
 /// The largest `limits.max_frame` any configuration may set (64 MiB).
@@ -506,6 +517,10 @@ impl Default for Limits {
             call_timeout: Duration::from_secs(30),
             write_stall: Duration::from_secs(30),
             max_batch: 100,
+            first_request_timeout: Duration::from_secs(30),
+            max_overlay_operations: 256,
+            max_overlay_bytes: 262_144,
+            max_overlay_bytes_total: 16_777_216,
         }
     }
 }
@@ -678,6 +693,18 @@ impl NodeConfig {
                 "a positive duration such as \"30s\"",
             ));
         }
+        if self.limits.first_request_timeout.is_zero() {
+            return Err(invalid(
+                "limits.first_request_timeout",
+                "a positive duration such as \"30s\"",
+            ));
+        }
+        if self.limits.max_overlay_bytes > self.limits.max_overlay_bytes_total {
+            return Err(invalid(
+                "limits.max_overlay_bytes",
+                "at most limits.max_overlay_bytes_total",
+            ));
+        }
         for (index, upstream) in self.upstreams.iter().enumerate() {
             let key = |field: &str| format!("upstreams[{index}].{field}");
             match (&upstream.pin, upstream.insecure) {
@@ -794,6 +821,15 @@ call_timeout = "30s"
 write_stall = "30s"
 # Calls one HTTP gateway /batch may hold; beyond it: 413.
 max_batch = 100
+# A connection that has sent no complete request (HTTP) or frame (call
+# protocol) this long after its TLS handshake is closed.
+first_request_timeout = "30s"
+# What one call session may register with session/register (operations, and
+# bytes of their JSON), and what all sessions may hold together; sessions
+# without an identity share at most half of the total. Beyond: INVALID_INPUT.
+max_overlay_operations = 256
+max_overlay_bytes = 262144
+max_overlay_bytes_total = 16777216
 
 [supervision]
 # A crashed protocol supervisor, listener or router is restarted; more than

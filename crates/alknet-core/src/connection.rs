@@ -36,6 +36,7 @@ pub struct ConnectionStats {
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
     requests: AtomicU64,
+    held: AtomicU64,
 }
 
 impl ConnectionStats {
@@ -52,6 +53,17 @@ impl ConnectionStats {
     /// Requests received, as the protocol defines them.
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of state the peer made the node keep for this connection beyond
+    /// its buffers (a call session: the operations it registered).
+    pub fn held(&self) -> u64 {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// Sets [`ConnectionStats::held`].
+    pub fn set_held(&self, bytes: u64) {
+        self.held.store(bytes, Ordering::Relaxed);
     }
 
     /// Counts one request (the protocol decides what a request is).

@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod alpn;
+pub mod close;
 pub mod config;
 pub mod connection;
 pub mod echo;

@@ -43,8 +43,8 @@ fn errors(post: bool) -> serde_json::Map<String, Value> {
         ),
     );
     let mut unauthorized = error_response(
-        "No identity: no token, or a token that did not resolve",
-        error_example("FORBIDDEN", "authentication required", false),
+        "A token that did not resolve (unknown, revoked or expired)",
+        error_example("FORBIDDEN", "invalid token", false),
     );
     unauthorized["headers"] = json!({"WWW-Authenticate": {
         "description": "Always `Bearer`",
@@ -54,14 +54,14 @@ fn errors(post: bool) -> serde_json::Map<String, Value> {
     responses.insert(
         "403".into(),
         error_response(
-            "The identity lacks a required scope",
-            error_example("FORBIDDEN", "missing required scope: admin", false),
+            "An operation refused the identity itself",
+            error_example("FORBIDDEN", "not allowed for this identity", false),
         ),
     );
     responses.insert(
         "404".into(),
         error_response(
-            "Unknown or internal operation",
+            "Unknown or internal operation, or one the caller may not call",
             error_example("NOT_FOUND", "operation not found: nope/missing", false),
         ),
     );

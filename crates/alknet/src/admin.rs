@@ -24,7 +24,7 @@ pub fn tree(args: TreeArgs) -> anyhow::Result<ExitCode> {
         let output = match client.call("admin/tree", json!({})).await {
             Ok(output) => output,
             Err(error) => {
-                eprintln!("{error}");
+                connect::report(&error, &args.connect);
                 return Ok(ExitCode::FAILURE);
             }
         };
@@ -86,6 +86,11 @@ fn render_into(out: &mut String, node: &Value, depth: usize, now: OffsetDateTime
             identity,
             number("requests")
         );
+        // Only where the peer made the node keep something: the usual
+        // line stays short.
+        if let Some(held) = node["held_bytes"].as_u64().filter(|held| *held > 0) {
+            let _ = write!(out, " held={held}B");
+        }
     }
     out.push('\n');
     for child in node["children"].as_array().into_iter().flatten() {

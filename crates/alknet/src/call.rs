@@ -27,7 +27,7 @@ pub fn run(args: CallArgs) -> anyhow::Result<ExitCode> {
         match call(&client, &args.operation, input).await {
             Ok(()) => Ok(ExitCode::SUCCESS),
             Err(Failed::Call(error)) => {
-                eprintln!("{error}");
+                connect::report(&error, &args.connect);
                 Ok(ExitCode::FAILURE)
             }
             Err(Failed::Output(error)) => Err(anyhow::Error::new(error).context("standard output")),

@@ -67,6 +67,17 @@ impl ConnectArgs {
     }
 }
 
+/// Prints a failed call's error on stderr; a `NOT_FOUND` without a token
+/// gets a hint, as an operation the caller may not call looks unknown.
+pub fn report(error: &alknet_call::CallError, args: &ConnectArgs) {
+    eprintln!("{error}");
+    if error.code == "NOT_FOUND" && args.token.is_none() {
+        eprintln!(
+            "hint: without a token, restricted operations are not found either; pass --token (or set ALKNET_TOKEN)"
+        );
+    }
+}
+
 /// A runtime for one client command.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use alknet_call::overlay::{OverlayBudget, OverlayLimits};
 use alknet_call::{CallHandler, Registry, SessionLimits, builtins};
 use alknet_core::tls::{self, ServerIdentity};
 use alknet_core::{IdentityProvider, NodeConfig, NodeKey, ProtocolHandler};
@@ -118,7 +119,8 @@ async fn serve(
     dir.identity_store()?;
     let identities: Arc<dyn IdentityProvider> = Arc::new(StoreIdentities::open(dir.identities())?);
     let admin = AdminHandle::default();
-    let (call, registry) = call_handler(&config, &admin, identities.clone())?;
+    let sessions = session_limits(&config);
+    let (call, registry) = call_handler(&config, &admin, identities.clone(), &sessions)?;
     let upstreams = upstreams::options(&config, &node_key)?;
     // HTTP imports join the registry before anything listens; MCP imports
     // follow in the background once the node runs.
@@ -138,7 +140,7 @@ async fn serve(
             call_timeout: config.limits.call_timeout,
             max_batch: config.limits.max_batch,
             decoy: decoy(&config.http, &dir),
-            session: session_limits(&config),
+            session: sessions.clone(),
             console: config.http.console,
             ..alknet_http::HttpSettings::default()
         };
@@ -214,6 +216,7 @@ fn call_handler(
     config: &NodeConfig,
     admin: &AdminHandle,
     identities: Arc<dyn IdentityProvider>,
+    sessions: &SessionLimits,
 ) -> anyhow::Result<(Arc<dyn ProtocolHandler>, Arc<Registry>)> {
     let registry = Registry::new();
     builtins::register_discovery(&registry)?;
@@ -225,18 +228,26 @@ fn call_handler(
     let handler = Arc::new(CallHandler::new(
         registry.clone(),
         identities,
-        session_limits(config),
+        sessions.clone(),
     ));
     Ok((handler, registry))
 }
 
-/// Every call session's limits, native or WebSocket.
+/// Every call session's limits, native or WebSocket; made once, as the
+/// sessions share its overlay budget.
 fn session_limits(config: &NodeConfig) -> SessionLimits {
+    let limits = &config.limits;
     SessionLimits {
-        max_frame: config.limits.max_frame,
-        max_in_flight: config.limits.max_in_flight,
-        call_timeout: config.limits.call_timeout,
-        write_stall: config.limits.write_stall,
+        max_frame: limits.max_frame,
+        max_in_flight: limits.max_in_flight,
+        call_timeout: limits.call_timeout,
+        write_stall: limits.write_stall,
+        first_frame_timeout: limits.first_request_timeout,
+        overlay: OverlayLimits {
+            max_operations: limits.max_overlay_operations,
+            max_bytes: limits.max_overlay_bytes,
+            budget: OverlayBudget::new(limits.max_overlay_bytes_total),
+        },
         ..SessionLimits::default()
     }
 }
