@@ -321,3 +321,62 @@ fn a_client_over_the_connection_cap_is_told_the_limit_was_reached() {
         node.log()
     );
 }
+
+#[test]
+fn a_quic_peer_filling_large_frames_on_many_streams_is_held_to_one_frame_of_room() {
+    let node = NodeProcess::start("");
+    let baseline = node.rss_bytes();
+    runtime().block_on(async {
+        let endpoint = quic_endpoint();
+        let connection = quic_connect(&endpoint, node.addr, &["alknet/call"])
+            .await
+            .unwrap();
+        // 64 streams each announce a 16 MiB frame and send up to 4 MiB of it;
+        // whatever the node does not take within the deadline stays with us.
+        let chunk = vec![b' '; 64 * 1024];
+        let mut writers = Vec::new();
+        for _ in 0..64 {
+            let (mut send, recv) = connection.open_bi().await.unwrap();
+            let chunk = chunk.clone();
+            writers.push(tokio::spawn(async move {
+                let _recv = recv;
+                let mut written = 0usize;
+                let fill = async {
+                    send.write_all(&(16u32 << 20).to_be_bytes()).await.ok()?;
+                    while written < 4 << 20 {
+                        send.write_all(&chunk).await.ok()?;
+                        written += chunk.len();
+                    }
+                    Some(())
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(5), fill).await;
+                (written, send)
+            }));
+        }
+        let mut accepted = 0usize;
+        let mut streams = Vec::new();
+        for writer in writers {
+            let (written, send) = writer.await.unwrap();
+            accepted += written;
+            streams.push(send);
+        }
+        let growth = node.rss_bytes().saturating_sub(baseline);
+        eprintln!(
+            "the node took {} MiB of large frames; RSS grew by {} MiB",
+            accepted as u64 / MIB,
+            growth / MIB
+        );
+        assert!(
+            (accepted as u64) <= 40 * MIB,
+            "the node took {} MiB",
+            accepted as u64 / MIB
+        );
+        assert!(growth <= 64 * MIB, "RSS grew by {} MiB", growth / MIB);
+        drop(streams);
+        connection.close(0u32.into(), b"done");
+        // The node still serves.
+        let mut raw = open_at(node.addr, Transport::Tcp).await;
+        let reply = raw.round_trip("1", "services/list", json!({})).await;
+        assert!(matches!(reply, Event::Responded(_)));
+    });
+}

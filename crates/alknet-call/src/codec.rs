@@ -93,6 +93,19 @@ impl FrameDecoder {
         self.buffer.len() - self.start
     }
 
+    /// The announced body length of the frame at the front whose header has
+    /// arrived but not yet all of its body; `None` otherwise (and for a length
+    /// that [`FrameDecoder::next_frame`] will refuse).
+    pub fn partial_frame_len(&self) -> Option<usize> {
+        if self.failed.is_some() {
+            return None;
+        }
+        let available = &self.buffer[self.start..];
+        let length = u32::from_be_bytes(*available.first_chunk::<HEADER_LEN>()?) as usize;
+        (length > 0 && length <= self.max_frame && available.len() < HEADER_LEN + length)
+            .then_some(length)
+    }
+
     /// The next complete frame's body, `Ok(None)` if more bytes are needed.
     pub fn next_frame(&mut self) -> Result<Option<&[u8]>, FrameError> {
         if let Some(error) = &self.failed {
@@ -356,6 +369,22 @@ mod tests {
             frame.len() - 4
         );
         assert_eq!(frame[4], b'{');
+    }
+
+    #[test]
+    fn a_partial_frame_announces_its_length_until_it_is_whole() {
+        let frame = encode_frame(&envelope("a"), DEFAULT_MAX_FRAME).unwrap();
+        let mut decoder = FrameDecoder::new(DEFAULT_MAX_FRAME);
+        assert_eq!(decoder.partial_frame_len(), None);
+        decoder.push(&frame[..3]);
+        assert_eq!(decoder.partial_frame_len(), None);
+        decoder.push(&frame[3..6]);
+        assert_eq!(decoder.partial_frame_len(), Some(frame.len() - 4));
+        decoder.push(&frame[6..]);
+        assert_eq!(decoder.partial_frame_len(), None);
+        let mut over = FrameDecoder::new(10);
+        over.push(&100u32.to_be_bytes());
+        assert_eq!(over.partial_frame_len(), None);
     }
 
     #[test]

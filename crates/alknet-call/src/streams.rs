@@ -14,7 +14,7 @@ use alknet_core::connection::{BiStream, RecvHalf, SendHalf, StreamError};
 use alknet_core::{Connection, TransportKind};
 use ractor::{Actor, ActorRef, SpawnErr};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -29,6 +29,15 @@ use crate::session::StreamKey;
 
 /// Queued frames coalesced into one write, in bytes.
 const WRITE_BATCH: usize = 64 * 1024;
+/// Bytes one read takes from a stream; frames longer than this take their
+/// room from the session's frame budget before the rest is read.
+const READ_BUFFER: usize = 64 * 1024;
+
+/// How large frames are, alone and together.
+struct FrameLimits {
+    max_frame: usize,
+    budget: Arc<Semaphore>,
+}
 
 /// Attaches streams to one session: key numbering and the task set.
 #[derive(Clone)]
@@ -41,6 +50,10 @@ pub(crate) struct Streams {
     ended: CancellationToken,
     /// Whether any stream has delivered a whole frame yet.
     heard: Arc<AtomicBool>,
+    /// Bytes of large frames the session's streams may be receiving at once
+    /// (one `max_frame`): over QUIC a peer could otherwise have every one of
+    /// its streams fill a maximum-size frame at the same time.
+    frame_budget: Arc<Semaphore>,
 }
 
 impl Streams {
@@ -48,11 +61,12 @@ impl Streams {
         Self {
             connection,
             shared,
-            limits,
             next_key: Arc::new(AtomicU64::new(0)),
             tasks: TaskTracker::new(),
             ended: CancellationToken::new(),
             heard: Arc::new(AtomicBool::new(false)),
+            frame_budget: Arc::new(Semaphore::new(limits.max_frame)),
+            limits,
         }
     }
 
@@ -89,7 +103,10 @@ impl Streams {
             stream.recv,
             session.clone(),
             Inbox::new(session.clone(), self.shared.clone()),
-            self.limits.max_frame,
+            FrameLimits {
+                max_frame: self.limits.max_frame,
+                budget: self.frame_budget.clone(),
+            },
             self.heard.clone(),
         );
         self.spawn_until(reader, true);
@@ -251,12 +268,26 @@ async fn read_stream(
     mut recv: RecvHalf,
     session: ActorRef<SessionMsg>,
     inbox: Inbox,
-    max_frame: usize,
+    limits: FrameLimits,
     heard: Arc<AtomicBool>,
 ) {
-    let mut decoder = FrameDecoder::new(max_frame);
-    let mut buffer = vec![0u8; 64 * 1024];
+    let mut decoder = FrameDecoder::new(limits.max_frame);
+    let mut buffer = vec![0u8; READ_BUFFER];
+    // The share of the session's frame budget the frame in progress holds.
+    let mut reserved: Option<OwnedSemaphorePermit> = None;
     loop {
+        if reserved.is_none()
+            && let Some(length) = decoder.partial_frame_len().filter(|l| *l > READ_BUFFER)
+        {
+            // Not read further until the whole frame has room: the peer
+            // waits (flow control), and the session holds one `max_frame`
+            // of large frames at most.
+            let permits = u32::try_from(length).expect("max_frame fits in u32");
+            match limits.budget.clone().acquire_many_owned(permits).await {
+                Ok(permit) => reserved = Some(permit),
+                Err(_) => return,
+            }
+        }
         let read = match recv.read(&mut buffer).await {
             Ok(0) => {
                 let ending = match decoder.finish() {
@@ -280,6 +311,8 @@ async fn read_stream(
         loop {
             match decoder.next_incoming() {
                 Ok(Some(envelope)) => {
+                    // Frames come in order: the one that held the room is read.
+                    reserved = None;
                     if !heard.load(Ordering::Relaxed) {
                         heard.store(true, Ordering::Release);
                     }

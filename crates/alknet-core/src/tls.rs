@@ -155,6 +155,10 @@ pub fn server_config(
     Ok(config)
 }
 
+/// Bytes a QUIC peer may send that the node has not read yet, over all of a
+/// connection's streams (16 MiB: enough for a fast long link).
+pub const CONNECTION_RECEIVE_WINDOW: u32 = 16 * 1024 * 1024;
+
 /// A quinn server configuration over [`server_config`].
 pub fn quic_server_config(
     identity: &ServerIdentity,
@@ -167,6 +171,10 @@ pub fn quic_server_config(
     let transport =
         Arc::get_mut(&mut config.transport).expect("fresh transport config is unshared");
     transport.max_concurrent_bidi_streams(256u32.into());
+    // quinn's default lets a peer have its every stream's window unread at
+    // once (256 × 1.25 MB); a handler that stops reading (backpressure) must
+    // not make the node buffer that much per connection.
+    transport.receive_window(CONNECTION_RECEIVE_WINDOW.into());
     Ok(config)
 }
 
