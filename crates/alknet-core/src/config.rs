@@ -75,6 +75,13 @@ pub struct HttpSettings {
     /// `Host` values `/mcp` accepts (`name` or `name:port`); loopback by
     /// default, against DNS rebinding. A public node lists its host names.
     pub mcp_allowed_hosts: Vec<String>,
+    /// Answer every anonymous request outside `/healthz` and `public_paths`
+    /// with the nginx 404, and keep the node id out of the browser-facing
+    /// certificate.
+    pub stealth: bool,
+    /// With `stealth`: further paths anonymous requests may reach (exact
+    /// paths, e.g. `/console`).
+    pub public_paths: Vec<String>,
 }
 
 impl Default for HttpSettings {
@@ -87,6 +94,8 @@ impl Default for HttpSettings {
             console: true,
             mcp: true,
             mcp_allowed_hosts: default_mcp_allowed_hosts(),
+            stealth: false,
+            public_paths: Vec::new(),
         }
     }
 }
@@ -489,10 +498,36 @@ pub struct Limits {
     pub write_stall: Duration,
     /// Items one gateway `/batch` may hold.
     pub max_batch: usize,
-    /// A connection that has sent no complete request or frame this long
-    /// after its TLS handshake is closed.
+    /// A connection that has sent no complete request (HTTP) or frame (call
+    /// protocol) this long after its TLS handshake is closed.
     #[serde(with = "humantime_serde")]
     pub first_request_timeout: Duration,
+    /// HTTP/1.1: time a client has to send a request's headers, counted from
+    /// when the connection waits for the next request.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// An HTTP connection with no request in flight this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub http_idle_timeout: Duration,
+    /// HTTP/2: a connection that has received nothing this long is pinged.
+    #[serde(with = "humantime_serde")]
+    pub http2_ping_interval: Duration,
+    /// HTTP/2: a ping unanswered this long closes the connection.
+    #[serde(with = "humantime_serde")]
+    pub http2_ping_timeout: Duration,
+    /// Slowest average rate a request body may arrive at, in bytes per
+    /// second; a body may fall behind it by `header_read_timeout`.
+    pub min_body_rate: u64,
+    /// Request-body bytes one HTTP connection may hold at once, over all its
+    /// requests.
+    pub http_body_budget: usize,
+    /// HTTP/2: requests (streams) one connection may have open at once.
+    pub http2_max_streams: u32,
+    /// HTTP/2: bytes of response data queued per stream for a peer that is
+    /// not reading.
+    pub http2_send_buffer: usize,
+    /// `/subscribe` streams one HTTP connection may hold at once.
+    pub http_max_subscriptions: usize,
     /// Operations one call session may register with `session/register`.
     pub max_overlay_operations: usize,
     /// JSON bytes of the operations one call session may register.
@@ -521,6 +556,15 @@ impl Default for Limits {
             max_overlay_operations: 256,
             max_overlay_bytes: 262_144,
             max_overlay_bytes_total: 16_777_216,
+            header_read_timeout: Duration::from_secs(30),
+            http_idle_timeout: Duration::from_secs(60),
+            http2_ping_interval: Duration::from_secs(20),
+            http2_ping_timeout: Duration::from_secs(20),
+            min_body_rate: 1024,
+            http_body_budget: 32 * 1024 * 1024,
+            http2_max_streams: 100,
+            http2_send_buffer: 64 * 1024,
+            http_max_subscriptions: 16,
         }
     }
 }
@@ -693,10 +737,11 @@ impl NodeConfig {
                 "a positive duration such as \"30s\"",
             ));
         }
-        if self.limits.first_request_timeout.is_zero() {
+        self.validate_connection_limits(&invalid)?;
+        if let Some(path) = self.http.public_paths.iter().find(|p| !p.starts_with('/')) {
             return Err(invalid(
-                "limits.first_request_timeout",
-                "a positive duration such as \"30s\"",
+                "http.public_paths",
+                &format!("paths starting with / (not \"{path}\")"),
             ));
         }
         if self.limits.max_overlay_bytes > self.limits.max_overlay_bytes_total {
@@ -751,6 +796,40 @@ impl NodeConfig {
                     &format!("protocols.\"{alpn}\".restart_window"),
                     "a positive duration such as \"10s\"",
                 ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The timeouts and caps that bound one connection after its handshake.
+    fn validate_connection_limits(
+        &self,
+        invalid: &dyn Fn(&str, &str) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        let limits = &self.limits;
+        for (key, value) in [
+            ("first_request_timeout", limits.first_request_timeout),
+            ("header_read_timeout", limits.header_read_timeout),
+            ("http_idle_timeout", limits.http_idle_timeout),
+            ("http2_ping_interval", limits.http2_ping_interval),
+            ("http2_ping_timeout", limits.http2_ping_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(invalid(
+                    &format!("limits.{key}"),
+                    "a positive duration such as \"30s\"",
+                ));
+            }
+        }
+        for (key, value) in [
+            ("min_body_rate", limits.min_body_rate as usize),
+            ("http_body_budget", limits.http_body_budget),
+            ("http2_max_streams", limits.http2_max_streams as usize),
+            ("http2_send_buffer", limits.http2_send_buffer),
+            ("http_max_subscriptions", limits.http_max_subscriptions),
+        ] {
+            if value == 0 {
+                return Err(invalid(&format!("limits.{key}"), "a positive number"));
             }
         }
         Ok(())
@@ -821,9 +900,32 @@ call_timeout = "30s"
 write_stall = "30s"
 # Calls one HTTP gateway /batch may hold; beyond it: 413.
 max_batch = 100
-# A connection that has sent no complete request (HTTP) or frame (call
-# protocol) this long after its TLS handshake is closed.
+# A connection that has sent no complete request (HTTP) or frame (alknet/call)
+# this long after its TLS handshake is closed.
 first_request_timeout = "30s"
+# HTTP/1.1: time a client has to send a request's headers, counted from when the
+# connection starts waiting for the next request; beyond it the connection is
+# closed.
+header_read_timeout = "30s"
+# An HTTP connection with no request in flight this long is closed.
+http_idle_timeout = "60s"
+# HTTP/2: a connection that has received nothing this long is pinged, and closed
+# if the ping goes unanswered for http2_ping_timeout.
+http2_ping_interval = "20s"
+http2_ping_timeout = "20s"
+# Slowest average rate (bytes per second) a request body may arrive at; a body
+# may fall behind it by header_read_timeout. Slower: 408, and the body is dropped.
+min_body_rate = 1024
+# Request-body bytes one HTTP connection may hold at once, over all its
+# requests; a request that would exceed it: 503.
+http_body_budget = 33554432
+# HTTP/2: requests (streams) one connection may have open at once.
+http2_max_streams = 100
+# HTTP/2: response bytes queued per stream while the peer is not reading.
+http2_send_buffer = 65536
+# /subscribe streams one HTTP connection may hold at once; beyond it: 503. A
+# subscription whose events the peer does not read for write_stall is ended.
+http_max_subscriptions = 16
 # What one call session may register with session/register (operations, and
 # bytes of their JSON), and what all sessions may hold together; sessions
 # without an identity share at most half of the total. Beyond: INVALID_INPUT.
@@ -874,6 +976,12 @@ console = true
 # refused (DNS rebinding): a public node adds its own host names.
 mcp = true
 mcp_allowed_hosts = ["localhost", "127.0.0.1", "::1"]
+# Stealth: every request without a valid bearer token gets nginx's 404 (byte
+# for byte), except /healthz and the paths listed in public_paths (e.g.
+# "/console", "/alknet/call" for browsers); the browser-facing certificate
+# does not name the node.
+stealth = false
+public_paths = []
 
 # Upstream nodes whose operations this node imports (from_call), one
 # [[upstreams]] table each. Imports are internal (only this node's own
@@ -973,6 +1081,26 @@ mod tests {
                 .unwrap();
         assert_eq!(config.http.decoy, DecoyKind::Redirect);
         assert!(parse("[http]\ndecoy = \"teapot\"\n").is_err());
+    }
+
+    #[test]
+    fn a_silent_connection_is_closed_after_30_s_by_default() {
+        let limits = parse("").unwrap().limits;
+        assert_eq!(limits.first_request_timeout, Duration::from_secs(30));
+        assert_eq!(limits.header_read_timeout, Duration::from_secs(30));
+        assert_eq!(limits.http_idle_timeout, Duration::from_secs(60));
+        let err = parse("[limits]\nfirst_request_timeout = \"0s\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("limits.first_request_timeout"), "{err}");
+        let err = parse("[limits]\nhttp_max_subscriptions = 0")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("limits.http_max_subscriptions"), "{err}");
+        let err = parse("[http]\npublic_paths = [\"console\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("http.public_paths"), "{err}");
     }
 
     #[test]

@@ -9,6 +9,9 @@
 //! 3. otherwise a self-signed ECDSA P-256 "web" certificate kept in the data
 //!    directory, for local browser use.
 //!
+//! Under stealth ([`ServerIdentity::hiding_the_node`]) step 2 applies only to
+//! clients that offer an `alknet/*` ALPN: the node certificate names the node.
+//!
 //! Client certificates are requested but never required; any presented
 //! certificate is accepted once its handshake signature verifies, because
 //! identity comes from its fingerprint ([`crate::Fingerprint`]), not from a CA.
@@ -82,6 +85,7 @@ pub struct ServerIdentity {
     node: Arc<CertifiedKey>,
     web: Arc<CertifiedKey>,
     operator: Option<Arc<CertifiedKey>>,
+    hide_node: bool,
 }
 
 impl ServerIdentity {
@@ -100,7 +104,16 @@ impl ServerIdentity {
             node: certified(node_key.self_signed_certificate()?)?,
             web: certified(web)?,
             operator: operator.map(certified).transpose()?,
+            hide_node: false,
         })
+    }
+
+    /// Presents the node certificate only to clients that offer an
+    /// `alknet/*` ALPN; every other client gets the web (or operator)
+    /// certificate, which does not name the node.
+    pub fn hiding_the_node(mut self) -> Self {
+        self.hide_node = true;
+        self
     }
 
     /// The node certificate's DER (leaf).
@@ -120,9 +133,11 @@ impl ResolvesServerCert for ServerIdentity {
                 return Some(operator.clone());
             }
         }
-        if hello
-            .signature_schemes()
-            .contains(&SignatureScheme::ED25519)
+        let may_see_node = wants_alknet || !self.hide_node;
+        if may_see_node
+            && hello
+                .signature_schemes()
+                .contains(&SignatureScheme::ED25519)
         {
             Some(self.node.clone())
         } else {

@@ -4,12 +4,9 @@
 //! `forwarded_for`. If the client goes away, hyper drops the response future
 //! and with it the handler's — the abort cascades like a session's.
 
-use std::convert::Infallible;
-
 use alknet_call::CallError;
 use alknet_call::dispatch::{self, Expect, Origin, Reply, Request as DispatchRequest};
 use axum::Extension;
-use axum::body::Bytes;
 use axum::extract::{RawQuery, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -21,6 +18,9 @@ use tokio::time::Instant;
 
 use crate::AppState;
 use crate::auth::Bearer;
+use crate::body::{self, BodyError, BodyRules};
+use crate::event_queue::{self, StallWatch};
+use crate::scope::ConnectionScope;
 use crate::status::{Fault, error_response, fault, status_for};
 
 /// One call object: `{"operation": string, "input": any}`.
@@ -178,27 +178,55 @@ async fn json_body(state: &AppState, request: Request) -> Result<Value, Response
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"));
-    let bytes: Bytes =
-        match axum::body::to_bytes(request.into_body(), state.settings.max_body).await {
-            Ok(bytes) => bytes,
-            Err(error) => {
-                let too_large = std::error::Error::source(&error)
-                    .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-                return Err(if too_large {
-                    fault(Fault::TooLarge, "request body too large")
-                } else {
-                    fault(Fault::Malformed, format!("invalid request body: {error}"))
-                });
-            }
-        };
+    let rules = request
+        .extensions()
+        .get::<ConnectionScope>()
+        .map(|scope| BodyRules {
+            budget: scope.body_budget.clone(),
+            min_rate: state.settings.limits.min_body_rate,
+            grace: state.settings.limits.header_read_timeout,
+        });
+    let body = match body::read_whole(request.into_body(), state.settings.max_body, rules.as_ref())
+        .await
+    {
+        Ok(body) => body,
+        Err(error) => return Err(body_error(error)),
+    };
     if !is_json {
         return Err(fault(
             Fault::ContentType,
             "unsupported content type: expected application/json",
         ));
     }
-    serde_json::from_slice(&bytes)
+    serde_json::from_slice(&body.bytes)
         .map_err(|e| fault(Fault::Malformed, format!("invalid request body: {e}")))
+}
+
+/// The answer to a body that could not be read.
+fn body_error(error: BodyError) -> Response {
+    match error {
+        BodyError::TooLarge => fault(Fault::TooLarge, "request body too large"),
+        BodyError::Read(error) => fault(Fault::Malformed, format!("invalid request body: {error}")),
+        BodyError::TooSlow => {
+            tracing::debug!("request body slower than min_body_rate: answered 408");
+            let error = CallError {
+                message: "request body too slow".to_owned(),
+                ..CallError::timeout()
+            };
+            error_response(StatusCode::REQUEST_TIMEOUT, &error)
+        }
+        BodyError::OverBudget => {
+            tracing::debug!("connection's http_body_budget spent: answered 503");
+            unavailable("too many request bodies in progress on this connection")
+        }
+    }
+}
+
+fn unavailable(message: &str) -> Response {
+    error_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &CallError::unavailable(message, 1),
+    )
 }
 
 /// Reads the one call object `/call` and `/subscribe` take.
@@ -272,15 +300,35 @@ pub async fn batch(
     axum::Json(json!({ "results": results })).into_response()
 }
 
-/// `POST /subscribe`: one subscription as server-sent events.
+/// `POST /subscribe`: one subscription as server-sent events, within the
+/// connection's subscription cap, ended if its peer stops reading.
 pub async fn subscribe(
     State(state): State<AppState>,
     Extension(bearer): Extension<Bearer>,
     request: Request,
 ) -> Response {
+    let scope = request.extensions().get::<ConnectionScope>().cloned();
+    let sole_response = request.version() < axum::http::Version::HTTP_2;
     let object = match call_object(&state, request).await {
         Ok(object) => object,
         Err(response) => return response,
+    };
+    // Taken once the body is read: answering before makes HTTP/2 reset the
+    // stream (see `json_body`).
+    let watch = match scope {
+        Some(scope) => match scope.subscriptions.clone().try_acquire_owned() {
+            Ok(slot) => Some(StallWatch {
+                info: scope.connection.info().clone(),
+                close: scope.stalled.clone(),
+                _slot: slot,
+                sole_response,
+            }),
+            Err(_) => {
+                tracing::debug!("http_max_subscriptions reached on this connection: answered 503");
+                return unavailable("too many subscriptions on this connection");
+            }
+        },
+        None => None,
     };
     let prepared = prepare(
         &state,
@@ -302,7 +350,8 @@ pub async fn subscribe(
         }
         Err(error) => stream::once(async move { error_event(&error) }).boxed(),
     };
-    let sse = Sse::new(events.map(Ok::<_, Infallible>)).keep_alive(
+    let events = event_queue::end_on_stall(events, state.settings.session.write_stall, watch);
+    let sse = Sse::new(events).keep_alive(
         KeepAlive::new()
             .interval(state.settings.keep_alive)
             .text("ping"),

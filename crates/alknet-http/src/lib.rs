@@ -17,16 +17,27 @@
 //! - [`decoy`]: the stealth 404 (§11.7);
 //! - [`openapi`]: the gateway's OpenAPI 3.1 document (§13);
 //! - [`websocket`]: the call session over a WebSocket at `/alknet/call` (§12);
-//! - [`console`]: the operator console page at `/console`.
+//! - [`console`]: the operator console page at `/console`;
+//! - [`limits`]: what one connection may make the node hold, and for how
+//!   long; `watchdog` closes idle connections, `body` reads request bodies
+//!   within the connection's budget, `event_queue` ends subscriptions whose
+//!   peer stopped reading;
+//! - `stealth`: nginx's 404 for every anonymous request (`[http] stealth`).
 
 #![warn(missing_docs)]
 
 pub mod auth;
+mod body;
 pub mod console;
 pub mod decoy;
+mod event_queue;
 pub mod gateway;
+pub mod limits;
 pub mod openapi;
+mod scope;
 pub mod status;
+mod stealth;
+mod watchdog;
 pub mod websocket;
 
 use std::pin::Pin;
@@ -36,9 +47,14 @@ use std::time::Duration;
 use alknet_call::{Registry, SessionLimits};
 use alknet_core::{Alpn, Connection, HandlerFuture, IdentityProvider, ProtocolHandler};
 use axum::Router;
+use http_body_util::BodyExt;
 use hyper::server::conn::{http1, http2};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+
+pub use limits::ConnectionLimits;
+use scope::ConnectionScope;
+use stealth::{Http11StatusLine, Stealth};
 
 /// The HTTP handler's settings.
 #[derive(Clone, Debug)]
@@ -60,6 +76,13 @@ pub struct HttpSettings {
     pub websocket: websocket::WebSocketSettings,
     /// Serve the operator console at `/console` (else: the decoy).
     pub console: bool,
+    /// Time limits and caps of each connection.
+    pub limits: ConnectionLimits,
+    /// Answer anonymous requests outside `/healthz` and `public_paths` with
+    /// nginx's 404.
+    pub stealth: bool,
+    /// Under `stealth`, further paths anonymous requests may reach.
+    pub public_paths: Vec<String>,
 }
 
 impl Default for HttpSettings {
@@ -73,6 +96,9 @@ impl Default for HttpSettings {
             session: SessionLimits::default(),
             websocket: websocket::WebSocketSettings::default(),
             console: true,
+            limits: ConnectionLimits::default(),
+            stealth: false,
+            public_paths: Vec::new(),
         }
     }
 }
@@ -92,6 +118,7 @@ pub struct AppState {
 pub struct HttpHandler {
     router: Router,
     state: AppState,
+    stealth: Option<Stealth>,
 }
 
 /// A deployment's own route (§11.6): served behind the bearer middleware
@@ -151,6 +178,10 @@ impl HttpHandler {
                 return Err(RouteCollision(route.path.clone()));
             }
         }
+        let stealth = settings.stealth.then(|| Stealth {
+            public_paths: settings.public_paths.clone(),
+            identities: identities.clone(),
+        });
         let state = AppState {
             registry,
             identities,
@@ -159,6 +190,7 @@ impl HttpHandler {
         Ok(Self {
             router: router(state.clone(), extra),
             state,
+            stealth,
         })
     }
 
@@ -230,7 +262,18 @@ impl ProtocolHandler for HttpHandler {
         Box::pin(async move {
             // TCP+TLS: the one stream; QUIC: the first bidirectional stream
             // (§2 rule 7), later ones are refused.
-            let Some(stream) = connection.accept_bi().await? else {
+            // The first-request clock runs from the handshake: over QUIC a
+            // client that opens no stream is closed like a silent one.
+            let scope = ConnectionScope::new(connection.clone(), &self.state.settings.limits);
+            let limits = &self.state.settings.limits;
+            let stream = tokio::select! {
+                stream = connection.accept_bi() => stream?,
+                expiry = scope.activity.expired(limits, false) => {
+                    tracing::debug!("closing the HTTP connection: {}", expiry.describe());
+                    return Ok(());
+                }
+            };
+            let Some(stream) = stream else {
                 return Ok(());
             };
             if connection.quic().is_some() {
@@ -242,34 +285,75 @@ impl ProtocolHandler for HttpHandler {
                     }
                 });
             }
-            let io = TokioIo::new(stream.into_duplex());
-            let scope = websocket::ConnectionScope {
-                connection: connection.clone(),
-                sessions: tokio_util::task::TaskTracker::new(),
-            };
             let router = self.router.clone();
             let request_scope = scope.clone();
+            let stealth = self.stealth.clone();
             let service =
                 tower::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+                    // In flight until the response body is done with.
+                    let in_flight = request_scope.activity.request_started();
+                    let hidden = stealth
+                        .as_ref()
+                        .is_some_and(|stealth| stealth.hides(&request))
+                        .then(|| stealth::not_found(&request));
                     request.extensions_mut().insert(request_scope.clone());
                     let mut router = router.clone();
-                    async move { tower::Service::call(&mut router, request).await }
+                    async move {
+                        let response = match hidden {
+                            Some(response) => response,
+                            None => tower::Service::call(&mut router, request).await?,
+                        };
+                        Ok::<_, std::convert::Infallible>(response.map(|body| {
+                            axum::body::Body::new(body.map_frame(move |frame| {
+                                let _request_lasts = &in_flight;
+                                frame
+                            }))
+                        }))
+                    }
                 });
             let service = TowerToHyperService::new(service);
+            let duplex = stream.into_duplex();
             // The negotiated ALPN names the HTTP version, so there is nothing
             // to sniff; and an HTTP/1.1 upgrade hands its WebSocket the very
             // connection stream back (see `websocket`).
             let result = if connection.alpn().as_str() == Alpn::H2 {
                 let mut builder = http2::Builder::new(TokioExecutor::new());
-                // RFC 8441: WebSockets over HTTP/2 (§12.1).
-                builder.enable_connect_protocol();
-                let served = builder.serve_connection(io, service);
-                until_drained(&connection, served, |served| served.graceful_shutdown()).await
+                builder
+                    .timer(TokioTimer::new())
+                    .keep_alive_interval(limits.ping_interval)
+                    .keep_alive_timeout(limits.ping_timeout)
+                    .max_concurrent_streams(limits.max_streams)
+                    .max_send_buf_size(limits.send_buffer)
+                    // RFC 8441: WebSockets over HTTP/2 (§12.1).
+                    .enable_connect_protocol();
+                let served = builder.serve_connection(TokioIo::new(duplex), service);
+                serve_bounded(&connection, &scope, limits, false, served, |served| {
+                    served.graceful_shutdown()
+                })
+                .await
             } else {
-                let served = http1::Builder::new()
-                    .serve_connection(io, service)
-                    .with_upgrades();
-                until_drained(&connection, served, |served| served.graceful_shutdown()).await
+                // No hyper timer for HTTP/1.1: the watchdog keeps its time
+                // limits (hyper's header timeout would also cut idle
+                // keep-alive connections at the header limit).
+                let mut builder = http1::Builder::new();
+                builder.title_case_headers(self.stealth.is_some());
+                if self.stealth.is_some() {
+                    let served = builder
+                        .serve_connection(TokioIo::new(Http11StatusLine::new(duplex)), service)
+                        .with_upgrades();
+                    serve_bounded(&connection, &scope, limits, true, served, |served| {
+                        served.graceful_shutdown()
+                    })
+                    .await
+                } else {
+                    let served = builder
+                        .serve_connection(TokioIo::new(duplex), service)
+                        .with_upgrades();
+                    serve_bounded(&connection, &scope, limits, true, served, |served| {
+                        served.graceful_shutdown()
+                    })
+                    .await
+                }
             };
             // An upgraded HTTP/1.1 connection is handed to its WebSocket and
             // hyper is done with it; the connection (and its actor, which the
@@ -282,18 +366,31 @@ impl ProtocolHandler for HttpHandler {
 }
 
 /// Serves `connection` until it ends, or until the node drains it: then shuts
-/// it down gracefully (`shutdown`), letting requests in flight finish.
-async fn until_drained<F: Future>(
+/// it down gracefully (`shutdown`), letting requests in flight finish. A
+/// connection idle past its limits, or whose peer stopped reading, is closed
+/// at once. `http1`: bytes received between requests are a request's head.
+async fn serve_bounded<F: Future<Output = hyper::Result<()>>>(
     connection: &Connection,
+    scope: &ConnectionScope,
+    limits: &ConnectionLimits,
+    http1: bool,
     served: F,
     shutdown: impl FnOnce(Pin<&mut F>),
-) -> F::Output {
+) -> hyper::Result<()> {
     tokio::pin!(served);
     tokio::select! {
         result = served.as_mut() => result,
         () = connection.draining() => {
             shutdown(served.as_mut());
             served.await
+        }
+        expiry = scope.activity.expired(limits, http1) => {
+            tracing::debug!("closing the HTTP connection: {}", expiry.describe());
+            Ok(())
+        }
+        () = scope.stalled.cancelled() => {
+            tracing::debug!("closing the HTTP connection: its peer reads nothing");
+            Ok(())
         }
     }
 }

@@ -36,10 +36,12 @@ use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::{AbortOnDropHandle, TaskTracker};
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::AppState;
 use crate::auth::Bearer;
+use crate::scope::ConnectionScope;
+use crate::stealth::Http11StatusLine;
 
 /// The subprotocol the node selects.
 pub const SUBPROTOCOL: &str = "alknet.call";
@@ -66,15 +68,6 @@ impl Default for WebSocketSettings {
             idle_timeout: Duration::from_secs(60),
         }
     }
-}
-
-/// The HTTP connection a request arrived on, and the WebSocket sessions
-/// running inside it: the connection's handler waits for them before it
-/// returns, so a session never outlives the actor it is listed under.
-#[derive(Clone)]
-pub(crate) struct ConnectionScope {
-    pub(crate) connection: Connection,
-    pub(crate) sessions: TaskTracker,
 }
 
 /// How much tungstenite reads at a time. It zeroes that much of its buffer
@@ -116,11 +109,9 @@ pub(crate) async fn upgrade(
         Bearer::Identity(identity) => Some(identity),
         Bearer::Unresolved(_) => None,
         // No bearer header: the subprotocol list, whose first token entry counts.
-        Bearer::Anonymous => offered
-            .iter()
-            .find_map(|p| p.strip_prefix(BEARER_PREFIX))
-            .and_then(decode_token)
-            .and_then(|token| state.identities.resolve_token(&token)),
+        Bearer::Anonymous => {
+            subprotocol_token(headers).and_then(|token| state.identities.resolve_token(&token))
+        }
     };
     let Some(identity) = identity else {
         return unauthorized();
@@ -146,11 +137,14 @@ pub(crate) async fn upgrade(
         .write_buffer_size(0);
     // Held by the socket's task: the connection's handler waits for it.
     let running = scope.sessions.token();
+    // A session keeps its connection busy: the watchdog leaves it open.
+    let in_flight = scope.activity.request_started();
     // The connection's span (actor, ALPN, peer), which the socket's task,
     // spawned apart from hyper's, would not inherit.
     let parent_span = tracing::Span::current();
     tokio::spawn(async move {
         let _running = running;
+        let _in_flight = in_flight;
         let Ok(upgraded) = on_upgrade.await else {
             return;
         };
@@ -229,6 +223,15 @@ fn offered_subprotocols(headers: &HeaderMap) -> Vec<String> {
         .collect()
 }
 
+/// The token a browser offers in the subprotocol list: the first
+/// `alknet.bearer.` entry.
+pub(crate) fn subprotocol_token(headers: &HeaderMap) -> Option<String> {
+    offered_subprotocols(headers)
+        .iter()
+        .find_map(|p| p.strip_prefix(BEARER_PREFIX))
+        .and_then(decode_token)
+}
+
 /// The token in an `alknet.bearer.` entry: unpadded base64url of UTF-8.
 fn decode_token(encoded: &str) -> Option<String> {
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -270,11 +273,19 @@ type Socket = WebSocketStream<Either<Duplex, TokioIo<Upgraded>>>;
 /// writes skip hyper's boxed wrapper; a stream of an HTTP/2 connection stays
 /// hyper's.
 async fn open_socket(upgraded: Upgraded, config: WebSocketConfig) -> Socket {
-    match upgraded.downcast::<TokioIo<Duplex>>() {
-        Ok(parts) => {
+    // Under stealth the stream wears the status-line fix, which a WebSocket
+    // does not need.
+    let own_stream = match upgraded.downcast::<TokioIo<Duplex>>() {
+        Ok(parts) => Ok((parts.io.into_inner(), parts.read_buf)),
+        Err(upgraded) => upgraded
+            .downcast::<TokioIo<Http11StatusLine<Duplex>>>()
+            .map(|parts| (parts.io.into_inner().into_inner(), parts.read_buf)),
+    };
+    match own_stream {
+        Ok((stream, read_buf)) => {
             WebSocketStream::from_partially_read(
-                Either::Left(parts.io.into_inner()),
-                parts.read_buf.to_vec(),
+                Either::Left(stream),
+                read_buf.to_vec(),
                 Role::Server,
                 Some(config),
             )

@@ -106,22 +106,52 @@ impl DataDir {
         Ok(NodeKey::load(&self.node_key())?)
     }
 
-    /// The browser-facing self-signed certificate, created if missing.
-    pub fn web_certificate(&self, node_key: &NodeKey) -> anyhow::Result<CertificateAndKey> {
+    /// The browser-facing self-signed certificate, created if missing. Under
+    /// `stealth`, one that names the node (made before certificates stopped
+    /// doing so) is replaced: a browser must not learn which node it reached.
+    pub fn web_certificate(
+        &self,
+        node_key: &NodeKey,
+        stealth: bool,
+    ) -> anyhow::Result<CertificateAndKey> {
         if !self.web_cert().exists() || !self.web_key().exists() {
-            self.write_web_certificate(node_key)?;
+            self.write_web_certificate()?;
         }
-        Ok(tls::load_pem_pair(&self.web_cert(), &self.web_key())?)
+        let web = tls::load_pem_pair(&self.web_cert(), &self.web_key())?;
+        if stealth && names_node(&web, node_key) {
+            tracing::info!(
+                "stealth: replacing {}, which names the node, with a new certificate",
+                self.web_cert().display()
+            );
+            self.write_web_certificate()?;
+            return Ok(tls::load_pem_pair(&self.web_cert(), &self.web_key())?);
+        }
+        Ok(web)
     }
 
-    fn write_web_certificate(&self, node_key: &NodeKey) -> anyhow::Result<()> {
-        let (cert_pem, key_pem) =
-            node_key::generate_web_certificate(&node_key.node_id().to_string())?;
+    /// A fresh browser-facing certificate; its subject is `localhost`, as its
+    /// names are, and never the node id.
+    fn write_web_certificate(&self) -> anyhow::Result<()> {
+        let (cert_pem, key_pem) = node_key::generate_web_certificate(WEB_CERTIFICATE_NAME)?;
         node_key::write_private_file(&self.web_key(), key_pem.as_bytes())?;
         std::fs::write(self.web_cert(), cert_pem)
             .with_context(|| format!("{}", self.web_cert().display()))?;
         Ok(())
     }
+}
+
+/// The subject of the browser-facing certificate.
+const WEB_CERTIFICATE_NAME: &str = "localhost";
+
+/// Whether the certificate's bytes carry the node id (in its subject, as
+/// certificates made before stealth existed did).
+fn names_node(web: &CertificateAndKey, node_key: &NodeKey) -> bool {
+    let id = node_key.node_id().to_string();
+    web.chain.iter().any(|der| {
+        der.as_ref()
+            .windows(id.len())
+            .any(|window| window == id.as_bytes())
+    })
 }
 
 /// Where `init` takes the mnemonic from.
@@ -281,7 +311,7 @@ pub fn init(root: &Path, options: InitOptions) -> anyhow::Result<Initialised> {
     );
     std::fs::write(dir.ssh_host_key_pub(), format!("{ssh_host_key}\n"))
         .with_context(|| format!("{}", dir.ssh_host_key_pub().display()))?;
-    dir.write_web_certificate(&key)?;
+    dir.write_web_certificate()?;
     if !dir.config().exists() {
         std::fs::write(dir.config(), alknet_core::config::DEFAULT_CONFIG_TOML)
             .with_context(|| format!("{}", dir.config().display()))?;

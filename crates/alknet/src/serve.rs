@@ -106,7 +106,7 @@ async fn serve(
     if !credentials.names().is_empty() {
         tracing::info!(names = ?credentials.names(), "sealed credentials decrypted");
     }
-    let web = dir.web_certificate(&node_key)?;
+    let web = dir.web_certificate(&node_key, config.http.stealth)?;
     let operator = match (&config.tls.cert, &config.tls.key) {
         (Some(cert), Some(key)) => Some(tls::load_pem_pair(
             &dir.root().join(cert),
@@ -114,7 +114,10 @@ async fn serve(
         )?),
         _ => None,
     };
-    let identity = ServerIdentity::new(&node_key, web, operator)?;
+    let mut identity = ServerIdentity::new(&node_key, web, operator)?;
+    if config.http.stealth {
+        identity = identity.hiding_the_node();
+    }
     // Tokens and peers, followed while the node runs (`alknet token|peer …`).
     dir.identity_store()?;
     let identities: Arc<dyn IdentityProvider> = Arc::new(StoreIdentities::open(dir.identities())?);
@@ -142,6 +145,9 @@ async fn serve(
             decoy: decoy(&config.http, &dir),
             session: sessions.clone(),
             console: config.http.console,
+            limits: connection_limits(&config.limits),
+            stealth: config.http.stealth,
+            public_paths: config.http.public_paths.clone(),
             ..alknet_http::HttpSettings::default()
         };
         let mut http =
@@ -249,6 +255,22 @@ fn session_limits(config: &NodeConfig) -> SessionLimits {
             budget: OverlayBudget::new(limits.max_overlay_bytes_total),
         },
         ..SessionLimits::default()
+    }
+}
+
+/// Each HTTP connection's time limits and caps.
+fn connection_limits(limits: &alknet_core::config::Limits) -> alknet_http::ConnectionLimits {
+    alknet_http::ConnectionLimits {
+        first_request_timeout: limits.first_request_timeout,
+        header_read_timeout: limits.header_read_timeout,
+        idle_timeout: limits.http_idle_timeout,
+        ping_interval: limits.http2_ping_interval,
+        ping_timeout: limits.http2_ping_timeout,
+        min_body_rate: limits.min_body_rate,
+        body_budget: limits.http_body_budget,
+        max_streams: limits.http2_max_streams,
+        send_buffer: limits.http2_send_buffer,
+        max_subscriptions: limits.http_max_subscriptions,
     }
 }
 
