@@ -185,14 +185,12 @@ impl Actor for ProtocolSupervisor {
         // Connection actors are temporary: log their end, never restart them,
         // never stop because of them.
         match event {
-            SupervisionEvent::ActorFailed(child, error) => {
-                if CONNECTION_CRASHED.admit() {
-                    tracing::warn!(
-                        actor = %child.get_id(),
-                        alpn = %state.entry.alpn,
-                        "connection actor crashed: {error}"
-                    );
-                }
+            SupervisionEvent::ActorFailed(child, error) if CONNECTION_CRASHED.admit() => {
+                tracing::warn!(
+                    actor = %child.get_id(),
+                    alpn = %state.entry.alpn,
+                    "connection actor crashed: {error}"
+                );
             }
             SupervisionEvent::ActorTerminated(child, _, reason) => {
                 tracing::trace!(actor = %child.get_id(), ?reason, "connection actor ended");
