@@ -39,6 +39,8 @@ pub enum Level {
     Info,
     /// Bad input and failures.
     Warn,
+    /// Bugs a peer can trigger again and again (a handler that panics).
+    Error,
 }
 
 /// One cause's limit; meant to live in a `static` next to its log line.
@@ -59,6 +61,11 @@ impl LogLimit {
     /// A limit for a cause logged at `info`.
     pub const fn info(cause: &'static str) -> Self {
         Self::new(cause, Level::Info)
+    }
+
+    /// A limit for a cause logged at `error`.
+    pub const fn error(cause: &'static str) -> Self {
+        Self::new(cause, Level::Error)
     }
 
     const fn new(cause: &'static str, level: Level) -> Self {
@@ -116,6 +123,13 @@ impl LogLimit {
             }
             Level::Warn => {
                 tracing::warn!(
+                    cause,
+                    suppressed,
+                    "{suppressed} lines suppressed in the last {seconds}s: {cause}"
+                );
+            }
+            Level::Error => {
+                tracing::error!(
                     cause,
                     suppressed,
                     "{suppressed} lines suppressed in the last {seconds}s: {cause}"

@@ -78,6 +78,11 @@ fn log_filter(filter: &str) -> anyhow::Result<tracing_subscriber::EnvFilter> {
         .with_context(|| format!("invalid log filter `{filter}`"))
 }
 
+/// A panic is contained to its actor, and a peer may be able to cause one on
+/// every connection: a few lines a window.
+static PANIC_LOG: alknet_core::log_limit::LogLimit =
+    alknet_core::log_limit::LogLimit::error("panic in a connection, session or handler");
+
 fn init_logging(default_filter: &str) -> anyhow::Result<()> {
     let filter = match std::env::var("ALKNET_LOG") {
         Ok(filter) => filter,
@@ -101,7 +106,9 @@ fn init_logging(default_filter: &str) -> anyhow::Result<()> {
             .map(|s| (*s).to_owned())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_default();
-        tracing::error!(target: "alknet::panic", %location, "panic: {message}");
+        if PANIC_LOG.admit() {
+            tracing::error!(target: "alknet::panic", %location, "panic: {message}");
+        }
     }));
     Ok(())
 }
