@@ -84,7 +84,7 @@ impl Actor for Listener {
 
 /// A full pending-handshake table: logged at `info`, a few lines a window.
 static HANDSHAKE_PRESSURE: LogLimit =
-    LogLimit::info("pending handshakes at the cap: evicting the oldest silent one");
+    LogLimit::info("pending handshakes at the cap: evicting the oldest");
 /// QUIC under handshake pressure: logged at `info`, a few lines a window.
 static QUIC_RETRY: LogLimit =
     LogLimit::info("QUIC handshakes under pressure: unvalidated Initials answered with a Retry");
@@ -97,7 +97,7 @@ fn log_eviction(kind: ListenerKind, pending: &PendingHandshakes) {
             listener = kind.name(),
             capacity = pending.capacity(),
             evicted_total = pending.evicted(),
-            "pending handshakes at the cap (limits.max_pending_handshakes): evicted the oldest silent one"
+            "pending handshakes at the cap (limits.max_pending_handshakes): evicted the oldest, silent ones first"
         );
     }
 }
