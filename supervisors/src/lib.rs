@@ -22,6 +22,7 @@ mod admission;
 pub mod directory;
 mod listener;
 mod node;
+mod pending;
 pub mod policy;
 mod protocol;
 mod router;

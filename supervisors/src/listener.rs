@@ -2,9 +2,10 @@
 //!
 //! A listener accepts, runs the TLS handshake far enough to know the ALPN and
 //! the client certificate (each handshake in its own task, bounded by the
-//! handshake timeout), and hands the connection to the router. An offered ALPN
-//! that no handler serves fails inside rustls with `no_application_protocol`
-//! (QUIC: CRYPTO_ERROR 0x0178) — the listener never sees such a connection.
+//! handshake timeout and by the pending-handshake table, [`crate::pending`]),
+//! and hands the connection to the router. An offered ALPN that no handler
+//! serves fails inside rustls with `no_application_protocol` (QUIC:
+//! CRYPTO_ERROR 0x0178) — the listener never sees such a connection.
 //!
 //! The sockets themselves belong to the node, not to the listener actors: a
 //! restarted listener resumes accepting on the same socket, and connections
@@ -13,6 +14,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use alknet_core::log_limit::LogLimit;
 use alknet_core::{Alpn, Connection, Fingerprint};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use rustls::pki_types::CertificateDer;
@@ -20,6 +22,7 @@ use tokio_util::task::AbortOnDropHandle;
 
 use crate::directory::{ActorInfo, ActorKind, DirectoryEntry};
 use crate::node::Shared;
+use crate::pending::{PendingHandshakes, Progress, Slot};
 
 /// Which socket a listener serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,30 +82,68 @@ impl Actor for Listener {
     }
 }
 
+/// A full pending-handshake table: logged at `info`, a few lines a window.
+static HANDSHAKE_PRESSURE: LogLimit =
+    LogLimit::info("pending handshakes at the cap: evicting the oldest");
+/// QUIC under handshake pressure: logged at `info`, a few lines a window.
+static QUIC_RETRY: LogLimit =
+    LogLimit::info("QUIC handshakes under pressure: unvalidated Initials answered with a Retry");
+/// Accepting a TCP connection failed (out of file descriptors and the like).
+static TCP_ACCEPT_FAILED: LogLimit = LogLimit::warn("TCP accept failed");
+
+fn log_eviction(kind: ListenerKind, pending: &PendingHandshakes) {
+    if HANDSHAKE_PRESSURE.admit() {
+        tracing::info!(
+            listener = kind.name(),
+            capacity = pending.capacity(),
+            evicted_total = pending.evicted(),
+            "pending handshakes at the cap (limits.max_pending_handshakes): evicted the oldest, silent ones first"
+        );
+    }
+}
+
 async fn accept_quic(shared: Arc<Shared>) {
     let pending = shared.pending_handshakes[0].clone();
+    // Past half the table, an Initial from an address that has not proven it
+    // receives our packets gets a stateless Retry: spoofed or abandoned
+    // Initials then cost no state, and real clients come back validated.
+    let retry_from = pending.capacity() / 2;
     while let Some(incoming) = shared.endpoint.accept().await {
         if shared.is_shutting_down() {
             incoming.refuse();
             continue;
         }
-        let Ok(permit) = pending.clone().try_acquire_owned() else {
-            tracing::debug!(remote = %incoming.remote_address(), "too many pending handshakes; refused");
-            incoming.refuse();
+        let validated = incoming.remote_address_validated();
+        if !validated && incoming.may_retry() && pending.len() >= retry_from {
+            if QUIC_RETRY.admit() {
+                tracing::info!(
+                    pending = pending.len(),
+                    capacity = pending.capacity(),
+                    "QUIC handshakes under pressure: answering unvalidated Initials with a Retry"
+                );
+            }
+            if let Err(error) = incoming.retry() {
+                tracing::debug!("QUIC retry not sent: {error}");
+            }
             continue;
+        }
+        let progress = if validated {
+            Progress::Answered
+        } else {
+            Progress::Silent
         };
+        let admitted = pending.admit(progress);
+        if admitted.evicted_one {
+            log_eviction(ListenerKind::Quic, &pending);
+        }
         let shared = shared.clone();
         tokio::spawn(async move {
-            handshake_quic(shared, incoming, permit).await;
+            handshake_quic(shared, incoming, admitted.slot).await;
         });
     }
 }
 
-async fn handshake_quic(
-    shared: Arc<Shared>,
-    incoming: quinn::Incoming,
-    permit: tokio::sync::OwnedSemaphorePermit,
-) {
+async fn handshake_quic(shared: Arc<Shared>, incoming: quinn::Incoming, slot: Slot) {
     let remote = incoming.remote_address();
     let connecting = match incoming.accept() {
         Ok(connecting) => connecting,
@@ -112,14 +153,22 @@ async fn handshake_quic(
         }
     };
     let timeout = shared.config.limits.handshake_timeout;
-    let connection = match tokio::time::timeout(timeout, connecting).await {
-        Ok(Ok(connection)) => connection,
-        Ok(Err(error)) => {
+    // Evicted or timed out: dropping `connecting` closes the connection.
+    let connection = match slot
+        .unless_evicted(tokio::time::timeout(timeout, connecting))
+        .await
+    {
+        Some(Ok(Ok(connection))) => connection,
+        Some(Ok(Err(error))) => {
             tracing::debug!(%remote, "QUIC handshake failed: {error}");
             return;
         }
-        Err(_) => {
+        Some(Err(_)) => {
             tracing::debug!(%remote, "QUIC handshake timed out");
+            return;
+        }
+        None => {
+            tracing::debug!(%remote, "QUIC handshake evicted by a newer one");
             return;
         }
     };
@@ -137,7 +186,7 @@ async fn handshake_quic(
         .peer_identity()
         .and_then(|identity| identity.downcast::<Vec<CertificateDer<'static>>>().ok())
         .and_then(|chain| chain.first().map(|leaf| Fingerprint::of_certificate(leaf)));
-    drop(permit);
+    drop(slot);
     shared
         .dispatch(Connection::from_quic(connection, alpn, peer))
         .await;
@@ -151,45 +200,78 @@ async fn accept_tcp(shared: Arc<Shared>) {
                 if shared.is_shutting_down() {
                     continue;
                 }
-                let Ok(permit) = pending.clone().try_acquire_owned() else {
-                    tracing::debug!(%remote, "too many pending handshakes; closed");
-                    continue;
+                // A real client's ClientHello is often here already (always
+                // when this loop lags behind a flood): such a handshake must
+                // not be taken for a silent one and evicted.
+                let progress = if has_spoken(&stream) {
+                    Progress::Answered
+                } else {
+                    Progress::Silent
                 };
+                let admitted = pending.admit(progress);
+                if admitted.evicted_one {
+                    log_eviction(ListenerKind::Tcp, &pending);
+                }
                 let _ = stream.set_nodelay(true);
                 let shared = shared.clone();
                 tokio::spawn(async move {
-                    handshake_tcp(shared, stream, remote, permit).await;
+                    handshake_tcp(shared, stream, remote, admitted.slot).await;
                 });
             }
             Err(error) => {
                 // Out of file descriptors and the like: back off instead of
                 // spinning, and keep serving existing connections.
-                tracing::warn!("TCP accept failed: {error}");
+                if TCP_ACCEPT_FAILED.admit() {
+                    tracing::warn!("TCP accept failed: {error}");
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
     }
 }
 
+/// Whether the peer has sent anything yet, without waiting for it or
+/// consuming it (the socket is non-blocking).
+fn has_spoken(stream: &tokio::net::TcpStream) -> bool {
+    let mut first = [std::mem::MaybeUninit::uninit()];
+    matches!(socket2::SockRef::from(stream).peek(&mut first), Ok(read) if read > 0)
+}
+
 async fn handshake_tcp(
     shared: Arc<Shared>,
     stream: tokio::net::TcpStream,
     remote: std::net::SocketAddr,
-    permit: tokio::sync::OwnedSemaphorePermit,
+    slot: Slot,
 ) {
     let timeout = shared.config.limits.handshake_timeout;
-    let tls = match tokio::time::timeout(timeout, shared.tls_acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(error)) => {
+    let handshake = async {
+        // The first bytes (a ClientHello, from any real client) move this
+        // handshake behind every silent one in the eviction order. A peek,
+        // not `readable()`, which may report a socket that has nothing.
+        if stream.peek(&mut [0u8]).await.is_ok_and(|read| read > 0) {
+            slot.answered();
+        }
+        shared.tls_acceptor.accept(stream).await
+    };
+    let tls = match slot
+        .unless_evicted(tokio::time::timeout(timeout, handshake))
+        .await
+    {
+        Some(Ok(Ok(tls))) => tls,
+        Some(Ok(Err(error))) => {
             tracing::debug!(%remote, "TLS handshake failed: {error}");
             return;
         }
-        Err(_) => {
+        Some(Err(_)) => {
             tracing::debug!(%remote, "TLS handshake timed out");
             return;
         }
+        None => {
+            tracing::debug!(%remote, "TLS handshake evicted by a newer one");
+            return;
+        }
     };
-    drop(permit);
+    drop(slot);
     let (_, session) = tls.get_ref();
     let negotiated = session.alpn_protocol().and_then(Alpn::from_wire);
     let peer = session

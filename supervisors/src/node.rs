@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, watch};
 use crate::admission::{Admission, AdmissionStats};
 use crate::directory::{ActorDirectory, ActorInfo, ActorKind, ActorStatus, DirectoryEntry};
 use crate::listener::{Listener, ListenerArgs, ListenerKind};
+use crate::pending::PendingHandshakes;
 use crate::policy::{ExitKind, RestartDecision, RestartIntensity, RestartTracker, RestartType};
 use crate::protocol::{ProtocolArgs, ProtocolEntry, ProtocolMsg, ProtocolSupervisor};
 use crate::router::{Router, RouterArgs, RouterMsg};
@@ -82,7 +83,7 @@ pub(crate) struct Shared {
     pub(crate) tcp: tokio::net::TcpListener,
     pub(crate) tls_acceptor: tokio_rustls::TlsAcceptor,
     /// Handshakes in progress, per listener (QUIC, TCP).
-    pub(crate) pending_handshakes: [Arc<tokio::sync::Semaphore>; 2],
+    pub(crate) pending_handshakes: [Arc<PendingHandshakes>; 2],
     protocols: HashMap<Alpn, Arc<ProtocolEntry>>,
     router: RwLock<Option<ActorRef<RouterMsg>>>,
     shutting_down: AtomicBool,
@@ -223,8 +224,8 @@ impl Node {
             tcp,
             tls_acceptor: tokio_rustls::TlsAcceptor::from(tcp_config),
             pending_handshakes: [
-                Arc::new(tokio::sync::Semaphore::new(pending)),
-                Arc::new(tokio::sync::Semaphore::new(pending)),
+                PendingHandshakes::new(pending),
+                PendingHandshakes::new(pending),
             ],
             protocols,
             router: RwLock::new(None),

@@ -11,6 +11,7 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, PoisonError, RwLock};
 
+use alknet_core::log_limit::LogLimit;
 use alknet_core::{Connection, ProtocolHandler};
 use futures::FutureExt;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
@@ -75,6 +76,10 @@ impl ProtocolEntry {
             .unwrap_or_else(PoisonError::into_inner) = cell;
     }
 }
+
+// A crash is a bug, but one a peer may be able to trigger on every connection.
+static CONNECTION_CRASHED: LogLimit = LogLimit::warn("connection actor crashed");
+static SESSION_CRASHED: LogLimit = LogLimit::warn("session actor crashed");
 
 /// Orders a protocol supervisor takes.
 pub(crate) enum ProtocolMsg {
@@ -180,7 +185,7 @@ impl Actor for ProtocolSupervisor {
         // Connection actors are temporary: log their end, never restart them,
         // never stop because of them.
         match event {
-            SupervisionEvent::ActorFailed(child, error) => {
+            SupervisionEvent::ActorFailed(child, error) if CONNECTION_CRASHED.admit() => {
                 tracing::warn!(
                     actor = %child.get_id(),
                     alpn = %state.entry.alpn,
@@ -330,7 +335,9 @@ impl Actor for ConnectionActor {
         // Sessions the handler runs inside this connection (WebSockets) end
         // on their own; one crashing must not take the connection's other
         // sessions with it, which is ractor's default.
-        if let SupervisionEvent::ActorFailed(child, error) = event {
+        if let SupervisionEvent::ActorFailed(child, error) = event
+            && SESSION_CRASHED.admit()
+        {
             tracing::warn!(
                 actor = %child.get_id(),
                 connection = %myself.get_id(),

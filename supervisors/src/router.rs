@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use alknet_core::Connection;
+use alknet_core::log_limit::LogLimit;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::admission::Refusal;
@@ -74,6 +75,13 @@ impl Actor for Router {
     }
 }
 
+// Each of these happens once per connection attempt, which anyone can make.
+static REFUSED_OVER_CAP: LogLimit =
+    LogLimit::info("connection refused over a connection cap (limits.max_connections*)");
+static SUPERVISOR_RESTARTING: LogLimit =
+    LogLimit::warn("connection refused while its protocol supervisor restarts");
+static SPAWN_FAILED: LogLimit = LogLimit::warn("cannot start a connection actor");
+
 async fn route(shared: &Arc<Shared>, connection: Connection) {
     let alpn = connection.alpn().clone();
     let remote = connection.remote();
@@ -94,7 +102,9 @@ async fn route(shared: &Arc<Shared>, connection: Connection) {
                 Refusal::Node => "node",
                 Refusal::Protocol => "protocol",
             };
-            tracing::debug!(%alpn, %remote, cap, "connection refused: {REFUSED_REASON}");
+            if REFUSED_OVER_CAP.admit() {
+                tracing::info!(%alpn, %remote, cap, "connection refused: {REFUSED_REASON}");
+            }
             connection.close(close_code::REFUSED, REFUSED_REASON);
             return;
         }
@@ -105,7 +115,9 @@ async fn route(shared: &Arc<Shared>, connection: Connection) {
             .set_identity(shared.identities.resolve_fingerprint(&fingerprint));
     }
     let Some(supervisor) = entry.supervisor() else {
-        tracing::warn!(%alpn, %remote, "protocol supervisor is restarting; connection refused");
+        if SUPERVISOR_RESTARTING.admit() {
+            tracing::warn!(%alpn, %remote, "protocol supervisor is restarting; connection refused");
+        }
         connection.close(close_code::REFUSED, "protocol restarting");
         return;
     };
@@ -116,7 +128,9 @@ async fn route(shared: &Arc<Shared>, connection: Connection) {
         permit,
     };
     if let Err(error) = Actor::spawn_linked(None, ConnectionActor, args, supervisor).await {
-        tracing::warn!(%alpn, %remote, "cannot start connection actor: {error}");
+        if SPAWN_FAILED.admit() {
+            tracing::warn!(%alpn, %remote, "cannot start connection actor: {error}");
+        }
         connection.close(close_code::REFUSED, "protocol restarting");
     }
 }

@@ -11,6 +11,22 @@ mod websocket;
 
 use clap::{Parser, Subcommand};
 
+/// The node's allocator, as `alknet serve` runs it (see
+/// `crates/alknet/src/main.rs`, whose options these repeat).
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+// SAFETY: as in `crates/alknet/src/main.rs`: jemalloc's weak
+// `const char *malloc_conf`, defined once, as a pointer to a NUL-terminated
+// `'static` literal that is never written.
+#[cfg(feature = "jemalloc")]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+static JEMALLOC_OPTIONS: Option<&'static std::ffi::c_char> = Some(
+    // SAFETY: a C string literal's pointer is valid for its `'static` life.
+    unsafe { &*c"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0".as_ptr() },
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "alknet-bench",

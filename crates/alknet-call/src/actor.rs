@@ -349,14 +349,16 @@ impl Actor for CallSession {
             }
             SessionMsg::WriteStalled(key) => {
                 let info = state.carrier.info().clone();
-                tracing::warn!(
-                    parent: &state.requests.span,
-                    remote = %info.remote(),
-                    alpn = %info.alpn(),
-                    stream = key,
-                    "closing the session: the peer read nothing for {:?} while its queue was full",
-                    state.requests.config.limits.write_stall
-                );
+                if WRITE_STALL_LOG.admit() {
+                    tracing::warn!(
+                        parent: &state.requests.span,
+                        remote = %info.remote(),
+                        alpn = %info.alpn(),
+                        stream = key,
+                        "closing the session: the peer read nothing for {:?} while its queue was full",
+                        state.requests.config.limits.write_stall
+                    );
+                }
                 state.carrier.close(0, "write stall");
                 myself.stop(Some("write stall".to_owned()));
             }
@@ -391,6 +393,12 @@ impl Actor for CallSession {
     }
 }
 
+// Anyone can send a malformed frame or stop reading: a few lines a window.
+static PROTOCOL_ERROR_LOG: alknet_core::log_limit::LogLimit =
+    alknet_core::log_limit::LogLimit::warn("closing stream after a protocol error");
+static WRITE_STALL_LOG: alknet_core::log_limit::LogLimit =
+    alknet_core::log_limit::LogLimit::warn("closing the session: the peer read nothing");
+
 impl SessionState {
     fn receive(&mut self, key: StreamKey, envelope: Incoming) {
         let Some(frame) = self.requests.receive(key, envelope) else {
@@ -424,12 +432,14 @@ impl SessionState {
         let reason = match ending {
             StreamEnding::Finished => return,
             StreamEnding::ProtocolError(reason) => {
-                tracing::warn!(
-                    parent: &self.requests.span,
-                    remote = %info.remote(),
-                    alpn = %info.alpn(),
-                    "closing stream after a protocol error: {reason}"
-                );
+                if PROTOCOL_ERROR_LOG.admit() {
+                    tracing::warn!(
+                        parent: &self.requests.span,
+                        remote = %info.remote(),
+                        alpn = %info.alpn(),
+                        "closing stream after a protocol error: {reason}"
+                    );
+                }
                 reason
             }
             StreamEnding::Lost(reason) => {

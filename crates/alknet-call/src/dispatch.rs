@@ -263,8 +263,16 @@ fn until_first_error(
     .boxed()
 }
 
+// A caller can repeat whatever made a handler fail: a few lines a window.
+static HANDLER_PANICKED_LOG: alknet_core::log_limit::LogLimit =
+    alknet_core::log_limit::LogLimit::error("handler panicked; answered INTERNAL");
+static UNDECLARED_CODE_LOG: alknet_core::log_limit::LogLimit =
+    alknet_core::log_limit::LogLimit::warn("handler returned an undeclared error code");
+
 fn handler_panicked(operation: &Operation) -> CallError {
-    tracing::error!(operation = %operation.spec.name, "handler panicked; answered INTERNAL");
+    if HANDLER_PANICKED_LOG.admit() {
+        tracing::error!(operation = %operation.spec.name, "handler panicked; answered INTERNAL");
+    }
     CallError::internal("internal error")
 }
 
@@ -274,10 +282,12 @@ fn declared_or_internal(operation: &Operation, error: CallError) -> CallError {
     if CallError::is_protocol_code(&error.code) || operation.declares(&error.code) {
         return error;
     }
-    tracing::warn!(
-        operation = %operation.spec.name,
-        code = %error.code,
-        "handler returned an undeclared error code; sent as INTERNAL"
-    );
+    if UNDECLARED_CODE_LOG.admit() {
+        tracing::warn!(
+            operation = %operation.spec.name,
+            code = %error.code,
+            "handler returned an undeclared error code; sent as INTERNAL"
+        );
+    }
     CallError::internal(error.message)
 }

@@ -481,8 +481,11 @@ pub struct Limits {
     /// Time a client has to complete its TLS handshake.
     #[serde(with = "humantime_serde")]
     pub handshake_timeout: Duration,
-    /// Handshakes in progress at once, per listener; beyond it new connection
-    /// attempts are turned away before any TLS work is done.
+    /// Handshakes in progress at once, per listener. When full, a new
+    /// connection evicts the oldest handshake whose peer has sent nothing yet
+    /// (QUIC: whose address is not validated), else the oldest; past half of
+    /// it, QUIC answers Initials from unvalidated addresses with a stateless
+    /// Retry.
     pub max_pending_handshakes: usize,
     /// Largest call-protocol frame (and WebSocket message), in bytes; at most
     /// 64 MiB.
@@ -886,8 +889,11 @@ max_connections = 10000
 max_connections_per_protocol = 4096
 # Time a client has to complete its TLS handshake.
 handshake_timeout = "10s"
-# Handshakes in progress at once, per listener. Beyond it, new connection
-# attempts are turned away before any TLS work (QUIC: refused; TCP: closed).
+# Handshakes in progress at once, per listener. When full, a new connection
+# evicts the oldest handshake whose peer has sent nothing yet (QUIC: whose
+# address is not validated), else the oldest, so idle sockets cannot lock real
+# clients out. Past half of it, QUIC answers Initials from unvalidated
+# addresses with a stateless Retry.
 max_pending_handshakes = 1024
 # Largest call-protocol frame, in bytes (at most 67108864 = 64 MiB).
 max_frame = 16777216

@@ -19,6 +19,7 @@ pub mod fault;
 pub mod fingerprint;
 pub mod handler;
 pub mod identity;
+pub mod log_limit;
 pub mod node_key;
 pub mod stall;
 pub mod tls;

@@ -376,6 +376,10 @@ async fn serve(
     }
 }
 
+// Anyone can open a WebSocket and stop reading: a few lines a window.
+static WRITE_STALL_LOG: alknet_core::log_limit::LogLimit =
+    alknet_core::log_limit::LogLimit::warn("closing the WebSocket: the peer read nothing");
+
 /// The socket, written to by the session's loop. One task owns it whole:
 /// split halves would take a lock on every read and write.
 struct Channel<'a> {
@@ -405,11 +409,13 @@ impl Channel<'_> {
             Ok(Ok(())) => true,
             Ok(Err(_)) => false,
             Err(_) => {
-                tracing::warn!(
-                    remote = %self.info.remote(),
-                    "closing the WebSocket: the peer read nothing for {:?}",
-                    self.write_stall
-                );
+                if WRITE_STALL_LOG.admit() {
+                    tracing::warn!(
+                        remote = %self.info.remote(),
+                        "closing the WebSocket: the peer read nothing for {:?}",
+                        self.write_stall
+                    );
+                }
                 false
             }
         }

@@ -64,15 +64,33 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(serve(dir, config, config_path, node_key, credentials))
 }
 
+/// Dependencies that log, at `warn`, what a peer did wrong (a malformed
+/// ClientHello, an illegal packet, a reset flood): one line per input anyone
+/// can send. The node reports what matters about such connections itself,
+/// rate-limited (`alknet_core::log_limit`); these are kept to errors unless
+/// the operator's filter names their target (a later directive for the same
+/// target wins).
+const QUIET_DEPENDENCIES: &str = "rustls=error,quinn=error,quinn_proto=error,h2=error,hyper=error,\
+                                  tungstenite=error,tokio_tungstenite=error";
+
+/// The operator's filter, after the dependencies' defaults.
+fn log_filter(filter: &str) -> anyhow::Result<tracing_subscriber::EnvFilter> {
+    tracing_subscriber::EnvFilter::try_new(format!("{QUIET_DEPENDENCIES},{filter}"))
+        .with_context(|| format!("invalid log filter `{filter}`"))
+}
+
+/// A panic is contained to its actor, and a peer may be able to cause one on
+/// every connection: a few lines a window.
+static PANIC_LOG: alknet_core::log_limit::LogLimit =
+    alknet_core::log_limit::LogLimit::error("panic in a connection, session or handler");
+
 fn init_logging(default_filter: &str) -> anyhow::Result<()> {
     let filter = match std::env::var("ALKNET_LOG") {
         Ok(filter) => filter,
         Err(_) => default_filter.to_owned(),
     };
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
-        .with_context(|| format!("invalid log filter `{filter}`"))?;
     tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(log_filter(&filter)?)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
@@ -89,7 +107,9 @@ fn init_logging(default_filter: &str) -> anyhow::Result<()> {
             .map(|s| (*s).to_owned())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_default();
-        tracing::error!(target: "alknet::panic", %location, "panic: {message}");
+        if PANIC_LOG.admit() {
+            tracing::error!(target: "alknet::panic", %location, "panic: {message}");
+        }
     }));
     Ok(())
 }
@@ -204,6 +224,9 @@ async fn serve(
         tokio::spawn(imports::import_mcp(registry.clone(), outbound.clone(), job));
     }
 
+    // Rate-limited lines report what they suppressed even after an attack
+    // stops.
+    tokio::spawn(alknet_core::log_limit::report_suppressed_periodically());
     let stopper = node.clone();
     tokio::spawn(async move {
         signal.await;
@@ -316,5 +339,39 @@ fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
         async {
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn under<T>(filter: &str, check: impl FnOnce() -> T) -> T {
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(log_filter(filter).unwrap())
+            .finish();
+        tracing::subscriber::with_default(subscriber, check)
+    }
+
+    fn rustls_warns() -> bool {
+        tracing::enabled!(target: "rustls::check", tracing::Level::WARN)
+    }
+
+    fn rustls_errors() -> bool {
+        tracing::enabled!(target: "rustls::check", tracing::Level::ERROR)
+    }
+
+    fn node_informs() -> bool {
+        tracing::enabled!(target: "alknet_supervisors::router", tracing::Level::INFO)
+    }
+
+    #[test]
+    fn dependencies_log_errors_only_unless_the_filter_names_them() {
+        assert!(!under("info", rustls_warns));
+        assert!(under("info", rustls_errors));
+        assert!(under("info", node_informs));
+        assert!(under("", rustls_errors));
+        assert!(under("info,rustls=debug", rustls_warns));
+        assert!(log_filter("info,rustls=loud").is_err());
     }
 }
