@@ -518,8 +518,8 @@ pub struct Limits {
     /// Slowest average rate a request body may arrive at, in bytes per
     /// second; a body may fall behind it by `header_read_timeout`.
     pub min_body_rate: u64,
-    /// Request-body bytes one HTTP connection may hold at once, over all its
-    /// requests.
+    /// Request- and response-body bytes one HTTP connection may hold at
+    /// once, over all its requests.
     pub http_body_budget: usize,
     /// HTTP/2: requests (streams) one connection may have open at once.
     pub http2_max_streams: u32,
@@ -900,8 +900,8 @@ http2_ping_timeout = "20s"
 # Slowest average rate (bytes per second) a request body may arrive at; a body
 # may fall behind it by header_read_timeout. Slower: 408, and the body is dropped.
 min_body_rate = 1024
-# Request-body bytes one HTTP connection may hold at once, over all its
-# requests; a request that would exceed it: 503.
+# Request- and response-body bytes one HTTP connection may hold at once, over
+# all its requests (a reply counts until its peer has read it); beyond it: 503.
 http_body_budget = 33554432
 # HTTP/2: requests (streams) one connection may have open at once.
 http2_max_streams = 100
