@@ -553,7 +553,7 @@ impl Default for Limits {
             min_body_rate: 1024,
             http_body_budget: 32 * 1024 * 1024,
             http2_max_streams: 100,
-            http2_send_buffer: 64 * 1024,
+            http2_send_buffer: 16 * 1024,
             http_max_subscriptions: 16,
         }
     }
@@ -906,7 +906,7 @@ http_body_budget = 33554432
 # HTTP/2: requests (streams) one connection may have open at once.
 http2_max_streams = 100
 # HTTP/2: response bytes queued per stream while the peer is not reading.
-http2_send_buffer = 65536
+http2_send_buffer = 16384
 # /subscribe streams one HTTP connection may hold at once; beyond it: 503. A
 # subscription whose events the peer does not read for write_stall is ended.
 http_max_subscriptions = 16

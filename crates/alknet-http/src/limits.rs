@@ -46,7 +46,7 @@ impl Default for ConnectionLimits {
             min_body_rate: 1024,
             body_budget: 32 * 1024 * 1024,
             max_streams: 100,
-            send_buffer: 64 * 1024,
+            send_buffer: 16 * 1024,
             max_subscriptions: 16,
         }
     }
