@@ -957,7 +957,7 @@ mcp_allowed_hosts = ["localhost", "127.0.0.1", "::1"]
 # Stealth: every request without a valid bearer token gets nginx's 404 (byte
 # for byte), except /healthz and the paths listed in public_paths (e.g.
 # "/console", "/alknet/call" for browsers); the browser-facing certificate
-# does not name the node.
+# does not name the node. Anonymous requests get that 404 whatever decoy says.
 stealth = false
 public_paths = []
 
