@@ -149,22 +149,7 @@ async fn h2_subscriptions_that_are_never_read_stay_bounded_and_are_closed() {
     let (baseline_rss, baseline_fds) = settled(&node).await;
     let mut attacker = H2Attacker::connect(&node).await;
     // 200 subscriptions on one connection, as many as the node lets open.
-    let mut heads = Vec::new();
-    for _ in 0..200 {
-        let mut send = tokio::time::timeout(Duration::from_secs(10), attacker.send.clone().ready())
-            .await
-            .expect("a stream slot within 10 s")
-            .unwrap();
-        let (response, mut body) = send
-            .send_request(post_json("/subscribe", None), false)
-            .unwrap();
-        body.send_data(Bytes::from_static(ENDLESS_SUBSCRIPTION.as_bytes()), true)
-            .unwrap();
-        heads.push(response);
-    }
-    let responses = tokio::time::timeout(Duration::from_secs(20), futures::future::join_all(heads))
-        .await
-        .expect("every request answered");
+    let responses = attacker.open_subscriptions(200).await;
     let statuses: Vec<StatusCode> = responses.iter().map(status_or_refused).collect();
     let streaming = statuses.iter().filter(|s| **s == StatusCode::OK).count();
     // From now on the attacker reads nothing, yet keeps the connection open.
@@ -199,6 +184,36 @@ async fn h2_subscriptions_that_are_never_read_stay_bounded_and_are_closed() {
         "{statuses:?}"
     );
     drop(responses);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_attacking_connections_stay_within_256_mib_in_total() {
+    let node = NodeProcess::start(SHORT_LIMITS);
+    let (baseline_rss, baseline_fds) = settled(&node).await;
+    let mut attackers = Vec::new();
+    let mut streams = Vec::new();
+    for _ in 0..4 {
+        let mut attacker = H2Attacker::connect(&node).await;
+        streams.push(attacker.open_subscriptions(100).await);
+        attacker.stop_reading();
+        attackers.push(attacker);
+    }
+    let watched = watch_until(&node, Duration::from_secs(20), || {
+        node.open_fds() <= baseline_fds
+    })
+    .await;
+    let growth = watched.max_rss.saturating_sub(baseline_rss);
+    eprintln!(
+        "4 connections, subscriptions never read: RSS growth {} KiB, closed: {}",
+        growth / 1024,
+        watched.done
+    );
+    assert!(growth <= 256 * MIB, "RSS grew by {} MiB", growth / MIB);
+    assert!(
+        watched.done,
+        "the connections whose peers read nothing were not closed"
+    );
+    drop(streams);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -510,6 +525,30 @@ impl H2Attacker {
             stop: Some(stop),
             driver,
         }
+    }
+
+    /// Asks for `count` endless subscriptions, as fast as the node lets
+    /// streams open; returns the answers (the streams stay open while held).
+    async fn open_subscriptions(
+        &mut self,
+        count: usize,
+    ) -> Vec<Result<axum::http::Response<h2::RecvStream>, h2::Error>> {
+        let mut heads = Vec::new();
+        for _ in 0..count {
+            let mut send = tokio::time::timeout(Duration::from_secs(10), self.send.clone().ready())
+                .await
+                .expect("a stream slot within 10 s")
+                .unwrap();
+            let (response, mut body) = send
+                .send_request(post_json("/subscribe", None), false)
+                .unwrap();
+            body.send_data(Bytes::from_static(ENDLESS_SUBSCRIPTION.as_bytes()), true)
+                .unwrap();
+            heads.push(response);
+        }
+        tokio::time::timeout(Duration::from_secs(20), futures::future::join_all(heads))
+            .await
+            .expect("every request answered")
     }
 
     /// From now on nothing is read from the socket.

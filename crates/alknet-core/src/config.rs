@@ -521,8 +521,8 @@ pub struct Limits {
     /// Slowest average rate a request body may arrive at, in bytes per
     /// second; a body may fall behind it by `header_read_timeout`.
     pub min_body_rate: u64,
-    /// Request-body bytes one HTTP connection may hold at once, over all its
-    /// requests.
+    /// Request- and response-body bytes one HTTP connection may hold at
+    /// once, over all its requests.
     pub http_body_budget: usize,
     /// HTTP/2: requests (streams) one connection may have open at once.
     pub http2_max_streams: u32,
@@ -566,7 +566,7 @@ impl Default for Limits {
             min_body_rate: 1024,
             http_body_budget: 32 * 1024 * 1024,
             http2_max_streams: 100,
-            http2_send_buffer: 64 * 1024,
+            http2_send_buffer: 16 * 1024,
             http_max_subscriptions: 16,
         }
     }
@@ -922,13 +922,13 @@ http2_ping_timeout = "20s"
 # Slowest average rate (bytes per second) a request body may arrive at; a body
 # may fall behind it by header_read_timeout. Slower: 408, and the body is dropped.
 min_body_rate = 1024
-# Request-body bytes one HTTP connection may hold at once, over all its
-# requests; a request that would exceed it: 503.
+# Request- and response-body bytes one HTTP connection may hold at once, over
+# all its requests (a reply counts until its peer has read it); beyond it: 503.
 http_body_budget = 33554432
 # HTTP/2: requests (streams) one connection may have open at once.
 http2_max_streams = 100
 # HTTP/2: response bytes queued per stream while the peer is not reading.
-http2_send_buffer = 65536
+http2_send_buffer = 16384
 # /subscribe streams one HTTP connection may hold at once; beyond it: 503. A
 # subscription whose events the peer does not read for write_stall is ended.
 http_max_subscriptions = 16
@@ -985,7 +985,7 @@ mcp_allowed_hosts = ["localhost", "127.0.0.1", "::1"]
 # Stealth: every request without a valid bearer token gets nginx's 404 (byte
 # for byte), except /healthz and the paths listed in public_paths (e.g.
 # "/console", "/alknet/call" for browsers); the browser-facing certificate
-# does not name the node.
+# does not name the node. Anonymous requests get that 404 whatever decoy says.
 stealth = false
 public_paths = []
 

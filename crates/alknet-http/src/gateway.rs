@@ -217,9 +217,14 @@ fn body_error(error: BodyError) -> Response {
         }
         BodyError::OverBudget => {
             tracing::debug!("connection's http_body_budget spent: answered 503");
-            unavailable("too many request bodies in progress on this connection")
+            budget_spent()
         }
     }
+}
+
+/// The answer when the connection's body budget is spent.
+pub(crate) fn budget_spent() -> Response {
+    unavailable("too many request or response bodies in progress on this connection")
 }
 
 fn unavailable(message: &str) -> Response {

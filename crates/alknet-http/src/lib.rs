@@ -20,8 +20,8 @@
 //! - [`console`]: the operator console page at `/console`;
 //! - [`limits`]: what one connection may make the node hold, and for how
 //!   long; `watchdog` closes idle connections, `body` reads request bodies
-//!   within the connection's budget, `event_queue` ends subscriptions whose
-//!   peer stopped reading;
+//!   and `response_body` sends replies within the connection's budget,
+//!   `event_queue` ends subscriptions whose peer stopped reading;
 //! - `stealth`: nginx's 404 for every anonymous request (`[http] stealth`).
 
 #![warn(missing_docs)]
@@ -34,6 +34,7 @@ mod event_queue;
 pub mod gateway;
 pub mod limits;
 pub mod openapi;
+mod response_body;
 mod scope;
 pub mod status;
 mod stealth;
@@ -47,7 +48,6 @@ use std::time::Duration;
 use alknet_call::{Registry, SessionLimits};
 use alknet_core::{Alpn, Connection, HandlerFuture, IdentityProvider, ProtocolHandler};
 use axum::Router;
-use http_body_util::BodyExt;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -288,6 +288,7 @@ impl ProtocolHandler for HttpHandler {
             let router = self.router.clone();
             let request_scope = scope.clone();
             let stealth = self.stealth.clone();
+            let budget_size = limits.body_budget;
             let service =
                 tower::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
                     // In flight until the response body is done with.
@@ -298,17 +299,24 @@ impl ProtocolHandler for HttpHandler {
                         .then(|| stealth::not_found(&request));
                     request.extensions_mut().insert(request_scope.clone());
                     let mut router = router.clone();
+                    let budget = request_scope.body_budget.clone();
                     async move {
                         let response = match hidden {
                             Some(response) => response,
                             None => tower::Service::call(&mut router, request).await?,
                         };
-                        Ok::<_, std::convert::Infallible>(response.map(|body| {
-                            axum::body::Body::new(body.map_frame(move |frame| {
-                                let _request_lasts = &in_flight;
-                                frame
-                            }))
-                        }))
+                        let response =
+                            match response_body::metered(response, &budget, budget_size, in_flight)
+                            {
+                                Ok(response) => response,
+                                Err(in_flight) => {
+                                    tracing::debug!(
+                                        "connection's http_body_budget spent: reply answered 503"
+                                    );
+                                    response_body::uncharged(gateway::budget_spent(), in_flight)
+                                }
+                            };
+                        Ok::<_, std::convert::Infallible>(response)
                     }
                 });
             let service = TowerToHyperService::new(service);

@@ -23,7 +23,8 @@ pub struct ConnectionLimits {
     /// Slowest average rate of a request body, in bytes per second; a body may
     /// fall behind it by `header_read_timeout`.
     pub min_body_rate: u64,
-    /// Request-body bytes one connection may hold at once, over all requests.
+    /// Request- and response-body bytes one connection may hold at once, over
+    /// all its requests (a reply counts until its peer has read it).
     pub body_budget: usize,
     /// HTTP/2: streams open at once.
     pub max_streams: u32,
@@ -45,7 +46,7 @@ impl Default for ConnectionLimits {
             min_body_rate: 1024,
             body_budget: 32 * 1024 * 1024,
             max_streams: 100,
-            send_buffer: 64 * 1024,
+            send_buffer: 16 * 1024,
             max_subscriptions: 16,
         }
     }

@@ -132,3 +132,68 @@ impl Activity {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use alknet_core::{Alpn, Connection};
+
+    use super::*;
+
+    fn limits(first: u64, headers: u64, idle: u64) -> ConnectionLimits {
+        ConnectionLimits {
+            first_request_timeout: Duration::from_millis(first),
+            header_read_timeout: Duration::from_millis(headers),
+            idle_timeout: Duration::from_millis(idle),
+            ..ConnectionLimits::default()
+        }
+    }
+
+    fn activity() -> Activity {
+        let (stream, _) = tokio::io::duplex(64);
+        let connection = Connection::from_stream(
+            stream,
+            Alpn::new(Alpn::HTTP_1_1),
+            "127.0.0.1:1".parse().unwrap(),
+            None,
+        );
+        Activity::new(connection.info().clone())
+    }
+
+    #[tokio::test]
+    async fn idle_limits_run_only_while_nothing_is_in_flight() {
+        let activity = activity();
+        let started = Instant::now();
+        let expiry = activity.expired(&limits(50, 1000, 1000), true).await;
+        assert_eq!(expiry, Expiry::NoFirstRequest);
+        assert!(started.elapsed() >= Duration::from_millis(50));
+
+        let request = activity.request_started();
+        let limits = limits(50, 1000, 100);
+        let waiting = activity.expired(&limits, true);
+        tokio::pin!(waiting);
+        // A request in flight (a long response) is never idle.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), waiting.as_mut())
+                .await
+                .is_err()
+        );
+        let ended = Instant::now();
+        drop(request);
+        assert_eq!(waiting.await, Expiry::Idle);
+        assert!(ended.elapsed() >= Duration::from_millis(100));
+    }
+
+    #[tokio::test]
+    async fn bytes_without_a_whole_head_expire_at_the_header_limit() {
+        let activity = activity();
+        drop(activity.request_started());
+        activity.info.stats().record_in(10);
+        let ended = Instant::now();
+        let expiry = activity.expired(&limits(50, 100, 5000), true).await;
+        assert_eq!(expiry, Expiry::HeadersTooSlow);
+        let waited = ended.elapsed();
+        assert!(waited >= Duration::from_millis(100) && waited < Duration::from_secs(4));
+    }
+}
