@@ -694,7 +694,7 @@ async fn mcp_lists_exactly_four_tools_and_search_follows_the_token() {
     assert_eq!(result.is_error, Some(false));
     let results = &result.structured_content.unwrap()["results"];
     assert_eq!(results[0], json!({"isError": false, "output": {"n": 1}}));
-    assert_eq!(results[1]["error"]["code"], "FORBIDDEN");
+    assert_eq!(results[1]["error"]["code"], "NOT_FOUND");
     let mut params = CallToolRequestParams::new("nope");
     params.arguments = None;
     let Err(rmcp::ServiceError::McpError(error)) = user.call_tool(params).await else {

@@ -231,9 +231,16 @@ async fn alknet_call_prints_the_output_and_reports_errors_as_code_and_message() 
     .await
     .unwrap();
     assert_eq!(out.status.code(), Some(1));
+    // Without a token the CLI adds that a restricted operation looks the same.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let mut lines = stderr.lines();
     assert_eq!(
-        String::from_utf8_lossy(&out.stderr).trim(),
-        "NOT_FOUND: operation not found: nope/missing"
+        lines.next(),
+        Some("NOT_FOUND: operation not found: nope/missing")
+    );
+    assert!(
+        lines.next().is_some_and(|hint| hint.contains("--token")),
+        "{stderr}"
     );
 
     // Trust must be explicit, and a wrong pin is refused.

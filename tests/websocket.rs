@@ -740,5 +740,5 @@ async fn every_server_message_is_binary_including_errors() {
             "code": "NOT_FOUND", "message": "operation not found: nope/missing", "retryable": false}})
     );
     let reply = round_trip(&mut socket, "x2", "admin/tree", json!({})).await;
-    assert_eq!(reply["payload"]["code"], "FORBIDDEN");
+    assert_eq!(reply["payload"]["code"], "NOT_FOUND");
 }

@@ -194,20 +194,16 @@ impl CallClient {
         }
     }
 
-    /// A call that failed because the session ended says why the node ended
-    /// it: "connection limit reached" is a reason to retry later, not an
-    /// internal error.
+    /// A call that failed because the node refused the connection says so:
+    /// "connection limit reached" is a reason to retry later, not the
+    /// internal error a session that ends under its calls is (§9.3).
     fn explained(&self, error: CallError) -> CallError {
-        if error != CallError::internal("connection closed") {
-            return error;
+        if error == CallError::internal("connection closed")
+            && self.close_reason().as_deref() == Some(REFUSED_REASON)
+        {
+            return CallError::unavailable(REFUSED_REASON, 1);
         }
-        match self.close_reason() {
-            Some(reason) if reason == REFUSED_REASON => CallError::unavailable(reason, 1),
-            Some(reason) if !reason.is_empty() => {
-                CallError::internal(format!("connection closed by the node: {reason}"))
-            }
-            _ => error,
-        }
+        error
     }
 
     fn options(&self) -> CallOptions {
