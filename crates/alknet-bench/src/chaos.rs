@@ -53,6 +53,10 @@ pub struct Args {
     /// Phase A: of them at once.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
+    /// Phase A: panicking connections started per second [default: as
+    /// fast as they are served].
+    #[arg(long)]
+    panic_rate: Option<u32>,
     /// Phase B: supervisor crashes.
     #[arg(long, default_value_t = 20)]
     rounds: u32,
@@ -111,7 +115,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     // A: connection panics.
     let cpu = node.usage()?.cpu;
     let started = Instant::now();
-    let panicked = connection_panics(&fault, args.panics, args.concurrency).await?;
+    let panicked =
+        connection_panics(&fault, args.panics, args.concurrency, args.panic_rate).await?;
     let phase_a = PhaseCalls::new("A", started.elapsed(), calls.take());
     let cpu_a = node.usage()?.cpu.saturating_sub(cpu);
     let settled = wait_for(Duration::from_secs(10), || async {
@@ -139,8 +144,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
     println!();
     println!(
-        "phase A: {} fault connections (QUIC and TCP+TLS alternating, {} at once)",
-        args.panics, args.concurrency
+        "phase A: {} fault connections (QUIC and TCP+TLS alternating, {} at once, {})",
+        args.panics,
+        args.concurrency,
+        match args.panic_rate {
+            Some(rate) => format!("{rate} started a second"),
+            None => "as fast as served".to_owned(),
+        }
     );
     println!(
         "  connections closed by their panic: {} of {} in {:.1} s; server CPU {:.1} s",
@@ -422,14 +432,23 @@ struct Panicked {
     closed: u64,
 }
 
-/// Phase A: `count` panicking connections, `concurrency` at a time.
+/// Phase A: `count` panicking connections, `concurrency` at a time, and
+/// `per_second` started a second when given.
 async fn connection_panics(
     fault: &FaultDialer,
     count: u64,
     concurrency: usize,
+    per_second: Option<u32>,
 ) -> anyhow::Result<Panicked> {
+    let start = tokio::time::Instant::now();
+    let gap = per_second.map(|rate| Duration::from_secs(1) / rate.max(1));
     let mut outcomes = futures::stream::iter(0..count)
-        .map(|i| fault.panic(transport(i)))
+        .map(|i| async move {
+            if let Some(gap) = gap {
+                tokio::time::sleep_until(start + gap * i as u32).await;
+            }
+            fault.panic(transport(i)).await
+        })
         .buffer_unordered(concurrency.max(1));
     let mut closed = 0;
     let mut errors = Vec::new();
