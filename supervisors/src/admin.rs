@@ -23,7 +23,7 @@ impl AdminHandle {
         let _ = self.0.set(node);
     }
 
-    fn node(&self) -> Result<&NodeHandle, CallError> {
+    pub(crate) fn node(&self) -> Result<&NodeHandle, CallError> {
         self.0
             .get()
             .ok_or_else(|| CallError::unavailable("node is starting", 1))

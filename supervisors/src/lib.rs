@@ -20,6 +20,7 @@
 pub mod admin;
 mod admission;
 pub mod directory;
+pub mod fault;
 mod listener;
 mod node;
 mod pending;
@@ -30,6 +31,8 @@ pub mod tree;
 
 pub use admission::AdmissionStats;
 pub use directory::{ActorDirectory, ActorInfo, ActorKind, ActorStatus};
+#[cfg(feature = "fault-injection")]
+pub use node::CrashError;
 pub use node::{KillError, Node, NodeHandle, NodeOptions, ShutdownReason, StartError};
 pub use tree::TreeNode;
 

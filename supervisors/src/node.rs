@@ -379,6 +379,34 @@ impl NodeHandle {
             .and_then(|entry| entry.supervisor())
             .is_some_and(|sup| sup.send_message(ProtocolMsg::InjectPanic).is_ok())
     }
+
+    /// Makes the protocol supervisor of `alpn` panic and waits until it has
+    /// stopped, so that the caller's next connection meets the restart, not
+    /// the supervisor that is about to die (test builds only). Returns the
+    /// supervisor's tree name.
+    #[cfg(feature = "fault-injection")]
+    pub async fn crash_supervisor(&self, alpn: &str) -> Result<String, CrashError> {
+        let entry = self
+            .shared
+            .protocol(&Alpn::new(alpn))
+            .ok_or(CrashError::UnknownProtocol)?;
+        let supervisor = entry.supervisor().ok_or(CrashError::Restarting)?;
+        supervisor
+            .send_message(ProtocolMsg::InjectPanic)
+            .map_err(|_| CrashError::Restarting)?;
+        let _ = supervisor.wait(Some(KILL_WAIT)).await;
+        Ok(entry.supervisor_name.clone())
+    }
+}
+
+/// Why [`NodeHandle::crash_supervisor`] did nothing.
+#[cfg(feature = "fault-injection")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrashError {
+    /// No protocol of the node has that ALPN.
+    UnknownProtocol,
+    /// Its supervisor is down (restarting, or the node is stopping).
+    Restarting,
 }
 
 /// How long [`NodeHandle::kill`] waits for its target to stop.

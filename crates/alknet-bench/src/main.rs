@@ -4,10 +4,13 @@
 //! in `docs/benchmarks.md`.
 
 mod calls;
+mod chaos;
 mod connect;
 mod gateway;
-mod support;
+mod soak;
 mod websocket;
+
+use alknet_bench::support;
 
 use clap::{Parser, Subcommand};
 
@@ -53,6 +56,12 @@ enum Bench {
     Ws(websocket::Args),
     /// The node's memory per idle WebSocket session, with many open.
     WsMemory(websocket::MemoryArgs),
+    /// The real binary under faults: connection panics and supervisor crash
+    /// loops while another protocol takes calls, then escalation.
+    Chaos(chaos::Args),
+    /// The real binary under mixed steady load: RSS, fds, actors and p99
+    /// over time, then connect/close cycles and an exact `admin/tree`.
+    Soak(soak::Args),
     /// The child process of `ws-memory`, which holds the sessions open.
     #[command(hide = true)]
     WsMemoryClient(websocket::ClientArgs),
@@ -69,6 +78,8 @@ fn main() -> anyhow::Result<()> {
         Bench::Gateway(args) => runtime.block_on(gateway::run(args)),
         Bench::Ws(args) => runtime.block_on(websocket::run(args)),
         Bench::WsMemory(args) => runtime.block_on(websocket::memory(args)),
+        Bench::Chaos(args) => runtime.block_on(chaos::run(args)),
+        Bench::Soak(args) => runtime.block_on(soak::run(args)),
         Bench::WsMemoryClient(args) => runtime.block_on(websocket::client(args)),
     }
 }

@@ -250,6 +250,7 @@ fn call_handler(
     let registry = Registry::new();
     builtins::register_discovery(&registry)?;
     alknet_supervisors::admin::register(&registry, admin)?;
+    alknet_supervisors::fault::register(&registry, admin, &config.diagnostics)?;
     if config.diagnostics.call_ops {
         builtins::register_diagnostics(&registry)?;
     }
