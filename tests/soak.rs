@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use alknet_bench::cycles::{self, Held};
 use alknet_bench::load::{self, Kind, Sample, Shape, SoakRun, Target};
-use alknet_call::client::Transport;
 use alknet_e2e::process::NodeProcess;
 
 const LOAD: Duration = Duration::from_secs(120);
@@ -147,9 +146,7 @@ fn two_minutes_of_mixed_load_stay_flat_and_connect_close_cycles_leave_the_tree_e
         );
 
         // Connect/close cycles leave the tree exact.
-        let admin = load::connect_call(&target, Transport::Quic)
-            .await
-            .expect("admin session");
+        let admin = load::connect_admin(&target).await.expect("admin session");
         let held = Held::open(target.addr, 6).await.expect("held sessions");
         let cycled = cycles::run(target.addr, CYCLES, 8, 10)
             .await

@@ -83,7 +83,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         pid: node.pid(),
         admin_token: node.admin_token.clone(),
     };
-    let admin = load::connect_call(&target, Transport::Quic).await?;
+    let admin = load::connect_admin(&target).await?;
     let fault = FaultDialer::new(target.addr)?;
     let shape = Shape {
         call_sessions: args.sessions,

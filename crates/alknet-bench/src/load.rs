@@ -31,7 +31,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_util::sync::CancellationToken;
 
 use crate::cycles::{Cycler, read_tree};
-use crate::node_process::Usage;
+use crate::node_process::{Usage, host_busy};
 use crate::support::TlsDialer;
 use crate::trend::Trend;
 
@@ -216,6 +216,10 @@ pub struct Sample {
     pub at: Duration,
     /// The node's resources.
     pub usage: Usage,
+    /// CPU time this process (the load) has used so far.
+    pub client_cpu: Duration,
+    /// CPU time the whole machine has been busy so far, over all cores.
+    pub host_busy: Duration,
     /// Actors `admin/tree` shows.
     pub actors: usize,
     /// What the load did since the previous sample.
@@ -259,17 +263,39 @@ impl SoakRun {
         Trend::fit(&points)
     }
 
-    /// The node's CPU time over wall time between the first sample taken
-    /// from `from` on and the last (1.0: one core busy).
-    pub fn cpu_share(&self, from: Duration) -> f64 {
-        let mut samples = self.since(from);
-        let (Some(first), Some(last)) = (samples.next(), self.samples.last()) else {
-            return 0.0;
+    /// Who used the CPU between the first sample taken from `from` on and
+    /// the last one taken by `to`.
+    pub fn cpu_between(&self, from: Duration, to: Duration) -> CpuShares {
+        let mut within = self.samples.iter().filter(|s| s.at >= from && s.at <= to);
+        let (Some(first), Some(last)) = (within.next(), within.next_back()) else {
+            return CpuShares::default();
         };
         let wall = last.at.saturating_sub(first.at).as_secs_f64();
-        let cpu = last.usage.cpu.saturating_sub(first.usage.cpu).as_secs_f64();
-        if wall > 0.0 { cpu / wall } else { 0.0 }
+        if wall <= 0.0 {
+            return CpuShares::default();
+        }
+        let share = |now: Duration, then: Duration| now.saturating_sub(then).as_secs_f64() / wall;
+        let node = share(last.usage.cpu, first.usage.cpu);
+        let load = share(last.client_cpu, first.client_cpu);
+        let host = share(last.host_busy, first.host_busy);
+        CpuShares {
+            node,
+            load,
+            other: (host - node - load).max(0.0),
+        }
     }
+}
+
+/// Cores busy on average (1.0: one core) with the node, with the load, and
+/// with everything else on the machine.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CpuShares {
+    /// The node under load.
+    pub node: f64,
+    /// This process, generating the load.
+    pub load: f64,
+    /// Every other process.
+    pub other: f64,
 }
 
 /// Records what the workers do; the sampler takes its window.
@@ -424,7 +450,7 @@ pub async fn run(
     sample_every: Duration,
     mut progress: impl FnMut(&Sample),
 ) -> anyhow::Result<SoakRun> {
-    let admin = connect_call(target, Transport::Quic).await?;
+    let admin = connect_admin(target).await?;
     let load = Load::start(target, shape);
     let started = Instant::now();
     let mut samples = Vec::new();
@@ -434,10 +460,14 @@ pub async fn run(
             tokio::time::sleep_until(next).await;
             next += sample_every;
             let usage = Usage::of(target.pid).context("the node's /proc entry")?;
+            let client_cpu = Usage::of(std::process::id())?.cpu;
+            let host_busy = host_busy()?;
             let actors = read_tree(&admin).await.context("admin/tree")?.count();
             let sample = Sample {
                 at: started.elapsed(),
                 usage,
+                client_cpu,
+                host_busy,
                 actors,
                 window: load.take(),
             };
@@ -451,6 +481,15 @@ pub async fn run(
     load.stop().await?;
     sampled?;
     Ok(SoakRun { samples, errors })
+}
+
+/// A call session presenting the admin token that has read the tree once:
+/// a session that sends nothing within the node's `first_request_timeout`
+/// is closed, and an admin session may wait long before its next question.
+pub async fn connect_admin(target: &Target) -> anyhow::Result<CallClient> {
+    let admin = connect_call(target, Transport::Quic).await?;
+    read_tree(&admin).await.context("admin/tree")?;
+    Ok(admin)
 }
 
 /// A call session presenting the admin token.

@@ -199,6 +199,31 @@ impl Usage {
     }
 }
 
+/// CPU time the whole machine has spent busy so far, over all cores (the
+/// first line of `/proc/stat`): what tells a slow sample caused by the node
+/// from one caused by its neighbours.
+pub fn host_busy() -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("cpu "))
+        .context("no cpu line in /proc/stat")?
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    // user nice system idle iowait irq softirq steal (guest time is
+    // already counted in user).
+    let busy: u64 = fields
+        .iter()
+        .take(8)
+        .enumerate()
+        .filter(|(index, _)| *index != 3 && *index != 4)
+        .map(|(_, ticks)| ticks)
+        .sum();
+    Ok(Duration::from_millis(busy * 1000 / USER_HZ))
+}
+
 fn collect_lines(
     source: Option<impl std::io::Read + Send + 'static>,
     sink: Arc<Mutex<Vec<String>>>,

@@ -17,8 +17,6 @@ use alknet_bench::cycles::{self, Held};
 use alknet_bench::load::{self, Kind, Sample, Shape, SoakRun, Target};
 use alknet_bench::node_process::{self, NodeProcess};
 use alknet_bench::trend::Trend;
-use alknet_call::client::Transport;
-use anyhow::Context;
 
 const CONFIG: &str = "[diagnostics]\ncall_ops = true\n";
 const MIB: f64 = 1024.0 * 1024.0;
@@ -87,42 +85,53 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         args.warmup_seconds
     );
     println!(
-        "{:>7} {:>9} {:>5} {:>7} {:>6} {:>8} {:>7} {:>8}",
-        "t s", "RSS MiB", "fds", "actors", "cpu %", "done/s", "failed", "p99 ms"
+        "CPU columns: % of one core used by the node, by this load generator, and by every \
+         other process of the machine since the previous sample"
     );
-    let mut previous: Option<(Duration, Duration)> = None;
+    println!(
+        "{:>7} {:>9} {:>5} {:>7} {:>6} {:>6} {:>6} {:>8} {:>7} {:>8}",
+        "t s", "RSS MiB", "fds", "actors", "node", "load", "other", "done/s", "failed", "p99 ms"
+    );
+    let mut previous: Option<Sample> = None;
     let run = load::run(
         &target,
         &shape,
         duration,
         Duration::from_secs(args.sample_seconds),
         |sample: &Sample| {
-            let (at, cpu) = previous.unwrap_or((Duration::ZERO, Duration::ZERO));
-            let wall = sample.at.saturating_sub(at).as_secs_f64().max(1e-9);
-            let cpu_share = if previous.is_some() {
-                sample.usage.cpu.saturating_sub(cpu).as_secs_f64() / wall * 100.0
-            } else {
-                f64::NAN
+            let wall = sample
+                .at
+                .saturating_sub(previous.as_ref().map_or(Duration::ZERO, |p| p.at))
+                .as_secs_f64()
+                .max(1e-9);
+            let share = |now: Duration, then: fn(&Sample) -> Duration| match &previous {
+                Some(previous) => now.saturating_sub(then(previous)).as_secs_f64() / wall * 100.0,
+                None => f64::NAN,
             };
-            previous = Some((sample.at, sample.usage.cpu));
+            let node = share(sample.usage.cpu, |p| p.usage.cpu);
+            let client = share(sample.client_cpu, |p| p.client_cpu);
+            let other = share(sample.host_busy, |p| p.host_busy) - node - client;
             println!(
-                "{:>7.0} {:>9.1} {:>5} {:>7} {:>6.1} {:>8.0} {:>7} {:>8.2}",
+                "{:>7.0} {:>9.1} {:>5} {:>7} {:>6.1} {:>6.1} {:>6.0} {:>8.0} {:>7} {:>8.2}",
                 sample.at.as_secs_f64(),
                 sample.usage.rss_bytes as f64 / MIB,
                 sample.usage.open_fds,
                 sample.actors,
-                cpu_share,
+                node,
+                client,
+                other.max(0.0),
                 sample.window.completions() as f64 / wall,
                 sample.window.failures(),
                 sample.window.steady_calls().value_at_quantile(0.99) as f64 / 1000.0,
             );
+            previous = Some(sample.clone());
         },
     )
     .await?;
     report_load(&run, warmup, args.tolerance);
 
     let before = node.usage()?;
-    let admin = load::connect_call(&target, Transport::Quic).await?;
+    let admin = load::connect_admin(&target).await?;
     let held = Held::open(target.addr, args.held).await?;
     println!();
     println!(
@@ -131,10 +140,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         args.cycles, args.concurrency, args.held
     );
     let cycles = cycles::run(target.addr, args.cycles, args.concurrency, 10).await?;
-    held.prove_open().await?;
-    let exact = cycles::wait_until_exact(&admin, &held, Duration::from_secs(30)).await;
     let after = node.usage()?;
-    let tree = cycles::read_tree(&admin).await?;
     println!(
         "  {} completed, {} failed in {:.1} s ({:.0} cycles/s); per cycle p50 {:.2} ms, p99 {:.2} ms",
         cycles.completed,
@@ -155,16 +161,20 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         after.open_fds,
         after.cpu.saturating_sub(before.cpu).as_secs_f64()
     );
-    match &exact {
+    held.prove_open().await?;
+    match cycles::wait_until_exact(&admin, &held, Duration::from_secs(30)).await {
         Ok(waited) => println!(
-            "  admin/tree exact {:.0} ms after the last cycle: {} actors, {} held sessions + the admin session",
+            "  admin/tree exact {:.0} ms after the last cycle: {} actors, {} held sessions + the \
+             admin session",
             waited.as_secs_f64() * 1000.0,
-            tree.count(),
+            cycles::read_tree(&admin).await?.count(),
             held.len()
         ),
-        Err(error) => println!("  admin/tree NOT exact: {error:#}"),
+        Err(error) => {
+            println!("  admin/tree NOT exact: {error:#}");
+            return Err(error.context("admin/tree after the cycles"));
+        }
     }
-    exact.context("admin/tree after the cycles")?;
     anyhow::ensure!(cycles.failed == 0, "{} cycles failed", cycles.failed);
     Ok(())
 }
@@ -195,11 +205,15 @@ fn report_load(run: &SoakRun, warmup: Duration, tolerance: f64) {
         println!("  error: {error}");
     }
     println!();
+    let cpu = run.cpu_between(warmup, Duration::MAX);
     println!(
-        "trends after {} s of warm-up ({:.0} % of a core on average; \"flat\": slope within 3 \
-         standard errors of 0, or drift over the run within {:.0} % of the mean)",
+        "trends after {} s of warm-up (cores busy on average: node {:.2}, load {:.2}, other \
+         processes {:.2}; \"flat\": slope within 3 standard errors of 0, or drift over the run \
+         within {:.0} % of the mean)",
         warmup.as_secs(),
-        run.cpu_share(warmup) * 100.0,
+        cpu.node,
+        cpu.load,
+        cpu.other,
         tolerance * 100.0
     );
     println!(
@@ -228,10 +242,18 @@ fn report_load(run: &SoakRun, warmup: Duration, tolerance: f64) {
     if last >= warmup + minute * 2 {
         let first = run.total_between(warmup, warmup + minute).steady_calls();
         let final_minute = run.total_between(last - minute, last).steady_calls();
+        let shares = |cpu: load::CpuShares| {
+            format!(
+                "cores busy: node {:.2}, load {:.2}, other {:.2}",
+                cpu.node, cpu.load, cpu.other
+            )
+        };
         println!(
-            "call p99: first minute after warm-up {:.2} ms, last minute {:.2} ms",
+            "call p99: first minute after warm-up {:.2} ms ({}), last minute {:.2} ms ({})",
             first.value_at_quantile(0.99) as f64 / 1000.0,
-            final_minute.value_at_quantile(0.99) as f64 / 1000.0
+            shares(run.cpu_between(warmup, warmup + minute)),
+            final_minute.value_at_quantile(0.99) as f64 / 1000.0,
+            shares(run.cpu_between(last - minute, last)),
         );
     }
 }
