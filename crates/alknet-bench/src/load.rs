@@ -249,6 +249,20 @@ impl SoakRun {
         total
     }
 
+    /// The median over the windows that closed in `(from, to]` of each
+    /// window's steady-call p99, µs: a drift moves it, a few windows slowed
+    /// by the machine's other work do not.
+    pub fn median_window_p99(&self, from: Duration, to: Duration) -> u64 {
+        let mut p99s: Vec<u64> = self
+            .samples
+            .iter()
+            .filter(|s| s.at > from && s.at <= to)
+            .map(|s| s.window.steady_calls().value_at_quantile(0.99))
+            .collect();
+        p99s.sort_unstable();
+        p99s.get(p99s.len() / 2).copied().unwrap_or(0)
+    }
+
     /// The samples taken from `from` on.
     pub fn since(&self, from: Duration) -> impl Iterator<Item = &Sample> {
         self.samples.iter().filter(move |s| s.at >= from)

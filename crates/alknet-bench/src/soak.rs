@@ -249,10 +249,13 @@ fn report_load(run: &SoakRun, warmup: Duration, tolerance: f64) {
             )
         };
         println!(
-            "call p99: first minute after warm-up {:.2} ms ({}), last minute {:.2} ms ({})",
+            "call p99: first minute after warm-up {:.2} ms (median of its windows {:.2} ms; {}), \
+             last minute {:.2} ms (median {:.2} ms; {})",
             first.value_at_quantile(0.99) as f64 / 1000.0,
+            run.median_window_p99(warmup, warmup + minute) as f64 / 1000.0,
             shares(run.cpu_between(warmup, warmup + minute)),
             final_minute.value_at_quantile(0.99) as f64 / 1000.0,
+            run.median_window_p99(last - minute, last) as f64 / 1000.0,
             shares(run.cpu_between(last - minute, last)),
         );
     }
