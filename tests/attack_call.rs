@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 use alknet_call::CallError;
 use alknet_call::envelope::Event;
 use alknet_e2e::client::{quic_connect, quic_endpoint, tls_connect};
-use alknet_e2e::eventually_blocking;
 use alknet_e2e::process::{NodeProcess, run};
 use alknet_e2e::raw_call::{Raw, Transport, both, open_at};
+use alknet_e2e::{eventually_blocking, runtime};
 use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
 
@@ -44,14 +44,6 @@ fn error(event: Event) -> CallError {
         Event::Error(error) => error,
         other => panic!("expected call.error, got {other:?}"),
     }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 #[test]

@@ -12,6 +12,7 @@ use std::time::Duration;
 use alknet_bench::cycles::{self, Held};
 use alknet_bench::load::{self, Kind, Sample, Shape, SoakRun, Target};
 use alknet_e2e::process::NodeProcess;
+use alknet_e2e::runtime;
 
 const LOAD: Duration = Duration::from_secs(120);
 const SAMPLE_EVERY: Duration = Duration::from_secs(5);
@@ -20,14 +21,6 @@ const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 const WARMUP: Duration = Duration::from_secs(30);
 const CYCLES: u64 = 5_000;
 const MIB: u64 = 1024 * 1024;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// Mean of the last third of the samples after the warm-up, minus the mean
 /// of the first third.

@@ -14,6 +14,16 @@ use alknet_core::tls::ServerIdentity;
 use alknet_core::{IdentityProvider, NoIdentities, NodeConfig, NodeKey, ProtocolHandler};
 use alknet_supervisors::{Node, NodeHandle, NodeOptions};
 
+/// A two-worker runtime, for tests that drive an `alknet serve` process (the
+/// node runs in its own process; the test's clients run here).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
 /// Two fixed tokens: `admin-token` is `root` (scope `admin`), `user-token`
 /// is `bob` (scope `user`); no peers.
 pub struct TestTokens;
