@@ -54,8 +54,9 @@ async fn node(limits: SessionLimits) -> (NodeHandle, mpsc::UnboundedReceiver<()>
     (node, dropped_rx)
 }
 
+/// Conformance item 2 (docs/protocol.md §16).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item_2_services_list_on_one_port_over_both_transports() {
+async fn services_list_on_one_port_over_both_transports() {
     let (node, _) = node(SessionLimits::default()).await;
     for transport in both() {
         let mut raw = open(&node, transport).await;
@@ -85,8 +86,9 @@ async fn item_2_services_list_on_one_port_over_both_transports() {
     }
 }
 
+/// Conformance item 3 (docs/protocol.md §16).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item_3_bad_frames_get_no_envelope_and_end_the_stream_within_one_second() {
+async fn bad_frames_get_no_envelope_and_end_the_stream_within_one_second() {
     let (node, _) = node(SessionLimits::default()).await;
     let cases: [(&str, Vec<u8>); 3] = [
         ("length 0", vec![0, 0, 0, 0]),
@@ -117,8 +119,9 @@ async fn item_3_bad_frames_get_no_envelope_and_end_the_stream_within_one_second(
     }
 }
 
+/// Conformance items 7 and 15 (docs/protocol.md §16).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item_7_and_15_unknown_is_one_not_found_and_a_query_one_reply() {
+async fn unknown_is_one_not_found_and_a_query_one_reply() {
     let (node, _) = node(SessionLimits::default()).await;
     for transport in both() {
         let mut raw = open(&node, transport).await;
@@ -145,8 +148,9 @@ async fn item_7_and_15_unknown_is_one_not_found_and_a_query_one_reply() {
     }
 }
 
+/// Conformance item 16 (docs/protocol.md §16).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item_16_a_subscription_streams_then_completes() {
+async fn a_subscription_streams_then_completes() {
     let (node, _) = node(SessionLimits::default()).await;
     for transport in both() {
         let mut raw = open(&node, transport).await;
@@ -165,8 +169,9 @@ async fn item_16_a_subscription_streams_then_completes() {
     }
 }
 
+/// Conformance item 17 (docs/protocol.md §16).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item_17_requests_on_one_stream_are_answered_in_completion_order() {
+async fn requests_on_one_stream_are_answered_in_completion_order() {
     let (node, _) = node(SessionLimits::default()).await;
     for transport in both() {
         let mut raw = open(&node, transport).await;
@@ -185,8 +190,9 @@ async fn item_17_requests_on_one_stream_are_answered_in_completion_order() {
     }
 }
 
+/// Conformance item 18 (docs/protocol.md §16).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item_18_a_duplicate_in_flight_id_is_refused_and_the_first_completes() {
+async fn a_duplicate_in_flight_id_is_refused_and_the_first_completes() {
     let (node, _) = node(SessionLimits::default()).await;
     for transport in both() {
         let mut raw = open(&node, transport).await;
@@ -206,8 +212,9 @@ async fn item_18_a_duplicate_in_flight_id_is_refused_and_the_first_completes() {
     }
 }
 
+/// Conformance item 19 (docs/protocol.md §16).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item_19_the_request_over_the_in_flight_cap_is_unavailable() {
+async fn the_request_over_the_in_flight_cap_is_unavailable() {
     let limits = SessionLimits {
         max_in_flight: 256,
         ..SessionLimits::default()
@@ -232,8 +239,9 @@ async fn item_19_the_request_over_the_in_flight_cap_is_unavailable() {
     }
 }
 
+/// Conformance items 20 and 22 (docs/protocol.md §16).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item_20_and_22_abort_drops_the_handler_and_unknown_aborts_change_nothing() {
+async fn abort_drops_the_handler_and_unknown_aborts_change_nothing() {
     let (node, mut dropped) = node(SessionLimits::default()).await;
     for transport in both() {
         let mut raw = open(&node, transport).await;
@@ -254,8 +262,9 @@ async fn item_20_and_22_abort_drops_the_handler_and_unknown_aborts_change_nothin
     }
 }
 
+/// Conformance item 23 (docs/protocol.md §16).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item_23_a_query_past_its_deadline_times_out_and_is_cancelled() {
+async fn a_query_past_its_deadline_times_out_and_is_cancelled() {
     let limits = SessionLimits {
         call_timeout: Duration::from_millis(200),
         ..SessionLimits::default()
@@ -274,8 +283,9 @@ async fn item_23_a_query_past_its_deadline_times_out_and_is_cancelled() {
     }
 }
 
+/// Conformance item 24 (docs/protocol.md §16).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item_24_closing_the_session_aborts_its_handlers() {
+async fn closing_the_session_aborts_its_handlers() {
     let (node, mut dropped) = node(SessionLimits::default()).await;
     for transport in both() {
         let mut raw = open(&node, transport).await;
@@ -477,8 +487,9 @@ mod admin {
         found
     }
 
+    /// Conformance item 28 (docs/protocol.md §16).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn item_28_admin_tree_needs_admin_and_shows_the_callers_session() {
+    async fn admin_tree_needs_admin_and_shows_the_callers_session() {
         let (node, admin_key) = admin_node().await;
         for transport in [ClientTransport::Quic, ClientTransport::Tcp] {
             let anonymous = connect(&node, None, transport).await;
@@ -513,8 +524,9 @@ mod admin {
         }
     }
 
+    /// Conformance item 29 (docs/protocol.md §16).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn item_29_admin_kill_closes_a_session_and_refuses_other_targets() {
+    async fn admin_kill_closes_a_session_and_refuses_other_targets() {
         let (node, admin_key) = admin_node().await;
         let admin = connect(
             &node,
@@ -580,8 +592,9 @@ mod admin {
     }
 }
 
+/// Conformance item 3 (docs/protocol.md §16).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item_3_over_quic_the_stream_is_reset_and_stopped_with_protocol_error() {
+async fn over_quic_the_stream_is_reset_and_stopped_with_protocol_error() {
     let (node, _) = node(SessionLimits::default()).await;
     let endpoint = quic_endpoint();
     let conn = quic_connect(&endpoint, node.local_addr(), &[CALL])
@@ -613,8 +626,9 @@ async fn item_3_over_quic_the_stream_is_reset_and_stopped_with_protocol_error() 
         .expect("a reply on the same connection");
 }
 
+/// Conformance item 4 (docs/protocol.md §16).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item_4_envelopes_are_exactly_what_the_protocol_says() {
+async fn envelopes_are_exactly_what_the_protocol_says() {
     let (node, _) = node(SessionLimits::default()).await;
     for transport in both() {
         let mut raw = open(&node, transport).await;
@@ -646,8 +660,9 @@ async fn item_4_envelopes_are_exactly_what_the_protocol_says() {
     }
 }
 
+/// Conformance item 5 (docs/protocol.md §16).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item_5_an_unknown_type_is_ignored_and_the_next_request_answered() {
+async fn an_unknown_type_is_ignored_and_the_next_request_answered() {
     let (node, _) = node(SessionLimits::default()).await;
     for transport in both() {
         let mut raw = open(&node, transport).await;

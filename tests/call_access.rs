@@ -98,8 +98,9 @@ fn output(event: Event) -> Value {
     }
 }
 
+/// Conformance item 6 (docs/protocol.md §16).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item_6_with_and_without_the_leading_slash() {
+async fn with_and_without_the_leading_slash() {
     let node = node(Default::default()).await;
     for transport in both() {
         let mut raw = open(&node, transport).await;
@@ -109,8 +110,9 @@ async fn item_6_with_and_without_the_leading_slash() {
     }
 }
 
+/// Conformance item 8 (docs/protocol.md §16).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item_8_an_internal_operation_answers_like_an_unknown_one() {
+async fn an_internal_operation_answers_like_an_unknown_one() {
     let node = node(Default::default()).await;
     for transport in both() {
         let mut raw = open(&node, transport).await;
@@ -124,8 +126,9 @@ async fn item_8_an_internal_operation_answers_like_an_unknown_one() {
     }
 }
 
+/// Conformance item 9 (docs/protocol.md §16).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item_9_a_restricted_operation_without_identity_never_runs() {
+async fn a_restricted_operation_without_identity_never_runs() {
     let ran = Arc::new(AtomicBool::new(false));
     let node = node(ran.clone()).await;
     for transport in both() {
@@ -140,8 +143,9 @@ async fn item_9_a_restricted_operation_without_identity_never_runs() {
     assert!(!ran.load(Ordering::SeqCst), "the handler ran");
 }
 
+/// Conformance item 10 (docs/protocol.md §16).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item_10_a_missing_scope_looks_like_an_unknown_operation() {
+async fn a_missing_scope_looks_like_an_unknown_operation() {
     let node = node(Default::default()).await;
     for transport in both() {
         let mut raw = open(&node, transport).await;
@@ -161,8 +165,9 @@ async fn item_10_a_missing_scope_looks_like_an_unknown_operation() {
     }
 }
 
+/// Conformance item 11 (docs/protocol.md §16).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item_11_a_token_applies_to_its_own_request_only() {
+async fn a_token_applies_to_its_own_request_only() {
     let node = node(Default::default()).await;
     for transport in both() {
         let mut raw = open(&node, transport).await;
@@ -178,8 +183,9 @@ async fn item_11_a_token_applies_to_its_own_request_only() {
     }
 }
 
+/// Conformance item 12 (docs/protocol.md §16).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item_12_an_unresolvable_token_is_refused_even_without_access_control() {
+async fn an_unresolvable_token_is_refused_even_without_access_control() {
     let node = node(Default::default()).await;
     for transport in both() {
         let mut raw = open(&node, transport).await;
@@ -199,8 +205,9 @@ async fn item_12_an_unresolvable_token_is_refused_even_without_access_control() 
     }
 }
 
+/// Conformance item 13 (docs/protocol.md §16).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item_13_forwarded_for_is_metadata_not_authority() {
+async fn forwarded_for_is_metadata_not_authority() {
     let node = node(Default::default()).await;
     let root = Identity::new("root", ["admin"]);
     for transport in both() {
@@ -222,8 +229,9 @@ async fn item_13_forwarded_for_is_metadata_not_authority() {
     }
 }
 
+/// Conformance item 14 (docs/protocol.md §16).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item_14_schema_violations_name_the_value_and_the_handler_never_runs() {
+async fn schema_violations_name_the_value_and_the_handler_never_runs() {
     let ran = Arc::new(AtomicBool::new(false));
     let node = node(ran.clone()).await;
     for transport in both() {
@@ -250,8 +258,9 @@ async fn item_14_schema_violations_name_the_value_and_the_handler_never_runs() {
     );
 }
 
+/// Conformance item 26 (docs/protocol.md §16).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item_26_services_list_shows_only_what_the_caller_may_call() {
+async fn services_list_shows_only_what_the_caller_may_call() {
     let node = node(Default::default()).await;
     for transport in both() {
         let mut raw = open(&node, transport).await;
@@ -292,8 +301,9 @@ async fn item_26_services_list_shows_only_what_the_caller_may_call() {
     }
 }
 
+/// Conformance item 27 (docs/protocol.md §16).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item_27_services_schema_answers_like_a_call_would() {
+async fn services_schema_answers_like_a_call_would() {
     let node = node(Default::default()).await;
     for transport in both() {
         let mut raw = open(&node, transport).await;

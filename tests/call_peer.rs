@@ -105,8 +105,9 @@ async fn next_request(raw: &mut Raw) -> (String, String, Vec<(String, Event)>) {
     }
 }
 
+/// Conformance item 25 (docs/protocol.md §16).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item_25_the_node_calls_the_client_and_correlates_a_reply_from_another_stream() {
+async fn the_node_calls_the_client_and_correlates_a_reply_from_another_stream() {
     let (node, _) = node().await;
     for transport in both() {
         let mut raw = open(&node, transport).await;
@@ -149,8 +150,9 @@ async fn item_25_the_node_calls_the_client_and_correlates_a_reply_from_another_s
     }
 }
 
+/// Conformance item 30 (docs/protocol.md §16).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item_30_overlay_operations_are_the_sessions_own_and_die_with_it() {
+async fn overlay_operations_are_the_sessions_own_and_die_with_it() {
     let (node, remembered) = node().await;
     for transport in both() {
         let mut owner = open(&node, transport).await;
@@ -207,8 +209,9 @@ async fn item_30_overlay_operations_are_the_sessions_own_and_die_with_it() {
     }
 }
 
+/// Conformance item 30 (docs/protocol.md §16).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item_30_invalid_entries_are_refused_whole() {
+async fn invalid_entries_are_refused_whole() {
     let (node, _) = node().await;
     for transport in both() {
         let mut raw = open(&node, transport).await;
@@ -259,8 +262,9 @@ async fn relayed_to_a_peer(node: &NodeHandle, transport: Transport) -> (Raw, Raw
     (peer, caller, nested)
 }
 
+/// Conformance item 21 (docs/protocol.md §16).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item_21_aborting_a_request_aborts_its_nested_call_on_the_other_session() {
+async fn aborting_a_request_aborts_its_nested_call_on_the_other_session() {
     let (node, _) = node().await;
     for transport in both() {
         let (mut peer, mut caller, nested) = relayed_to_a_peer(&node, transport).await;
@@ -278,8 +282,9 @@ async fn item_21_aborting_a_request_aborts_its_nested_call_on_the_other_session(
     }
 }
 
+/// Conformance item 24 (docs/protocol.md §16).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item_24_closing_a_session_fails_the_nodes_outstanding_calls_on_it() {
+async fn closing_a_session_fails_the_nodes_outstanding_calls_on_it() {
     let (node, _) = node().await;
     for transport in both() {
         let (peer, mut caller, _) = relayed_to_a_peer(&node, transport).await;

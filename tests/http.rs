@@ -230,8 +230,9 @@ async fn post(
     curl(node, version, "POST", path, &args).await
 }
 
+/// Conformance item 31 (docs/protocol.md §16).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item_31_healthz_needs_no_credentials() {
+async fn healthz_needs_no_credentials() {
     let (node, _) = node().await;
     for version in VERSIONS {
         let reply = curl(&node, version, "GET", "/healthz", &[]).await;
@@ -246,8 +247,9 @@ async fn item_31_healthz_needs_no_credentials() {
     }
 }
 
+/// Conformance item 2 (docs/protocol.md §16).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item_2_a_tls_client_without_alpn_is_served_http_1_1() {
+async fn a_tls_client_without_alpn_is_served_http_1_1() {
     let (node, _) = node().await;
     let mut tls = tls_connect(node.local_addr(), &[])
         .await
@@ -265,8 +267,9 @@ async fn item_2_a_tls_client_without_alpn_is_served_http_1_1() {
     assert_eq!(reply.text(), "ok");
 }
 
+/// Conformance item 32 (docs/protocol.md §16).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item_32_anything_else_is_nginxs_404_byte_for_byte() {
+async fn anything_else_is_nginxs_404_byte_for_byte() {
     let (node, _) = node().await;
     for version in VERSIONS {
         for (method, path) in [
@@ -293,8 +296,9 @@ async fn item_32_anything_else_is_nginxs_404_byte_for_byte() {
     }
 }
 
+/// Conformance item 33 (docs/protocol.md §16).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item_33_call_answers_with_or_without_the_slash_and_hides_internal_operations() {
+async fn call_answers_with_or_without_the_slash_and_hides_internal_operations() {
     let (node, _) = node().await;
     for version in VERSIONS {
         for operation in ["test/echo", "/test/echo"] {
@@ -319,8 +323,9 @@ async fn item_33_call_answers_with_or_without_the_slash_and_hides_internal_opera
     }
 }
 
+/// Conformance item 34 (docs/protocol.md §16).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item_34_bearer_decides_401_404_and_200() {
+async fn bearer_decides_401_404_and_200() {
     let (node, _) = node().await;
     let body = r#"{"operation":"test/secret"}"#;
     for version in VERSIONS {
@@ -377,8 +382,9 @@ async fn item_34_bearer_decides_401_404_and_200() {
     }
 }
 
+/// Conformance item 35 (docs/protocol.md §16).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item_35_every_error_gets_its_status() {
+async fn every_error_gets_its_status() {
     let (node, _) = node().await;
     for version in VERSIONS {
         let reply = post(
@@ -487,8 +493,9 @@ async fn item_35_every_error_gets_its_status() {
     }
 }
 
+/// Conformance item 36 (docs/protocol.md §16).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item_36_batch_answers_in_order_and_refuses_more_than_100() {
+async fn batch_answers_in_order_and_refuses_more_than_100() {
     let (node, _) = node().await;
     for version in VERSIONS {
         let body = r#"[{"operation":"test/echo","input":{"n":1}},{"operation":"test/secret"}]"#;
@@ -523,8 +530,9 @@ async fn item_36_batch_answers_in_order_and_refuses_more_than_100() {
     }
 }
 
+/// Conformance item 37 (docs/protocol.md §16).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item_37_subscribe_streams_events_and_errors() {
+async fn subscribe_streams_events_and_errors() {
     let (node, _) = node().await;
     for version in VERSIONS {
         let reply = post(
@@ -575,8 +583,9 @@ async fn item_37_subscribe_streams_events_and_errors() {
     }
 }
 
+/// Conformance item 37 (docs/protocol.md §16).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item_37_a_client_that_goes_away_aborts_the_handler() {
+async fn a_client_that_goes_away_aborts_the_handler() {
     let (node, mut dropped) = node().await;
     for version in VERSIONS {
         // A subscription has no deadline: only the client leaving ends it.
@@ -601,8 +610,9 @@ async fn item_37_a_client_that_goes_away_aborts_the_handler() {
     }
 }
 
+/// Conformance item 38 (docs/protocol.md §16).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item_38_a_listed_path_with_another_method_is_405_with_allow() {
+async fn a_listed_path_with_another_method_is_405_with_allow() {
     let (node, _) = node().await;
     for version in VERSIONS {
         let reply = curl(&node, version, "DELETE", "/call", &[]).await;
@@ -714,8 +724,9 @@ async fn a_body_over_16_mib_is_413() {
     assert_eq!(reply.json()["message"], "request body too large");
 }
 
+/// Conformance item 39 (docs/protocol.md §16).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item_39_extra_routes_never_shadow_the_surface_and_see_the_bearer() {
+async fn extra_routes_never_shadow_the_surface_and_see_the_bearer() {
     use alknet_http::auth::Bearer;
     let status = || ExtraRoute {
         path: "/status".into(),

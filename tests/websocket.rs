@@ -83,8 +83,9 @@ fn refusal(error: tungstenite::Error) -> (u16, Option<String>, String) {
     }
 }
 
+/// Conformance item 40 (docs/protocol.md §16).
 #[tokio::test]
-async fn item_40_an_upgrade_without_a_resolvable_token_is_401() {
+async fn an_upgrade_without_a_resolvable_token_is_401() {
     let t = node().await;
     let addr = t.node.local_addr();
     for auth in [
@@ -117,8 +118,9 @@ async fn item_40_an_upgrade_without_a_resolvable_token_is_401() {
     assert_eq!(connect_h2(addr, Some("wrong-token")).await.err(), Some(401));
 }
 
+/// Conformance item 40 (docs/protocol.md §16).
 #[tokio::test]
-async fn item_40_subprotocol_auth_selects_alknet_call_and_never_echoes_the_token() {
+async fn subprotocol_auth_selects_alknet_call_and_never_echoes_the_token() {
     let t = node().await;
     let (mut socket, response) = connect_h1(t.node.local_addr(), Auth::Subprotocol("admin-token"))
         .await
@@ -145,8 +147,9 @@ async fn item_40_subprotocol_auth_selects_alknet_call_and_never_echoes_the_token
     assert_eq!(reply["payload"]["message"], "operation not found: search");
 }
 
+/// Conformance item 40 (docs/protocol.md §16).
 #[tokio::test]
-async fn item_40_a_subprotocol_list_without_alknet_call_is_400_and_a_plain_get_is_400() {
+async fn a_subprotocol_list_without_alknet_call_is_400_and_a_plain_get_is_400() {
     let t = node().await;
     let addr = t.node.local_addr();
     let mut request = format!("wss://localhost:{}/alknet/call", addr.port())
@@ -174,8 +177,9 @@ async fn item_40_a_subprotocol_list_without_alknet_call_is_400_and_a_plain_get_i
     assert!(response.starts_with("HTTP/1.1 400"), "{response}");
 }
 
+/// Conformance item 40 (docs/protocol.md §16).
 #[tokio::test]
-async fn item_40_header_auth_works_over_http1_and_http2_extended_connect() {
+async fn header_auth_works_over_http1_and_http2_extended_connect() {
     let t = node().await;
     let addr = t.node.local_addr();
     let (h1, response) = connect_h1(addr, Auth::Header("user-token"))
@@ -362,8 +366,9 @@ fn find<'a>(node: &'a Value, name: &str) -> Option<&'a Value> {
         .find_map(|c| find(c, name))
 }
 
+/// Conformance item 41 (docs/protocol.md §16).
 #[tokio::test]
-async fn item_41_a_text_message_closes_with_1002() {
+async fn a_text_message_closes_with_1002() {
     let t = node().await;
     let (mut socket, _) = connect_h1(t.node.local_addr(), Auth::Header("user-token"))
         .await
@@ -378,8 +383,9 @@ async fn item_41_a_text_message_closes_with_1002() {
     );
 }
 
+/// Conformance item 41 (docs/protocol.md §16).
 #[tokio::test]
-async fn item_41_an_invalid_envelope_closes_with_1002() {
+async fn an_invalid_envelope_closes_with_1002() {
     let t = node().await;
     for bad in [
         &b"{nope"[..],
@@ -402,8 +408,9 @@ async fn item_41_an_invalid_envelope_closes_with_1002() {
     }
 }
 
+/// Conformance item 41 (docs/protocol.md §16).
 #[tokio::test]
-async fn item_41_a_message_under_16_mib_is_served_and_a_17_mib_one_closes_with_1009() {
+async fn a_message_under_16_mib_is_served_and_a_17_mib_one_closes_with_1009() {
     let t = node().await;
     let (mut socket, _) = connect_h1(t.node.local_addr(), Auth::Header("user-token"))
         .await
@@ -586,8 +593,9 @@ async fn pings_keep_a_responsive_peer_open_and_a_silent_one_is_closed_with_1001(
     );
 }
 
+/// Conformance item 41 (docs/protocol.md §16).
 #[tokio::test]
-async fn item_41_a_peer_that_stops_answering_pings_is_closed_between_60_and_65_s() {
+async fn a_peer_that_stops_answering_pings_is_closed_between_60_and_65_s() {
     let t = node().await;
     let (code, reason, after) = silent_peer(&t.node).await;
     assert_eq!((code, reason.as_str()), (1001, "idle timeout"));

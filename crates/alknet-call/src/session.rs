@@ -314,8 +314,9 @@ mod tests {
         }
     }
 
+    /// Conformance item 18 (docs/protocol.md §16).
     #[test]
-    fn item_18_a_duplicate_in_flight_id_is_refused_and_the_first_continues() {
+    fn a_duplicate_in_flight_id_is_refused_and_the_first_continues() {
         let mut book = Book::new(256);
         dispatch(&mut book, 0, "a", "cancel-a");
         let error = error_of(book.receive(0, requested("a")));
@@ -326,8 +327,9 @@ mod tests {
         dispatch(&mut book, 0, "a", "cancel-a2");
     }
 
+    /// Conformance item 19 (docs/protocol.md §16).
     #[test]
-    fn item_19_the_request_over_the_cap_is_unavailable_and_retryable() {
+    fn the_request_over_the_cap_is_unavailable_and_retryable() {
         let mut book = Book::new(256);
         for i in 0..256 {
             let id: &'static str = Box::leak(format!("r{i}").into_boxed_str());
@@ -342,8 +344,9 @@ mod tests {
         dispatch(&mut book, 0, "r256", "c");
     }
 
+    /// Conformance items 20 and 22 (docs/protocol.md §16).
     #[test]
-    fn item_20_and_22_aborts_cancel_running_requests_and_ignore_unknown_ids() {
+    fn aborts_cancel_running_requests_and_ignore_unknown_ids() {
         let mut book = Book::new(8);
         dispatch(&mut book, 4, "a", "cancel-a");
         assert!(matches!(
@@ -371,8 +374,9 @@ mod tests {
         assert_eq!(book.serving("b", 0, "cancel-b"), Err("cancel-b"));
     }
 
+    /// Conformance item 25 (docs/protocol.md §16).
     #[test]
-    fn item_25_replies_correlate_by_id_whatever_the_stream() {
+    fn replies_correlate_by_id_whatever_the_stream() {
         let mut book = Book::new(8);
         book.call("q1".into(), CallKind::Unary, 1).unwrap();
         book.call("s1".into(), CallKind::Subscription, 2).unwrap();
@@ -401,8 +405,9 @@ mod tests {
         ));
     }
 
+    /// Conformance item 24 (docs/protocol.md §16).
     #[test]
-    fn item_24_closing_aborts_what_we_serve_and_fails_what_we_await() {
+    fn closing_aborts_what_we_serve_and_fails_what_we_await() {
         let mut book = Book::new(8);
         dispatch(&mut book, 0, "a", "cancel-a");
         dispatch(&mut book, 4, "b", "cancel-b");
@@ -453,8 +458,9 @@ mod tests {
         ));
     }
 
+    /// Conformance item 5 (docs/protocol.md §16).
     #[test]
-    fn item_5_unknown_types_are_ignored_and_the_next_request_answered() {
+    fn unknown_types_are_ignored_and_the_next_request_answered() {
         let mut book = Book::new(8);
         let unknown =
             EventEnvelope::parse(br#"{"type":"call.future","id":"u","payload":{}}"#).unwrap();

@@ -134,8 +134,9 @@ async fn all(registry: &Arc<Registry>, request: Request) -> Vec<Result<Value, Ca
     }
 }
 
+/// Conformance item 6 (docs/protocol.md §16).
 #[tokio::test]
-async fn item_6_leading_slash_and_bare_name_reach_the_same_operation() {
+async fn leading_slash_and_bare_name_reach_the_same_operation() {
     let registry = registry(Default::default());
     let with = one(&registry, request("/test/echo", json!({"n": 1})))
         .await
@@ -146,8 +147,9 @@ async fn item_6_leading_slash_and_bare_name_reach_the_same_operation() {
     assert_eq!(with, without);
 }
 
+/// Conformance item 7 (docs/protocol.md §16).
 #[tokio::test]
-async fn item_7_unknown_operation_is_not_found() {
+async fn unknown_operation_is_not_found() {
     let registry = registry(Default::default());
     let error = one(&registry, request("/nope/missing", json!({})))
         .await
@@ -158,8 +160,9 @@ async fn item_7_unknown_operation_is_not_found() {
     );
 }
 
+/// Conformance item 8 (docs/protocol.md §16).
 #[tokio::test]
-async fn item_8_internal_operations_look_unknown_from_outside_only() {
+async fn internal_operations_look_unknown_from_outside_only() {
     let registry = registry(Default::default());
     let outside = one(&registry, request("/test/hidden", json!({})))
         .await
@@ -171,8 +174,9 @@ async fn item_8_internal_operations_look_unknown_from_outside_only() {
     assert_eq!(one(&registry, nested).await.unwrap(), json!("inside"));
 }
 
+/// Conformance item 9 (docs/protocol.md §16).
 #[tokio::test]
-async fn item_9_restricted_operation_without_identity_never_runs() {
+async fn restricted_operation_without_identity_never_runs() {
     let ran = Arc::new(AtomicBool::new(false));
     let registry = registry(ran.clone());
     let error = one(&registry, request("admin/secret", json!({})))
@@ -182,8 +186,9 @@ async fn item_9_restricted_operation_without_identity_never_runs() {
     assert!(!ran.load(Ordering::SeqCst), "the handler ran");
 }
 
+/// Conformance item 10 (docs/protocol.md §16).
 #[tokio::test]
-async fn item_10_a_caller_without_the_scopes_is_told_the_operation_does_not_exist() {
+async fn a_caller_without_the_scopes_is_told_the_operation_does_not_exist() {
     let registry = registry(Default::default());
     let mut as_user = request("admin/secret", json!({}));
     as_user.session_identity = Some(Arc::new(Identity::new("bob", ["user"])));
@@ -199,8 +204,9 @@ async fn item_10_a_caller_without_the_scopes_is_told_the_operation_does_not_exis
     );
 }
 
+/// Conformance item 11 (docs/protocol.md §16).
 #[tokio::test]
-async fn item_11_a_resolving_token_applies_to_its_request_only() {
+async fn a_resolving_token_applies_to_its_request_only() {
     let registry = registry(Default::default());
     let mut with_token = request("admin/secret", json!({}));
     with_token.session_identity = Some(Arc::new(Identity::new("bob", ["user"])));
@@ -211,8 +217,9 @@ async fn item_11_a_resolving_token_applies_to_its_request_only() {
     assert_eq!(one(&registry, next).await.unwrap()["as"], "bob");
 }
 
+/// Conformance item 12 (docs/protocol.md §16).
 #[tokio::test]
-async fn item_12_an_unresolvable_token_is_forbidden_even_without_access_control() {
+async fn an_unresolvable_token_is_forbidden_even_without_access_control() {
     let registry = registry(Default::default());
     let mut bad = request("test/echo", json!({"n": 1}));
     bad.session_identity = Some(Arc::new(Identity::new("bob", ["admin"])));
@@ -223,8 +230,9 @@ async fn item_12_an_unresolvable_token_is_forbidden_even_without_access_control(
     );
 }
 
+/// Conformance item 13 (docs/protocol.md §16).
 #[tokio::test]
-async fn item_13_forwarded_for_never_passes_an_access_check() {
+async fn forwarded_for_never_passes_an_access_check() {
     let registry = registry(Default::default());
     let mut relayed = request("admin/secret", json!({}));
     relayed.forwarded_for = Some(Identity::new("root", ["admin"]));
@@ -234,8 +242,9 @@ async fn item_13_forwarded_for_never_passes_an_access_check() {
     );
 }
 
+/// Conformance item 14 (docs/protocol.md §16).
 #[tokio::test]
-async fn item_14_invalid_input_is_refused_before_the_handler_runs() {
+async fn invalid_input_is_refused_before_the_handler_runs() {
     let ran = Arc::new(AtomicBool::new(false));
     let registry = registry(ran.clone());
     let error = one(&registry, request("test/echo", json!({"n": "one"})))
@@ -246,8 +255,9 @@ async fn item_14_invalid_input_is_refused_before_the_handler_runs() {
     assert!(!ran.load(Ordering::SeqCst));
 }
 
+/// Conformance item 16 (docs/protocol.md §16).
 #[tokio::test]
-async fn item_16_subscriptions_stream_their_items_and_stop_at_an_error() {
+async fn subscriptions_stream_their_items_and_stop_at_an_error() {
     let registry = registry(Default::default());
     let items = all(&registry, request("test/count", json!({"n": 3}))).await;
     assert_eq!(items, vec![Ok(json!(0)), Ok(json!(1)), Ok(json!(2))]);
@@ -417,8 +427,9 @@ fn names(list: &Value) -> Vec<&str> {
         .collect()
 }
 
+/// Conformance item 26 (docs/protocol.md §16).
 #[tokio::test]
-async fn item_26_services_list_shows_each_caller_what_it_may_call() {
+async fn services_list_shows_each_caller_what_it_may_call() {
     let registry = discovery_registry();
     let anonymous = one(&registry, request("/services/list", json!({})))
         .await
@@ -452,8 +463,9 @@ async fn item_26_services_list_shows_each_caller_what_it_may_call() {
     );
 }
 
+/// Conformance item 27 (docs/protocol.md §16).
 #[tokio::test]
-async fn item_27_services_schema_is_judged_like_a_call() {
+async fn services_schema_is_judged_like_a_call() {
     let registry = discovery_registry();
     let hidden = one(
         &registry,
