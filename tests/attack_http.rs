@@ -327,6 +327,89 @@ async fn request_bodies_that_never_finish_stay_bounded() {
     );
 }
 
+/// What the node may log per minute of an attack by anonymous peers (as in
+/// `attack_listener.rs`).
+const LOG_BYTES_PER_MINUTE: usize = 20_000;
+
+/// HTTP/2 "rapid reset" (CVE-2023-44487): streams opened and cancelled at
+/// once, connection after connection. The node must cut such connections
+/// off, keep serving others, and log a bounded amount however long the flood
+/// lasts (issue #14, defect 5).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_rapid_reset_flood_is_cut_off_and_logs_a_bounded_amount() {
+    let node = NodeProcess::start(SHORT_LIMITS);
+    let (baseline_rss, _) = settled(&node).await;
+    let lines_before = node.log().len();
+    let bytes_before = node.log_bytes();
+    let attack = Duration::from_secs(10);
+    let started = Instant::now();
+    let (mut connections, mut resets) = (0usize, 0usize);
+    let mut max_rss = 0;
+    while started.elapsed() < attack {
+        resets += rapid_reset_connection(&node, 10_000).await;
+        connections += 1;
+        max_rss = max_rss.max(node.rss_bytes());
+    }
+    let attack_took = started.elapsed();
+    eprintln!("{resets} streams reset over {connections} connections in {attack_took:?}");
+    assert!(
+        connections > 10,
+        "the attack ran: {connections} connections"
+    );
+    // Cut off: no connection got anywhere near the 10,000 resets it tried.
+    let per_connection = resets / connections;
+    assert!(
+        per_connection < 2_000,
+        "{per_connection} resets per connection went through"
+    );
+    // Still serving, at once.
+    let (after_rss, _) = tokio::time::timeout(Duration::from_secs(5), settled(&node))
+        .await
+        .expect("a plain request is served right after the flood");
+    let growth = max_rss.max(after_rss).saturating_sub(baseline_rss);
+    assert!(
+        growth <= MAX_GROWTH_PER_CONNECTION,
+        "RSS grew by {} MiB",
+        growth / MIB
+    );
+    let grown = node.log_bytes() - bytes_before;
+    let per_minute = grown as f64 * 60.0 / attack_took.as_secs_f64();
+    eprintln!("log grew {grown} bytes: {per_minute:.0} bytes per minute of attack");
+    assert!(
+        per_minute <= LOG_BYTES_PER_MINUTE as f64,
+        "log grew {grown} bytes in {attack_took:?}: {}",
+        node.log()[lines_before..].join("\n")
+    );
+}
+
+/// Opens up to `limit` streams on one new HTTP/2 connection, resetting each
+/// the moment it is sent, until the node ends the connection; returns how
+/// many were sent.
+async fn rapid_reset_connection(node: &NodeProcess, limit: usize) -> usize {
+    let Ok(tls) = tls_connect(node.addr, &["h2"]).await else {
+        return 0;
+    };
+    let Ok((send, connection)) = h2::client::Builder::new().handshake::<_, Bytes>(tls).await else {
+        return 0;
+    };
+    let driver = tokio::spawn(connection);
+    let mut sent = 0;
+    while sent < limit {
+        let ready = tokio::time::timeout(Duration::from_secs(5), send.clone().ready()).await;
+        let Ok(Ok(mut ready)) = ready else { break };
+        let Ok((_response, mut body)) = ready.send_request(post_json("/call", None), false) else {
+            break;
+        };
+        body.send_reset(h2::Reason::CANCEL);
+        sent += 1;
+    }
+    // With every handle gone the client ends the connection itself, if the
+    // node has not already.
+    drop(send);
+    let _ = tokio::time::timeout(Duration::from_secs(5), driver).await;
+    sent
+}
+
 // ---------------------------------------------------------------------------
 // Stealth (defect 8)
 
