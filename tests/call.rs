@@ -444,12 +444,10 @@ mod admin {
             identities.clone(),
             SessionLimits::default(),
         ));
-        let mut config = test_config();
-        config.diagnostics.echo = true;
-        let mut handlers = vec![call];
-        handlers.extend(alknet_core::echo::diagnostic_handlers(&config.diagnostics));
+        let echo: Arc<dyn ProtocolHandler> = Arc::new(alknet_core::echo::EchoHandler);
+        let handlers = vec![call, echo];
         let node = start_node_with(
-            config,
+            test_config(),
             handlers,
             identities,
             NodeKey::generate(),

@@ -6,9 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use alknet_core::fault::FAULT_ALPN;
+use alknet_core::NoIdentities;
+use alknet_core::echo::EchoHandler;
+use alknet_core::fault::{FAULT_ALPN, FaultHandler};
 use alknet_e2e::client::{payload, quic_connect, quic_echo, quic_endpoint, tls_connect, tls_echo};
-use alknet_e2e::{eventually, start_node, test_config};
+use alknet_e2e::{eventually, start_node, start_web_node, test_config};
 use alknet_supervisors::{NodeHandle, ShutdownReason, TreeNode};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -24,10 +26,13 @@ fn supervisor<'a>(tree: &'a TreeNode, name: &str) -> &'a TreeNode {
         .unwrap_or_else(|| panic!("{name} missing from {tree:#?}"))
 }
 
-fn fault_config() -> alknet_core::NodeConfig {
-    let mut config = test_config();
-    config.diagnostics.fault = true;
-    config
+/// A node serving `alknet/echo` and the fault-injection protocol.
+async fn start_fault_node() -> NodeHandle {
+    start_web_node(
+        vec![Arc::new(EchoHandler), Arc::new(FaultHandler)],
+        Arc::new(NoIdentities),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -229,7 +234,7 @@ fn echo_traffic(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_connection_panics_fail_no_echo_request_and_restart_nothing() {
-    let node = start_node(fault_config()).await;
+    let node = start_fault_node().await;
     let addr = node.local_addr();
     let before = tree(&node);
     let fault_sup_id = supervisor(&before, "proto/alknet/fault").id.clone();
@@ -289,7 +294,7 @@ async fn a_thousand_connection_panics_fail_no_echo_request_and_restart_nothing()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_protocol_supervisor_is_restarted_and_serves_again() {
-    let node = start_node(fault_config()).await;
+    let node = start_fault_node().await;
     let addr = node.local_addr();
     let endpoint = quic_endpoint();
     let before = tree(&node);

@@ -6,24 +6,23 @@
 //! reaches the node through the [`AdminHandle`].
 
 use alknet_call::registry::{RegistrationError, Registry};
-use alknet_core::config::Diagnostics;
 
 use crate::admin::AdminHandle;
 
-/// Registers `diag/fault/panic-supervisor` when this build and `diagnostics`
-/// both allow it; otherwise registers nothing, so callers need no feature
-/// gate of their own.
+/// Registers `diag/fault/panic-supervisor` when this build allows it and
+/// `enabled` (`[diagnostics] fault`); otherwise registers nothing, so callers
+/// need no feature gate of their own.
 pub fn register(
     registry: &Registry,
     handle: &AdminHandle,
-    diagnostics: &Diagnostics,
+    enabled: bool,
 ) -> Result<(), RegistrationError> {
     #[cfg(feature = "fault-injection")]
-    if diagnostics.fault {
+    if enabled {
         registry.register(panic_supervisor(handle.clone()))?;
     }
     #[cfg(not(feature = "fault-injection"))]
-    let _ = (registry, handle, diagnostics);
+    let _ = (registry, handle, enabled);
     Ok(())
 }
 

@@ -68,22 +68,19 @@ pub fn hanging_query(
     })
 }
 
-/// A configuration for tests: an ephemeral loopback port and `alknet/echo`.
+/// A configuration for tests: an ephemeral loopback port.
 pub fn test_config() -> NodeConfig {
-    let mut config = NodeConfig {
+    NodeConfig {
         listen: "127.0.0.1:0".parse().expect("valid address"),
         ..NodeConfig::default()
-    };
-    config.diagnostics.echo = true;
-    config
+    }
 }
 
-/// Starts a node in this process with the diagnostic handlers `config` enables.
+/// Starts a node in this process serving `alknet/echo`.
 pub async fn start_node(config: NodeConfig) -> NodeHandle {
-    let handlers = alknet_core::echo::diagnostic_handlers(&config.diagnostics);
     start_node_with(
         config,
-        handlers,
+        vec![Arc::new(alknet_core::echo::EchoHandler)],
         Arc::new(NoIdentities),
         NodeKey::generate(),
         generate_certificate("test"),

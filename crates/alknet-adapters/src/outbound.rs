@@ -76,14 +76,14 @@ impl Clone for ClientIdentity {
 }
 
 impl Default for OutboundSettings {
-    /// The `[import]` configuration's defaults, which are documented there.
+    /// Also the defaults of `[import.client]`, which the template of
+    /// `alknet init` documents.
     fn default() -> Self {
-        let configured = alknet_core::config::ImportClient::default();
         Self {
-            timeout: configured.timeout,
-            connect_timeout: configured.connect_timeout,
-            retries: configured.retries,
-            backoff: configured.backoff,
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            retries: 3,
+            backoff: Duration::from_millis(100),
             ca_bundle: Vec::new(),
             client_identity: None,
         }

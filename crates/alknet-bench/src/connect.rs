@@ -33,13 +33,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let identity = crate::support::server_identity(&key)?;
     let echo = Alpn::new(Alpn::ECHO);
 
-    let mut config = NodeConfig {
+    let config = NodeConfig {
         listen: "127.0.0.1:0".parse()?,
         ..NodeConfig::default()
     };
-    config.diagnostics.echo = true;
     let node = Node::start(NodeOptions {
-        handlers: alknet_core::echo::diagnostic_handlers(&config.diagnostics),
+        handlers: vec![Arc::new(alknet_core::echo::EchoHandler)],
         identities: Arc::new(NoIdentities),
         tls: identity.clone(),
         config,

@@ -9,23 +9,8 @@ use std::sync::Arc;
 use tokio::task::JoinSet;
 
 use crate::alpn::Alpn;
-use crate::config::Diagnostics;
 use crate::connection::{BiStream, Connection};
 use crate::handler::{HandlerFuture, ProtocolHandler};
-
-/// The diagnostic handlers `[diagnostics]` enables. The fault handler exists
-/// only in builds with the `fault-injection` feature (tests).
-pub fn diagnostic_handlers(diagnostics: &Diagnostics) -> Vec<Arc<dyn ProtocolHandler>> {
-    let mut handlers: Vec<Arc<dyn ProtocolHandler>> = Vec::new();
-    if diagnostics.echo {
-        handlers.push(Arc::new(EchoHandler));
-    }
-    #[cfg(feature = "fault-injection")]
-    if diagnostics.fault {
-        handlers.push(Arc::new(crate::fault::FaultHandler));
-    }
-    handlers
-}
 
 /// The echo handler.
 #[derive(Debug, Default, Clone, Copy)]

@@ -35,3 +35,13 @@ pub use handler::{HandlerError, HandlerFuture, ProtocolHandler};
 pub use identity::{Identity, IdentityProvider, NoIdentities};
 pub use node_key::{NodeId, NodeKey};
 pub use tree::{ChildActor, ConnectionTree};
+
+/// The `alknet/fault` handler in builds with the `fault-injection` feature
+/// (tests), `None` elsewhere: for crates that cannot see this crate's
+/// features, such as the binary, whose `[diagnostics] fault` switches it.
+pub fn fault_injection_handler() -> Option<std::sync::Arc<dyn ProtocolHandler>> {
+    #[cfg(feature = "fault-injection")]
+    return Some(std::sync::Arc::new(fault::FaultHandler));
+    #[cfg(not(feature = "fault-injection"))]
+    None
+}

@@ -10,6 +10,7 @@
 //! `proto/http`; hyper serves HTTP/1.1 or HTTP/2 on the connection's one byte
 //! stream.
 //!
+//! - [`config`]: the `[http]` section of `alknet.toml`;
 //! - [`auth`]: the bearer middleware, which attaches an identity and never
 //!   rejects;
 //! - [`status`]: CallError → HTTP status and headers (§11.5);
@@ -28,6 +29,7 @@
 
 pub mod auth;
 mod body;
+pub mod config;
 pub mod console;
 pub mod decoy;
 mod event_queue;

@@ -313,7 +313,7 @@ pub fn init(root: &Path, options: InitOptions) -> anyhow::Result<Initialised> {
         .with_context(|| format!("{}", dir.ssh_host_key_pub().display()))?;
     dir.write_web_certificate()?;
     if !dir.config().exists() {
-        std::fs::write(dir.config(), alknet_core::config::DEFAULT_CONFIG_TOML)
+        std::fs::write(dir.config(), crate::sections::template())
             .with_context(|| format!("{}", dir.config().display()))?;
     }
     // Last, so that a failure here leaves a usable node whose operator can

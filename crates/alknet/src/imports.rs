@@ -24,12 +24,11 @@ use alknet_adapters::openapi::{self, HttpImport};
 use alknet_adapters::outbound::{Outbound, OutboundSettings};
 use alknet_call::registry::{OperationSpec, Visibility};
 use alknet_call::{OperationDef, Registry};
-use alknet_core::NodeConfig;
-use alknet_core::config::{AuthScheme, ImportAuth, ImportClient};
 use anyhow::{Context, bail};
 
 use crate::credentials::Credentials;
 use crate::data_dir::DataDir;
+use crate::sections::imports::{AuthScheme, ImportAuth, ImportClient, Imports};
 
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 const LAST_RETRY: Duration = Duration::from_secs(60);
@@ -166,13 +165,13 @@ pub struct Resolved {
 
 /// Resolves every OpenAPI and JSON-schema import.
 pub async fn resolve_http(
-    config: &NodeConfig,
+    imports: &Imports,
     dir: &DataDir,
     credentials: &CredentialSource<'_>,
     outbound: &Arc<Outbound>,
 ) -> anyhow::Result<Vec<Resolved>> {
     let mut resolved = Vec::new();
-    for (index, import) in config.import.openapi.iter().enumerate() {
+    for (index, import) in imports.openapi.iter().enumerate() {
         let label = format!("import.openapi[{index}] ({})", import.namespace);
         let auth = import.auth();
         let work = async {
@@ -192,7 +191,7 @@ pub async fn resolve_http(
         let defs = work.await.with_context(|| label.clone())?;
         resolved.push(Resolved { label, defs });
     }
-    for (index, import) in config.import.jsonschema.iter().enumerate() {
+    for (index, import) in imports.jsonschema.iter().enumerate() {
         let label = format!("import.jsonschema[{index}] ({})", import.namespace);
         let auth = import.auth();
         let work = || -> anyhow::Result<Vec<OperationDef>> {
@@ -300,12 +299,11 @@ pub struct McpJob {
 /// The MCP imports, with their credentials read now (a missing credential
 /// stops the start).
 pub fn mcp_jobs(
-    config: &NodeConfig,
+    imports: &Imports,
     dir: &DataDir,
     credentials: &CredentialSource<'_>,
 ) -> anyhow::Result<Vec<McpJob>> {
-    config
-        .import
+    imports
         .mcp
         .iter()
         .enumerate()
@@ -388,10 +386,8 @@ pub fn check(data_dir: &Path, config: Option<&Path>) -> anyhow::Result<std::proc
     let config_path = config
         .map(Path::to_owned)
         .or_else(|| Some(dir.config()).filter(|p| p.exists()));
-    let config = match &config_path {
-        Some(path) => NodeConfig::load(path)?,
-        None => NodeConfig::default(),
-    };
+    let config = crate::sections::load(config_path.as_deref())?;
+    let imports: &Imports = config.section();
     let names = crate::credentials::names_in_file(&dir)?;
     let credentials = CredentialSource::NamesOnly(names);
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -399,11 +395,8 @@ pub fn check(data_dir: &Path, config: Option<&Path>) -> anyhow::Result<std::proc
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let outbound = Arc::new(Outbound::new(outbound_settings(
-            &config.import.client,
-            &dir,
-        )?)?);
-        let resolved = resolve_http(&config, &dir, &credentials, &outbound).await?;
+        let outbound = Arc::new(Outbound::new(outbound_settings(&imports.client, &dir)?)?);
+        let resolved = resolve_http(imports, &dir, &credentials, &outbound).await?;
         // A scratch registry: schemas compile and names do not collide.
         let registry = Registry::new();
         alknet_call::builtins::register_discovery(&registry)?;
@@ -418,7 +411,7 @@ pub fn check(data_dir: &Path, config: Option<&Path>) -> anyhow::Result<std::proc
             register(&registry, vec![item])?;
             println!("{label}: ok, {count} operations ({visibility})");
         }
-        for job in mcp_jobs(&config, &dir, &credentials)? {
+        for job in mcp_jobs(imports, &dir, &credentials)? {
             println!(
                 "{}: ok, {} with {} (tools are listed when the node starts)",
                 job.label,
@@ -426,8 +419,7 @@ pub fn check(data_dir: &Path, config: Option<&Path>) -> anyhow::Result<std::proc
                 job.describe_credential()
             );
         }
-        let total =
-            config.import.openapi.len() + config.import.jsonschema.len() + config.import.mcp.len();
+        let total = imports.openapi.len() + imports.jsonschema.len() + imports.mcp.len();
         println!("{total} imports checked");
         Ok(std::process::ExitCode::SUCCESS)
     })

@@ -9,6 +9,7 @@ mod identities;
 mod imports;
 mod keystore;
 mod output;
+mod sections;
 mod serve;
 mod upstreams;
 mod vault_cmd;

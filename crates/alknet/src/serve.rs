@@ -7,8 +7,10 @@ use std::sync::Arc;
 
 use alknet_call::overlay::{OverlayBudget, OverlayLimits};
 use alknet_call::{CallHandler, Registry, SessionLimits, builtins};
+use alknet_core::config::Config;
 use alknet_core::tls::{self, ServerIdentity};
 use alknet_core::{IdentityProvider, NodeConfig, NodeKey, ProtocolHandler};
+use alknet_http::config::{DecoyKind, HttpSection};
 use alknet_identity::StoreIdentities;
 use alknet_supervisors::admin::AdminHandle;
 use alknet_supervisors::{Node, NodeOptions, ShutdownReason};
@@ -18,6 +20,7 @@ use crate::credentials::{self, Credentials};
 use crate::data_dir::{self, DataDir, InitOptions};
 use crate::imports::{self, CredentialSource};
 use crate::keystore::{self, PassphraseSource};
+use crate::sections::{self, Diagnostics, Imports, Upstreams};
 use crate::upstreams;
 
 pub struct ServeArgs {
@@ -42,12 +45,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .config
         .clone()
         .or_else(|| Some(dir.config()).filter(|p| p.exists()));
-    let mut config = match &config_path {
-        Some(path) => NodeConfig::load(path)?,
-        None => NodeConfig::default(),
-    };
+    let mut config = sections::load(config_path.as_deref())?;
     if let Some(listen) = args.listen {
-        config.listen = listen;
+        config.node.listen = listen;
     }
     // Unlock before anything starts: a wrong passphrase or a credential that
     // does not open stops here, with nothing listening and nothing written.
@@ -56,7 +56,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // The seed is not needed past this point: drop (and zero) it.
     let node_key = identity.node_key;
     drop(identity.vault);
-    init_logging(&config.log)?;
+    init_logging(&config.node.log)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -116,7 +116,7 @@ fn init_logging(default_filter: &str) -> anyhow::Result<()> {
 
 async fn serve(
     dir: DataDir,
-    config: NodeConfig,
+    config: Config,
     config_path: Option<PathBuf>,
     node_key: NodeKey,
     credentials: Credentials,
@@ -126,8 +126,11 @@ async fn serve(
     if !credentials.names().is_empty() {
         tracing::info!(names = ?credentials.names(), "sealed credentials decrypted");
     }
-    let web = dir.web_certificate(&node_key, config.http.stealth)?;
-    let operator = match (&config.tls.cert, &config.tls.key) {
+    let http_section: &HttpSection = config.section();
+    let diagnostics: &Diagnostics = config.section();
+    let imports: &Imports = config.section();
+    let web = dir.web_certificate(&node_key, http_section.stealth)?;
+    let operator = match (&config.node.tls.cert, &config.node.tls.key) {
         (Some(cert), Some(key)) => Some(tls::load_pem_pair(
             &dir.root().join(cert),
             &dir.root().join(key),
@@ -135,64 +138,64 @@ async fn serve(
         _ => None,
     };
     let mut identity = ServerIdentity::new(&node_key, web, operator)?;
-    if config.http.stealth {
+    if http_section.stealth {
         identity = identity.hiding_the_node();
     }
     // Tokens and peers, followed while the node runs (`alknet token|peer …`).
     dir.identity_store()?;
     let identities: Arc<dyn IdentityProvider> = Arc::new(StoreIdentities::open(dir.identities())?);
     let admin = AdminHandle::default();
-    let sessions = session_limits(&config);
-    let (call, registry) = call_handler(&config, &admin, identities.clone(), &sessions)?;
-    let upstreams = upstreams::options(&config, &node_key)?;
+    let sessions = session_limits(&config.node);
+    let (call, registry) = call_handler(diagnostics, &admin, identities.clone(), &sessions)?;
+    let upstreams = upstreams::options(config.section::<Upstreams>(), &node_key)?;
     // HTTP imports join the registry before anything listens; MCP imports
     // follow in the background once the node runs.
     let outbound = Arc::new(alknet_adapters::outbound::Outbound::new(
-        imports::outbound_settings(&config.import.client, &dir)?,
+        imports::outbound_settings(&imports.client, &dir)?,
     )?);
     let source = CredentialSource::Decrypted(&credentials);
-    let resolved = imports::resolve_http(&config, &dir, &source, &outbound).await?;
+    let resolved = imports::resolve_http(imports, &dir, &source, &outbound).await?;
     let imported = imports::register(&registry, resolved)?;
     if !imported.is_empty() {
         tracing::info!(operations = ?imported, "imported HTTP operations");
     }
-    let mcp_jobs = imports::mcp_jobs(&config, &dir, &source)?;
+    let mcp_jobs = imports::mcp_jobs(imports, &dir, &source)?;
     let mut handlers = vec![call];
-    if config.http.enabled {
+    if http_section.enabled {
         let settings = alknet_http::HttpSettings {
-            call_timeout: config.limits.call_timeout,
-            max_batch: config.limits.max_batch,
-            decoy: decoy(&config.http, &dir),
+            call_timeout: config.node.limits.call_timeout,
+            max_batch: config.node.limits.max_batch,
+            decoy: decoy(http_section, &dir),
             session: sessions.clone(),
-            console: config.http.console,
-            limits: connection_limits(&config.limits),
-            stealth: config.http.stealth,
-            public_paths: config.http.public_paths.clone(),
+            console: http_section.console,
+            limits: connection_limits(&config.node.limits),
+            stealth: http_section.stealth,
+            public_paths: http_section.public_paths.clone(),
             ..alknet_http::HttpSettings::default()
         };
         let mut http =
             alknet_http::HttpHandler::new(registry.clone(), identities.clone(), settings);
-        if config.http.mcp {
+        if http_section.mcp {
             http = http.with_mcp(alknet_adapters::to_mcp::router(
                 registry.clone(),
                 identities.clone(),
                 alknet_adapters::to_mcp::McpSettings {
-                    allowed_hosts: config.http.mcp_allowed_hosts.clone(),
-                    call_timeout: config.limits.call_timeout,
-                    max_batch: config.limits.max_batch,
+                    allowed_hosts: http_section.mcp_allowed_hosts.clone(),
+                    call_timeout: config.node.limits.call_timeout,
+                    max_batch: config.node.limits.max_batch,
                     version: env!("CARGO_PKG_VERSION").to_owned(),
                 },
             ));
         }
         handlers.push(Arc::new(http));
     }
-    handlers.extend(alknet_core::echo::diagnostic_handlers(&config.diagnostics));
-    let serves_console = config.http.enabled && config.http.console;
+    handlers.extend(diagnostics.handlers());
+    let serves_console = http_section.enabled && http_section.console;
     let node = Node::start(NodeOptions {
         handlers,
         identities,
         tls: identity,
-        config,
+        config: config.node.clone(),
     })
     .await
     .with_context(|| match &config_path {
@@ -242,7 +245,7 @@ async fn serve(
 /// operations when enabled. The registry is returned too: imports from
 /// upstreams join it while the node runs.
 fn call_handler(
-    config: &NodeConfig,
+    diagnostics: &Diagnostics,
     admin: &AdminHandle,
     identities: Arc<dyn IdentityProvider>,
     sessions: &SessionLimits,
@@ -250,8 +253,8 @@ fn call_handler(
     let registry = Registry::new();
     builtins::register_discovery(&registry)?;
     alknet_supervisors::admin::register(&registry, admin)?;
-    alknet_supervisors::fault::register(&registry, admin, &config.diagnostics)?;
-    if config.diagnostics.call_ops {
+    alknet_supervisors::fault::register(&registry, admin, diagnostics.fault)?;
+    if diagnostics.call_ops {
         builtins::register_diagnostics(&registry)?;
     }
     let registry = Arc::new(registry);
@@ -303,8 +306,7 @@ fn connection_limits(limits: &alknet_core::config::Limits) -> alknet_http::Conne
 /// node, so a signal sent right after `serving:` is a shutdown, never the
 /// default (fatal) action.
 /// The configured decoy; paths are relative to the data directory.
-fn decoy(http: &alknet_core::config::HttpSettings, dir: &DataDir) -> alknet_http::decoy::Decoy {
-    use alknet_core::config::DecoyKind;
+fn decoy(http: &HttpSection, dir: &DataDir) -> alknet_http::decoy::Decoy {
     use alknet_http::decoy::Decoy;
     match (http.decoy, &http.decoy_root, &http.decoy_redirect) {
         (DecoyKind::StaticSite, Some(root), _) => Decoy::StaticSite {

@@ -13,19 +13,20 @@ use alknet_call::Registry;
 use alknet_call::client::Transport;
 use alknet_call::from_call::{self, ImportError, UpstreamOptions};
 use alknet_call::registry::Visibility;
-use alknet_core::config::UpstreamTransport;
 use alknet_core::tls::ServerVerification;
-use alknet_core::{Fingerprint, NodeConfig, NodeId, NodeKey};
+use alknet_core::{Fingerprint, NodeId, NodeKey};
 use anyhow::Context;
+
+use crate::sections::upstreams::{UpstreamTransport, Upstreams};
 
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 const LAST_RETRY: Duration = Duration::from_secs(60);
 
 /// The import options of every configured upstream. Without a token, this
 /// node's key is presented as a client certificate.
-pub fn options(config: &NodeConfig, node_key: &NodeKey) -> anyhow::Result<Vec<UpstreamOptions>> {
-    config
-        .upstreams
+pub fn options(upstreams: &Upstreams, node_key: &NodeKey) -> anyhow::Result<Vec<UpstreamOptions>> {
+    upstreams
+        .0
         .iter()
         .map(|upstream| {
             let verification = match &upstream.pin {
