@@ -315,15 +315,51 @@ impl Incoming {
     /// be JSON, not decoded, so what fails only in decoding (JSON's nesting
     /// limit, a number out of range, an escape that is no character) does not
     /// fail them.
+    ///
+    /// A payload whose values would take more memory than
+    /// [`decoded_budget`] allows is not decoded: a request is answered
+    /// `INVALID_INPUT`, a reply fails its call locally, and an event that
+    /// needs no payload is read without it.
     pub fn parse(bytes: &[u8]) -> Result<Self, EnvelopeError> {
         // Well-formed envelopes are read in one pass. Anything else — a
         // duplicate member, an error's payload, any fault — is read again by
         // the general path, which alone decides what is wrong.
         let text = utf8(bytes)?;
+        if let Some(refused) = Self::refuse_if_too_costly(text)? {
+            return Ok(refused);
+        }
         match serde_json::from_str::<OnePass>(text) {
             Ok(OnePass(incoming)) => Ok(incoming),
             Err(_) => Self::parse_in_two_passes(text),
         }
+    }
+
+    /// Estimates what decoding the payload would cost before any value is
+    /// built, and gives the envelope read without its payload if that is
+    /// over budget. Only frames large enough to possibly be over are scanned
+    /// (then delimited by [`Checked::read`], which builds no value), so
+    /// ordinary frames pay nothing.
+    fn refuse_if_too_costly(text: &str) -> Result<Option<Self>, EnvelopeError> {
+        let budget = decoded_budget(text.len());
+        if text.len().saturating_mul(DECODED_BYTES_PER_VALUE) <= budget {
+            return Ok(None);
+        }
+        let members = Checked::read(text)?;
+        let estimate = value_count(members.payload.get()).saturating_mul(DECODED_BYTES_PER_VALUE);
+        if estimate <= budget {
+            return Ok(None);
+        }
+        let event = match TypeName::of(&members.event_type) {
+            TypeName::Requested => Err(PayloadError::Request(format!(
+                "payload would decode to about {estimate} bytes, more than {budget}"
+            ))),
+            TypeName::Responded | TypeName::Error => Err(PayloadError::Response),
+            kind => Event::of(kind, PayloadMembers::default()),
+        };
+        Ok(Some(Self {
+            id: members.id,
+            event,
+        }))
     }
 
     fn parse_in_two_passes(text: &str) -> Result<Self, EnvelopeError> {
@@ -503,6 +539,69 @@ impl<'a> Checked<'a> {
             payload,
         })
     }
+}
+
+/// What one decoded JSON value costs, in bytes: a `serde_json::Value`
+/// (strings' and keys' text is paid for by the frame's own bytes). Small
+/// values are one or two bytes of text each, so this is what turns a frame
+/// of `[0,0,0,…]` into sixteen times its size once decoded.
+const DECODED_BYTES_PER_VALUE: usize = std::mem::size_of::<Value>();
+/// How many times its own size a frame's payload may take once decoded.
+/// Ordinary JSON takes two to four.
+pub const DECODED_BYTES_PER_FRAME_BYTE: usize = 8;
+/// What any payload may take once decoded, whatever its frame's size.
+pub const MIN_DECODED_BUDGET: usize = 16 << 20;
+/// What no payload may take once decoded, however large its frame:
+/// eight times the default frame limit.
+pub const MAX_DECODED_BUDGET: usize = 128 << 20;
+
+/// The memory a payload read from a frame of `frame_len` bytes may take once
+/// decoded: [`DECODED_BYTES_PER_FRAME_BYTE`] times the frame, within
+/// [`MIN_DECODED_BUDGET`]..=[`MAX_DECODED_BUDGET`].
+pub fn decoded_budget(frame_len: usize) -> usize {
+    frame_len
+        .saturating_mul(DECODED_BYTES_PER_FRAME_BYTE)
+        .clamp(MIN_DECODED_BUDGET, MAX_DECODED_BUDGET)
+}
+
+/// How many JSON values (object keys included) `json` holds, counted from
+/// the tokens that start one, without building any. Meant for text already
+/// checked to be JSON; on other text it is an over-estimate.
+fn value_count(json: &str) -> usize {
+    let mut count = 0;
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut in_scalar = false;
+    for &byte in json.as_bytes() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => {
+                count += 1;
+                in_string = true;
+                in_scalar = false;
+            }
+            b'{' | b'[' => {
+                count += 1;
+                in_scalar = false;
+            }
+            b',' | b':' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r' => in_scalar = false,
+            // A number, `true`, `false` or `null`: counted at its first byte.
+            _ if !in_scalar => {
+                count += 1;
+                in_scalar = true;
+            }
+            _ => {}
+        }
+    }
+    count
 }
 
 /// The envelope's bytes as text. Checked whole and first: serde_json checks
@@ -885,6 +984,45 @@ mod tests {
             Incoming::parse(huge_unused).map(|incoming| incoming.event),
             Ok(Ok(Event::Responded(json!(1))))
         );
+    }
+
+    #[test]
+    fn values_are_counted_from_the_tokens_that_start_them() {
+        assert_eq!(value_count(r#"{}"#), 1);
+        assert_eq!(value_count(r#"[0,0,0]"#), 4);
+        assert_eq!(value_count(r#" { "a" : [ -1.5e3 , true , null ] } "#), 5);
+        assert_eq!(value_count(r#"{"k\"[{,":"x\\","y":1}"#), 5);
+    }
+
+    #[test]
+    fn a_payload_too_costly_to_decode_is_answered_without_decoding_it() {
+        // 1 M small values in 2 MiB: 32 MiB once decoded, over the 16 MiB
+        // any frame of that size may take.
+        let zeros = format!("[{}0]", "0,".repeat(1 << 20));
+        let frame = |kind: &str, member: &str| {
+            format!(r#"{{"type":"{kind}","id":"big","payload":{{"operationId":"/x","{member}":{zeros}}}}}"#)
+        };
+        let request = Incoming::parse(frame("call.requested", "input").as_bytes()).unwrap();
+        assert_eq!(request.id, "big");
+        let error = request.event.unwrap_err();
+        assert!(matches!(&error, PayloadError::Request(reason) if reason.contains("more than 16777216")));
+        assert_eq!(error.to_call_error().code, "INVALID_INPUT");
+        let reply = Incoming::parse(frame("call.responded", "output").as_bytes()).unwrap();
+        assert_eq!(reply.event, Err(PayloadError::Response));
+        let abort = Incoming::parse(frame("call.aborted", "x").as_bytes()).unwrap();
+        assert_eq!(abort.event, Ok(Event::Aborted));
+        // The same frame is still checked to be an envelope first.
+        assert!(matches!(
+            Incoming::parse(&frame("call.requested", "input").as_bytes()[1..]),
+            Err(EnvelopeError::Json(_) | EnvelopeError::NotObject)
+        ));
+        // As large a frame of one string is cheap to decode, and decoded.
+        let text = format!(
+            r#"{{"type":"call.requested","id":"s","payload":{{"operationId":"/x","input":"{}"}}}}"#,
+            "x".repeat(4 << 20)
+        );
+        let request = Incoming::parse(text.as_bytes()).unwrap();
+        assert!(matches!(request.event, Ok(Event::Requested(_))));
     }
 
     #[test]
