@@ -27,23 +27,18 @@
 
 #![warn(missing_docs)]
 
-pub mod access;
+pub use alknet_call_proto::{access, codec, envelope, error, names, operation, schema, session};
+
 pub mod actor;
 pub mod builtins;
 pub mod client;
-pub mod codec;
 pub mod dispatch;
-pub mod envelope;
-pub mod error;
 pub mod from_call;
 pub mod handle;
 pub mod messages;
-pub mod names;
 pub mod overlay;
 pub mod registry;
-pub mod schema;
 pub mod server;
-pub mod session;
 mod streams;
 
 pub use client::{CallClient, ClientOptions};

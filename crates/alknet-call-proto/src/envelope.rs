@@ -765,22 +765,26 @@ impl PayloadMembers {
 /// An outgoing envelope, borrowed: serialized as an [`EventEnvelope`] would
 /// be, without building its payload map first.
 #[derive(Serialize)]
-pub(crate) struct Outgoing<'a, P> {
+pub struct Outgoing<'a, P> {
+    /// The event type (see [`types`]).
     #[serde(rename = "type")]
-    pub(crate) event_type: &'static str,
-    pub(crate) id: &'a str,
-    pub(crate) payload: P,
+    pub event_type: &'static str,
+    /// The request id the event belongs to.
+    pub id: &'a str,
+    /// The event's payload.
+    pub payload: P,
 }
 
 /// The payload of `call.responded`.
 #[derive(Serialize)]
-pub(crate) struct OutputPayload<'a> {
-    pub(crate) output: &'a Value,
+pub struct OutputPayload<'a> {
+    /// The output.
+    pub output: &'a Value,
 }
 
 impl<'a> Outgoing<'a, OutputPayload<'a>> {
     /// `call.responded` with `output`.
-    pub(crate) fn responded(id: &'a str, output: &'a Value) -> Self {
+    pub fn responded(id: &'a str, output: &'a Value) -> Self {
         Self {
             event_type: types::RESPONDED,
             id,
