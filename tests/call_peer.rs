@@ -7,6 +7,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use alknet_call::ErrorCode;
 use alknet_call::envelope::{Event, EventEnvelope};
 use alknet_call::registry::{OperationDef, Registry};
 use alknet_call::{CallError, SessionHandle, SessionLimits};
@@ -223,7 +224,11 @@ async fn item_30_invalid_entries_are_refused_whole() {
             )
             .await,
         );
-        assert_eq!(refused.code, "INVALID_INPUT", "{transport:?}: {refused:?}");
+        assert_eq!(
+            refused.code,
+            ErrorCode::InvalidInput,
+            "{transport:?}: {refused:?}"
+        );
         let missing = error(
             raw.round_trip(
                 "bad2",
@@ -232,7 +237,7 @@ async fn item_30_invalid_entries_are_refused_whole() {
             )
             .await,
         );
-        assert_eq!(missing.code, "INVALID_INPUT");
+        assert_eq!(missing.code, ErrorCode::InvalidInput);
         // Nothing of the refused call was registered.
         assert_eq!(
             error(
@@ -351,6 +356,6 @@ async fn call_client_serves_the_operations_it_registers() {
             )
             .await
             .unwrap_err();
-        assert_eq!(refused.code, "INVALID_INPUT", "{refused:?}");
+        assert_eq!(refused.code, ErrorCode::InvalidInput, "{refused:?}");
     }
 }

@@ -1,9 +1,10 @@
-//! `CallError`: how a request fails (PROTOCOL.md §8).
+//! `CallError`: how a request fails (PROTOCOL.md §8), and its [`ErrorCode`].
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// The protocol error codes. Anything else is a domain code.
+/// The protocol error codes' texts on the wire. Anything else is a domain
+/// code. Code matches on [`ErrorCode`]; these are its wire spelling.
 pub mod codes {
     /// Unknown or internal operation; unknown target of a built-in.
     pub const NOT_FOUND: &str = "NOT_FOUND";
@@ -19,24 +20,119 @@ pub mod codes {
     pub const TIMEOUT: &str = "TIMEOUT";
     /// Overload, load shedding, shutting down (retryable).
     pub const UNAVAILABLE: &str = "UNAVAILABLE";
+}
 
+/// What kind of failure a [`CallError`] reports (§8): one of the protocol's
+/// codes, or a domain code an operation declares. On the wire it is the code's
+/// text ([`ErrorCode::as_str`]); a text that names a protocol code always reads
+/// as that code, never as a domain code.
+///
+/// Deliberately not `#[non_exhaustive]`: the protocol codes are fixed by the
+/// wire contract and domain codes have their own variant, so every mapping
+/// (an HTTP status, a CLI hint) matches exhaustively and a new protocol code
+/// would be a compile error at each of them.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// `NOT_FOUND`: unknown or internal operation; unknown target of a built-in.
+    NotFound,
+    /// `FORBIDDEN`: the access check failed, or a token did not resolve.
+    Forbidden,
+    /// `INVALID_INPUT`: malformed payload, input failing its schema, duplicate id.
+    InvalidInput,
+    /// `INVALID_OPERATION_TYPE`: the operation's kind does not fit the entry point.
+    InvalidOperationType,
+    /// `INTERNAL`: handler failure or panic, closed connection, oversize reply.
+    Internal,
+    /// `TIMEOUT`: the deadline passed (retryable).
+    Timeout,
+    /// `UNAVAILABLE`: overload, load shedding, shutting down (retryable).
+    Unavailable,
+    /// A code an operation declares (or, received from a peer, one it sent):
+    /// `[A-Z][A-Z0-9_]*` when well-formed, never a protocol code's text.
+    Domain(String),
+}
+
+impl ErrorCode {
     /// Every protocol code.
-    pub const ALL: [&str; 7] = [
-        NOT_FOUND,
-        FORBIDDEN,
-        INVALID_INPUT,
-        INVALID_OPERATION_TYPE,
-        INTERNAL,
-        TIMEOUT,
-        UNAVAILABLE,
+    pub const PROTOCOL: [ErrorCode; 7] = [
+        Self::NotFound,
+        Self::Forbidden,
+        Self::InvalidInput,
+        Self::InvalidOperationType,
+        Self::Internal,
+        Self::Timeout,
+        Self::Unavailable,
     ];
+
+    /// The code as the wire carries it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::NotFound => codes::NOT_FOUND,
+            Self::Forbidden => codes::FORBIDDEN,
+            Self::InvalidInput => codes::INVALID_INPUT,
+            Self::InvalidOperationType => codes::INVALID_OPERATION_TYPE,
+            Self::Internal => codes::INTERNAL,
+            Self::Timeout => codes::TIMEOUT,
+            Self::Unavailable => codes::UNAVAILABLE,
+            Self::Domain(code) => code,
+        }
+    }
+
+    /// The protocol code `code` names, if it names one.
+    fn protocol(code: &str) -> Option<Self> {
+        Some(match code {
+            codes::NOT_FOUND => Self::NotFound,
+            codes::FORBIDDEN => Self::Forbidden,
+            codes::INVALID_INPUT => Self::InvalidInput,
+            codes::INVALID_OPERATION_TYPE => Self::InvalidOperationType,
+            codes::INTERNAL => Self::Internal,
+            codes::TIMEOUT => Self::Timeout,
+            codes::UNAVAILABLE => Self::Unavailable,
+            _ => return None,
+        })
+    }
+
+    /// Whether this is one of the protocol codes (not a domain code).
+    pub fn is_protocol(&self) -> bool {
+        !matches!(self, Self::Domain(_))
+    }
+}
+
+impl From<&str> for ErrorCode {
+    fn from(code: &str) -> Self {
+        Self::protocol(code).unwrap_or_else(|| Self::Domain(code.to_owned()))
+    }
+}
+
+impl From<String> for ErrorCode {
+    fn from(code: String) -> Self {
+        Self::protocol(&code).unwrap_or(Self::Domain(code))
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ErrorCode {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Self::from)
+    }
 }
 
 /// A request's failure: `{code, message, retryable, details?}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CallError {
-    /// A protocol code ([`codes`]) or a declared domain code.
-    pub code: String,
+    /// A protocol code or a declared domain code.
+    pub code: ErrorCode,
     /// Human-readable; for protocol errors, the exact texts of PROTOCOL.md.
     pub message: String,
     /// Whether the same request may succeed later.
@@ -47,9 +143,9 @@ pub struct CallError {
 }
 
 impl CallError {
-    fn protocol(code: &str, message: impl Into<String>, retryable: bool) -> Self {
+    fn protocol(code: ErrorCode, message: impl Into<String>, retryable: bool) -> Self {
         Self {
-            code: code.to_owned(),
+            code,
             message: message.into(),
             retryable,
             details: None,
@@ -58,7 +154,7 @@ impl CallError {
 
     /// `NOT_FOUND` with `message`.
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::protocol(codes::NOT_FOUND, message, false)
+        Self::protocol(ErrorCode::NotFound, message, false)
     }
 
     /// `NOT_FOUND` `operation not found: <name>`.
@@ -68,41 +164,42 @@ impl CallError {
 
     /// `FORBIDDEN` with `message`.
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::protocol(codes::FORBIDDEN, message, false)
+        Self::protocol(ErrorCode::Forbidden, message, false)
     }
 
     /// `INVALID_INPUT` with `message`.
     pub fn invalid_input(message: impl Into<String>) -> Self {
-        Self::protocol(codes::INVALID_INPUT, message, false)
+        Self::protocol(ErrorCode::InvalidInput, message, false)
     }
 
     /// `INVALID_OPERATION_TYPE` with `message`.
     pub fn invalid_operation_type(message: impl Into<String>) -> Self {
-        Self::protocol(codes::INVALID_OPERATION_TYPE, message, false)
+        Self::protocol(ErrorCode::InvalidOperationType, message, false)
     }
 
     /// `INTERNAL` with `message`.
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::protocol(codes::INTERNAL, message, false)
+        Self::protocol(ErrorCode::Internal, message, false)
     }
 
     /// `TIMEOUT` `request timed out`.
     pub fn timeout() -> Self {
-        Self::protocol(codes::TIMEOUT, "request timed out", true)
+        Self::protocol(ErrorCode::Timeout, "request timed out", true)
     }
 
     /// `UNAVAILABLE` with `message` and `details.retry_after` in seconds.
     pub fn unavailable(message: impl Into<String>, retry_after_secs: u64) -> Self {
         Self {
             details: Some(serde_json::json!({ "retry_after": retry_after_secs })),
-            ..Self::protocol(codes::UNAVAILABLE, message, true)
+            ..Self::protocol(ErrorCode::Unavailable, message, true)
         }
     }
 
-    /// A domain error (the caller checks that the code is declared).
+    /// A domain error (the caller checks that the code is declared). A
+    /// protocol code's text makes that protocol code.
     pub fn domain(code: impl Into<String>, message: impl Into<String>, retryable: bool) -> Self {
         Self {
-            code: code.into(),
+            code: ErrorCode::from(code.into()),
             message: message.into(),
             retryable,
             details: None,
@@ -117,7 +214,7 @@ impl CallError {
 
     /// Whether `code` is one of the protocol codes.
     pub fn is_protocol_code(code: &str) -> bool {
-        codes::ALL.contains(&code)
+        ErrorCode::protocol(code).is_some()
     }
 
     /// Whether `code` has the shape of a domain code: `[A-Z][A-Z0-9_]*` and
@@ -132,11 +229,11 @@ impl CallError {
     /// How a client must treat an error it received (§8): a code it does not
     /// recognise is `INTERNAL` and not retryable, whatever the sender said.
     pub fn as_understood_by_client(self, known_domain_code: impl Fn(&str) -> bool) -> Self {
-        if Self::is_protocol_code(&self.code) || known_domain_code(&self.code) {
+        if self.code.is_protocol() || known_domain_code(self.code.as_str()) {
             self
         } else {
             Self {
-                code: codes::INTERNAL.to_owned(),
+                code: ErrorCode::Internal,
                 retryable: false,
                 ..self
             }
@@ -165,6 +262,38 @@ mod tests {
             value,
             json!({"code":"NOT_FOUND","message":"operation not found: nope/missing","retryable":false})
         );
+    }
+
+    #[test]
+    fn codes_travel_as_exactly_their_texts() {
+        for code in ErrorCode::PROTOCOL {
+            let text = serde_json::to_value(&code).unwrap();
+            assert_eq!(text, json!(code.as_str()));
+            assert_eq!(serde_json::from_value::<ErrorCode>(text).unwrap(), code);
+            assert!(code.is_protocol());
+        }
+        let wire = [
+            codes::NOT_FOUND,
+            codes::FORBIDDEN,
+            codes::INVALID_INPUT,
+            codes::INVALID_OPERATION_TYPE,
+            codes::INTERNAL,
+            codes::TIMEOUT,
+            codes::UNAVAILABLE,
+        ];
+        assert_eq!(
+            ErrorCode::PROTOCOL.map(|code| code.as_str().to_owned()),
+            wire
+        );
+        let domain: ErrorCode = serde_json::from_value(json!("FILE_NOT_FOUND")).unwrap();
+        assert_eq!(domain, ErrorCode::Domain("FILE_NOT_FOUND".into()));
+        assert!(!domain.is_protocol());
+        // A protocol code's text is that code, however it arrives.
+        assert_eq!(
+            CallError::domain("TIMEOUT", "m", true).code,
+            ErrorCode::Timeout
+        );
+        assert_eq!(ErrorCode::from("NOT_FOUND".to_owned()), ErrorCode::NotFound);
     }
 
     #[test]
@@ -198,7 +327,7 @@ mod tests {
     fn clients_treat_unknown_codes_as_internal() {
         let received = CallError::domain("SOMETHING_NEW", "m", true);
         let understood = received.as_understood_by_client(|_| false);
-        assert_eq!(understood.code, "INTERNAL");
+        assert_eq!(understood.code, ErrorCode::Internal);
         assert!(!understood.retryable);
         assert_eq!(understood.message, "m");
         let declared = CallError::domain("FILE_NOT_FOUND", "m", false);

@@ -6,7 +6,7 @@
 //! - [`envelope`]: the `EventEnvelope` and its five event types (§4);
 //! - [`codec`]: the length-prefixed framing for byte streams (§3.1), with every
 //!   size limit checked before anything is allocated;
-//! - [`error`]: `CallError` and the protocol error codes (§8);
+//! - [`error`]: `CallError` and its [`ErrorCode`]s (§8);
 //! - [`names`]: operation names (§6.1);
 //! - [`access`]: the per-operation access check with its exact messages (§6.3);
 //! - [`schema`]: input validation against compiled JSON Schemas (§6.4);
@@ -28,4 +28,4 @@ pub mod session;
 
 pub use codec::{FrameDecoder, FrameError};
 pub use envelope::{CallRequest, Event, EventEnvelope, Incoming};
-pub use error::CallError;
+pub use error::{CallError, ErrorCode};

@@ -71,6 +71,7 @@ impl Default for ClientOptions {
 
 /// Why a client could not connect.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConnectError {
     /// TLS configuration failed.
     #[error(transparent)]

@@ -44,7 +44,7 @@ mod streams;
 pub use client::{CallClient, ClientOptions};
 pub use codec::{FrameDecoder, FrameError};
 pub use envelope::{CallRequest, Event, EventEnvelope, Incoming};
-pub use error::CallError;
+pub use error::{CallError, ErrorCode};
 pub use handle::{CallOptions, SessionHandle, Subscription};
 pub use registry::{OperationDef, Registry};
 pub use server::{CallHandler, SessionConfig, SessionLimits};

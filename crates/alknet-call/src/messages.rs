@@ -42,7 +42,8 @@ pub struct MessageSession {
     ended: Option<JoinHandle<()>>,
 }
 
-/// Why a message was not taken.
+/// Why a message was not taken. Exhaustive on purpose: whoever owns the
+/// socket picks a close code for each case.
 #[derive(Debug, thiserror::Error)]
 pub enum Refused {
     /// Not a valid envelope (§4.1): the channel must be closed (§3.2).

@@ -470,7 +470,7 @@ mod tests {
             {"name": "a/bad", "op_type": "query", "input_schema": {"type": 12}}
         ]);
         let error = overlay.register(items, true).unwrap_err();
-        assert_eq!(error.code, "INVALID_INPUT");
+        assert_eq!(error.code, crate::error::ErrorCode::InvalidInput);
         assert!(overlay.specs().is_empty());
         assert_eq!(overlay.limits.budget.used(), 0);
     }

@@ -80,15 +80,9 @@ impl Context {
     /// the nested handler.
     pub async fn call(&self, operation: &str, input: Value) -> Result<Value, CallError> {
         let request = self.nested(operation, input, Expect::OneReply);
-        let Reply::One(output) = dispatch::dispatch(&self.registry, &NoIdentities, request)? else {
-            return Err(CallError::internal("invalid response payload"));
-        };
-        match self.deadline {
-            Some(deadline) => tokio::time::timeout_at(deadline, output)
-                .await
-                .unwrap_or_else(|_| Err(CallError::timeout())),
-            None => output.await,
-        }
+        dispatch::dispatch(&self.registry, &NoIdentities, request)?
+            .one_output(self.deadline)
+            .await
     }
 
     /// Calls a subscription of this node's registry, like [`Context::call`];
@@ -300,6 +294,7 @@ impl OperationDef {
 
 /// Why an operation cannot be registered.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RegistrationError {
     /// The name breaks §6.1.
     #[error(transparent)]
