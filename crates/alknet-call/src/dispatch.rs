@@ -8,7 +8,7 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-use alknet_core::{Identity, IdentityProvider};
+use alknet_core::{Identity, IdentityProvider, NoIdentities};
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
@@ -310,4 +310,50 @@ fn declared_or_internal(operation: &Operation, error: CallError) -> CallError {
         );
     }
     CallError::internal(error.message)
+}
+
+// A handler's nested calls (§7.2): dispatch seen from inside a handler.
+impl Context {
+    /// Calls a query or mutation of this node's registry, internal ones
+    /// included, as the authority this operation's registration grants (not as
+    /// the caller, who becomes `forwarded_for`). The call shares this request's
+    /// deadline, and is cancelled with it: dropping the returned future drops
+    /// the nested handler.
+    pub async fn call(&self, operation: &str, input: Value) -> Result<Value, CallError> {
+        let request = self.nested(operation, input, Expect::OneReply);
+        dispatch(&self.registry, &NoIdentities, request)?
+            .one_output(self.deadline)
+            .await
+    }
+
+    /// Calls a subscription of this node's registry, like [`Context::call`];
+    /// dropping the stream cancels it.
+    pub fn subscribe(
+        &self,
+        operation: &str,
+        input: Value,
+    ) -> Result<BoxStream<'static, Result<Value, CallError>>, CallError> {
+        let request = self.nested(operation, input, Expect::Stream);
+        match dispatch(&self.registry, &NoIdentities, request)? {
+            Reply::Stream(items) => Ok(items),
+            Reply::One(_) => Err(CallError::internal("invalid response payload")),
+        }
+    }
+
+    fn nested(&self, operation: &str, input: Value, expect: Expect) -> Request {
+        Request {
+            id: uuid::Uuid::new_v4().to_string(),
+            operation: operation.to_owned(),
+            input,
+            session_identity: self.authority.clone(),
+            auth_token: None,
+            // The composing request's caller, as metadata; its own
+            // `forwarded_for` is not inherited (§7.2).
+            forwarded_for: self.identity.as_deref().cloned(),
+            origin: Origin::Nested,
+            expect,
+            deadline: self.deadline,
+            session: self.session.clone(),
+        }
+    }
 }

@@ -24,7 +24,7 @@ use serde_json::Value;
 use crate::access::AccessControl;
 use crate::error::CallError;
 use crate::names;
-use crate::registry::{ErrorSchema, OpType, OperationSpec, Visibility};
+use crate::operation::{ErrorSchema, OpType, OperationSpec, Visibility};
 use crate::schema::InputSchema;
 
 /// What one session may register, and the node-wide budget it draws from.

@@ -14,14 +14,13 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use zeroize::Zeroizing;
 
-use alknet_core::{Identity, NoIdentities};
+use alknet_core::Identity;
 use futures::future::BoxFuture;
 use futures::stream::{BoxStream, Stream};
 use futures::{FutureExt, StreamExt};
 use serde_json::{Value, json};
 
 use crate::access::AccessControl;
-use crate::dispatch::{self, Expect, Origin, Reply};
 use crate::error::CallError;
 use crate::handle::SessionHandle;
 use crate::names::{self, NameError};
@@ -70,51 +69,6 @@ pub struct Context {
     pub session: Option<SessionHandle>,
     /// What nested calls run as: the registration's grant, never the caller's.
     pub(crate) authority: Option<Arc<Identity>>,
-}
-
-impl Context {
-    /// Calls a query or mutation of this node's registry, internal ones
-    /// included, as the authority this operation's registration grants (not as
-    /// the caller, who becomes `forwarded_for`). The call shares this request's
-    /// deadline, and is cancelled with it: dropping the returned future drops
-    /// the nested handler.
-    pub async fn call(&self, operation: &str, input: Value) -> Result<Value, CallError> {
-        let request = self.nested(operation, input, Expect::OneReply);
-        dispatch::dispatch(&self.registry, &NoIdentities, request)?
-            .one_output(self.deadline)
-            .await
-    }
-
-    /// Calls a subscription of this node's registry, like [`Context::call`];
-    /// dropping the stream cancels it.
-    pub fn subscribe(
-        &self,
-        operation: &str,
-        input: Value,
-    ) -> Result<BoxStream<'static, Result<Value, CallError>>, CallError> {
-        let request = self.nested(operation, input, Expect::Stream);
-        match dispatch::dispatch(&self.registry, &NoIdentities, request)? {
-            Reply::Stream(items) => Ok(items),
-            Reply::One(_) => Err(CallError::internal("invalid response payload")),
-        }
-    }
-
-    fn nested(&self, operation: &str, input: Value, expect: Expect) -> dispatch::Request {
-        dispatch::Request {
-            id: uuid::Uuid::new_v4().to_string(),
-            operation: operation.to_owned(),
-            input,
-            session_identity: self.authority.clone(),
-            auth_token: None,
-            // The composing request's caller, as metadata; its own
-            // `forwarded_for` is not inherited (§7.2).
-            forwarded_for: self.identity.as_deref().cloned(),
-            origin: Origin::Nested,
-            expect,
-            deadline: self.deadline,
-            session: self.session.clone(),
-        }
-    }
 }
 
 type UnaryFn = dyn Fn(Context, Value) -> BoxFuture<'static, Result<Value, CallError>> + Send + Sync;
