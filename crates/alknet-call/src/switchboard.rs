@@ -79,8 +79,6 @@ impl Switchboard {
     }
 }
 
-/// Whether `envelope` answers one of this end's calls: those are correlated
-/// by the reader against the shared book, without a hop through the actor.
 /// Envelopes one reader may have waiting for its session actor.
 const INBOUND_PERMITS: usize = 32;
 
