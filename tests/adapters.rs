@@ -15,6 +15,7 @@ use alknet_adapters::from_mcp::{self, McpImport, McpImportError};
 use alknet_adapters::openapi::{self, HttpImport};
 use alknet_adapters::outbound::{Outbound, OutboundSettings};
 use alknet_adapters::to_mcp::{self, McpSettings};
+use alknet_call::ErrorCode;
 use alknet_call::access::AccessControl;
 use alknet_call::dispatch::{self, Expect, Origin, Reply};
 use alknet_call::registry::{OpType, OperationDef, OperationSpec, Registry, Visibility};
@@ -302,7 +303,7 @@ async fn a_call_forwards_path_query_body_and_the_credential() {
     let error = call(&registry, "pets/getPetById", json!({"petId": "twelve"}))
         .await
         .unwrap_err();
-    assert_eq!(error.code, "INVALID_INPUT");
+    assert_eq!(error.code, ErrorCode::InvalidInput);
     assert_eq!(api.seen().len(), 3);
 }
 
@@ -336,7 +337,7 @@ async fn transient_5xx_are_retried_with_backoff_and_then_reported() {
     let error = call(&registry, "pets/getInventory", json!({}))
         .await
         .unwrap_err();
-    assert_eq!(error.code, "HTTP_500");
+    assert_eq!(error.code.as_str(), "HTTP_500");
     assert_eq!(api.seen_at("/v2/store/inventory").len(), 3 + 4);
 }
 
@@ -368,7 +369,7 @@ async fn retry_after_on_a_503_holds_the_next_request_to_that_url() {
     let error = call(&registry, "pets/getInventory", json!({}))
         .await
         .unwrap_err();
-    assert_eq!(error.code, "HTTP_503");
+    assert_eq!(error.code.as_str(), "HTTP_503");
     assert_eq!(error.details, Some(json!({"retry_after": 2})));
     call(&registry, "pets/getInventory", json!({}))
         .await
@@ -481,7 +482,7 @@ async fn swapped_settings_apply_to_the_next_call() {
     let error = call(&registry, "pets/getInventory", json!({}))
         .await
         .unwrap_err();
-    assert_eq!(error.code, "HTTP_500");
+    assert_eq!(error.code.as_str(), "HTTP_500");
     assert_eq!(api.seen_at("/v2/store/inventory").len(), 1);
 }
 
@@ -808,7 +809,7 @@ async fn from_mcp_imports_a_node_round_trips_and_reconnects_after_a_restart() {
     let error = call(&registry, "hub/call", json!({"operation": "nope/missing"}))
         .await
         .unwrap_err();
-    assert_eq!(error.code, "MCP_TOOL_ERROR");
+    assert_eq!(error.code.as_str(), "MCP_TOOL_ERROR");
     assert_eq!(
         error.message,
         "NOT_FOUND: operation not found: nope/missing"
@@ -823,7 +824,7 @@ async fn from_mcp_imports_a_node_round_trips_and_reconnects_after_a_restart() {
     node.shutdown();
     node.wait().await;
     let error = call(&registry, "hub/call", echo.clone()).await.unwrap_err();
-    assert_eq!(error.code, "INTERNAL");
+    assert_eq!(error.code, ErrorCode::Internal);
     let node = http_node(mcp_registry(), "127.0.0.1:0".parse().unwrap()).await;
     *relay.backend.lock().unwrap() = node.local_addr();
     assert_eq!(

@@ -4,6 +4,8 @@
 use std::time::{Duration, Instant};
 
 use alknet_call::CallError;
+use alknet_call::ErrorCode;
+use alknet_call::codec::DEFAULT_MAX_FRAME;
 use alknet_call::envelope::Event;
 use alknet_e2e::client::{quic_connect, quic_endpoint, tls_connect};
 use alknet_e2e::process::{NodeProcess, run};
@@ -371,4 +373,44 @@ fn a_quic_peer_filling_large_frames_on_many_streams_is_held_to_one_frame_of_room
         let reply = raw.round_trip("1", "services/list", json!({})).await;
         assert!(matches!(reply, Event::Responded(_)));
     });
+}
+
+#[test]
+fn a_frame_of_small_values_too_costly_to_decode_is_refused_with_its_id() {
+    let node = NodeProcess::start("");
+    let peak_before = node.peak_rss_bytes();
+    let replies = runtime().block_on(async {
+        // About 8 million zeros in one 16 MiB frame: a quarter of a GiB once
+        // decoded as JSON values, though well within the byte limit.
+        let head = r#"{"type":"call.requested","id":"costly","payload":{"operationId":"/services/list","input":["#;
+        let tail = "0]}}";
+        let zeros = (DEFAULT_MAX_FRAME - head.len() - tail.len()) / 2;
+        let body = format!("{head}{}{tail}", "0,".repeat(zeros));
+        assert!(body.len() <= DEFAULT_MAX_FRAME);
+        let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(body.as_bytes());
+
+        let mut replies = Vec::new();
+        for transport in both() {
+            let mut raw = open_at(node.addr, transport).await;
+            raw.write_raw(&frame).await;
+            let (id, event) = raw.expect().await;
+            // The session survives it.
+            let next = raw.round_trip("next", "services/list", json!({})).await;
+            replies.push((transport, id, event, next));
+        }
+        replies
+    });
+    // Memory first: what the frame would cost is the point.
+    let growth = node.peak_rss_bytes().saturating_sub(peak_before);
+    eprintln!("peak RSS grew by {} MiB", growth / MIB);
+    assert!(growth <= 96 * MIB, "peak RSS grew by {} MiB", growth / MIB);
+    for (transport, id, event, next) in replies {
+        assert_eq!(id, "costly", "{transport:?}");
+        assert_eq!(error(event).code, ErrorCode::InvalidInput, "{transport:?}");
+        assert!(
+            matches!(next, Event::Responded(_)),
+            "{transport:?}: {next:?}"
+        );
+    }
 }

@@ -7,6 +7,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use alknet_call::ErrorCode;
 use alknet_call::envelope::{Event, EventEnvelope};
 use alknet_call::registry::{OperationDef, Registry};
 use alknet_call::{CallError, SessionHandle, SessionLimits};
@@ -226,7 +227,11 @@ async fn invalid_entries_are_refused_whole() {
             )
             .await,
         );
-        assert_eq!(refused.code, "INVALID_INPUT", "{transport:?}: {refused:?}");
+        assert_eq!(
+            refused.code,
+            ErrorCode::InvalidInput,
+            "{transport:?}: {refused:?}"
+        );
         let missing = error(
             raw.round_trip(
                 "bad2",
@@ -235,7 +240,7 @@ async fn invalid_entries_are_refused_whole() {
             )
             .await,
         );
-        assert_eq!(missing.code, "INVALID_INPUT");
+        assert_eq!(missing.code, ErrorCode::InvalidInput);
         // Nothing of the refused call was registered.
         assert_eq!(
             error(
@@ -356,6 +361,6 @@ async fn call_client_serves_the_operations_it_registers() {
             )
             .await
             .unwrap_err();
-        assert_eq!(refused.code, "INVALID_INPUT", "{refused:?}");
+        assert_eq!(refused.code, ErrorCode::InvalidInput, "{refused:?}");
     }
 }

@@ -7,8 +7,8 @@
 
 use std::time::{Duration, Instant};
 
+use alknet_call::ErrorCode;
 use alknet_call::client::{ClientOptions, Transport};
-use alknet_call::error::codes;
 use alknet_call::{CallClient, CallError};
 use alknet_e2e::client::{quic_connect, quic_echo, quic_endpoint};
 use alknet_e2e::eventually;
@@ -93,7 +93,7 @@ async fn a_crashed_supervisor_serves_again_and_crashes_past_the_intensity_exit_1
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         match admin.call(PANIC_SUPERVISOR, json!({"alpn": FAULT})).await {
-            Err(error) if error.code == codes::UNAVAILABLE && Instant::now() < deadline => {
+            Err(error) if error.code == ErrorCode::Unavailable && Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             // Answered, or overtaken by the shutdown.
@@ -135,7 +135,7 @@ async fn the_crash_order_is_for_the_admin_scope_of_a_fault_node_only() {
         .call(PANIC_SUPERVISOR, json!({"alpn": FAULT}))
         .await
         .expect_err("anonymous callers may not crash anything");
-    assert_eq!(refused.code, codes::NOT_FOUND, "{refused:?}");
+    assert_eq!(refused.code, ErrorCode::NotFound, "{refused:?}");
     let admin = session(&node, Transport::Quic, Some(node.admin_token())).await;
     let unknown = admin
         .call(PANIC_SUPERVISOR, json!({"alpn": "nope/1"}))
@@ -151,5 +151,5 @@ async fn the_crash_order_is_for_the_admin_scope_of_a_fault_node_only() {
         .call(PANIC_SUPERVISOR, json!({"alpn": "alknet/call"}))
         .await
         .expect_err("not registered");
-    assert_eq!(missing.code, codes::NOT_FOUND, "{missing:?}");
+    assert_eq!(missing.code, ErrorCode::NotFound, "{missing:?}");
 }

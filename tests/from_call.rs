@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use alknet_call::ErrorCode;
 use alknet_call::access::AccessControl;
 use alknet_call::client::{ClientOptions, Transport};
 use alknet_call::from_call::{self, ImportError, UpstreamOptions};
@@ -345,7 +346,7 @@ async fn killing_the_spoke_fails_calls_in_flight_and_the_hub_keeps_serving() {
             json!("still here")
         );
         let unreachable = caller.call("spoke/diag/echo", json!({})).await.unwrap_err();
-        assert_eq!(unreachable.code, "INTERNAL", "{unreachable:?}");
+        assert_eq!(unreachable.code, ErrorCode::Internal, "{unreachable:?}");
     }
 }
 

@@ -60,7 +60,7 @@ async fn node_with(
                 .unary(|_, input: Value| async move {
                     let code = input["code"].as_str().unwrap_or("INTERNAL").to_owned();
                     let mut error = CallError {
-                        code,
+                        code: code.into(),
                         message: "failed on purpose".into(),
                         retryable: false,
                         details: None,

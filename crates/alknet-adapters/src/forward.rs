@@ -17,8 +17,8 @@
 
 use std::sync::Arc;
 
-use alknet_call::CallError;
 use alknet_call::registry::Context;
+use alknet_call::{CallError, ErrorCode};
 use base64::Engine;
 use eventsource_stream::Eventsource;
 use futures::stream::BoxStream;
@@ -277,7 +277,7 @@ pub fn status_error(
     let code = status.as_u16();
     let reason = status.canonical_reason().unwrap_or("");
     let mut error = CallError {
-        code: format!("HTTP_{code}"),
+        code: ErrorCode::Domain(format!("HTTP_{code}")),
         message: format!("HTTP {code}: {reason}").trim_end().to_owned(),
         retryable: false,
         details: None,
@@ -442,7 +442,7 @@ mod tests {
     fn status_errors_carry_retry_after() {
         let mut headers = reqwest::header::HeaderMap::new();
         let error = status_error(reqwest::StatusCode::NOT_FOUND, &headers);
-        assert_eq!(error.code, "HTTP_404");
+        assert_eq!(error.code.as_str(), "HTTP_404");
         assert_eq!(error.message, "HTTP 404: Not Found");
         assert!(!error.retryable && error.details.is_none());
         headers.insert(reqwest::header::RETRY_AFTER, HeaderValue::from_static("7"));

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alknet_call::CallError;
-use alknet_call::dispatch::{self, Expect, Origin, PresentedToken, Reply, Request};
+use alknet_call::dispatch::{self, Expect, Origin, PresentedToken, Request};
 use alknet_call::registry::Registry;
 use alknet_call::schema::InputSchema;
 use alknet_core::IdentityProvider;
@@ -184,7 +184,7 @@ impl Tools {
     ) -> Result<Value, CallError> {
         let (identity, token) = bearer.clone().dispatch_parts(None);
         let deadline = Instant::now() + self.call_timeout;
-        let reply = dispatch::dispatch(
+        dispatch::dispatch(
             &self.registry,
             &*self.identities,
             Request {
@@ -199,13 +199,9 @@ impl Tools {
                 deadline: Some(deadline),
                 session: None,
             },
-        )?;
-        let Reply::One(output) = reply else {
-            return Err(CallError::internal("invalid response payload"));
-        };
-        tokio::time::timeout_at(deadline, output)
-            .await
-            .unwrap_or_else(|_| Err(CallError::timeout()))
+        )?
+        .one_output(Some(deadline))
+        .await
     }
 
     async fn run(

@@ -19,8 +19,8 @@ use alknet_bench::load::{self, Kind, Load, Shape, Target, Window};
 use alknet_bench::node_process::{self, NodeProcess};
 use alknet_bench::support::{self, TlsDialer};
 use alknet_call::CallClient;
+use alknet_call::ErrorCode;
 use alknet_call::client::Transport;
-use alknet_call::error::codes;
 use alknet_core::Alpn;
 use alknet_core::tls::{self, ServerVerification};
 use anyhow::Context;
@@ -551,7 +551,7 @@ async fn escalate(admin: &CallClient, node: &mut NodeProcess) -> anyhow::Result<
                 last_order = ordered;
             }
             // Restarting (or shutting down): no supervisor to crash; ask again.
-            Err(error) if error.code == codes::UNAVAILABLE => {
+            Err(error) if error.code == ErrorCode::Unavailable => {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
             // The session ended with the node while the order was out: the

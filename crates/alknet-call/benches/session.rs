@@ -9,7 +9,7 @@
 use std::hint::black_box;
 use std::sync::Arc;
 
-use alknet_call::messages::MessageSession;
+use alknet_call::messages::MessageFeed;
 use alknet_call::{EventEnvelope, Registry, SessionConfig, SessionLimits, builtins};
 use alknet_core::{Alpn, Connection, Identity, NoIdentities};
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -45,7 +45,7 @@ fn session(c: &mut Criterion) {
     let info = Arc::new(connection.info().carried());
     info.set_identity(Some(Identity::new("bench", ["bench"])));
     let (session, _outbound) = runtime
-        .block_on(MessageSession::start(
+        .block_on(MessageFeed::start(
             config,
             info,
             None,

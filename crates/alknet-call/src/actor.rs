@@ -17,13 +17,12 @@
 //! for map operations only, never across an await.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
 use alknet_core::{Connection, ConnectionInfo, TransportKind};
 use futures::StreamExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
-use tokio::task::AbortHandle;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -33,170 +32,11 @@ use crate::dispatch::{self, Expect, Origin, PresentedToken, Reply};
 use crate::envelope::{CallRequest, EventEnvelope, Incoming, Outgoing};
 use crate::error::CallError;
 use crate::handle::SessionHandle;
-use crate::server::{SessionConfig, SessionLimits};
-use crate::session::{Action, CallKind, Delivery, SessionBook, StreamKey};
+pub use crate::mailbox::{SessionMsg, StreamEnding};
+use crate::session::{Action, StreamKey};
+use crate::session_config::{SessionConfig, SessionLimits};
 use crate::streams::Streams;
-
-/// What the session actor takes.
-pub enum SessionMsg {
-    /// A new stream, the queue of its writer, and the switch that resets it.
-    Stream(StreamKey, mpsc::Sender<Vec<u8>>, CancellationToken),
-    /// An envelope read from a stream, with one of its reader's permits: the
-    /// reader may have only so many envelopes waiting for the actor (the
-    /// backpressure on a peer that writes faster than the session decides).
-    Inbound(StreamKey, Incoming, OwnedSemaphorePermit),
-    /// A stream's reading half ended.
-    StreamEnded(StreamKey, StreamEnding),
-    /// A request's task sent its terminal envelope.
-    Served(String, u64),
-    /// Refuse new requests; stop once nothing is in flight.
-    Drain,
-    /// Open a stream of our own for this end's calls (QUIC, when every stream
-    /// the peer opened has ended); the reply says whether one is attached.
-    OpenStream(RpcReplyPort<bool>),
-    /// A stream [`SessionMsg::OpenStream`] asked for is attached (or not).
-    Opened(bool, RpcReplyPort<bool>),
-    /// Aborts one of this end's calls (§9.1): `call.aborted` goes out on the
-    /// stream that carried it, and late replies are ignored.
-    Abort(String),
-    /// The peer stopped reading: close the session (§5.5, §9.3).
-    WriteStalled(StreamKey),
-}
-
-/// What the actor shares with the session's handles.
-pub(crate) struct Shared {
-    book: SessionBook<Running, Waiter>,
-    writers: HashMap<StreamKey, mpsc::Sender<Vec<u8>>>,
-    /// Tells a request's `Served` from that of an earlier one with its id.
-    next_seq: u64,
-}
-
-/// The shared half of a session.
-pub(crate) type SharedSession = Arc<Mutex<Shared>>;
-
-/// Why a call could not be registered.
-pub(crate) enum Unregistered {
-    /// No stream is open to write it on.
-    NoStream,
-    /// The session refused it (closed, or a duplicate id).
-    Refused(CallError),
-}
-
-impl Shared {
-    pub(crate) fn new(max_in_flight: usize) -> SharedSession {
-        Arc::new(Mutex::new(Self {
-            book: SessionBook::new(max_in_flight),
-            writers: HashMap::new(),
-            next_seq: 0,
-        }))
-    }
-
-    /// Adds a channel's writer (a message session's only one).
-    pub(crate) fn attach_writer(&mut self, key: StreamKey, writer: mpsc::Sender<Vec<u8>>) {
-        self.writers.insert(key, writer);
-    }
-
-    /// Registers one of this end's calls; returns the writer of the stream to
-    /// put its request on: the oldest one still open (over TCP+TLS the only
-    /// one). A peer's first stream is its session's main one; later streams
-    /// often carry one exchange and end, and a request queued on a stream the
-    /// peer is abandoning would be lost with it.
-    pub(crate) fn register(
-        &mut self,
-        id: String,
-        kind: CallKind,
-        replies: &mpsc::UnboundedSender<Delivery>,
-    ) -> Result<mpsc::Sender<Vec<u8>>, Unregistered> {
-        let (stream, writer) = self
-            .writers
-            .iter()
-            .min_by_key(|(key, _)| **key)
-            .map(|(key, writer)| (*key, writer.clone()))
-            .ok_or(Unregistered::NoStream)?;
-        let waiter = Waiter {
-            replies: replies.clone(),
-            stream,
-        };
-        self.book
-            .call(id, kind, waiter)
-            .map_err(|refused| Unregistered::Refused(CallError::internal(refused.to_string())))?;
-        Ok(writer)
-    }
-}
-
-/// Whether `envelope` answers one of this end's calls: those are correlated
-/// by the reader against the shared book, without a hop through the actor.
-/// Envelopes one reader may have waiting for its session actor.
-const INBOUND_PERMITS: usize = 32;
-
-/// What a reader hands its envelopes to the session with.
-#[derive(Clone)]
-pub(crate) struct Inbox {
-    session: ActorRef<SessionMsg>,
-    shared: SharedSession,
-    permits: Arc<Semaphore>,
-}
-
-/// The session has ended.
-pub(crate) struct SessionOver;
-
-impl Inbox {
-    pub(crate) fn new(session: ActorRef<SessionMsg>, shared: SharedSession) -> Self {
-        Self {
-            session,
-            shared,
-            permits: Arc::new(Semaphore::new(INBOUND_PERMITS)),
-        }
-    }
-
-    /// Hands one envelope read on `key` to the session: a reply to one of this
-    /// end's calls straight to its waiter, anything else to the actor —
-    /// waiting only while this reader has [`INBOUND_PERMITS`] envelopes
-    /// queued there.
-    pub(crate) async fn deliver(
-        &self,
-        key: StreamKey,
-        envelope: Incoming,
-    ) -> Result<(), SessionOver> {
-        if envelope.is_reply() {
-            deliver_reply(&self.shared, key, envelope);
-            return Ok(());
-        }
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| SessionOver)?;
-        self.session
-            .cast(SessionMsg::Inbound(key, envelope, permit))
-            .map_err(|_| SessionOver)
-    }
-}
-
-/// Hands a reply to the call waiting for it; late replies are ignored.
-pub(crate) fn deliver_reply(shared: &SharedSession, stream: StreamKey, envelope: Incoming) {
-    let action = lock(shared).book.receive(stream, envelope);
-    if let Action::Deliver(waiter, delivery) = action {
-        let _ = waiter.replies.send(delivery);
-    }
-}
-
-pub(crate) fn lock(shared: &SharedSession) -> MutexGuard<'_, Shared> {
-    shared.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// How a stream's reading half ended.
-#[derive(Debug)]
-pub enum StreamEnding {
-    /// The peer finished it at a frame boundary: not an abort (§5.3 rule 3).
-    Finished,
-    /// A framing violation (§3.1): logged, and the stream (TCP+TLS: the
-    /// connection) is closed.
-    ProtocolError(String),
-    /// Reset by the peer or lost with the connection: its requests are aborted.
-    Lost(String),
-}
+use crate::switchboard::{Running, SharedSwitchboard, lock};
 
 /// One call session.
 pub struct CallSession;
@@ -206,7 +46,7 @@ pub struct SessionArgs {
     pub(crate) config: SessionConfig,
     pub(crate) carrier: Carrier,
     pub(crate) handle_parts: crate::handle::HandleParts,
-    pub(crate) shared: SharedSession,
+    pub(crate) shared: SharedSwitchboard,
     pub(crate) span: tracing::Span,
 }
 
@@ -248,22 +88,10 @@ impl Carrier {
     }
 }
 
-struct Running {
-    abort: AbortHandle,
-    seq: u64,
-}
-
-/// Delivers replies to one of this end's calls.
-#[derive(Clone)]
-struct Waiter {
-    replies: mpsc::UnboundedSender<Delivery>,
-    stream: StreamKey,
-}
-
 /// The session actor's state.
 pub struct SessionState {
     carrier: Carrier,
-    shared: SharedSession,
+    shared: SharedSwitchboard,
     resets: HashMap<StreamKey, CancellationToken>,
     requests: Requests,
     draining: bool,
@@ -497,7 +325,7 @@ pub(crate) struct Requests {
     config: SessionConfig,
     info: Arc<ConnectionInfo>,
     handle: SessionHandle,
-    shared: SharedSession,
+    shared: SharedSwitchboard,
     actor: ActorRef<SessionMsg>,
     span: tracing::Span,
 }
@@ -508,7 +336,7 @@ impl Requests {
         config: SessionConfig,
         info: Arc<ConnectionInfo>,
         handle: SessionHandle,
-        shared: SharedSession,
+        shared: SharedSwitchboard,
         actor: ActorRef<SessionMsg>,
         span: tracing::Span,
     ) -> Self {

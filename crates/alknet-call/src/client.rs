@@ -21,8 +21,8 @@ use crate::codec::DEFAULT_MAX_FRAME;
 use crate::error::CallError;
 use crate::handle::{CallOptions, SessionHandle, Subscription};
 use crate::registry::{OperationDef, Registry};
-use crate::server::{SessionConfig, SessionLimits};
-use crate::streams::Session;
+use crate::session_config::{SessionConfig, SessionLimits};
+use crate::stream_feed::StreamFeed;
 
 /// Which transport to dial.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +71,7 @@ impl Default for ClientOptions {
 
 /// Why a client could not connect.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConnectError {
     /// TLS configuration failed.
     #[error(transparent)]
@@ -153,7 +154,7 @@ impl CallClient {
             },
         };
         let span = tracing::info_span!("call-client", remote = %addr);
-        let session = Session::start(config, connection.clone(), options.call_timeout, span)
+        let session = StreamFeed::start(config, connection.clone(), options.call_timeout, span)
             .await
             .map_err(|e| ConnectError::Session(e.to_string()))?;
         session

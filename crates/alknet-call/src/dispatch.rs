@@ -8,11 +8,12 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-use alknet_core::{Identity, IdentityProvider};
+use alknet_core::{Identity, IdentityProvider, NoIdentities};
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 use serde_json::Value;
+use tokio::time::Instant;
 
 use crate::access::hidden;
 use crate::error::CallError;
@@ -61,7 +62,7 @@ pub struct Request {
     pub expect: Expect,
     /// When a query or mutation must be answered; handed to the handler so
     /// its nested calls inherit the remaining time.
-    pub deadline: Option<tokio::time::Instant>,
+    pub deadline: Option<Instant>,
     /// The call session the request arrived on, if any.
     pub session: Option<SessionHandle>,
 }
@@ -138,6 +139,25 @@ pub enum Reply {
     One(BoxFuture<'static, Result<Value, CallError>>),
     /// A subscription's outputs; an `Err` item is terminal and nothing follows it.
     Stream(BoxStream<'static, Result<Value, CallError>>),
+}
+
+impl Reply {
+    /// The one output of a query or mutation, awaited until `deadline` if
+    /// there is one (`TIMEOUT` after it). Every entry point that carries
+    /// exactly one reply — the HTTP gateway, MCP, a handler's nested call —
+    /// ends a dispatch with this, having asked for [`Expect::OneReply`]: a
+    /// stream here means the entry point asked for something else.
+    pub async fn one_output(self, deadline: Option<Instant>) -> Result<Value, CallError> {
+        let Self::One(output) = self else {
+            return Err(CallError::internal("invalid response payload"));
+        };
+        match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, output)
+                .await
+                .unwrap_or_else(|_| Err(CallError::timeout())),
+            None => output.await,
+        }
+    }
 }
 
 impl std::fmt::Debug for Reply {
@@ -279,7 +299,7 @@ fn handler_panicked(operation: &Operation) -> CallError {
 /// §8: an undeclared domain code leaves the node as `INTERNAL`, message kept,
 /// details dropped, not retryable.
 fn declared_or_internal(operation: &Operation, error: CallError) -> CallError {
-    if CallError::is_protocol_code(&error.code) || operation.declares(&error.code) {
+    if error.code.is_protocol() || operation.declares(error.code.as_str()) {
         return error;
     }
     if UNDECLARED_CODE_LOG.admit() {
@@ -290,4 +310,50 @@ fn declared_or_internal(operation: &Operation, error: CallError) -> CallError {
         );
     }
     CallError::internal(error.message)
+}
+
+// A handler's nested calls (§7.2): dispatch seen from inside a handler.
+impl Context {
+    /// Calls a query or mutation of this node's registry, internal ones
+    /// included, as the authority this operation's registration grants (not as
+    /// the caller, who becomes `forwarded_for`). The call shares this request's
+    /// deadline, and is cancelled with it: dropping the returned future drops
+    /// the nested handler.
+    pub async fn call(&self, operation: &str, input: Value) -> Result<Value, CallError> {
+        let request = self.nested(operation, input, Expect::OneReply);
+        dispatch(&self.registry, &NoIdentities, request)?
+            .one_output(self.deadline)
+            .await
+    }
+
+    /// Calls a subscription of this node's registry, like [`Context::call`];
+    /// dropping the stream cancels it.
+    pub fn subscribe(
+        &self,
+        operation: &str,
+        input: Value,
+    ) -> Result<BoxStream<'static, Result<Value, CallError>>, CallError> {
+        let request = self.nested(operation, input, Expect::Stream);
+        match dispatch(&self.registry, &NoIdentities, request)? {
+            Reply::Stream(items) => Ok(items),
+            Reply::One(_) => Err(CallError::internal("invalid response payload")),
+        }
+    }
+
+    fn nested(&self, operation: &str, input: Value, expect: Expect) -> Request {
+        Request {
+            id: uuid::Uuid::new_v4().to_string(),
+            operation: operation.to_owned(),
+            input,
+            session_identity: self.authority.clone(),
+            auth_token: None,
+            // The composing request's caller, as metadata; its own
+            // `forwarded_for` is not inherited (§7.2).
+            forwarded_for: self.identity.as_deref().cloned(),
+            origin: Origin::Nested,
+            expect,
+            deadline: self.deadline,
+            session: self.session.clone(),
+        }
+    }
 }

@@ -64,6 +64,7 @@ impl std::fmt::Debug for UpstreamOptions {
 
 /// Why an import failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ImportError {
     /// The upstream could not be reached.
     #[error("cannot reach upstream {addr}: {source}")]

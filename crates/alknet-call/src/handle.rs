@@ -24,15 +24,16 @@ use ractor::ActorRef;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::actor::{SessionMsg, SharedSession, Unregistered, lock};
 use crate::codec::encode_frame;
 use crate::envelope::{CallRequest, EventEnvelope};
 use crate::error::CallError;
+use crate::limits::SessionLimits;
+use crate::mailbox::SessionMsg;
+use crate::operation::{OpType, OperationSpec};
 use crate::overlay::Overlay;
-use crate::registry::{OpType, OperationSpec};
 use crate::schema::InputSchema;
-use crate::server::SessionLimits;
 use crate::session::{CallKind, Delivery};
+use crate::switchboard::{SharedSwitchboard, Unregistered, lock};
 
 /// Per-call options.
 #[derive(Clone, Debug, Default)]
@@ -47,7 +48,7 @@ pub struct CallOptions {
 #[derive(Clone)]
 pub(crate) struct HandleParts {
     overlay: Arc<Overlay>,
-    shared: SharedSession,
+    shared: SharedSwitchboard,
     max_frame: usize,
     caller_timer: Duration,
 }
@@ -56,7 +57,7 @@ impl HandleParts {
     /// `info`: the connection or channel the session runs on, whose
     /// counters show what its overlay holds.
     pub(crate) fn new(
-        shared: SharedSession,
+        shared: SharedSwitchboard,
         limits: &SessionLimits,
         caller_timer: Duration,
         info: Arc<ConnectionInfo>,

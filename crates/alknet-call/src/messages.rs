@@ -4,9 +4,9 @@
 //! not exist there; everything else — correlation, the in-flight cap, aborts,
 //! the overlay, §9.3 on close — is the same [`CallSession`] actor a byte-stream
 //! session runs, with the same bookkeeping. Whoever owns the socket reads
-//! messages and applies each with [`MessageSession::receive`] in its own task
+//! messages and applies each with [`MessageFeed::receive`] in its own task
 //! — a request answered at once comes straight back, to be sent without a hop
-//! through the actor — and sends what [`Outbound`] yields (replies of longer
+//! through the actor — and sends what [`SendQueue`] yields (replies of longer
 //! requests, the node's own calls). Pings, close codes and message-size limits
 //! are the socket's business, not the session's.
 //!
@@ -19,11 +19,13 @@ use ractor::{Actor, ActorCell, ActorRef, SpawnErr};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::actor::{CallSession, Carrier, Requests, SessionArgs, SessionMsg, Shared};
+use crate::actor::{CallSession, Carrier, Requests, SessionArgs};
 use crate::envelope::{EnvelopeError, Incoming};
 use crate::handle::{HandleParts, SessionHandle};
-use crate::server::SessionConfig;
+use crate::mailbox::SessionMsg;
 use crate::session::StreamKey;
+use crate::session_config::SessionConfig;
+use crate::switchboard::Switchboard;
 
 /// The one channel's key in the session's book.
 const CHANNEL: StreamKey = 0;
@@ -35,14 +37,15 @@ const CHANNEL: StreamKey = 0;
 const LENGTH_PREFIX: usize = 4;
 
 /// A session fed by whole messages.
-pub struct MessageSession {
+pub struct MessageFeed {
     actor: ActorRef<SessionMsg>,
     requests: Requests,
     handle: SessionHandle,
     ended: Option<JoinHandle<()>>,
 }
 
-/// Why a message was not taken.
+/// Why a message was not taken. Exhaustive on purpose: whoever owns the
+/// socket picks a close code for each case.
 #[derive(Debug, thiserror::Error)]
 pub enum Refused {
     /// Not a valid envelope (§4.1): the channel must be closed (§3.2).
@@ -54,9 +57,9 @@ pub enum Refused {
 }
 
 /// The envelopes the session sends, one message each, in order.
-pub struct Outbound(mpsc::Receiver<Vec<u8>>);
+pub struct SendQueue(mpsc::Receiver<Vec<u8>>);
 
-impl Outbound {
+impl SendQueue {
     /// The next message to send: one envelope's JSON. `None` once the session
     /// has ended and everything it queued was taken.
     pub async fn next(&mut self) -> Option<Vec<u8>> {
@@ -76,7 +79,7 @@ fn strip_prefix(mut frame: Vec<u8>) -> Vec<u8> {
     frame
 }
 
-impl MessageSession {
+impl MessageFeed {
     /// Spawns the session actor, linked under `parent` when given (the
     /// connection actor the channel lives in), describing itself with `info`
     /// (whose identity is the session identity, §7.2).
@@ -85,13 +88,13 @@ impl MessageSession {
         info: Arc<ConnectionInfo>,
         parent: Option<ActorCell>,
         span: tracing::Span,
-    ) -> Result<(Self, Outbound), SpawnErr> {
+    ) -> Result<(Self, SendQueue), SpawnErr> {
         let limits = config.limits.clone();
-        let shared = Shared::new(limits.max_in_flight);
+        let shared = Switchboard::new(limits.max_in_flight);
         let (writer, frames) = mpsc::channel(limits.outgoing_queue);
         // Attached before the actor exists: a call the node makes through the
         // session the moment it starts has a channel to go out on.
-        crate::actor::lock(&shared).attach_writer(CHANNEL, writer);
+        crate::switchboard::lock(&shared).attach_writer(CHANNEL, writer);
         let parts = HandleParts::new(shared.clone(), &limits, limits.caller_timer(), info.clone());
         let args = SessionArgs {
             config: config.clone(),
@@ -112,7 +115,7 @@ impl MessageSession {
             actor,
             ended: Some(ended),
         };
-        Ok((session, Outbound(frames)))
+        Ok((session, SendQueue(frames)))
     }
 
     /// The session actor, for listing it in the node's tree.
@@ -128,7 +131,7 @@ impl MessageSession {
     /// Applies one received message to the session, in the caller's task:
     /// no hop to the actor and back for a request answered at once, whose
     /// reply is returned to be sent right away (one envelope's JSON). What
-    /// takes longer runs in a task of its own and comes out of [`Outbound`].
+    /// takes longer runs in a task of its own and comes out of [`SendQueue`].
     pub fn receive(&self, message: &[u8]) -> Result<Option<Vec<u8>>, Refused> {
         let envelope = Incoming::parse(message)?;
         if self.handle.is_closed() {
@@ -143,7 +146,7 @@ impl MessageSession {
     }
 
     /// Completes when the session actor has stopped (drained, or stopped by
-    /// [`MessageSession::close`] from elsewhere).
+    /// [`MessageFeed::close`] from elsewhere).
     pub async fn stopped(&mut self) {
         if let Some(ended) = self.ended.as_mut() {
             let _ = ended.await;
@@ -159,7 +162,7 @@ impl MessageSession {
     }
 }
 
-impl Drop for MessageSession {
+impl Drop for MessageFeed {
     fn drop(&mut self) {
         // However the owner ends, the session ends with it.
         self.actor.stop(None);

@@ -24,7 +24,7 @@ use serde_json::Value;
 use crate::access::AccessControl;
 use crate::error::CallError;
 use crate::names;
-use crate::registry::{ErrorSchema, OpType, OperationSpec, Visibility};
+use crate::operation::{ErrorSchema, OpType, OperationSpec, Visibility};
 use crate::schema::InputSchema;
 
 /// What one session may register, and the node-wide budget it draws from.
@@ -470,7 +470,7 @@ mod tests {
             {"name": "a/bad", "op_type": "query", "input_schema": {"type": 12}}
         ]);
         let error = overlay.register(items, true).unwrap_err();
-        assert_eq!(error.code, "INVALID_INPUT");
+        assert_eq!(error.code, crate::error::ErrorCode::InvalidInput);
         assert!(overlay.specs().is_empty());
         assert_eq!(overlay.limits.budget.used(), 0);
     }

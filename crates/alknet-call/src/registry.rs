@@ -14,85 +14,18 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use zeroize::Zeroizing;
 
-use alknet_core::{Identity, NoIdentities};
+use alknet_core::Identity;
 use futures::future::BoxFuture;
 use futures::stream::{BoxStream, Stream};
 use futures::{FutureExt, StreamExt};
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::access::AccessControl;
-use crate::dispatch::{self, Expect, Origin, Reply};
 use crate::error::CallError;
 use crate::handle::SessionHandle;
 use crate::names::{self, NameError};
+pub use crate::operation::{ErrorSchema, OpType, OperationSpec, Visibility};
 use crate::schema::{InputSchema, SchemaError};
-
-/// How an operation replies (§5.4).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OpType {
-    /// Reads; one reply.
-    Query,
-    /// Writes; one reply.
-    Mutation,
-    /// A stream of outputs, then `call.completed`.
-    Subscription,
-}
-
-/// Who may reach an operation.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Visibility {
-    /// Every entry point.
-    #[default]
-    External,
-    /// Only nested calls inside the node.
-    Internal,
-}
-
-/// A domain error an operation declares (§6.2 `error_schemas`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ErrorSchema {
-    /// `[A-Z][A-Z0-9_]*`, not a protocol code.
-    pub code: String,
-    /// What it means.
-    #[serde(default)]
-    pub description: String,
-    /// The schema of its `details`.
-    #[serde(default = "empty_schema")]
-    pub schema: Value,
-    /// The gateway's HTTP status for it (400–599).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub http_status: Option<u16>,
-}
-
-fn empty_schema() -> Value {
-    json!({})
-}
-
-/// An operation's public description, as `services/schema` returns it (§6.2).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct OperationSpec {
-    /// Registry name, e.g. `fs/readFile`.
-    pub name: String,
-    /// First segment of the name.
-    pub namespace: String,
-    /// Reply pattern.
-    pub op_type: OpType,
-    /// Reachability.
-    pub visibility: Visibility,
-    /// Human-readable; `""` when none.
-    pub description: String,
-    /// JSON Schema of the input.
-    pub input_schema: Value,
-    /// JSON Schema of the output (documentation; not enforced).
-    pub output_schema: Value,
-    /// Declared domain errors.
-    pub error_schemas: Vec<ErrorSchema>,
-    /// Access requirements.
-    pub access_control: AccessControl,
-}
 
 /// Credentials and settings an operation's registration hands its handler.
 /// Values never appear in `Debug` output and are zeroed when dropped.
@@ -138,57 +71,6 @@ pub struct Context {
     pub(crate) authority: Option<Arc<Identity>>,
 }
 
-impl Context {
-    /// Calls a query or mutation of this node's registry, internal ones
-    /// included, as the authority this operation's registration grants (not as
-    /// the caller, who becomes `forwarded_for`). The call shares this request's
-    /// deadline, and is cancelled with it: dropping the returned future drops
-    /// the nested handler.
-    pub async fn call(&self, operation: &str, input: Value) -> Result<Value, CallError> {
-        let request = self.nested(operation, input, Expect::OneReply);
-        let Reply::One(output) = dispatch::dispatch(&self.registry, &NoIdentities, request)? else {
-            return Err(CallError::internal("invalid response payload"));
-        };
-        match self.deadline {
-            Some(deadline) => tokio::time::timeout_at(deadline, output)
-                .await
-                .unwrap_or_else(|_| Err(CallError::timeout())),
-            None => output.await,
-        }
-    }
-
-    /// Calls a subscription of this node's registry, like [`Context::call`];
-    /// dropping the stream cancels it.
-    pub fn subscribe(
-        &self,
-        operation: &str,
-        input: Value,
-    ) -> Result<BoxStream<'static, Result<Value, CallError>>, CallError> {
-        let request = self.nested(operation, input, Expect::Stream);
-        match dispatch::dispatch(&self.registry, &NoIdentities, request)? {
-            Reply::Stream(items) => Ok(items),
-            Reply::One(_) => Err(CallError::internal("invalid response payload")),
-        }
-    }
-
-    fn nested(&self, operation: &str, input: Value, expect: Expect) -> dispatch::Request {
-        dispatch::Request {
-            id: uuid::Uuid::new_v4().to_string(),
-            operation: operation.to_owned(),
-            input,
-            session_identity: self.authority.clone(),
-            auth_token: None,
-            // The composing request's caller, as metadata; its own
-            // `forwarded_for` is not inherited (§7.2).
-            forwarded_for: self.identity.as_deref().cloned(),
-            origin: Origin::Nested,
-            expect,
-            deadline: self.deadline,
-            session: self.session.clone(),
-        }
-    }
-}
-
 type UnaryFn = dyn Fn(Context, Value) -> BoxFuture<'static, Result<Value, CallError>> + Send + Sync;
 type StreamFn =
     dyn Fn(Context, Value) -> BoxStream<'static, Result<Value, CallError>> + Send + Sync;
@@ -225,9 +107,7 @@ impl Operation {
     /// Whether `code` is declared by this operation (or is an importer's
     /// `HTTP_<status>` / `MCP_TOOL_ERROR`, which count as declared).
     pub fn declares(&self, code: &str) -> bool {
-        code.starts_with("HTTP_")
-            || code == "MCP_TOOL_ERROR"
-            || self.spec.error_schemas.iter().any(|e| e.code == code)
+        self.spec.declares(code)
     }
 }
 
@@ -368,6 +248,7 @@ impl OperationDef {
 
 /// Why an operation cannot be registered.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RegistrationError {
     /// The name breaks §6.1.
     #[error(transparent)]

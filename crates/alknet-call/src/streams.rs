@@ -10,22 +10,19 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use alknet_core::Connection;
 use alknet_core::connection::{BiStream, RecvHalf, SendHalf, StreamError};
-use alknet_core::{Connection, TransportKind};
-use ractor::{Actor, ActorRef, SpawnErr};
+use ractor::ActorRef;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::actor::{
-    CallSession, Carrier, Inbox, SessionArgs, SessionMsg, Shared, SharedSession, StreamEnding,
-};
 use crate::codec::FrameDecoder;
-use crate::handle::{HandleParts, SessionHandle};
-use crate::server::{SessionConfig, SessionLimits};
+use crate::limits::SessionLimits;
+use crate::mailbox::{SessionMsg, StreamEnding};
 use crate::session::StreamKey;
+use crate::switchboard::{Inbox, SharedSwitchboard};
 
 /// Queued frames coalesced into one write, in bytes.
 const WRITE_BATCH: usize = 64 * 1024;
@@ -43,13 +40,13 @@ struct FrameLimits {
 #[derive(Clone)]
 pub(crate) struct Streams {
     connection: Connection,
-    shared: SharedSession,
+    shared: SharedSwitchboard,
     limits: SessionLimits,
     next_key: Arc<AtomicU64>,
-    tasks: TaskTracker,
+    pub(crate) tasks: TaskTracker,
     ended: CancellationToken,
     /// Whether any stream has delivered a whole frame yet.
-    heard: Arc<AtomicBool>,
+    pub(crate) heard: Arc<AtomicBool>,
     /// Bytes of large frames the session's streams may be receiving at once
     /// (one `max_frame`): over QUIC a peer could otherwise have every one of
     /// its streams fill a maximum-size frame at the same time.
@@ -57,7 +54,11 @@ pub(crate) struct Streams {
 }
 
 impl Streams {
-    fn new(connection: Connection, shared: SharedSession, limits: SessionLimits) -> Self {
+    pub(crate) fn new(
+        connection: Connection,
+        shared: SharedSwitchboard,
+        limits: SessionLimits,
+    ) -> Self {
         Self {
             connection,
             shared,
@@ -137,129 +138,6 @@ impl Streams {
         let stream = self.connection.open_bi().await?;
         self.attach(session, stream);
         Ok(())
-    }
-}
-
-/// A running session: its actor, its streams, and the handle to call through it.
-pub(crate) struct Session {
-    actor: ActorRef<SessionMsg>,
-    ended: JoinHandle<()>,
-    streams: Streams,
-    connection: Connection,
-    handle: SessionHandle,
-}
-
-impl Session {
-    /// Spawns the session actor for `connection`. Callers through the handle
-    /// give up `caller_timer` after sending a query or mutation (§9.2).
-    pub(crate) async fn start(
-        config: SessionConfig,
-        connection: Connection,
-        caller_timer: std::time::Duration,
-        span: tracing::Span,
-    ) -> Result<Self, SpawnErr> {
-        let shared = Shared::new(config.limits.max_in_flight);
-        let streams = Streams::new(connection.clone(), shared.clone(), config.limits.clone());
-        let parts = HandleParts::new(
-            shared.clone(),
-            &config.limits,
-            caller_timer,
-            connection.info().clone(),
-        );
-        let args = SessionArgs {
-            config,
-            carrier: Carrier::Streams {
-                connection: connection.clone(),
-                streams: Box::new(streams.clone()),
-            },
-            handle_parts: parts.clone(),
-            shared,
-            span,
-        };
-        let (actor, ended) = Actor::spawn(None, CallSession, args).await?;
-        Ok(Self {
-            handle: SessionHandle::new(actor.clone(), parts),
-            actor,
-            ended,
-            streams,
-            connection,
-        })
-    }
-
-    /// The handle to call the remote end through.
-    pub(crate) fn handle(&self) -> SessionHandle {
-        self.handle.clone()
-    }
-
-    /// Opens a stream of our own (the dialling side's first stream).
-    pub(crate) async fn open_stream(&self) -> Result<(), StreamError> {
-        self.streams.open(&self.actor).await
-    }
-
-    /// Accepts the peer's streams until the session is over: over QUIC until
-    /// the connection closes, over TCP+TLS until its one stream ends. However
-    /// this future ends (the connection actor may be killed), the session
-    /// actor ends with it. With `first_frame_timeout`, a peer that has sent no
-    /// whole frame by then is disconnected: an open connection that says
-    /// nothing holds a connection slot and must not hold it forever.
-    pub(crate) async fn drive(self, first_frame_timeout: Option<std::time::Duration>) {
-        let Self {
-            actor,
-            mut ended,
-            streams,
-            connection,
-            handle: _,
-        } = self;
-        let _stop = StopOnDrop(actor.clone());
-        let mut accepting = true;
-        let mut drain_sent = false;
-        let mut waiting_first = first_frame_timeout.is_some();
-        let first_frame_timer = tokio::time::sleep(first_frame_timeout.unwrap_or_default());
-        tokio::pin!(first_frame_timer);
-        loop {
-            tokio::select! {
-                () = &mut first_frame_timer, if waiting_first => {
-                    waiting_first = false;
-                    if !streams.heard.load(Ordering::Acquire) {
-                        tracing::debug!(
-                            remote = %connection.remote(),
-                            "closing the connection: no frame within {:?} of the handshake",
-                            first_frame_timeout.unwrap_or_default()
-                        );
-                        connection.close(crate::NO_ERROR, "no request in time");
-                        break;
-                    }
-                }
-                () = connection.draining(), if !drain_sent => {
-                    drain_sent = true;
-                    let _ = actor.cast(SessionMsg::Drain);
-                }
-                next = connection.accept_bi(), if accepting => match next {
-                    Ok(Some(stream)) => streams.attach(&actor, stream),
-                    // Over TCP+TLS the one stream was handed out; the session
-                    // ends with it. Over QUIC the connection is gone (§9.3).
-                    Ok(None) | Err(_) => {
-                        if connection.info().transport() == TransportKind::Quic {
-                            break;
-                        }
-                        accepting = false;
-                        streams.tasks.close();
-                    }
-                },
-                () = streams.tasks.wait(), if !accepting => break,
-                _ = &mut ended => return,
-            }
-        }
-        actor.stop(None);
-        let _ = ended.await;
-    }
-}
-
-struct StopOnDrop(ActorRef<SessionMsg>);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.stop(None);
     }
 }
 

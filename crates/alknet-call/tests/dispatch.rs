@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use alknet_call::CallError;
+use alknet_call::ErrorCode;
 use alknet_call::access::AccessControl;
 use alknet_call::dispatch::{Expect, Origin, Reply, Request, dispatch};
 use alknet_call::registry::{ErrorSchema, OperationDef, RegistrationError, Registry};
@@ -250,7 +251,7 @@ async fn invalid_input_is_refused_before_the_handler_runs() {
     let error = one(&registry, request("test/echo", json!({"n": "one"})))
         .await
         .unwrap_err();
-    assert_eq!(error.code, "INVALID_INPUT");
+    assert_eq!(error.code, ErrorCode::InvalidInput);
     assert_eq!(error.details.unwrap()["errors"][0]["pointer"], "/n");
     assert!(!ran.load(Ordering::SeqCst));
 }
@@ -305,7 +306,7 @@ async fn declared_domain_codes_pass_and_undeclared_ones_become_internal() {
     let declared = one(&registry, request("test/domain", json!({})))
         .await
         .unwrap_err();
-    assert_eq!(declared.code, "FILE_NOT_FOUND");
+    assert_eq!(declared.code.as_str(), "FILE_NOT_FOUND");
     assert_eq!(declared.details, Some(json!({"path": "/x"})));
     let undeclared = one(
         &registry,

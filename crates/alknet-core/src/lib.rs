@@ -12,28 +12,38 @@
 pub mod alpn;
 pub mod close;
 pub mod config;
+#[cfg(feature = "runtime")]
 pub mod connection;
+#[cfg(feature = "runtime")]
 pub mod echo;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
 pub mod fingerprint;
+#[cfg(feature = "runtime")]
 pub mod handler;
 pub mod identity;
+#[cfg(feature = "runtime")]
 pub mod log_limit;
 pub mod node_key;
+#[cfg(feature = "runtime")]
 pub mod stall;
+#[cfg(feature = "runtime")]
 pub mod tls;
+#[cfg(feature = "runtime")]
 pub mod tree;
 
 pub use alpn::Alpn;
 pub use config::{ConfigError, NodeConfig};
+#[cfg(feature = "runtime")]
 pub use connection::{
     BiStream, Connection, ConnectionInfo, ConnectionStats, Duplex, TransportKind,
 };
 pub use fingerprint::Fingerprint;
+#[cfg(feature = "runtime")]
 pub use handler::{HandlerError, HandlerFuture, ProtocolHandler};
 pub use identity::{Identity, IdentityProvider, NoIdentities};
 pub use node_key::{NodeId, NodeKey};
+#[cfg(feature = "runtime")]
 pub use tree::{ChildActor, ConnectionTree};
 
 /// The `alknet/fault` handler in builds with the `fault-injection` feature

@@ -80,18 +80,13 @@ fn prepare(
 /// Runs a query or mutation to its one reply. The request id comes back when
 /// the handler ran (§11.4: a batch item refused before that has none).
 async fn run_one(prepared: Prepared) -> (Option<String>, Result<Value, CallError>) {
-    let output = match prepared.reply {
-        Ok(Reply::One(output)) => output,
-        Ok(Reply::Stream(_)) => {
-            return (None, Err(CallError::internal("invalid response payload")));
+    match prepared.reply {
+        Ok(reply) => {
+            let result = reply.one_output(Some(prepared.deadline)).await;
+            (Some(prepared.id), result)
         }
-        Err(error) => return (None, Err(error)),
-    };
-    let result = match tokio::time::timeout_at(prepared.deadline, output).await {
-        Ok(result) => result,
-        Err(_) => Err(CallError::timeout()),
-    };
-    (Some(prepared.id), result)
+        Err(error) => (None, Err(error)),
+    }
 }
 
 async fn answer(state: &AppState, bearer: &Bearer, prepared: Prepared) -> Response {

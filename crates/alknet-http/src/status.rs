@@ -1,6 +1,6 @@
 //! CallError → HTTP status and headers (PROTOCOL.md §11.5).
 
-use alknet_call::{CallError, Registry};
+use alknet_call::{CallError, ErrorCode, Registry};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -26,16 +26,16 @@ pub fn status_for(
     registry: &Registry,
     operation: Option<&str>,
 ) -> StatusCode {
-    let status = match error.code.as_str() {
-        "NOT_FOUND" => 404,
-        "FORBIDDEN" if bearer.has_identity() => 403,
-        "FORBIDDEN" => 401,
-        "INVALID_INPUT" => 422,
-        "INVALID_OPERATION_TYPE" => 400,
-        "TIMEOUT" => 504,
-        "UNAVAILABLE" => 503,
-        "INTERNAL" => 500,
-        code => match code.strip_prefix("HTTP_").map(str::parse::<u16>) {
+    let status = match &error.code {
+        ErrorCode::NotFound => 404,
+        ErrorCode::Forbidden if bearer.has_identity() => 403,
+        ErrorCode::Forbidden => 401,
+        ErrorCode::InvalidInput => 422,
+        ErrorCode::InvalidOperationType => 400,
+        ErrorCode::Timeout => 504,
+        ErrorCode::Unavailable => 503,
+        ErrorCode::Internal => 500,
+        ErrorCode::Domain(code) => match code.strip_prefix("HTTP_").map(str::parse::<u16>) {
             Some(Ok(n)) if (400..=599).contains(&n) => n,
             Some(_) => 500,
             None => declared_status(registry, operation, code).unwrap_or(500),
@@ -107,7 +107,7 @@ mod tests {
 
     fn status(code: &str, bearer: &Bearer) -> u16 {
         let error = CallError {
-            code: code.to_owned(),
+            code: code.into(),
             message: "m".to_owned(),
             retryable: false,
             details: None,

@@ -2,7 +2,7 @@
 //!
 //! A browser cannot open an `alknet/call` connection, so it gets the same
 //! session over a WebSocket: after the upgrade each binary message is one
-//! envelope and the socket feeds a [`MessageSession`] — the very `CallSession`
+//! envelope and the socket feeds a [`MessageFeed`] — the very `CallSession`
 //! actor a native connection runs, linked under this HTTP connection's actor
 //! and listed in the tree as `ws-session`. What is WebSocket-specific lives
 //! here and nowhere else: authentication at the upgrade (a header, or the
@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alknet_call::SessionConfig;
-use alknet_call::messages::{MessageSession, Outbound, Refused};
+use alknet_call::messages::{MessageFeed, Refused, SendQueue};
 use alknet_core::{ChildActor, Connection, ConnectionInfo, Duplex};
 use axum::Extension;
 use axum::extract::{Request, State};
@@ -323,7 +323,7 @@ async fn serve(
     let tree = connection.tree().cloned();
     let parent = tree.as_ref().map(|tree| tree.parent());
     let (mut session, outbound) =
-        match MessageSession::start(config, info.clone(), parent, span.clone()).await {
+        match MessageFeed::start(config, info.clone(), parent, span.clone()).await {
             Ok(started) => started,
             Err(error) => {
                 tracing::warn!(parent: &span, "could not start a WebSocket session: {error}");
@@ -392,7 +392,7 @@ impl Channel<'_> {
     /// Sends `first` and whatever else is queued already, then flushes once;
     /// `false` if the socket failed or the peer read nothing for the stall
     /// limit.
-    async fn send_burst(&mut self, first: Vec<u8>, outbound: &mut Outbound) -> bool {
+    async fn send_burst(&mut self, first: Vec<u8>, outbound: &mut SendQueue) -> bool {
         let write = async {
             self.info.stats().record_out(first.len());
             self.socket.feed(Message::Binary(first.into())).await?;
@@ -493,8 +493,8 @@ impl Liveness {
 
 async fn run(
     channel: &mut Channel<'_>,
-    session: &mut MessageSession,
-    mut outbound: Outbound,
+    session: &mut MessageFeed,
+    mut outbound: SendQueue,
     connection: &Connection,
     killed: &CancellationToken,
     liveness: &WebSocketSettings,

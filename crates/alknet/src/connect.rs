@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use alknet_call::CallClient;
+use alknet_call::ErrorCode;
 use alknet_call::client::{ClientOptions, Transport};
 use alknet_core::tls::ServerVerification;
 use alknet_core::{Fingerprint, NodeId, NodeKey};
@@ -71,7 +72,7 @@ impl ConnectArgs {
 /// gets a hint, as an operation the caller may not call looks unknown.
 pub fn report(error: &alknet_call::CallError, args: &ConnectArgs) {
     eprintln!("{error}");
-    if error.code == "NOT_FOUND" && args.token.is_none() {
+    if error.code == ErrorCode::NotFound && args.token.is_none() {
         eprintln!(
             "hint: without a token, restricted operations are not found either; pass --token (or set ALKNET_TOKEN)"
         );

@@ -4,6 +4,7 @@
 //! envelope parser and the payload reader do.
 #![no_main]
 
+use alknet_call::ErrorCode;
 use alknet_call::envelope::{EnvelopeError, MAX_ID_BYTES};
 use alknet_call::{EventEnvelope, Incoming};
 use libfuzzer_sys::fuzz_target;
@@ -32,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
     assert!(!envelope.id.is_empty() && envelope.id.len() <= MAX_ID_BYTES);
     if let Err(error) = envelope.event() {
         let call_error = error.to_call_error();
-        assert!(call_error.code == "INVALID_INPUT" || call_error.code == "INTERNAL");
+        assert!(call_error.code == ErrorCode::InvalidInput || call_error.code == ErrorCode::Internal);
     }
     let reparsed = EventEnvelope::parse(&envelope.to_bytes()).expect("re-parses");
     assert_eq!(reparsed, envelope);

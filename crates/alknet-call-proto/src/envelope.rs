@@ -53,6 +53,7 @@ pub struct EventEnvelope {
 
 /// Why bytes are not a valid envelope (§4.1).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum EnvelopeError {
     /// Not UTF-8 JSON.
     #[error("not JSON: {0}")]
@@ -128,6 +129,7 @@ impl CallRequest {
 
 /// A payload that does not fit its event type.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PayloadError {
     /// A `call.requested` payload breaks its rules; the callee answers it.
     #[error("invalid request payload: {0}")]
@@ -315,15 +317,51 @@ impl Incoming {
     /// be JSON, not decoded, so what fails only in decoding (JSON's nesting
     /// limit, a number out of range, an escape that is no character) does not
     /// fail them.
+    ///
+    /// A payload whose values would take more memory than
+    /// [`decoded_budget`] allows is not decoded: a request is answered
+    /// `INVALID_INPUT`, a reply fails its call locally, and an event that
+    /// needs no payload is read without it.
     pub fn parse(bytes: &[u8]) -> Result<Self, EnvelopeError> {
         // Well-formed envelopes are read in one pass. Anything else — a
         // duplicate member, an error's payload, any fault — is read again by
         // the general path, which alone decides what is wrong.
         let text = utf8(bytes)?;
+        if let Some(refused) = Self::refuse_if_too_costly(text)? {
+            return Ok(refused);
+        }
         match serde_json::from_str::<OnePass>(text) {
             Ok(OnePass(incoming)) => Ok(incoming),
             Err(_) => Self::parse_in_two_passes(text),
         }
+    }
+
+    /// Estimates what decoding the payload would cost before any value is
+    /// built, and gives the envelope read without its payload if that is
+    /// over budget. Only frames large enough to possibly be over are scanned
+    /// (then delimited by [`Checked::read`], which builds no value), so
+    /// ordinary frames pay nothing.
+    fn refuse_if_too_costly(text: &str) -> Result<Option<Self>, EnvelopeError> {
+        let budget = decoded_budget(text.len());
+        if text.len().saturating_mul(DECODED_BYTES_PER_VALUE) <= budget {
+            return Ok(None);
+        }
+        let members = Checked::read(text)?;
+        let estimate = value_count(members.payload.get()).saturating_mul(DECODED_BYTES_PER_VALUE);
+        if estimate <= budget {
+            return Ok(None);
+        }
+        let event = match TypeName::of(&members.event_type) {
+            TypeName::Requested => Err(PayloadError::Request(format!(
+                "payload would decode to about {estimate} bytes, more than {budget}"
+            ))),
+            TypeName::Responded | TypeName::Error => Err(PayloadError::Response),
+            kind => Event::of(kind, PayloadMembers::default()),
+        };
+        Ok(Some(Self {
+            id: members.id,
+            event,
+        }))
     }
 
     fn parse_in_two_passes(text: &str) -> Result<Self, EnvelopeError> {
@@ -505,6 +543,69 @@ impl<'a> Checked<'a> {
     }
 }
 
+/// What one decoded JSON value costs, in bytes: a `serde_json::Value`
+/// (strings' and keys' text is paid for by the frame's own bytes). Small
+/// values are one or two bytes of text each, so this is what turns a frame
+/// of `[0,0,0,…]` into sixteen times its size once decoded.
+const DECODED_BYTES_PER_VALUE: usize = std::mem::size_of::<Value>();
+/// How many times its own size a frame's payload may take once decoded.
+/// Ordinary JSON takes two to four.
+pub const DECODED_BYTES_PER_FRAME_BYTE: usize = 8;
+/// What any payload may take once decoded, whatever its frame's size.
+pub const MIN_DECODED_BUDGET: usize = 16 << 20;
+/// What no payload may take once decoded, however large its frame:
+/// eight times the default frame limit.
+pub const MAX_DECODED_BUDGET: usize = 128 << 20;
+
+/// The memory a payload read from a frame of `frame_len` bytes may take once
+/// decoded: [`DECODED_BYTES_PER_FRAME_BYTE`] times the frame, within
+/// [`MIN_DECODED_BUDGET`]..=[`MAX_DECODED_BUDGET`].
+pub fn decoded_budget(frame_len: usize) -> usize {
+    frame_len
+        .saturating_mul(DECODED_BYTES_PER_FRAME_BYTE)
+        .clamp(MIN_DECODED_BUDGET, MAX_DECODED_BUDGET)
+}
+
+/// How many JSON values (object keys included) `json` holds, counted from
+/// the tokens that start one, without building any. Meant for text already
+/// checked to be JSON; on other text it is an over-estimate.
+fn value_count(json: &str) -> usize {
+    let mut count = 0;
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut in_scalar = false;
+    for &byte in json.as_bytes() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => {
+                count += 1;
+                in_string = true;
+                in_scalar = false;
+            }
+            b'{' | b'[' => {
+                count += 1;
+                in_scalar = false;
+            }
+            b',' | b':' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r' => in_scalar = false,
+            // A number, `true`, `false` or `null`: counted at its first byte.
+            _ if !in_scalar => {
+                count += 1;
+                in_scalar = true;
+            }
+            _ => {}
+        }
+    }
+    count
+}
+
 /// The envelope's bytes as text. Checked whole and first: serde_json checks
 /// only the strings it reads, and an envelope is UTF-8 throughout (§4.1),
 /// members nobody reads included.
@@ -666,22 +767,26 @@ impl PayloadMembers {
 /// An outgoing envelope, borrowed: serialized as an [`EventEnvelope`] would
 /// be, without building its payload map first.
 #[derive(Serialize)]
-pub(crate) struct Outgoing<'a, P> {
+pub struct Outgoing<'a, P> {
+    /// The event type (see [`types`]).
     #[serde(rename = "type")]
-    pub(crate) event_type: &'static str,
-    pub(crate) id: &'a str,
-    pub(crate) payload: P,
+    pub event_type: &'static str,
+    /// The request id the event belongs to.
+    pub id: &'a str,
+    /// The event's payload.
+    pub payload: P,
 }
 
 /// The payload of `call.responded`.
 #[derive(Serialize)]
-pub(crate) struct OutputPayload<'a> {
-    pub(crate) output: &'a Value,
+pub struct OutputPayload<'a> {
+    /// The output.
+    pub output: &'a Value,
 }
 
 impl<'a> Outgoing<'a, OutputPayload<'a>> {
     /// `call.responded` with `output`.
-    pub(crate) fn responded(id: &'a str, output: &'a Value) -> Self {
+    pub fn responded(id: &'a str, output: &'a Value) -> Self {
         Self {
             event_type: types::RESPONDED,
             id,
@@ -693,6 +798,7 @@ impl<'a> Outgoing<'a, OutputPayload<'a>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorCode;
     use serde_json::json;
 
     fn parse(value: Value) -> Result<EventEnvelope, EnvelopeError> {
@@ -888,6 +994,49 @@ mod tests {
     }
 
     #[test]
+    fn values_are_counted_from_the_tokens_that_start_them() {
+        assert_eq!(value_count(r#"{}"#), 1);
+        assert_eq!(value_count(r#"[0,0,0]"#), 4);
+        assert_eq!(value_count(r#" { "a" : [ -1.5e3 , true , null ] } "#), 6);
+        assert_eq!(value_count(r#"{"k\"[{,":"x\\","y":1}"#), 5);
+    }
+
+    #[test]
+    fn a_payload_too_costly_to_decode_is_answered_without_decoding_it() {
+        // 1 M small values in 2 MiB: 32 MiB once decoded, over the 16 MiB
+        // any frame of that size may take.
+        let zeros = format!("[{}0]", "0,".repeat(1 << 20));
+        let frame = |kind: &str, member: &str| {
+            format!(
+                r#"{{"type":"{kind}","id":"big","payload":{{"operationId":"/x","{member}":{zeros}}}}}"#
+            )
+        };
+        let request = Incoming::parse(frame("call.requested", "input").as_bytes()).unwrap();
+        assert_eq!(request.id, "big");
+        let error = request.event.unwrap_err();
+        assert!(
+            matches!(&error, PayloadError::Request(reason) if reason.starts_with("payload would decode to about"))
+        );
+        assert_eq!(error.to_call_error().code, ErrorCode::InvalidInput);
+        let reply = Incoming::parse(frame("call.responded", "output").as_bytes()).unwrap();
+        assert_eq!(reply.event, Err(PayloadError::Response));
+        let abort = Incoming::parse(frame("call.aborted", "x").as_bytes()).unwrap();
+        assert_eq!(abort.event, Ok(Event::Aborted));
+        // The same frame is still checked to be an envelope first.
+        assert!(matches!(
+            Incoming::parse(&frame("call.requested", "input").as_bytes()[1..]),
+            Err(EnvelopeError::Json(_) | EnvelopeError::NotObject)
+        ));
+        // As large a frame of one string is cheap to decode, and decoded.
+        let text = format!(
+            r#"{{"type":"call.requested","id":"s","payload":{{"operationId":"/x","input":"{}"}}}}"#,
+            "x".repeat(4 << 20)
+        );
+        let request = Incoming::parse(text.as_bytes()).unwrap();
+        assert!(matches!(request.event, Ok(Event::Requested(_))));
+    }
+
+    #[test]
     fn numbers_survive_a_parse_and_reserialize_unchanged() {
         // Found by the envelope_parser fuzz target: without serde_json's
         // correctly rounded float parsing, a relayed number could change.
@@ -953,7 +1102,7 @@ mod tests {
             let envelope =
                 parse(json!({"type":"call.requested","id":"r","payload":payload})).unwrap();
             let error = envelope.event().unwrap_err().to_call_error();
-            assert_eq!(error.code, "INVALID_INPUT");
+            assert_eq!(error.code, ErrorCode::InvalidInput);
             assert_eq!(error.message, format!("invalid request payload: {reason}"));
         }
     }
@@ -973,8 +1122,8 @@ mod tests {
             let envelope = parse(json!({"type":kind,"id":"r","payload":payload})).unwrap();
             let error = envelope.event().unwrap_err().to_call_error();
             assert_eq!(
-                (error.code.as_str(), error.message.as_str()),
-                ("INTERNAL", "invalid response payload")
+                (error.code, error.message.as_str()),
+                (ErrorCode::Internal, "invalid response payload")
             );
         }
         let null_output =

@@ -103,6 +103,7 @@ impl InputSchema {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorCode;
 
     fn path_schema() -> InputSchema {
         InputSchema::compile(&json!({
@@ -119,7 +120,7 @@ mod tests {
         let error = path_schema()
             .validate(&json!({"path": 42, "mode": 1}))
             .unwrap_err();
-        assert_eq!(error.code, "INVALID_INPUT");
+        assert_eq!(error.code, ErrorCode::InvalidInput);
         assert_eq!(error.message, "input does not match schema");
         let errors = &error.details.as_ref().unwrap()["errors"];
         assert_eq!(errors[0]["pointer"], "/path");

@@ -24,6 +24,7 @@ const IDLE_CAPACITY: usize = 64 * 1024;
 
 /// A framing violation (a protocol error, §3.1 rule 1).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum FrameError {
     /// A frame announced length 0.
     #[error("frame length 0 is not allowed")]

@@ -67,6 +67,7 @@ pub enum Action<A, W> {
 
 /// Why an outgoing call could not be registered.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CallRefused {
     /// The id is already awaiting a reply.
     #[error("request id {0} is already awaiting a reply")]
@@ -288,6 +289,7 @@ impl<A, W: Clone> SessionBook<A, W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorCode;
     use serde_json::json;
 
     type Book = SessionBook<&'static str, u32>;
@@ -336,7 +338,7 @@ mod tests {
             dispatch(&mut book, 0, id, "c");
         }
         let error = error_of(book.receive(0, requested("r256")));
-        assert_eq!(error.code, "UNAVAILABLE");
+        assert_eq!(error.code, ErrorCode::Unavailable);
         assert_eq!(error.message, "too many in-flight requests");
         assert!(error.retryable);
         assert_eq!(error.details, Some(json!({"retry_after": 1})));

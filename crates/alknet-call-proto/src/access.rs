@@ -27,6 +27,7 @@ pub struct AccessControl {
 
 /// Why access was denied: for the node's log, never for the caller.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum Denied {
     /// The operation is restricted and the request has no identity.
     #[error("authentication required")]

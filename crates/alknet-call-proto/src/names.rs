@@ -6,6 +6,7 @@ use crate::envelope::MAX_OPERATION_NAME_BYTES;
 
 /// Why a name is not a valid registry name.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum NameError {
     /// Longer than 256 bytes.
     #[error("operation name is longer than {MAX_OPERATION_NAME_BYTES} bytes")]
