@@ -9,10 +9,12 @@ pub mod ws;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use alknet_core::echo::EchoHandler;
+use alknet_core::fault::FaultHandler;
 use alknet_core::node_key::CertificateAndKey;
 use alknet_core::tls::ServerIdentity;
-use alknet_core::{IdentityProvider, NoIdentities, NodeConfig, NodeKey, ProtocolHandler};
-use alknet_supervisors::{Node, NodeHandle, NodeOptions};
+use alknet_core::{ErasedHandler, IdentityProvider, NoIdentities, NodeConfig, NodeKey};
+use alknet_supervisors::{Node, NodeHandle};
 
 /// A two-worker runtime, for tests that drive an `alknet serve` process (the
 /// node runs in its own process; the test's clients run here).
@@ -78,9 +80,16 @@ pub fn test_config() -> NodeConfig {
     config
 }
 
+/// The diagnostic protocols `[diagnostics]` enables: echo and fault.
+pub fn diagnostic_handlers(diagnostics: &alknet_core::config::Diagnostics) -> Vec<ErasedHandler> {
+    let echo = diagnostics.echo.then(|| EchoHandler.into());
+    let fault = diagnostics.fault.then(|| FaultHandler.into());
+    echo.into_iter().chain(fault).collect()
+}
+
 /// Starts a node in this process with the diagnostic handlers `config` enables.
 pub async fn start_node(config: NodeConfig) -> NodeHandle {
-    let handlers = alknet_core::echo::diagnostic_handlers(&config.diagnostics);
+    let handlers = diagnostic_handlers(&config.diagnostics);
     start_node_with(
         config,
         handlers,
@@ -95,27 +104,35 @@ pub async fn start_node(config: NodeConfig) -> NodeHandle {
 /// Starts a node in this process with explicit handlers and certificates.
 pub async fn start_node_with(
     config: NodeConfig,
-    handlers: Vec<Arc<dyn ProtocolHandler>>,
+    handlers: Vec<ErasedHandler>,
     identities: Arc<dyn IdentityProvider>,
     key: NodeKey,
     web: CertificateAndKey,
     operator: Option<CertificateAndKey>,
 ) -> NodeHandle {
     let tls = ServerIdentity::new(&key, web, operator).expect("server identity");
-    Node::start(NodeOptions {
-        handlers,
-        identities,
-        tls,
-        config,
-    })
-    .await
-    .expect("node starts")
+    start_node_presenting(config, handlers, identities, tls).await
+}
+
+/// Starts a node in this process with explicit handlers, presenting `tls`.
+pub async fn start_node_presenting(
+    config: NodeConfig,
+    handlers: Vec<ErasedHandler>,
+    identities: Arc<dyn IdentityProvider>,
+    tls: ServerIdentity,
+) -> NodeHandle {
+    Node::builder(config, tls)
+        .identities(identities)
+        .protocols(handlers)
+        .start()
+        .await
+        .expect("node starts")
 }
 
 /// Starts a node in this process on [`test_config`] with `handlers`, a fresh
 /// node key and a self-signed web certificate.
 pub async fn start_web_node(
-    handlers: Vec<Arc<dyn ProtocolHandler>>,
+    handlers: Vec<ErasedHandler>,
     identities: Arc<dyn IdentityProvider>,
 ) -> NodeHandle {
     start_node_with(
@@ -137,14 +154,10 @@ pub async fn start_call_node(
     identities: Arc<dyn IdentityProvider>,
     limits: alknet_call::SessionLimits,
 ) -> NodeHandle {
-    let call: Arc<dyn ProtocolHandler> = Arc::new(alknet_call::CallHandler::new(
-        Arc::new(registry),
-        identities.clone(),
-        limits,
-    ));
+    let call = alknet_call::CallHandler::new(Arc::new(registry), identities.clone(), limits);
     start_node_with(
         config,
-        vec![call],
+        vec![call.into()],
         identities,
         NodeKey::generate(),
         generate_certificate("web"),

@@ -4,55 +4,36 @@
 //! supervision tree can be tested and benchmarked end to end before (and
 //! independently of) any real protocol.
 
-use std::sync::Arc;
-
 use tokio::task::JoinSet;
 
-use crate::alpn::Alpn;
-use crate::config::Diagnostics;
 use crate::connection::{BiStream, Connection};
-use crate::handler::{HandlerFuture, ProtocolHandler};
+use crate::handler::{HandlerError, Protocol, ProtocolHandler};
 
-/// The diagnostic handlers `[diagnostics]` enables. The fault handler exists
-/// only in builds with the `fault-injection` feature (tests).
-pub fn diagnostic_handlers(diagnostics: &Diagnostics) -> Vec<Arc<dyn ProtocolHandler>> {
-    let mut handlers: Vec<Arc<dyn ProtocolHandler>> = Vec::new();
-    if diagnostics.echo {
-        handlers.push(Arc::new(EchoHandler));
-    }
-    #[cfg(feature = "fault-injection")]
-    if diagnostics.fault {
-        handlers.push(Arc::new(crate::fault::FaultHandler));
-    }
-    handlers
-}
+/// The echo protocol's ALPN.
+pub const ALPN: &str = "alknet/echo";
 
 /// The echo handler.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct EchoHandler;
 
 impl ProtocolHandler for EchoHandler {
-    fn alpns(&self) -> Vec<Alpn> {
-        vec![Alpn::new(Alpn::ECHO)]
-    }
+    const PROTOCOL: Protocol = Protocol::new(&[ALPN]);
 
-    fn handle(self: Arc<Self>, connection: Connection) -> HandlerFuture {
-        Box::pin(async move {
-            let mut streams = JoinSet::new();
-            let mut accepting = true;
-            while accepting || !streams.is_empty() {
-                tokio::select! {
-                    // Echo has no unit of work worth finishing: a drain ends it.
-                    () = connection.draining() => return Ok(()),
-                    next = connection.accept_bi(), if accepting => match next? {
-                        Some(stream) => { streams.spawn(echo_stream(stream)); }
-                        None => accepting = false,
-                    },
-                    Some(done) = streams.join_next(), if !streams.is_empty() => log_stream_end(done),
-                }
+    async fn handle(&self, connection: Connection) -> Result<(), HandlerError> {
+        let mut streams = JoinSet::new();
+        let mut accepting = true;
+        while accepting || !streams.is_empty() {
+            tokio::select! {
+                // Echo has no unit of work worth finishing: a drain ends it.
+                () = connection.draining() => return Ok(()),
+                next = connection.accept_bi(), if accepting => match next? {
+                    Some(stream) => { streams.spawn(echo_stream(stream)); }
+                    None => accepting = false,
+                },
+                Some(done) = streams.join_next(), if !streams.is_empty() => log_stream_end(done),
             }
-            Ok(())
-        })
+        }
+        Ok(())
     }
 }
 

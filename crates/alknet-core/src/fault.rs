@@ -6,13 +6,10 @@
 //! - `h`: hang, ignoring drain requests (exercises the drain deadline);
 //! - anything else: echo the rest of the stream like `alknet/echo`.
 
-use std::sync::Arc;
-
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::alpn::Alpn;
 use crate::connection::Connection;
-use crate::handler::{HandlerFuture, ProtocolHandler};
+use crate::handler::{HandlerError, Protocol, ProtocolHandler};
 
 /// The fault-injection ALPN.
 pub const FAULT_ALPN: &str = "alknet/fault";
@@ -22,31 +19,27 @@ pub const FAULT_ALPN: &str = "alknet/fault";
 pub struct FaultHandler;
 
 impl ProtocolHandler for FaultHandler {
-    fn alpns(&self) -> Vec<Alpn> {
-        vec![Alpn::new(FAULT_ALPN)]
-    }
+    const PROTOCOL: Protocol = Protocol::new(&[FAULT_ALPN]);
 
-    fn handle(self: Arc<Self>, connection: Connection) -> HandlerFuture {
-        Box::pin(async move {
-            let Some(mut stream) = connection.accept_bi().await? else {
-                return Ok(());
-            };
-            let mut command = [0u8; 1];
-            if stream.recv.read_exact(&mut command).await.is_err() {
-                return Ok(());
+    async fn handle(&self, connection: Connection) -> Result<(), HandlerError> {
+        let Some(mut stream) = connection.accept_bi().await? else {
+            return Ok(());
+        };
+        let mut command = [0u8; 1];
+        if stream.recv.read_exact(&mut command).await.is_err() {
+            return Ok(());
+        }
+        match command[0] {
+            b'p' => panic!("injected connection panic"),
+            b'h' => std::future::pending::<()>().await,
+            _ => {
+                tokio::io::copy(&mut stream.recv, &mut stream.send).await?;
+                stream.send.shutdown().await?;
             }
-            match command[0] {
-                b'p' => panic!("injected connection panic"),
-                b'h' => std::future::pending::<()>().await,
-                _ => {
-                    tokio::io::copy(&mut stream.recv, &mut stream.send).await?;
-                    stream.send.shutdown().await?;
-                }
-            }
-            // Keep the connection until the peer closes it, so the client reads
-            // everything we wrote.
-            let _ = connection.accept_bi().await;
-            Ok(())
-        })
+        }
+        // Keep the connection until the peer closes it, so the client reads
+        // everything we wrote.
+        let _ = connection.accept_bi().await;
+        Ok(())
     }
 }

@@ -13,6 +13,7 @@ pub mod alpn;
 pub mod close;
 pub mod config;
 pub mod connection;
+pub mod control;
 pub mod echo;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
@@ -30,8 +31,11 @@ pub use config::{ConfigError, NodeConfig};
 pub use connection::{
     BiStream, Connection, ConnectionInfo, ConnectionStats, Duplex, TransportKind,
 };
+pub use control::NodeControl;
 pub use fingerprint::Fingerprint;
-pub use handler::{HandlerError, HandlerFuture, ProtocolHandler};
+pub use handler::{
+    CertificatePolicy, ErasedHandler, HandlerError, Protocol, ProtocolHandler, Transports,
+};
 pub use identity::{Identity, IdentityProvider, NoIdentities};
 pub use node_key::{NodeId, NodeKey};
 pub use tree::{ChildActor, ConnectionTree};

@@ -5,13 +5,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use alknet_call::admin::AdminHandle;
 use alknet_call::overlay::{OverlayBudget, OverlayLimits};
 use alknet_call::{CallHandler, Registry, SessionLimits, builtins};
 use alknet_core::tls::{self, ServerIdentity};
-use alknet_core::{IdentityProvider, NodeConfig, NodeKey, ProtocolHandler};
+use alknet_core::{IdentityProvider, NodeConfig, NodeKey};
 use alknet_identity::StoreIdentities;
-use alknet_supervisors::admin::AdminHandle;
-use alknet_supervisors::{Node, NodeOptions, ShutdownReason};
+use alknet_supervisors::{Node, ShutdownReason};
 use anyhow::Context;
 
 use crate::credentials::{self, Credentials};
@@ -157,48 +157,24 @@ async fn serve(
         tracing::info!(operations = ?imported, "imported HTTP operations");
     }
     let mcp_jobs = imports::mcp_jobs(&config, &dir, &source)?;
-    let mut handlers = vec![call];
-    if config.http.enabled {
-        let settings = alknet_http::HttpSettings {
-            call_timeout: config.limits.call_timeout,
-            max_batch: config.limits.max_batch,
-            decoy: decoy(&config.http, &dir),
-            session: sessions.clone(),
-            console: config.http.console,
-            limits: connection_limits(&config.limits),
-            stealth: config.http.stealth,
-            public_paths: config.http.public_paths.clone(),
-            ..alknet_http::HttpSettings::default()
-        };
-        let mut http =
-            alknet_http::HttpHandler::new(registry.clone(), identities.clone(), settings);
-        if config.http.mcp {
-            http = http.with_mcp(alknet_adapters::to_mcp::router(
-                registry.clone(),
-                identities.clone(),
-                alknet_adapters::to_mcp::McpSettings {
-                    allowed_hosts: config.http.mcp_allowed_hosts.clone(),
-                    call_timeout: config.limits.call_timeout,
-                    max_batch: config.limits.max_batch,
-                    version: env!("CARGO_PKG_VERSION").to_owned(),
-                },
-            ));
-        }
-        handlers.push(Arc::new(http));
-    }
-    handlers.extend(alknet_core::echo::diagnostic_handlers(&config.diagnostics));
+    let http = config
+        .http
+        .enabled
+        .then(|| http_handler(&config, &dir, &registry, &identities, &sessions));
     let serves_console = config.http.enabled && config.http.console;
-    let node = Node::start(NodeOptions {
-        handlers,
-        identities,
-        tls: identity,
-        config,
-    })
-    .await
-    .with_context(|| match &config_path {
-        Some(path) => format!("cannot start the node (configuration {})", path.display()),
-        None => "cannot start the node".to_owned(),
-    })?;
+    let diagnostics = config.diagnostics.clone();
+    let node = Node::builder(config, identity)
+        .identities(identities)
+        .protocol(call)
+        .protocols(http)
+        .protocols(diagnostics.echo.then_some(alknet_core::echo::EchoHandler))
+        .protocols(fault_handler(&diagnostics))
+        .start()
+        .await
+        .with_context(|| match &config_path {
+            Some(path) => format!("cannot start the node (configuration {})", path.display()),
+            None => "cannot start the node".to_owned(),
+        })?;
 
     let signal = shutdown_signal();
     admin.attach(node.clone());
@@ -246,21 +222,68 @@ fn call_handler(
     admin: &AdminHandle,
     identities: Arc<dyn IdentityProvider>,
     sessions: &SessionLimits,
-) -> anyhow::Result<(Arc<dyn ProtocolHandler>, Arc<Registry>)> {
+) -> anyhow::Result<(CallHandler, Arc<Registry>)> {
     let registry = Registry::new();
     builtins::register_discovery(&registry)?;
-    alknet_supervisors::admin::register(&registry, admin)?;
-    alknet_supervisors::fault::register(&registry, admin, &config.diagnostics)?;
+    alknet_call::admin::register(&registry, admin)?;
+    #[cfg(feature = "fault-injection")]
+    if config.diagnostics.fault {
+        alknet_call::admin::register_fault(&registry, admin)?;
+    }
     if config.diagnostics.call_ops {
         builtins::register_diagnostics(&registry)?;
     }
     let registry = Arc::new(registry);
-    let handler = Arc::new(CallHandler::new(
-        registry.clone(),
-        identities,
-        sessions.clone(),
-    ));
+    let handler = CallHandler::new(registry.clone(), identities, sessions.clone());
     Ok((handler, registry))
+}
+
+/// The HTTP gateway (and MCP when enabled) over the call registry.
+fn http_handler(
+    config: &NodeConfig,
+    dir: &DataDir,
+    registry: &Arc<Registry>,
+    identities: &Arc<dyn IdentityProvider>,
+    sessions: &SessionLimits,
+) -> alknet_http::HttpHandler {
+    let settings = alknet_http::HttpSettings {
+        call_timeout: config.limits.call_timeout,
+        max_batch: config.limits.max_batch,
+        decoy: decoy(&config.http, dir),
+        session: sessions.clone(),
+        console: config.http.console,
+        limits: connection_limits(&config.limits),
+        stealth: config.http.stealth,
+        public_paths: config.http.public_paths.clone(),
+        ..alknet_http::HttpSettings::default()
+    };
+    let http = alknet_http::HttpHandler::new(registry.clone(), identities.clone(), settings);
+    if !config.http.mcp {
+        return http;
+    }
+    http.with_mcp(alknet_adapters::to_mcp::router(
+        registry.clone(),
+        identities.clone(),
+        alknet_adapters::to_mcp::McpSettings {
+            allowed_hosts: config.http.mcp_allowed_hosts.clone(),
+            call_timeout: config.limits.call_timeout,
+            max_batch: config.limits.max_batch,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        },
+    ))
+}
+
+/// The test-only fault protocol, in builds that have it and when
+/// `[diagnostics] fault` asks for it.
+fn fault_handler(
+    diagnostics: &alknet_core::config::Diagnostics,
+) -> Option<alknet_core::ErasedHandler> {
+    #[cfg(feature = "fault-injection")]
+    if diagnostics.fault {
+        return Some(alknet_core::fault::FaultHandler.into());
+    }
+    let _ = diagnostics;
+    None
 }
 
 /// Every call session's limits, native or WebSocket; made once, as the
