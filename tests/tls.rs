@@ -12,7 +12,8 @@ use alknet_core::{
 };
 use alknet_e2e::client::{quic_connect, quic_echo, quic_endpoint, tls_connect, tls_echo};
 use alknet_e2e::{
-    generate_certificate, start_node, start_node_presenting, start_node_with, test_config,
+    generate_certificate, start_node, start_node_presenting, start_node_with, start_web_node,
+    test_config,
 };
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -195,15 +196,8 @@ async fn a_full_handshake_table_evicts_its_oldest_silent_client() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quic_only_protocol_is_advertised_on_quic_and_not_on_tcp() {
-    let node = start_node_with(
-        test_config(),
-        vec![EchoHandler.into(), QuicOnlyEcho.into()],
-        Arc::new(NoIdentities),
-        NodeKey::generate(),
-        generate_certificate("web"),
-        None,
-    )
-    .await;
+    let handlers = vec![EchoHandler.into(), QuicOnlyEcho.into()];
+    let node = start_web_node(handlers, Arc::new(NoIdentities)).await;
     let addr = node.local_addr();
 
     let endpoint = quic_endpoint();
