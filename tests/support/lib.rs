@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alknet_core::echo::EchoHandler;
-use alknet_core::fault::FaultHandler;
 use alknet_core::node_key::CertificateAndKey;
 use alknet_core::tls::ServerIdentity;
 use alknet_core::{ErasedHandler, IdentityProvider, NoIdentities, NodeConfig, NodeKey};
@@ -83,8 +82,9 @@ pub fn test_config() -> NodeConfig {
 /// The diagnostic protocols `[diagnostics]` enables: echo and fault.
 pub fn diagnostic_handlers(diagnostics: &alknet_core::config::Diagnostics) -> Vec<ErasedHandler> {
     let echo = diagnostics.echo.then(|| EchoHandler.into());
-    let fault = diagnostics.fault.then(|| FaultHandler.into());
-    echo.into_iter().chain(fault).collect()
+    echo.into_iter()
+        .chain(alknet_core::fault::handler(diagnostics))
+        .collect()
 }
 
 /// Starts a node in this process with the diagnostic handlers `config` enables.

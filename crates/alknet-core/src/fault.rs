@@ -1,23 +1,54 @@
 //! `alknet/fault`: a test-only handler that misbehaves on command.
 //!
-//! Compiled only with the `fault-injection` cargo feature, which only tests
-//! enable. Each stream's first byte is a command:
+//! The handler is compiled only with the `fault-injection` cargo feature,
+//! which only tests (and test builds of the binary) enable; [`enabled`] and
+//! [`handler`] answer in every build, so callers need no feature gate of their
+//! own. Each stream's first byte is a command:
 //! - `p`: panic inside the connection's handler;
 //! - `h`: hang, ignoring drain requests (exercises the drain deadline);
 //! - anything else: echo the rest of the stream like `alknet/echo`.
 
+#[cfg(feature = "fault-injection")]
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::config::Diagnostics;
+#[cfg(feature = "fault-injection")]
 use crate::connection::Connection;
+use crate::handler::ErasedHandler;
+#[cfg(feature = "fault-injection")]
 use crate::handler::{HandlerError, Protocol, ProtocolHandler};
 
 /// The fault-injection ALPN.
 pub const FAULT_ALPN: &str = "alknet/fault";
 
+/// Whether this build has fault injection and `[diagnostics] fault` turns it
+/// on: then the node serves [`FAULT_ALPN`] and the fault operations.
+pub fn enabled(diagnostics: &Diagnostics) -> bool {
+    #[cfg(feature = "fault-injection")]
+    return diagnostics.fault;
+    #[cfg(not(feature = "fault-injection"))]
+    {
+        let _ = diagnostics;
+        false
+    }
+}
+
+/// The fault handler, when [`enabled`].
+pub fn handler(diagnostics: &Diagnostics) -> Option<ErasedHandler> {
+    #[cfg(feature = "fault-injection")]
+    if enabled(diagnostics) {
+        return Some(FaultHandler.into());
+    }
+    let _ = diagnostics;
+    None
+}
+
 /// The fault-injection handler.
+#[cfg(feature = "fault-injection")]
 #[derive(Debug, Default, Clone, Copy)]
 pub struct FaultHandler;
 
+#[cfg(feature = "fault-injection")]
 impl ProtocolHandler for FaultHandler {
     const PROTOCOL: Protocol = Protocol::new(&[FAULT_ALPN]);
 

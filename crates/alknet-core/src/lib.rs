@@ -15,7 +15,6 @@ pub mod config;
 pub mod connection;
 pub mod control;
 pub mod echo;
-#[cfg(feature = "fault-injection")]
 pub mod fault;
 pub mod fingerprint;
 pub mod handler;

@@ -168,7 +168,7 @@ async fn serve(
         .protocol(call)
         .protocols(http)
         .protocols(diagnostics.echo.then_some(alknet_core::echo::EchoHandler))
-        .protocols(fault_handler(&diagnostics))
+        .protocols(alknet_core::fault::handler(&diagnostics))
         .start()
         .await
         .with_context(|| match &config_path {
@@ -226,8 +226,7 @@ fn call_handler(
     let registry = Registry::new();
     builtins::register_discovery(&registry)?;
     alknet_call::admin::register(&registry, admin)?;
-    #[cfg(feature = "fault-injection")]
-    if config.diagnostics.fault {
+    if alknet_core::fault::enabled(&config.diagnostics) {
         alknet_call::admin::register_fault(&registry, admin)?;
     }
     if config.diagnostics.call_ops {
@@ -271,19 +270,6 @@ fn http_handler(
             version: env!("CARGO_PKG_VERSION").to_owned(),
         },
     ))
-}
-
-/// The test-only fault protocol, in builds that have it and when
-/// `[diagnostics] fault` asks for it.
-fn fault_handler(
-    diagnostics: &alknet_core::config::Diagnostics,
-) -> Option<alknet_core::ErasedHandler> {
-    #[cfg(feature = "fault-injection")]
-    if diagnostics.fault {
-        return Some(alknet_core::fault::FaultHandler.into());
-    }
-    let _ = diagnostics;
-    None
 }
 
 /// Every call session's limits, native or WebSocket; made once, as the
