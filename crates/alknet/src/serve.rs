@@ -167,7 +167,7 @@ async fn serve(
         .identities(identities)
         .protocol(call)
         .protocols(http)
-        .protocols(diagnostics.echo.then_some(alknet_core::echo::EchoHandler))
+        .protocols(diagnostics.echo.then_some(alknet_echo::EchoHandler))
         .protocols(alknet_core::fault::handler(&diagnostics))
         .start()
         .await
