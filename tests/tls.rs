@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use alknet_core::echo::EchoHandler;
 use alknet_core::tls::ServerIdentity;
 use alknet_core::{
     Connection, Fingerprint, HandlerError, NoIdentities, NodeKey, Protocol, ProtocolHandler,
@@ -15,6 +14,7 @@ use alknet_e2e::{
     generate_certificate, start_node, start_node_presenting, start_node_with, start_web_node,
     test_config,
 };
+use alknet_echo::EchoHandler;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};

@@ -9,10 +9,10 @@ pub mod ws;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use alknet_core::echo::EchoHandler;
 use alknet_core::node_key::CertificateAndKey;
 use alknet_core::tls::ServerIdentity;
 use alknet_core::{ErasedHandler, IdentityProvider, NoIdentities, NodeConfig, NodeKey};
+use alknet_echo::EchoHandler;
 use alknet_supervisors::{Node, NodeHandle};
 
 /// A two-worker runtime, for tests that drive an `alknet serve` process (the

@@ -30,14 +30,14 @@ pub struct Args {
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let key = NodeKey::generate();
     let identity = crate::support::server_identity(&key)?;
-    let echo = Alpn::new(alknet_core::echo::ALPN);
+    let echo = Alpn::new(alknet_echo::ALPN);
 
     let config = NodeConfig {
         listen: "127.0.0.1:0".parse()?,
         ..NodeConfig::default()
     };
     let node = Node::builder(config, identity.clone())
-        .protocol(alknet_core::echo::EchoHandler)
+        .protocol(alknet_echo::EchoHandler)
         .start()
         .await?;
     let bare = BareServer::start(tls::quic_server_config(

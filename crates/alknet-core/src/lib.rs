@@ -14,7 +14,6 @@ pub mod close;
 pub mod config;
 pub mod connection;
 pub mod control;
-pub mod echo;
 pub mod fault;
 pub mod fingerprint;
 pub mod handler;
