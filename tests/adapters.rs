@@ -504,7 +504,7 @@ async fn http_node(registry: Arc<Registry>, listen: SocketAddr) -> NodeHandle {
     config.listen = listen;
     start_node_with(
         config,
-        vec![Arc::new(http)],
+        vec![http.into()],
         identities,
         NodeKey::generate(),
         generate_certificate("web"),

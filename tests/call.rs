@@ -10,7 +10,7 @@ use alknet_call::codec::{DEFAULT_MAX_FRAME, encode_frame};
 use alknet_call::envelope::{CallRequest, Event, EventEnvelope};
 use alknet_call::registry::{OperationDef, Registry};
 use alknet_call::{CallError, CallHandler, SessionLimits};
-use alknet_core::{NoIdentities, NodeKey, ProtocolHandler};
+use alknet_core::{NoIdentities, NodeKey};
 use alknet_e2e::client::{quic_connect, quic_endpoint};
 use alknet_e2e::raw_call::{Transport, both, open};
 use alknet_e2e::{
@@ -411,9 +411,9 @@ mod client {
 
 mod admin {
     use super::*;
+    use alknet_call::admin::{AdminHandle, register};
     use alknet_call::client::{ClientOptions, Transport as ClientTransport};
     use alknet_core::{Fingerprint, Identity, IdentityProvider};
-    use alknet_supervisors::admin::{AdminHandle, register};
 
     /// The admin is whoever presents `admin_key`; `user-token` is a user.
     struct Operators {
@@ -439,13 +439,12 @@ mod admin {
         let identities: Arc<dyn IdentityProvider> = Arc::new(Operators {
             admin: admin_key.node_id().fingerprint(),
         });
-        let call: Arc<dyn ProtocolHandler> = Arc::new(CallHandler::new(
+        let call = CallHandler::new(
             Arc::new(registry),
             identities.clone(),
             SessionLimits::default(),
-        ));
-        let echo: Arc<dyn ProtocolHandler> = Arc::new(alknet_core::echo::EchoHandler);
-        let handlers = vec![call, echo];
+        );
+        let handlers = vec![call.into(), alknet_echo::EchoHandler.into()];
         let node = start_node_with(
             test_config(),
             handlers,

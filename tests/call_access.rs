@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use alknet_call::access::AccessControl;
+use alknet_call::admin::{AdminHandle, register};
 use alknet_call::envelope::Event;
 use alknet_call::registry::{OperationDef, Registry};
 use alknet_call::{CallError, SessionLimits};
@@ -13,7 +14,6 @@ use alknet_core::Identity;
 use alknet_e2e::raw_call::{both, open};
 use alknet_e2e::{TestTokens, start_call_node, test_config};
 use alknet_supervisors::NodeHandle;
-use alknet_supervisors::admin::{AdminHandle, register};
 use serde_json::{Value, json};
 
 async fn node(ran: Arc<AtomicBool>) -> NodeHandle {

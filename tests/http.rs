@@ -11,7 +11,7 @@ use std::time::Duration;
 use alknet_call::access::AccessControl;
 use alknet_call::registry::{ErrorSchema, OperationDef, Registry};
 use alknet_call::{CallError, CallHandler, SessionLimits};
-use alknet_core::{IdentityProvider, ProtocolHandler};
+use alknet_core::IdentityProvider;
 use alknet_e2e::client::tls_connect;
 use alknet_e2e::{DropSignal, TestTokens, hanging_query, start_web_node};
 use alknet_http::decoy::Decoy;
@@ -113,16 +113,16 @@ async fn node_with(
         decoy,
         ..HttpSettings::default()
     };
-    let handlers: Vec<Arc<dyn ProtocolHandler>> = vec![
-        Arc::new(CallHandler::new(
+    let handlers = vec![
+        CallHandler::new(
             registry.clone(),
             identities.clone(),
             SessionLimits::default(),
-        )),
-        Arc::new(
-            HttpHandler::with_extra_routes(registry, identities.clone(), settings, extra)
-                .expect("no collision"),
-        ),
+        )
+        .into(),
+        HttpHandler::with_extra_routes(registry, identities.clone(), settings, extra)
+            .expect("no collision")
+            .into(),
     ];
     let node = start_web_node(handlers, identities).await;
     (node, dropped)

@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use alknet_core::NoIdentities;
-use alknet_core::echo::EchoHandler;
 use alknet_core::fault::{FAULT_ALPN, FaultHandler};
 use alknet_e2e::client::{payload, quic_connect, quic_echo, quic_endpoint, tls_connect, tls_echo};
 use alknet_e2e::{eventually, start_node, start_web_node, test_config};
+use alknet_echo::EchoHandler;
 use alknet_supervisors::{NodeHandle, ShutdownReason, TreeNode};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -29,7 +29,7 @@ fn supervisor<'a>(tree: &'a TreeNode, name: &str) -> &'a TreeNode {
 /// A node serving `alknet/echo` and the fault-injection protocol.
 async fn start_fault_node() -> NodeHandle {
     start_web_node(
-        vec![Arc::new(EchoHandler), Arc::new(FaultHandler)],
+        vec![EchoHandler.into(), FaultHandler.into()],
         Arc::new(NoIdentities),
     )
     .await

@@ -4,27 +4,62 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use alknet_core::echo::EchoHandler;
+use alknet_core::tls::ServerIdentity;
 use alknet_core::{
-    Alpn, Connection, Fingerprint, HandlerFuture, NoIdentities, NodeKey, ProtocolHandler,
+    Connection, Fingerprint, HandlerError, NoIdentities, NodeKey, Protocol, ProtocolHandler,
+    Transports,
 };
-use alknet_e2e::client::{tls_connect, tls_echo};
-use alknet_e2e::{generate_certificate, start_node, start_node_with, test_config};
+use alknet_e2e::client::{quic_connect, quic_echo, quic_endpoint, tls_connect, tls_echo};
+use alknet_e2e::{
+    generate_certificate, start_node, start_node_presenting, start_node_with, start_web_node,
+    test_config,
+};
+use alknet_echo::EchoHandler;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
-/// Echo under an ALPN outside the alknet family, as HTTP will be.
+/// Echo under another ALPN, showing browsers' certificate as HTTP does.
 struct PlainEcho;
 
 impl ProtocolHandler for PlainEcho {
-    fn alpns(&self) -> Vec<Alpn> {
-        vec![Alpn::new("x-plain")]
-    }
+    const PROTOCOL: Protocol = Protocol::new(&["x-plain"]).web_certificate();
 
-    fn handle(self: Arc<Self>, connection: Connection) -> HandlerFuture {
-        Arc::new(EchoHandler).handle(connection)
+    async fn handle(&self, connection: Connection) -> Result<(), HandlerError> {
+        EchoHandler.handle(connection).await
     }
+}
+
+/// Echo advertised over QUIC only, as DNS over QUIC will be.
+struct QuicOnlyEcho;
+
+impl ProtocolHandler for QuicOnlyEcho {
+    const PROTOCOL: Protocol = Protocol::new(&["x-quic-only"]).on(Transports::QuicOnly);
+
+    async fn handle(&self, connection: Connection) -> Result<(), HandlerError> {
+        EchoHandler.handle(connection).await
+    }
+}
+
+/// Echo for peers under an ALPN outside the `alknet/` family: the node
+/// certificate follows the protocol's policy, not its ALPN's spelling.
+struct PeerEcho;
+
+impl ProtocolHandler for PeerEcho {
+    const PROTOCOL: Protocol = Protocol::new(&["x-peer"]);
+
+    async fn handle(&self, connection: Connection) -> Result<(), HandlerError> {
+        EchoHandler.handle(connection).await
+    }
+}
+
+fn refused_for_want_of_a_protocol(error: &std::io::Error) -> bool {
+    error
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+        .is_some_and(|e| {
+            *e == rustls::Error::AlertReceived(rustls::AlertDescription::NoApplicationProtocol)
+        })
 }
 
 async fn leaf_for(addr: std::net::SocketAddr, alpn: &str) -> CertificateDer<'static> {
@@ -38,7 +73,7 @@ async fn peers_get_the_node_certificate_and_browsers_the_operator_certificate() 
     let node_id = key.node_id();
     let operator = generate_certificate("operator");
     let operator_der = operator.chain[0].clone();
-    let handlers: Vec<Arc<dyn ProtocolHandler>> = vec![Arc::new(EchoHandler), Arc::new(PlainEcho)];
+    let handlers = vec![EchoHandler.into(), PlainEcho.into()];
     let node = start_node_with(
         test_config(),
         handlers,
@@ -109,7 +144,7 @@ async fn a_client_without_ed25519_gets_the_ecdsa_web_certificate() {
     let web_der = web.chain[0].clone();
     let node = start_node_with(
         test_config(),
-        vec![Arc::new(EchoHandler)],
+        vec![EchoHandler.into()],
         Arc::new(NoIdentities),
         NodeKey::generate(),
         web,
@@ -157,4 +192,54 @@ async fn a_full_handshake_table_evicts_its_oldest_silent_client() {
     .await
     .expect("the silent client was closed");
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quic_only_protocol_is_advertised_on_quic_and_not_on_tcp() {
+    let handlers = vec![EchoHandler.into(), QuicOnlyEcho.into()];
+    let node = start_web_node(handlers, Arc::new(NoIdentities)).await;
+    let addr = node.local_addr();
+
+    let endpoint = quic_endpoint();
+    let quic = quic_connect(&endpoint, addr, &["x-quic-only"])
+        .await
+        .expect("negotiated over QUIC");
+    assert_eq!(quic_echo(&quic, b"quic").await.unwrap(), b"quic");
+
+    let error = tls_connect(addr, &["x-quic-only"])
+        .await
+        .expect_err("not advertised over TCP+TLS");
+    assert!(refused_for_want_of_a_protocol(&error), "{error}");
+    // The protocols on both transports are still served over TCP+TLS.
+    let tls = tls_connect(addr, &["alknet/echo"]).await.unwrap();
+    assert_eq!(tls_echo(tls, b"tcp").await.unwrap(), b"tcp");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_stealth_only_node_key_protocols_see_the_node_certificate() {
+    let key = NodeKey::generate();
+    let node_id = key.node_id();
+    let web = generate_certificate("web");
+    let web_der = web.chain[0].clone();
+    let tls = ServerIdentity::new(&key, web, None)
+        .expect("server identity")
+        .hiding_the_node();
+    let node = start_node_presenting(
+        test_config(),
+        vec![EchoHandler.into(), PeerEcho.into(), PlainEcho.into()],
+        Arc::new(NoIdentities),
+        tls,
+    )
+    .await;
+    let addr = node.local_addr();
+
+    for peer_alpn in ["alknet/echo", "x-peer"] {
+        let leaf = leaf_for(addr, peer_alpn).await;
+        assert_eq!(
+            Fingerprint::of_certificate(&leaf),
+            node_id.fingerprint(),
+            "{peer_alpn}"
+        );
+    }
+    assert_eq!(leaf_for(addr, "x-plain").await, web_der);
 }

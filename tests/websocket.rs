@@ -6,9 +6,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use alknet_call::admin::AdminHandle;
 use alknet_call::registry::{OperationDef, Registry};
 use alknet_call::{CallHandler, SessionLimits};
-use alknet_core::{IdentityProvider, ProtocolHandler};
+use alknet_core::IdentityProvider;
 use alknet_e2e::client::tls_connect;
 use alknet_e2e::ws::{
     self, Auth, bearer_entry, call, close_frame, connect_h1, connect_h1_request, connect_h2,
@@ -17,7 +18,6 @@ use alknet_e2e::ws::{
 use alknet_e2e::{TestTokens, hanging_query, start_web_node};
 use alknet_http::{HttpHandler, HttpSettings};
 use alknet_supervisors::NodeHandle;
-use alknet_supervisors::admin::AdminHandle;
 use futures::SinkExt;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -40,7 +40,7 @@ async fn node_with(settings: HttpSettings) -> TestNode {
     alknet_call::builtins::register_discovery(&registry).unwrap();
     alknet_call::builtins::register_diagnostics(&registry).unwrap();
     let admin = AdminHandle::default();
-    alknet_supervisors::admin::register(&registry, &admin).unwrap();
+    alknet_call::admin::register(&registry, &admin).unwrap();
     registry
         .register(hanging_query("test/hang", dropped_tx.clone()))
         .unwrap();
@@ -54,13 +54,14 @@ async fn node_with(settings: HttpSettings) -> TestNode {
         .unwrap();
     let registry = Arc::new(registry);
     let identities: Arc<dyn IdentityProvider> = Arc::new(TestTokens);
-    let handlers: Vec<Arc<dyn ProtocolHandler>> = vec![
-        Arc::new(CallHandler::new(
+    let handlers = vec![
+        CallHandler::new(
             registry.clone(),
             identities.clone(),
             SessionLimits::default(),
-        )),
-        Arc::new(HttpHandler::new(registry, identities.clone(), settings)),
+        )
+        .into(),
+        HttpHandler::new(registry, identities.clone(), settings).into(),
     ];
     let node = start_web_node(handlers, identities).await;
     admin.attach(node.clone());

@@ -3,9 +3,10 @@
 //! A listener accepts, runs the TLS handshake far enough to know the ALPN and
 //! the client certificate (each handshake in its own task, bounded by the
 //! handshake timeout and by the pending-handshake table, [`crate::pending`]),
-//! and hands the connection to the router. An offered ALPN that no handler
-//! serves fails inside rustls with `no_application_protocol` (QUIC:
-//! CRYPTO_ERROR 0x0178) — the listener never sees such a connection.
+//! and hands the connection to the router. Each listener advertises the ALPNs
+//! of the protocols that serve its transport; any other offered ALPN fails
+//! inside rustls with `no_application_protocol` (QUIC: CRYPTO_ERROR 0x0178) —
+//! the listener never sees such a connection.
 //!
 //! The sockets themselves belong to the node, not to the listener actors: a
 //! restarted listener resumes accepting on the same socket, and connections
@@ -14,6 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use alknet_core::close;
 use alknet_core::log_limit::LogLimit;
 use alknet_core::{Alpn, Connection, Fingerprint};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -21,8 +23,8 @@ use rustls::pki_types::CertificateDer;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::directory::{ActorInfo, ActorKind, DirectoryEntry};
-use crate::node::Shared;
 use crate::pending::{PendingHandshakes, Progress, Slot};
+use crate::state::NodeState;
 
 /// Which socket a listener serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,7 +45,7 @@ impl ListenerKind {
 pub(crate) struct Listener;
 
 pub(crate) struct ListenerArgs {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) node: Arc<NodeState>,
     pub(crate) kind: ListenerKind,
     pub(crate) restarts: u32,
 }
@@ -66,14 +68,14 @@ impl Actor for Listener {
         myself: ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let registration = args.shared.directory.register(
+        let registration = args.node.directory.register(
             myself.get_id(),
             ActorInfo::new(args.kind.name(), ActorKind::Listener, args.restarts),
         );
-        let shared = args.shared.clone();
+        let node = args.node.clone();
         let accept_loop = match args.kind {
-            ListenerKind::Quic => tokio::spawn(accept_quic(shared)),
-            ListenerKind::Tcp => tokio::spawn(accept_tcp(shared)),
+            ListenerKind::Quic => tokio::spawn(accept_quic(node)),
+            ListenerKind::Tcp => tokio::spawn(accept_tcp(node)),
         };
         Ok(ListenerState {
             _accept_loop: AbortOnDropHandle::new(accept_loop),
@@ -102,14 +104,14 @@ fn log_eviction(kind: ListenerKind, pending: &PendingHandshakes) {
     }
 }
 
-async fn accept_quic(shared: Arc<Shared>) {
-    let pending = shared.pending_handshakes[0].clone();
+async fn accept_quic(node: Arc<NodeState>) {
+    let pending = node.pending_handshakes[0].clone();
     // Past half the table, an Initial from an address that has not proven it
     // receives our packets gets a stateless Retry: spoofed or abandoned
     // Initials then cost no state, and real clients come back validated.
     let retry_from = pending.capacity() / 2;
-    while let Some(incoming) = shared.endpoint.accept().await {
-        if shared.is_shutting_down() {
+    while let Some(incoming) = node.endpoint.accept().await {
+        if node.is_shutting_down() {
             incoming.refuse();
             continue;
         }
@@ -136,14 +138,14 @@ async fn accept_quic(shared: Arc<Shared>) {
         if admitted.evicted_one {
             log_eviction(ListenerKind::Quic, &pending);
         }
-        let shared = shared.clone();
+        let node = node.clone();
         tokio::spawn(async move {
-            handshake_quic(shared, incoming, admitted.slot).await;
+            handshake_quic(node, incoming, admitted.slot).await;
         });
     }
 }
 
-async fn handshake_quic(shared: Arc<Shared>, incoming: quinn::Incoming, slot: Slot) {
+async fn handshake_quic(node: Arc<NodeState>, incoming: quinn::Incoming, slot: Slot) {
     let remote = incoming.remote_address();
     let connecting = match incoming.accept() {
         Ok(connecting) => connecting,
@@ -152,7 +154,7 @@ async fn handshake_quic(shared: Arc<Shared>, incoming: quinn::Incoming, slot: Sl
             return;
         }
     };
-    let timeout = shared.config.limits.handshake_timeout;
+    let timeout = node.config.limits.handshake_timeout;
     // Evicted or timed out: dropping `connecting` closes the connection.
     let connection = match slot
         .unless_evicted(tokio::time::timeout(timeout, connecting))
@@ -179,7 +181,7 @@ async fn handshake_quic(shared: Arc<Shared>, incoming: quinn::Incoming, slot: Sl
         .and_then(|bytes| Alpn::from_wire(&bytes));
     let Some(alpn) = alpn else {
         // rustls enforces ALPN on QUIC, so only a broken peer gets here.
-        connection.close(crate::close_code::PROTOCOL_ERROR.into(), b"no ALPN");
+        connection.close(close::PROTOCOL_ERROR.into(), b"no ALPN");
         return;
     };
     let peer = connection
@@ -187,17 +189,16 @@ async fn handshake_quic(shared: Arc<Shared>, incoming: quinn::Incoming, slot: Sl
         .and_then(|identity| identity.downcast::<Vec<CertificateDer<'static>>>().ok())
         .and_then(|chain| chain.first().map(|leaf| Fingerprint::of_certificate(leaf)));
     drop(slot);
-    shared
-        .dispatch(Connection::from_quic(connection, alpn, peer))
+    node.dispatch(Connection::from_quic(connection, alpn, peer))
         .await;
 }
 
-async fn accept_tcp(shared: Arc<Shared>) {
-    let pending = shared.pending_handshakes[1].clone();
+async fn accept_tcp(node: Arc<NodeState>) {
+    let pending = node.pending_handshakes[1].clone();
     loop {
-        match shared.tcp.accept().await {
+        match node.tcp.accept().await {
             Ok((stream, remote)) => {
-                if shared.is_shutting_down() {
+                if node.is_shutting_down() {
                     continue;
                 }
                 // A real client's ClientHello is often here already (always
@@ -213,9 +214,9 @@ async fn accept_tcp(shared: Arc<Shared>) {
                     log_eviction(ListenerKind::Tcp, &pending);
                 }
                 let _ = stream.set_nodelay(true);
-                let shared = shared.clone();
+                let node = node.clone();
                 tokio::spawn(async move {
-                    handshake_tcp(shared, stream, remote, admitted.slot).await;
+                    handshake_tcp(node, stream, remote, admitted.slot).await;
                 });
             }
             Err(error) => {
@@ -238,12 +239,12 @@ fn has_spoken(stream: &tokio::net::TcpStream) -> bool {
 }
 
 async fn handshake_tcp(
-    shared: Arc<Shared>,
+    node: Arc<NodeState>,
     stream: tokio::net::TcpStream,
     remote: std::net::SocketAddr,
     slot: Slot,
 ) {
-    let timeout = shared.config.limits.handshake_timeout;
+    let timeout = node.config.limits.handshake_timeout;
     let handshake = async {
         // The first bytes (a ClientHello, from any real client) move this
         // handshake behind every silent one in the eviction order. A peek,
@@ -251,7 +252,7 @@ async fn handshake_tcp(
         if stream.peek(&mut [0u8]).await.is_ok_and(|read| read > 0) {
             slot.answered();
         }
-        shared.tls_acceptor.accept(stream).await
+        node.tls_acceptor.accept(stream).await
     };
     let tls = match slot
         .unless_evicted(tokio::time::timeout(timeout, handshake))
@@ -277,20 +278,14 @@ async fn handshake_tcp(
     let peer = session
         .peer_certificates()
         .and_then(|chain| chain.first().map(|leaf| Fingerprint::of_certificate(leaf)));
-    // PROTOCOL.md §2 rule 4: no ALPN extension means HTTP/1.1 when it is served.
-    let alpn = match negotiated {
-        Some(alpn) => alpn,
-        None => match shared.protocol(&Alpn::new(Alpn::HTTP_1_1)) {
-            Some(_) => Alpn::new(Alpn::HTTP_1_1),
-            None => {
-                tracing::debug!(%remote, "TLS client sent no ALPN; closing");
-                let mut tls = tls;
-                let _ = tokio::io::AsyncWriteExt::shutdown(&mut tls).await;
-                return;
-            }
-        },
+    // docs/protocol.md §2 rule 4: a client that offers no ALPN is served by
+    // the protocol that claims such clients, if one does.
+    let Some(alpn) = negotiated.or_else(|| node.without_alpn.clone()) else {
+        tracing::debug!(%remote, "TLS client sent no ALPN; closing");
+        let mut tls = tls;
+        let _ = tokio::io::AsyncWriteExt::shutdown(&mut tls).await;
+        return;
     };
-    shared
-        .dispatch(Connection::from_stream(tls, alpn, remote, peer))
+    node.dispatch(Connection::from_stream(tls, alpn, remote, peer))
         .await;
 }

@@ -7,30 +7,25 @@
 use std::sync::Arc;
 
 use alknet_core::Connection;
+use alknet_core::close::{self, REFUSED_REASON, SHUTDOWN_REASON};
 use alknet_core::log_limit::LogLimit;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::admission::Refusal;
+use crate::connection_actor::{ConnectionActor, ConnectionArgs};
 use crate::directory::{ActorInfo, ActorKind, DirectoryEntry};
-use crate::node::Shared;
-use crate::protocol::{ConnectionActor, ConnectionArgs};
-use crate::{REFUSED_REASON, SHUTDOWN_REASON, close_code};
-
-/// Orders the router takes.
-pub(crate) enum RouterMsg {
-    /// A connection whose handshake completed.
-    Route(Connection),
-}
+use crate::messages::RouterMsg;
+use crate::state::NodeState;
 
 pub(crate) struct Router;
 
 pub(crate) struct RouterArgs {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) node: Arc<NodeState>,
     pub(crate) restarts: u32,
 }
 
 pub(crate) struct RouterState {
-    shared: Arc<Shared>,
+    node: Arc<NodeState>,
     _registration: DirectoryEntry,
 }
 
@@ -44,12 +39,12 @@ impl Actor for Router {
         myself: ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let registration = args.shared.directory.register(
+        let registration = args.node.directory.register(
             myself.get_id(),
             ActorInfo::new("router", ActorKind::Router, args.restarts),
         );
         Ok(RouterState {
-            shared: args.shared,
+            node: args.node,
             _registration: registration,
         })
     }
@@ -59,7 +54,7 @@ impl Actor for Router {
         myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        state.shared.set_router(Some(myself));
+        state.node.set_router(Some(myself));
         Ok(())
     }
 
@@ -70,7 +65,7 @@ impl Actor for Router {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let RouterMsg::Route(connection) = message;
-        route(&state.shared, connection).await;
+        route(&state.node, connection).await;
         Ok(())
     }
 }
@@ -82,20 +77,20 @@ static SUPERVISOR_RESTARTING: LogLimit =
     LogLimit::warn("connection refused while its protocol supervisor restarts");
 static SPAWN_FAILED: LogLimit = LogLimit::warn("cannot start a connection actor");
 
-async fn route(shared: &Arc<Shared>, connection: Connection) {
+async fn route(node: &Arc<NodeState>, connection: Connection) {
     let alpn = connection.alpn().clone();
     let remote = connection.remote();
-    if shared.is_shutting_down() {
-        connection.close(close_code::NO_ERROR, SHUTDOWN_REASON);
+    if node.is_shutting_down() {
+        connection.close(close::NO_ERROR, SHUTDOWN_REASON);
         return;
     }
-    let Some(entry) = shared.protocol(&alpn) else {
+    let Some(entry) = node.protocol(&alpn) else {
         // Listeners advertise only registered ALPNs, so this is a bug, not input.
         tracing::error!(%alpn, %remote, "negotiated ALPN has no handler");
-        connection.close(close_code::PROTOCOL_ERROR, "no handler");
+        connection.close(close::PROTOCOL_ERROR, "no handler");
         return;
     };
-    let permit = match shared.admission.try_admit(&entry.gauge) {
+    let permit = match node.admission.try_admit(&entry.gauge) {
         Ok(permit) => permit,
         Err(refusal) => {
             let cap = match refusal {
@@ -105,24 +100,24 @@ async fn route(shared: &Arc<Shared>, connection: Connection) {
             if REFUSED_OVER_CAP.admit() {
                 tracing::info!(%alpn, %remote, cap, "connection refused: {REFUSED_REASON}");
             }
-            connection.close(close_code::REFUSED, REFUSED_REASON);
+            connection.close(close::REFUSED, REFUSED_REASON);
             return;
         }
     };
     if let Some(fingerprint) = connection.info().peer_fingerprint() {
         connection
             .info()
-            .set_identity(shared.identities.resolve_fingerprint(&fingerprint));
+            .set_identity(node.identities.resolve_fingerprint(&fingerprint));
     }
     let Some(supervisor) = entry.supervisor() else {
         if SUPERVISOR_RESTARTING.admit() {
             tracing::warn!(%alpn, %remote, "protocol supervisor is restarting; connection refused");
         }
-        connection.close(close_code::REFUSED, "protocol restarting");
+        connection.close(close::REFUSED, "protocol restarting");
         return;
     };
     let args = ConnectionArgs {
-        shared: shared.clone(),
+        node: node.clone(),
         entry: entry.clone(),
         connection: connection.clone(),
         permit,
@@ -131,6 +126,6 @@ async fn route(shared: &Arc<Shared>, connection: Connection) {
         if SPAWN_FAILED.admit() {
             tracing::warn!(%alpn, %remote, "cannot start connection actor: {error}");
         }
-        connection.close(close_code::REFUSED, "protocol restarting");
+        connection.close(close::REFUSED, "protocol restarting");
     }
 }

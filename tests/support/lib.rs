@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use alknet_core::node_key::CertificateAndKey;
 use alknet_core::tls::ServerIdentity;
-use alknet_core::{IdentityProvider, NoIdentities, NodeConfig, NodeKey, ProtocolHandler};
-use alknet_supervisors::{Node, NodeHandle, NodeOptions};
+use alknet_core::{ErasedHandler, IdentityProvider, NoIdentities, NodeConfig, NodeKey};
+use alknet_echo::EchoHandler;
+use alknet_supervisors::{Node, NodeHandle};
 
 /// A two-worker runtime, for tests that drive an `alknet serve` process (the
 /// node runs in its own process; the test's clients run here).
@@ -80,7 +81,7 @@ pub fn test_config() -> NodeConfig {
 pub async fn start_node(config: NodeConfig) -> NodeHandle {
     start_node_with(
         config,
-        vec![Arc::new(alknet_core::echo::EchoHandler)],
+        vec![EchoHandler.into()],
         Arc::new(NoIdentities),
         NodeKey::generate(),
         generate_certificate("test"),
@@ -92,27 +93,35 @@ pub async fn start_node(config: NodeConfig) -> NodeHandle {
 /// Starts a node in this process with explicit handlers and certificates.
 pub async fn start_node_with(
     config: NodeConfig,
-    handlers: Vec<Arc<dyn ProtocolHandler>>,
+    handlers: Vec<ErasedHandler>,
     identities: Arc<dyn IdentityProvider>,
     key: NodeKey,
     web: CertificateAndKey,
     operator: Option<CertificateAndKey>,
 ) -> NodeHandle {
     let tls = ServerIdentity::new(&key, web, operator).expect("server identity");
-    Node::start(NodeOptions {
-        handlers,
-        identities,
-        tls,
-        config,
-    })
-    .await
-    .expect("node starts")
+    start_node_presenting(config, handlers, identities, tls).await
+}
+
+/// Starts a node in this process with explicit handlers, presenting `tls`.
+pub async fn start_node_presenting(
+    config: NodeConfig,
+    handlers: Vec<ErasedHandler>,
+    identities: Arc<dyn IdentityProvider>,
+    tls: ServerIdentity,
+) -> NodeHandle {
+    Node::builder(config, tls)
+        .identities(identities)
+        .protocols(handlers)
+        .start()
+        .await
+        .expect("node starts")
 }
 
 /// Starts a node in this process on [`test_config`] with `handlers`, a fresh
 /// node key and a self-signed web certificate.
 pub async fn start_web_node(
-    handlers: Vec<Arc<dyn ProtocolHandler>>,
+    handlers: Vec<ErasedHandler>,
     identities: Arc<dyn IdentityProvider>,
 ) -> NodeHandle {
     start_node_with(
@@ -134,14 +143,10 @@ pub async fn start_call_node(
     identities: Arc<dyn IdentityProvider>,
     limits: alknet_call::SessionLimits,
 ) -> NodeHandle {
-    let call: Arc<dyn ProtocolHandler> = Arc::new(alknet_call::CallHandler::new(
-        Arc::new(registry),
-        identities.clone(),
-        limits,
-    ));
+    let call = alknet_call::CallHandler::new(Arc::new(registry), identities.clone(), limits);
     start_node_with(
         config,
-        vec![call],
+        vec![call.into()],
         identities,
         NodeKey::generate(),
         generate_certificate("web"),

@@ -264,9 +264,10 @@ fn tls_config(
     insecure: bool,
 ) -> Result<rustls::ClientConfig, OutboundError> {
     let tls_error = |e: rustls::Error| OutboundError::Tls(e.to_string());
+    // The HTTP versions reqwest speaks, preferred first.
     let alpns = [
-        alknet_core::Alpn::new(alknet_core::Alpn::H2),
-        alknet_core::Alpn::new(alknet_core::Alpn::HTTP_1_1),
+        alknet_core::Alpn::new("h2"),
+        alknet_core::Alpn::new("http/1.1"),
     ];
     if insecure {
         // The node's own "accept any certificate" verifier; a client

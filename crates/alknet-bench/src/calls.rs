@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use alknet_call::client::{ClientOptions, Transport};
 use alknet_call::{CallClient, CallHandler, Registry, SessionLimits, builtins};
-use alknet_core::{NoIdentities, NodeConfig, NodeKey, ProtocolHandler};
-use alknet_supervisors::{Node, NodeOptions};
+use alknet_core::{NoIdentities, NodeConfig, NodeKey};
+use alknet_supervisors::Node;
 use hdrhistogram::Histogram;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde_json::json;
@@ -68,22 +68,21 @@ async fn start_node() -> anyhow::Result<alknet_supervisors::NodeHandle> {
     let key = NodeKey::generate();
     let registry = Registry::new();
     builtins::register_diagnostics(&registry)?;
-    let call: Arc<dyn ProtocolHandler> = Arc::new(CallHandler::new(
+    let call = CallHandler::new(
         Arc::new(registry),
         Arc::new(NoIdentities),
         SessionLimits::default(),
-    ));
+    );
     let config = NodeConfig {
         listen: "127.0.0.1:0".parse()?,
         ..NodeConfig::default()
     };
-    Ok(Node::start(NodeOptions {
-        handlers: vec![call],
-        identities: Arc::new(NoIdentities),
-        tls: crate::support::server_identity(&key)?,
-        config,
-    })
-    .await?)
+    Ok(
+        Node::builder(config, crate::support::server_identity(&key)?)
+            .protocol(call)
+            .start()
+            .await?,
+    )
 }
 
 async fn measure_calls(

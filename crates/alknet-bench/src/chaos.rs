@@ -384,7 +384,7 @@ impl FaultDialer {
                     send.write_all(command).await?;
                     send.finish()?;
                     let read = recv.read_to_end(1024).await;
-                    connection.close(0u32.into(), b"done");
+                    connection.close(alknet_core::close::NO_ERROR.into(), b"done");
                     Ok(read.map_err(anyhow::Error::from))
                 }
                 Transport::Tcp => {

@@ -7,12 +7,11 @@
 //! connection.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alknet_core::tls::{self, ServerVerification};
-use alknet_core::{Alpn, NoIdentities, NodeConfig, NodeKey};
-use alknet_supervisors::{Node, NodeOptions};
+use alknet_core::{Alpn, NodeConfig, NodeKey};
+use alknet_supervisors::Node;
 
 /// Arguments of `alknet-bench connect`.
 #[derive(Debug, clap::Args)]
@@ -31,19 +30,16 @@ pub struct Args {
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let key = NodeKey::generate();
     let identity = crate::support::server_identity(&key)?;
-    let echo = Alpn::new(Alpn::ECHO);
+    let echo = Alpn::new(alknet_echo::ALPN);
 
     let config = NodeConfig {
         listen: "127.0.0.1:0".parse()?,
         ..NodeConfig::default()
     };
-    let node = Node::start(NodeOptions {
-        handlers: vec![Arc::new(alknet_core::echo::EchoHandler)],
-        identities: Arc::new(NoIdentities),
-        tls: identity.clone(),
-        config,
-    })
-    .await?;
+    let node = Node::builder(config, identity.clone())
+        .protocol(alknet_echo::EchoHandler)
+        .start()
+        .await?;
     let bare = BareServer::start(tls::quic_server_config(
         &identity,
         std::slice::from_ref(&echo),
@@ -122,7 +118,7 @@ async fn connect_and_echo(
     let echoed = recv.read_to_end(payload.len()).await?;
     let elapsed = started.elapsed();
     anyhow::ensure!(echoed == payload, "echo mismatch");
-    connection.close(0u32.into(), b"");
+    connection.close(alknet_core::close::NO_ERROR.into(), b"");
     Ok(elapsed)
 }
 

@@ -41,12 +41,12 @@ pub struct Cycler {
 impl Cycler {
     /// A cycler for the node at `addr`.
     pub fn new(addr: SocketAddr) -> anyhow::Result<Self> {
-        let alpn = [Alpn::new(Alpn::CALL)];
+        let alpn = [Alpn::new(alknet_call::ALPN)];
         Ok(Self {
             addr,
             endpoint: quinn::Endpoint::client("127.0.0.1:0".parse()?)?,
             quic: tls::quic_client_config(ServerVerification::Insecure, None, &alpn)?,
-            tcp: TlsDialer::new(Alpn::CALL)?,
+            tcp: TlsDialer::new(alknet_call::ALPN)?,
         })
     }
 
@@ -64,7 +64,7 @@ impl Cycler {
                         let (mut send, mut recv) = connection.open_bi().await?;
                         one_call(&mut send, &mut recv).await?;
                     }
-                    connection.close(0u32.into(), b"cycle done");
+                    connection.close(alknet_core::close::NO_ERROR.into(), b"cycle done");
                 }
                 Transport::Tcp => {
                     let stream = self.tcp.connect(self.addr).await?;

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use alknet_call::{Registry, builtins};
 
-use alknet_core::{Alpn, IdentityProvider, NoIdentities, NodeConfig, NodeKey, ProtocolHandler};
+use alknet_core::{IdentityProvider, NoIdentities, NodeConfig, NodeKey};
 use alknet_http::{ExtraRoute, HttpHandler, HttpSettings};
-use alknet_supervisors::{Node, NodeHandle, NodeOptions};
+use alknet_supervisors::{Node, NodeHandle};
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -81,23 +81,23 @@ async fn start_node() -> anyhow::Result<NodeHandle> {
             axum::Json(body)
         }),
     };
-    let http: Arc<dyn ProtocolHandler> = Arc::new(HttpHandler::with_extra_routes(
+    let http = HttpHandler::with_extra_routes(
         Arc::new(registry),
         identities.clone(),
         HttpSettings::default(),
         vec![bare],
-    )?);
+    )?;
     let config = NodeConfig {
         listen: "127.0.0.1:0".parse()?,
         ..NodeConfig::default()
     };
-    Ok(Node::start(NodeOptions {
-        handlers: vec![http],
-        identities,
-        tls: crate::support::server_identity(&key)?,
-        config,
-    })
-    .await?)
+    Ok(
+        Node::builder(config, crate::support::server_identity(&key)?)
+            .identities(identities)
+            .protocol(http)
+            .start()
+            .await?,
+    )
 }
 
 type Side = (u64, Histogram<u64>);
@@ -107,7 +107,7 @@ async fn measure(
     connections: usize,
     duration: Duration,
 ) -> anyhow::Result<[Side; 2]> {
-    let dialer = crate::support::TlsDialer::new(Alpn::HTTP_1_1)?;
+    let dialer = crate::support::TlsDialer::new(alknet_http::ALPN_HTTP_1_1)?;
     let mut senders = Vec::with_capacity(connections);
     for _ in 0..connections {
         let tls = dialer.connect(node.local_addr()).await?;

@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use alknet_call::CallClient;
 use alknet_call::client::{ClientOptions, Transport};
-use alknet_core::Alpn;
 use anyhow::Context;
 use futures::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
@@ -562,7 +561,7 @@ async fn http_connect(dialer: &TlsDialer, addr: SocketAddr) -> anyhow::Result<Ht
 }
 
 async fn http_worker(target: Target, mut pacer: Pacer, recorder: Arc<Recorder>) {
-    let Ok(dialer) = TlsDialer::new(Alpn::HTTP_1_1) else {
+    let Ok(dialer) = TlsDialer::new(alknet_http::ALPN_HTTP_1_1) else {
         return;
     };
     let mut sender: Option<HttpSender> = None;
@@ -653,7 +652,7 @@ async fn ws_call(socket: &mut Socket, id: u64) -> anyhow::Result<()> {
 }
 
 async fn ws_worker(target: Target, mut pacer: Pacer, recorder: Arc<Recorder>) {
-    let Ok(dialer) = TlsDialer::new(Alpn::HTTP_1_1) else {
+    let Ok(dialer) = TlsDialer::new(alknet_http::ALPN_HTTP_1_1) else {
         return;
     };
     let mut socket: Option<Socket> = None;

@@ -21,11 +21,11 @@ use std::time::{Duration, Instant};
 
 use alknet_call::{Registry, builtins};
 use alknet_core::tls;
-use alknet_core::{Alpn, Identity, IdentityProvider, NodeConfig, NodeKey, ProtocolHandler};
+use alknet_core::{Alpn, Identity, IdentityProvider, NodeConfig, NodeKey};
 use alknet_http::{HttpHandler, HttpSettings};
 
 use crate::support::TlsDialer;
-use alknet_supervisors::{Node, NodeHandle, NodeOptions};
+use alknet_supervisors::{Node, NodeHandle};
 use futures::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
@@ -272,24 +272,22 @@ async fn start_node(tls: alknet_core::tls::ServerIdentity) -> anyhow::Result<Nod
     let registry = Registry::new();
     builtins::register_diagnostics(&registry)?;
     let identities: Arc<dyn IdentityProvider> = Arc::new(BenchToken);
-    let http: Arc<dyn ProtocolHandler> = Arc::new(HttpHandler::new(
+    let http = HttpHandler::new(
         Arc::new(registry),
         identities.clone(),
         HttpSettings::default(),
-    ));
+    );
     let mut config = NodeConfig {
         listen: "127.0.0.1:0".parse()?,
         ..NodeConfig::default()
     };
     config.limits.max_connections = 20_000;
     config.limits.max_connections_per_protocol = 20_000;
-    Ok(Node::start(NodeOptions {
-        handlers: vec![http],
-        identities,
-        tls,
-        config,
-    })
-    .await?)
+    Ok(Node::builder(config, tls)
+        .identities(identities)
+        .protocol(http)
+        .start()
+        .await?)
 }
 
 /// jsonrpsee's WebSocket server, behind the same TLS configuration the node
@@ -300,7 +298,7 @@ async fn start_jsonrpsee(
     use jsonrpsee::server::{RpcModule, Server, ServerConfig, stop_channel};
     let mut module = RpcModule::new(());
     module.register_method("echo", |params, _, _| params.parse::<Value>())?;
-    let config = tls::server_config(identity, &[Alpn::new(Alpn::HTTP_1_1)], false)?;
+    let config = tls::server_config(identity, &[Alpn::new(alknet_http::ALPN_HTTP_1_1)], false)?;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -341,7 +339,7 @@ async fn start_floor(identity: &alknet_core::tls::ServerIdentity) -> anyhow::Res
         #[serde(borrow)]
         params: &'a serde_json::value::RawValue,
     }
-    let config = tls::server_config(identity, &[Alpn::new(Alpn::HTTP_1_1)], false)?;
+    let config = tls::server_config(identity, &[Alpn::new(alknet_http::ALPN_HTTP_1_1)], false)?;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -440,7 +438,7 @@ async fn measure(
     connections: usize,
     duration: Duration,
 ) -> anyhow::Result<Totals> {
-    let dialer = TlsDialer::new(Alpn::HTTP_1_1)?;
+    let dialer = TlsDialer::new(alknet_http::ALPN_HTTP_1_1)?;
     let mut sockets = Vec::with_capacity(connections);
     for _ in 0..connections {
         sockets.push(connect(&dialer, side, addr).await?);
@@ -516,7 +514,7 @@ pub async fn memory(args: MemoryArgs) -> anyhow::Result<()> {
     // Warm up: one session opened and closed, so that one-time allocations
     // (the TLS and WebSocket code paths, the runtime's workers) are not
     // charged to the sessions.
-    let dialer = TlsDialer::new(Alpn::HTTP_1_1)?;
+    let dialer = TlsDialer::new(alknet_http::ALPN_HTTP_1_1)?;
     drop(connect(&dialer, Side::Alknet, node.local_addr()).await?);
     wait_for_sessions(&node, 0).await?;
     let before = resident_bytes()?;
@@ -606,7 +604,7 @@ fn resident_bytes() -> anyhow::Result<u64> {
 /// until its standard input closes.
 pub async fn client(args: ClientArgs) -> anyhow::Result<()> {
     // A few handshakes at a time: the node's listener is not the subject.
-    let dialer = TlsDialer::new(Alpn::HTTP_1_1)?;
+    let dialer = TlsDialer::new(alknet_http::ALPN_HTTP_1_1)?;
     let mut opening = futures::stream::iter(0..args.sessions)
         .map(|_| connect(&dialer, Side::Alknet, args.addr))
         .buffer_unordered(32);

@@ -38,7 +38,7 @@ fn session(c: &mut Criterion) {
     };
     let connection = Connection::from_stream(
         tokio::io::duplex(64).0,
-        Alpn::new(Alpn::HTTP_1_1),
+        Alpn::new("http/1.1"),
         "127.0.0.1:9".parse().unwrap(),
         None,
     );

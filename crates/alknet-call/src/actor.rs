@@ -187,7 +187,7 @@ impl Actor for CallSession {
                         state.requests.config.limits.write_stall
                     );
                 }
-                state.carrier.close(0, "write stall");
+                state.carrier.close(crate::NO_ERROR, "write stall");
                 myself.stop(Some("write stall".to_owned()));
             }
         }

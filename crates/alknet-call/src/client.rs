@@ -100,7 +100,7 @@ pub struct CallClient {
 impl CallClient {
     /// Dials `addr` and opens the session.
     pub async fn connect(addr: SocketAddr, options: ClientOptions) -> Result<Self, ConnectError> {
-        let alpn = Alpn::new(Alpn::CALL);
+        let alpn = Alpn::new(crate::ALPN);
         let alpns = [alpn.clone()];
         let key = options.client_key.as_ref();
         let (connection, endpoint) = match options.transport {
@@ -290,6 +290,6 @@ impl CallClient {
 
 impl Drop for CallClient {
     fn drop(&mut self) {
-        self.connection.close(0, "client closed");
+        self.connection.close(crate::NO_ERROR, "client closed");
     }
 }

@@ -19,13 +19,16 @@
 //! - [`session_config`]: what a session runs with, and its limits;
 //! - [`server`]: the `alknet/call` protocol handler;
 //! - [`client`]: `CallClient`, dialing a node over QUIC or TCP+TLS;
-//! - [`from_call`]: importing another node's operations.
+//! - [`from_call`]: importing another node's operations;
+//! - [`admin`]: `admin/tree` and `admin/kill`, reaching the node through
+//!   [`alknet_core::NodeControl`].
 
 #![warn(missing_docs)]
 
 pub use alknet_call_proto::{access, codec, envelope, error, names, operation, schema, session};
 
 pub mod actor;
+pub mod admin;
 pub mod builtins;
 pub mod client;
 pub mod dispatch;
@@ -51,3 +54,6 @@ pub use registry::{OperationDef, Registry};
 pub use server::{CallHandler, SessionConfig, SessionLimits};
 
 pub use alknet_core::close::{NO_ERROR, PROTOCOL_ERROR};
+
+/// The call protocol's ALPN (`docs/protocol.md` §2).
+pub const ALPN: &str = "alknet/call";

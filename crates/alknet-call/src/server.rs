@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use alknet_core::{Alpn, Connection, HandlerFuture, IdentityProvider, ProtocolHandler};
+use alknet_core::{Connection, HandlerError, IdentityProvider, Protocol, ProtocolHandler};
 
 use crate::registry::Registry;
 pub use crate::session_config::{SessionConfig, SessionLimits};
@@ -34,28 +34,20 @@ impl CallHandler {
 }
 
 impl ProtocolHandler for CallHandler {
-    fn alpns(&self) -> Vec<Alpn> {
-        vec![Alpn::new(Alpn::CALL)]
-    }
+    const PROTOCOL: Protocol = Protocol::new(&[crate::ALPN]).connection_actors_named("session");
 
-    fn connection_actor_name(&self) -> String {
-        "session".to_owned()
-    }
-
-    fn handle(self: Arc<Self>, connection: Connection) -> HandlerFuture {
-        Box::pin(async move {
-            let caller_timer = self.config.limits.caller_timer();
-            let session = StreamFeed::start(
-                self.config.clone(),
-                connection,
-                caller_timer,
-                tracing::Span::current(),
-            )
-            .await?;
-            session
-                .drive(Some(self.config.limits.first_frame_timeout))
-                .await;
-            Ok(())
-        })
+    async fn handle(&self, connection: Connection) -> Result<(), HandlerError> {
+        let caller_timer = self.config.limits.caller_timer();
+        let feed = StreamFeed::start(
+            self.config.clone(),
+            connection,
+            caller_timer,
+            tracing::Span::current(),
+        )
+        .await
+        .map_err(HandlerError::other)?;
+        feed.drive(Some(self.config.limits.first_frame_timeout))
+            .await;
+        Ok(())
     }
 }

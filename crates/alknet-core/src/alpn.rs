@@ -10,30 +10,6 @@ use std::sync::Arc;
 pub struct Alpn(Arc<str>);
 
 impl Alpn {
-    /// The call protocol.
-    pub const CALL: &'static str = "alknet/call";
-    /// HTTP/2 over TLS.
-    pub const H2: &'static str = "h2";
-    /// HTTP/1.1 over TLS.
-    pub const HTTP_1_1: &'static str = "http/1.1";
-    /// The diagnostic echo protocol (off by default).
-    pub const ECHO: &'static str = "alknet/echo";
-
-    /// The ALPN table of PROTOCOL.md §2, in preference order: when a client
-    /// offers several served ALPNs, the earliest wins (rule 3).
-    pub const TABLE: &'static [&'static str] = &[
-        Self::CALL,
-        Self::H2,
-        Self::HTTP_1_1,
-        "alknet/ssh",
-        "alknet/sftp",
-        "alknet/git",
-        "doq",
-        "/iroh-bytes/4",
-        "alknet/msg",
-        Self::ECHO,
-    ];
-
     /// Creates an ALPN from its wire name.
     ///
     /// # Panics
@@ -61,25 +37,6 @@ impl Alpn {
     /// The ALPN as the bytes sent in the TLS extension.
     pub fn as_bytes(&self) -> &[u8] {
         self.0.as_bytes()
-    }
-
-    /// Rank for server-side preference: lower is preferred. ALPNs outside the
-    /// protocol table rank after every listed one, in name order.
-    pub fn preference(&self) -> usize {
-        Self::TABLE
-            .iter()
-            .position(|p| *p == self.as_str())
-            .unwrap_or(Self::TABLE.len())
-    }
-
-    /// Whether this ALPN belongs to alknet's own protocol family (`alknet/...`).
-    pub fn is_alknet(&self) -> bool {
-        self.0.starts_with("alknet/")
-    }
-
-    /// Sorts ALPNs into the order a server advertises them (most preferred first).
-    pub fn sort_by_preference(alpns: &mut [Alpn]) {
-        alpns.sort_by(|a, b| a.preference().cmp(&b.preference()).then_with(|| a.cmp(b)));
     }
 }
 
@@ -111,22 +68,5 @@ mod tests {
         assert!(Alpn::from_wire(&[b'a'; 256]).is_none());
         assert!(Alpn::from_wire(&[0xff, 0xfe]).is_none());
         assert_eq!(Alpn::from_wire(b"h2").unwrap().as_str(), "h2");
-    }
-
-    #[test]
-    fn preference_follows_the_protocol_table() {
-        let mut alpns = vec![
-            Alpn::new("zzz/other"),
-            Alpn::new(Alpn::ECHO),
-            Alpn::new(Alpn::HTTP_1_1),
-            Alpn::new(Alpn::H2),
-            Alpn::new(Alpn::CALL),
-        ];
-        Alpn::sort_by_preference(&mut alpns);
-        let names: Vec<_> = alpns.iter().map(Alpn::as_str).collect();
-        assert_eq!(
-            names,
-            ["alknet/call", "h2", "http/1.1", "alknet/echo", "zzz/other"]
-        );
     }
 }

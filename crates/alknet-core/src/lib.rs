@@ -15,8 +15,8 @@ pub mod config;
 #[cfg(feature = "runtime")]
 pub mod connection;
 #[cfg(feature = "runtime")]
-pub mod echo;
-#[cfg(feature = "fault-injection")]
+pub mod control;
+#[cfg(feature = "runtime")]
 pub mod fault;
 pub mod fingerprint;
 #[cfg(feature = "runtime")]
@@ -38,20 +38,14 @@ pub use config::{ConfigError, NodeConfig};
 pub use connection::{
     BiStream, Connection, ConnectionInfo, ConnectionStats, Duplex, TransportKind,
 };
+#[cfg(feature = "runtime")]
+pub use control::NodeControl;
 pub use fingerprint::Fingerprint;
 #[cfg(feature = "runtime")]
-pub use handler::{HandlerError, HandlerFuture, ProtocolHandler};
+pub use handler::{
+    CertificatePolicy, ErasedHandler, HandlerError, Protocol, ProtocolHandler, Transports,
+};
 pub use identity::{Identity, IdentityProvider, NoIdentities};
 pub use node_key::{NodeId, NodeKey};
 #[cfg(feature = "runtime")]
 pub use tree::{ChildActor, ConnectionTree};
-
-/// The `alknet/fault` handler in builds with the `fault-injection` feature
-/// (tests), `None` elsewhere: for crates that cannot see this crate's
-/// features, such as the binary, whose `[diagnostics] fault` switches it.
-pub fn fault_injection_handler() -> Option<std::sync::Arc<dyn ProtocolHandler>> {
-    #[cfg(feature = "fault-injection")]
-    return Some(std::sync::Arc::new(fault::FaultHandler));
-    #[cfg(not(feature = "fault-injection"))]
-    None
-}

@@ -4,13 +4,16 @@
 //! (which cannot verify Ed25519 and want a certificate they trust) and everything
 //! in between, so the server picks its certificate per handshake:
 //! 1. the operator's PEM certificate, when configured and the client offers no
-//!    `alknet/*` ALPN (browsers, curl, HTTP libraries);
+//!    ALPN of a protocol whose policy is [`CertificatePolicy::NodeKey`]
+//!    (browsers, curl, HTTP libraries);
 //! 2. otherwise the node certificate (Ed25519), when the client can verify it;
 //! 3. otherwise a self-signed ECDSA P-256 "web" certificate kept in the data
 //!    directory, for local browser use.
 //!
 //! Under stealth ([`ServerIdentity::hiding_the_node`]) step 2 applies only to
-//! clients that offer an `alknet/*` ALPN: the node certificate names the node.
+//! clients that offer such an ALPN: the node certificate names the node.
+//!
+//! [`CertificatePolicy::NodeKey`]: crate::handler::CertificatePolicy::NodeKey
 //!
 //! Client certificates are requested but never required; any presented
 //! certificate is accepted once its handshake signature verifies, because
@@ -85,6 +88,8 @@ pub struct ServerIdentity {
     node: Arc<CertifiedKey>,
     web: Arc<CertifiedKey>,
     operator: Option<Arc<CertifiedKey>>,
+    /// The ALPNs whose clients are shown the node certificate.
+    node_alpns: Arc<[Vec<u8>]>,
     hide_node: bool,
 }
 
@@ -104,13 +109,24 @@ impl ServerIdentity {
             node: certified(node_key.self_signed_certificate()?)?,
             web: certified(web)?,
             operator: operator.map(certified).transpose()?,
+            node_alpns: Arc::new([]),
             hide_node: false,
         })
     }
 
-    /// Presents the node certificate only to clients that offer an
-    /// `alknet/*` ALPN; every other client gets the web (or operator)
-    /// certificate, which does not name the node.
+    /// Clients offering one of `alpns` are peers: they get the node
+    /// certificate even when an operator certificate is configured. The node
+    /// passes the ALPNs of its [`CertificatePolicy::NodeKey`] protocols.
+    ///
+    /// [`CertificatePolicy::NodeKey`]: crate::handler::CertificatePolicy::NodeKey
+    pub fn presenting_the_node_to<'a>(mut self, alpns: impl IntoIterator<Item = &'a Alpn>) -> Self {
+        self.node_alpns = alpns.into_iter().map(|a| a.as_bytes().to_vec()).collect();
+        self
+    }
+
+    /// Presents the node certificate only to clients that offer an ALPN given
+    /// to [`Self::presenting_the_node_to`]; every other client gets the web
+    /// (or operator) certificate, which does not name the node.
     pub fn hiding_the_node(mut self) -> Self {
         self.hide_node = true;
         self
@@ -124,16 +140,16 @@ impl ServerIdentity {
 
 impl ResolvesServerCert for ServerIdentity {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let wants_alknet = hello
+        let is_peer = hello
             .alpn()
-            .map(|mut offered| offered.any(|p| p.starts_with(b"alknet/")))
+            .map(|mut offered| offered.any(|p| self.node_alpns.iter().any(|n| n == p)))
             .unwrap_or(false);
         if let Some(operator) = &self.operator {
-            if !wants_alknet {
+            if !is_peer {
                 return Some(operator.clone());
             }
         }
-        let may_see_node = wants_alknet || !self.hide_node;
+        let may_see_node = is_peer || !self.hide_node;
         if may_see_node
             && hello
                 .signature_schemes()

@@ -48,13 +48,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alknet_call::{Registry, SessionLimits};
-use alknet_core::{Alpn, Connection, HandlerFuture, IdentityProvider, ProtocolHandler};
+use alknet_core::{Connection, HandlerError, IdentityProvider, Protocol, ProtocolHandler};
 use axum::Router;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 
 pub use limits::ConnectionLimits;
+
+/// HTTP/2 over TLS (`docs/protocol.md` §2).
+pub const ALPN_H2: &str = "h2";
+/// HTTP/1.1 over TLS (`docs/protocol.md` §2).
+pub const ALPN_HTTP_1_1: &str = "http/1.1";
 use scope::ConnectionScope;
 use stealth::{Http11StatusLine, Stealth};
 
@@ -248,130 +253,123 @@ pub fn router(state: AppState, extra: Vec<ExtraRoute>) -> Router {
 }
 
 impl ProtocolHandler for HttpHandler {
-    fn alpns(&self) -> Vec<Alpn> {
-        vec![Alpn::new(Alpn::H2), Alpn::new(Alpn::HTTP_1_1)]
-    }
+    /// HTTP keeps one supervisor for both versions, shows browsers the web
+    /// certificate, and serves a TLS client that offers no ALPN as HTTP/1.1
+    /// (`docs/protocol.md` §2 rule 4).
+    const PROTOCOL: Protocol = Protocol::new(&[ALPN_H2, ALPN_HTTP_1_1])
+        .named("http")
+        .web_certificate()
+        .serving_clients_without_alpn_as(ALPN_HTTP_1_1);
 
-    fn name(&self) -> String {
-        "http".to_owned()
-    }
-
-    fn connection_actor_name(&self) -> String {
-        "http-conn".to_owned()
-    }
-
-    fn handle(self: Arc<Self>, connection: Connection) -> HandlerFuture {
-        Box::pin(async move {
-            // TCP+TLS: the one stream; QUIC: the first bidirectional stream
-            // (§2 rule 7), later ones are refused.
-            // The first-request clock runs from the handshake: over QUIC a
-            // client that opens no stream is closed like a silent one.
-            let scope = ConnectionScope::new(connection.clone(), &self.state.settings.limits);
-            let limits = &self.state.settings.limits;
-            let stream = tokio::select! {
-                stream = connection.accept_bi() => stream?,
-                expiry = scope.activity.expired(limits, false) => {
-                    tracing::debug!("closing the HTTP connection: {}", expiry.describe());
-                    return Ok(());
-                }
-            };
-            let Some(stream) = stream else {
+    async fn handle(&self, connection: Connection) -> Result<(), HandlerError> {
+        // TCP+TLS: the one stream; QUIC: the first bidirectional stream
+        // (§2 rule 7), later ones are refused.
+        // The first-request clock runs from the handshake: over QUIC a
+        // client that opens no stream is closed like a silent one.
+        let scope = ConnectionScope::new(connection.clone(), &self.state.settings.limits);
+        let limits = &self.state.settings.limits;
+        let stream = tokio::select! {
+            stream = connection.accept_bi() => stream?,
+            expiry = scope.activity.expired(limits, false) => {
+                tracing::debug!("closing the HTTP connection: {}", expiry.describe());
                 return Ok(());
-            };
-            if connection.quic().is_some() {
-                let refuser = connection.clone();
-                tokio::spawn(async move {
-                    while let Ok(Some(mut extra)) = refuser.accept_bi().await {
-                        extra.recv.stop(0x1);
-                        extra.send.reset(0x1);
-                    }
-                });
             }
-            let router = self.router.clone();
-            let request_scope = scope.clone();
-            let stealth = self.stealth.clone();
-            let budget_size = limits.body_budget;
-            let service =
-                tower::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-                    // In flight until the response body is done with.
-                    let in_flight = request_scope.activity.request_started();
-                    let hidden = stealth
-                        .as_ref()
-                        .is_some_and(|stealth| stealth.hides(&request))
-                        .then(|| stealth::not_found(&request));
-                    request.extensions_mut().insert(request_scope.clone());
-                    let mut router = router.clone();
-                    let budget = request_scope.body_budget.clone();
-                    async move {
-                        let response = match hidden {
-                            Some(response) => response,
-                            None => tower::Service::call(&mut router, request).await?,
+        };
+        let Some(stream) = stream else {
+            return Ok(());
+        };
+        if connection.quic().is_some() {
+            let refuser = connection.clone();
+            tokio::spawn(async move {
+                while let Ok(Some(mut extra)) = refuser.accept_bi().await {
+                    extra.recv.stop(alknet_core::close::PROTOCOL_ERROR);
+                    extra.send.reset(alknet_core::close::PROTOCOL_ERROR);
+                }
+            });
+        }
+        let router = self.router.clone();
+        let request_scope = scope.clone();
+        let stealth = self.stealth.clone();
+        let budget_size = limits.body_budget;
+        let service =
+            tower::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+                // In flight until the response body is done with.
+                let in_flight = request_scope.activity.request_started();
+                let hidden = stealth
+                    .as_ref()
+                    .is_some_and(|stealth| stealth.hides(&request))
+                    .then(|| stealth::not_found(&request));
+                request.extensions_mut().insert(request_scope.clone());
+                let mut router = router.clone();
+                let budget = request_scope.body_budget.clone();
+                async move {
+                    let response = match hidden {
+                        Some(response) => response,
+                        None => tower::Service::call(&mut router, request).await?,
+                    };
+                    let response =
+                        match response_body::metered(response, &budget, budget_size, in_flight) {
+                            Ok(response) => response,
+                            Err(in_flight) => {
+                                tracing::debug!(
+                                    "connection's http_body_budget spent: reply answered 503"
+                                );
+                                response_body::uncharged(gateway::budget_spent(), in_flight)
+                            }
                         };
-                        let response =
-                            match response_body::metered(response, &budget, budget_size, in_flight)
-                            {
-                                Ok(response) => response,
-                                Err(in_flight) => {
-                                    tracing::debug!(
-                                        "connection's http_body_budget spent: reply answered 503"
-                                    );
-                                    response_body::uncharged(gateway::budget_spent(), in_flight)
-                                }
-                            };
-                        Ok::<_, std::convert::Infallible>(response)
-                    }
-                });
-            let service = TowerToHyperService::new(service);
-            let duplex = stream.into_duplex();
-            // The negotiated ALPN names the HTTP version, so there is nothing
-            // to sniff; and an HTTP/1.1 upgrade hands its WebSocket the very
-            // connection stream back (see `websocket`).
-            let result = if connection.alpn().as_str() == Alpn::H2 {
-                let mut builder = http2::Builder::new(TokioExecutor::new());
-                builder
-                    .timer(TokioTimer::new())
-                    .keep_alive_interval(limits.ping_interval)
-                    .keep_alive_timeout(limits.ping_timeout)
-                    .max_concurrent_streams(limits.max_streams)
-                    .max_send_buf_size(limits.send_buffer)
-                    // RFC 8441: WebSockets over HTTP/2 (§12.1).
-                    .enable_connect_protocol();
-                let served = builder.serve_connection(TokioIo::new(duplex), service);
-                serve_bounded(&connection, &scope, limits, false, served, |served| {
+                    Ok::<_, std::convert::Infallible>(response)
+                }
+            });
+        let service = TowerToHyperService::new(service);
+        let duplex = stream.into_duplex();
+        // The negotiated ALPN names the HTTP version, so there is nothing
+        // to sniff; and an HTTP/1.1 upgrade hands its WebSocket the very
+        // connection stream back (see `websocket`).
+        let result = if connection.alpn().as_str() == ALPN_H2 {
+            let mut builder = http2::Builder::new(TokioExecutor::new());
+            builder
+                .timer(TokioTimer::new())
+                .keep_alive_interval(limits.ping_interval)
+                .keep_alive_timeout(limits.ping_timeout)
+                .max_concurrent_streams(limits.max_streams)
+                .max_send_buf_size(limits.send_buffer)
+                // RFC 8441: WebSockets over HTTP/2 (§12.1).
+                .enable_connect_protocol();
+            let served = builder.serve_connection(TokioIo::new(duplex), service);
+            serve_bounded(&connection, &scope, limits, false, served, |served| {
+                served.graceful_shutdown()
+            })
+            .await
+        } else {
+            // No hyper timer for HTTP/1.1: the watchdog keeps its time
+            // limits (hyper's header timeout would also cut idle
+            // keep-alive connections at the header limit).
+            let mut builder = http1::Builder::new();
+            builder.title_case_headers(self.stealth.is_some());
+            if self.stealth.is_some() {
+                let served = builder
+                    .serve_connection(TokioIo::new(Http11StatusLine::new(duplex)), service)
+                    .with_upgrades();
+                serve_bounded(&connection, &scope, limits, true, served, |served| {
                     served.graceful_shutdown()
                 })
                 .await
             } else {
-                // No hyper timer for HTTP/1.1: the watchdog keeps its time
-                // limits (hyper's header timeout would also cut idle
-                // keep-alive connections at the header limit).
-                let mut builder = http1::Builder::new();
-                builder.title_case_headers(self.stealth.is_some());
-                if self.stealth.is_some() {
-                    let served = builder
-                        .serve_connection(TokioIo::new(Http11StatusLine::new(duplex)), service)
-                        .with_upgrades();
-                    serve_bounded(&connection, &scope, limits, true, served, |served| {
-                        served.graceful_shutdown()
-                    })
-                    .await
-                } else {
-                    let served = builder
-                        .serve_connection(TokioIo::new(duplex), service)
-                        .with_upgrades();
-                    serve_bounded(&connection, &scope, limits, true, served, |served| {
-                        served.graceful_shutdown()
-                    })
-                    .await
-                }
-            };
-            // An upgraded HTTP/1.1 connection is handed to its WebSocket and
-            // hyper is done with it; the connection (and its actor, which the
-            // sessions are listed under) lives until they end.
-            scope.sessions.close();
-            scope.sessions.wait().await;
-            Ok(result?)
-        })
+                let served = builder
+                    .serve_connection(TokioIo::new(duplex), service)
+                    .with_upgrades();
+                serve_bounded(&connection, &scope, limits, true, served, |served| {
+                    served.graceful_shutdown()
+                })
+                .await
+            }
+        };
+        // An upgraded HTTP/1.1 connection is handed to its WebSocket and
+        // hyper is done with it; the connection (and its actor, which the
+        // sessions are listed under) lives until they end.
+        scope.sessions.close();
+        scope.sessions.wait().await;
+        result.map_err(HandlerError::other)
     }
 }
 

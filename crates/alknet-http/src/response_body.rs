@@ -136,7 +136,7 @@ mod tests {
         let (stream, _) = tokio::io::duplex(64);
         let connection = alknet_core::Connection::from_stream(
             stream,
-            alknet_core::Alpn::new(alknet_core::Alpn::H2),
+            alknet_core::Alpn::new(crate::ALPN_H2),
             "127.0.0.1:1".parse().unwrap(),
             None,
         );

@@ -154,7 +154,7 @@ mod tests {
         let (stream, _) = tokio::io::duplex(64);
         let connection = Connection::from_stream(
             stream,
-            Alpn::new(Alpn::HTTP_1_1),
+            Alpn::new(crate::ALPN_HTTP_1_1),
             "127.0.0.1:1".parse().unwrap(),
             None,
         );

@@ -5,15 +5,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use alknet_call::admin::AdminHandle;
 use alknet_call::overlay::{OverlayBudget, OverlayLimits};
 use alknet_call::{CallHandler, Registry, SessionLimits, builtins};
 use alknet_core::config::Config;
 use alknet_core::tls::{self, ServerIdentity};
-use alknet_core::{IdentityProvider, NodeConfig, NodeKey, ProtocolHandler};
+use alknet_core::{IdentityProvider, NodeConfig, NodeKey};
 use alknet_http::config::{DecoyKind, HttpSection};
 use alknet_identity::StoreIdentities;
-use alknet_supervisors::admin::AdminHandle;
-use alknet_supervisors::{Node, NodeOptions, ShutdownReason};
+use alknet_supervisors::{Node, ShutdownReason};
 use anyhow::Context;
 
 use crate::credentials::{self, Credentials};
@@ -160,48 +160,34 @@ async fn serve(
         tracing::info!(operations = ?imported, "imported HTTP operations");
     }
     let mcp_jobs = imports::mcp_jobs(imports, &dir, &source)?;
-    let mut handlers = vec![call];
-    if http_section.enabled {
-        let settings = alknet_http::HttpSettings {
-            call_timeout: config.node.limits.call_timeout,
-            max_batch: config.node.limits.max_batch,
-            decoy: decoy(http_section, &dir),
-            session: sessions.clone(),
-            console: http_section.console,
-            limits: connection_limits(&config.node.limits),
-            stealth: http_section.stealth,
-            public_paths: http_section.public_paths.clone(),
-            ..alknet_http::HttpSettings::default()
-        };
-        let mut http =
-            alknet_http::HttpHandler::new(registry.clone(), identities.clone(), settings);
-        if http_section.mcp {
-            http = http.with_mcp(alknet_adapters::to_mcp::router(
-                registry.clone(),
-                identities.clone(),
-                alknet_adapters::to_mcp::McpSettings {
-                    allowed_hosts: http_section.mcp_allowed_hosts.clone(),
-                    call_timeout: config.node.limits.call_timeout,
-                    max_batch: config.node.limits.max_batch,
-                    version: env!("CARGO_PKG_VERSION").to_owned(),
-                },
-            ));
-        }
-        handlers.push(Arc::new(http));
-    }
-    handlers.extend(diagnostics.handlers());
+    let http = http_section.enabled.then(|| {
+        http_handler(
+            &config.node,
+            http_section,
+            &dir,
+            &registry,
+            &identities,
+            &sessions,
+        )
+    });
     let serves_console = http_section.enabled && http_section.console;
-    let node = Node::start(NodeOptions {
-        handlers,
-        identities,
-        tls: identity,
-        config: config.node.clone(),
-    })
-    .await
-    .with_context(|| match &config_path {
-        Some(path) => format!("cannot start the node (configuration {})", path.display()),
-        None => "cannot start the node".to_owned(),
-    })?;
+    let node = Node::builder(config.node.clone(), identity)
+        .identities(identities)
+        .protocol(call)
+        .protocols(http)
+        .protocols(diagnostics.echo.then_some(alknet_echo::EchoHandler))
+        .protocols(
+            diagnostics
+                .fault
+                .then(alknet_core::fault::handler)
+                .flatten(),
+        )
+        .start()
+        .await
+        .with_context(|| match &config_path {
+            Some(path) => format!("cannot start the node (configuration {})", path.display()),
+            None => "cannot start the node".to_owned(),
+        })?;
 
     let signal = shutdown_signal();
     admin.attach(node.clone());
@@ -249,21 +235,55 @@ fn call_handler(
     admin: &AdminHandle,
     identities: Arc<dyn IdentityProvider>,
     sessions: &SessionLimits,
-) -> anyhow::Result<(Arc<dyn ProtocolHandler>, Arc<Registry>)> {
+) -> anyhow::Result<(CallHandler, Arc<Registry>)> {
     let registry = Registry::new();
     builtins::register_discovery(&registry)?;
-    alknet_supervisors::admin::register(&registry, admin)?;
-    alknet_supervisors::fault::register(&registry, admin, diagnostics.fault)?;
+    alknet_call::admin::register(&registry, admin)?;
+    if diagnostics.fault && alknet_core::fault::available() {
+        alknet_call::admin::register_fault(&registry, admin)?;
+    }
     if diagnostics.call_ops {
         builtins::register_diagnostics(&registry)?;
     }
     let registry = Arc::new(registry);
-    let handler = Arc::new(CallHandler::new(
-        registry.clone(),
-        identities,
-        sessions.clone(),
-    ));
+    let handler = CallHandler::new(registry.clone(), identities, sessions.clone());
     Ok((handler, registry))
+}
+
+/// The HTTP gateway (and MCP when enabled) over the call registry.
+fn http_handler(
+    config: &NodeConfig,
+    http: &HttpSection,
+    dir: &DataDir,
+    registry: &Arc<Registry>,
+    identities: &Arc<dyn IdentityProvider>,
+    sessions: &SessionLimits,
+) -> alknet_http::HttpHandler {
+    let settings = alknet_http::HttpSettings {
+        call_timeout: config.limits.call_timeout,
+        max_batch: config.limits.max_batch,
+        decoy: decoy(http, dir),
+        session: sessions.clone(),
+        console: http.console,
+        limits: connection_limits(&config.limits),
+        stealth: http.stealth,
+        public_paths: http.public_paths.clone(),
+        ..alknet_http::HttpSettings::default()
+    };
+    let handler = alknet_http::HttpHandler::new(registry.clone(), identities.clone(), settings);
+    if !http.mcp {
+        return handler;
+    }
+    handler.with_mcp(alknet_adapters::to_mcp::router(
+        registry.clone(),
+        identities.clone(),
+        alknet_adapters::to_mcp::McpSettings {
+            allowed_hosts: http.mcp_allowed_hosts.clone(),
+            call_timeout: config.limits.call_timeout,
+            max_batch: config.limits.max_batch,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        },
+    ))
 }
 
 /// Every call session's limits, native or WebSocket; made once, as the
@@ -301,10 +321,6 @@ fn connection_limits(limits: &alknet_core::config::Limits) -> alknet_http::Conne
     }
 }
 
-/// Installs the SIGINT/SIGTERM handlers now and returns the future that
-/// completes on the first signal. Installed before the banner announces the
-/// node, so a signal sent right after `serving:` is a shutdown, never the
-/// default (fatal) action.
 /// The configured decoy; paths are relative to the data directory.
 fn decoy(http: &HttpSection, dir: &DataDir) -> alknet_http::decoy::Decoy {
     use alknet_http::decoy::Decoy;
@@ -318,6 +334,10 @@ fn decoy(http: &HttpSection, dir: &DataDir) -> alknet_http::decoy::Decoy {
     }
 }
 
+/// Installs the SIGINT/SIGTERM handlers now and returns the future that
+/// completes on the first signal. Installed before the banner announces the
+/// node, so a signal sent right after `serving:` is a shutdown, never the
+/// default (fatal) action.
 fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {

@@ -2,13 +2,9 @@
 //! benchmarks.
 //!
 //! The binary owns this section because it switches things that live in
-//! several crates: the echo (and fault) protocols of `alknet-core`, the
-//! `diag/*` operations of `alknet-call`, the fault operation of
-//! `alknet-supervisors`.
+//! several crates: the echo protocol (`alknet-echo`), the fault protocol
+//! (`alknet-core`), and the `diag/*` and fault operations of `alknet-call`.
 
-use std::sync::Arc;
-
-use alknet_core::ProtocolHandler;
 use alknet_core::config::{ConfigSection, InvalidKey, NodeConfig};
 use serde::{Deserialize, Serialize};
 
@@ -42,26 +38,12 @@ call_ops = false
         // Whether this build can inject faults is `alknet-core`'s feature,
         // which the workspace's tests switch on for every crate; a cfg here
         // would see only this crate's own features.
-        if self.fault && alknet_core::fault_injection_handler().is_none() {
+        if self.fault && !alknet_core::fault::available() {
             return Err(InvalidKey::new(
                 "diagnostics.fault",
                 "false: this build has no fault injection (cargo feature `fault-injection`)",
             ));
         }
         Ok(())
-    }
-}
-
-impl Diagnostics {
-    /// The diagnostic protocols this section switches on.
-    pub fn handlers(&self) -> Vec<Arc<dyn ProtocolHandler>> {
-        let mut handlers: Vec<Arc<dyn ProtocolHandler>> = Vec::new();
-        if self.echo {
-            handlers.push(Arc::new(alknet_core::echo::EchoHandler));
-        }
-        if self.fault {
-            handlers.extend(alknet_core::fault_injection_handler());
-        }
-        handlers
     }
 }
