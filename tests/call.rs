@@ -1,7 +1,7 @@
 //! The call protocol end to end: a node serving `alknet/call` in-process, and a
-//! raw client speaking the framing of PROTOCOL.md §3.1 over quinn (QUIC) and
+//! raw client speaking the framing of docs/protocol.md §3.1 over quinn (QUIC) and
 //! tokio-rustls (TCP+TLS) — not our client, so the wire is what is tested. Test
-//! names cite the §16 conformance items; each runs over both transports.
+//! doc comments cite the §16 conformance items; each runs over both transports.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -47,6 +47,14 @@ async fn node(limits: SessionLimits) -> (NodeHandle, mpsc::UnboundedReceiver<()>
             }),
         )
         .unwrap();
+    registry
+        .register(
+            OperationDef::subscription("test/sizes").stream(|_, input: Value| {
+                let sizes: Vec<usize> = serde_json::from_value(input["sizes"].clone()).unwrap();
+                futures::stream::iter(sizes.into_iter().map(|n| Ok(json!("x".repeat(n)))))
+            }),
+        )
+        .unwrap();
     let mut config = test_config();
     // A request that never ends holds shutdown for the whole drain deadline.
     config.supervision.drain_timeout = Duration::from_millis(500);
@@ -80,6 +88,7 @@ async fn services_list_on_one_port_over_both_transports() {
                 "session/register",
                 "test/count",
                 "test/hang",
+                "test/sizes",
                 "test/slow"
             ]
         );
@@ -166,6 +175,43 @@ async fn a_subscription_streams_then_completes() {
             ("s1".into(), Event::Completed),
         ];
         assert_eq!(events, expected, "{transport:?}");
+    }
+}
+
+/// An item larger than a frame may be ends the subscription with
+/// `INTERNAL` `response too large`: nothing of that call follows the error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_item_too_large_to_send_ends_the_call_with_its_error() {
+    let limits = SessionLimits {
+        max_frame: 64 * 1024,
+        ..SessionLimits::default()
+    };
+    let (node, _) = node(limits).await;
+    for transport in both() {
+        let mut raw = open(&node, transport).await;
+        raw.call("big", "/test/sizes", json!({"sizes": [3, 100_000, 3]}))
+            .await;
+        assert_eq!(
+            raw.expect().await,
+            ("big".into(), Event::Responded(json!("xxx"))),
+            "{transport:?}"
+        );
+        assert_eq!(
+            raw.expect().await,
+            (
+                "big".into(),
+                Event::Error(CallError::internal("response too large"))
+            ),
+            "{transport:?}"
+        );
+        // The next envelope on the stream answers the next call: the
+        // subscription sent nothing after its error.
+        raw.call("after", "/test/slow", json!({"ms": 0})).await;
+        assert_eq!(
+            raw.expect().await,
+            ("after".into(), Event::Responded(json!({"slept": 0}))),
+            "{transport:?}"
+        );
     }
 }
 

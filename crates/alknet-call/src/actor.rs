@@ -511,8 +511,16 @@ async fn respond(
         }
         Ok(Reply::Stream(mut items)) => {
             while let Some(item) = items.next().await {
+                // An item too large to send becomes the call's error, and an
+                // error ends the call: nothing may follow it (§4.2).
                 let (frame, last) = match item {
-                    Ok(output) => (encode_output(id, &output, max_frame), false),
+                    Ok(output) => {
+                        match encode_or_too_large(&Outgoing::responded(id, &output), id, max_frame)
+                        {
+                            Ok(frame) => (frame, false),
+                            Err(too_large) => (too_large, true),
+                        }
+                    }
                     Err(error) => (failed(&error), true),
                 };
                 // A stream whose writer is gone (reset, stalled, closed) has
@@ -543,23 +551,27 @@ pub(crate) async fn send(
 /// One envelope's frame; a reply above the frame limit is replaced by
 /// `INTERNAL` `response too large`.
 fn encode(envelope: EventEnvelope, max_frame: usize) -> Vec<u8> {
-    encode_or_too_large(&envelope, &envelope.id, max_frame)
+    encode_or_too_large(&envelope, &envelope.id, max_frame).unwrap_or_else(|too_large| too_large)
 }
 
 /// The frame of `call.responded` with `output`, serialized straight from it.
 fn encode_output(id: &str, output: &serde_json::Value, max_frame: usize) -> Vec<u8> {
     encode_or_too_large(&Outgoing::responded(id, output), id, max_frame)
+        .unwrap_or_else(|too_large| too_large)
 }
 
-fn encode_or_too_large<T: serde::Serialize>(envelope: &T, id: &str, max_frame: usize) -> Vec<u8> {
-    match encode_frame(envelope, max_frame) {
-        Ok(frame) => frame,
-        Err(_) => {
-            let error = CallError::internal("response too large");
-            encode_frame(&EventEnvelope::error(id, &error), max_frame)
-                .expect("an error envelope fits any frame limit a session allows")
-        }
-    }
+/// The envelope's frame, or (`Err`) the frame of the `INTERNAL` `response too
+/// large` error that replaces it, which is terminal for the call.
+fn encode_or_too_large<T: serde::Serialize>(
+    envelope: &T,
+    id: &str,
+    max_frame: usize,
+) -> Result<Vec<u8>, Vec<u8>> {
+    encode_frame(envelope, max_frame).map_err(|_| {
+        let error = CallError::internal("response too large");
+        encode_frame(&EventEnvelope::error(id, &error), max_frame)
+            .expect("an error envelope fits any frame limit a session allows")
+    })
 }
 
 /// The stream's writer has ended.
