@@ -1,4 +1,4 @@
-//! HTTP-backed adapters (PROTOCOL.md §14) over loopback: `from_openapi`
+//! HTTP-backed adapters (docs/protocol.md §14) over loopback: `from_openapi`
 //! against a local axum server standing in for the Swagger Petstore (its real
 //! OpenAPI 3.0 document, `tests/data/petstore.yaml`), `from_jsonschema`, the
 //! shared outbound client's retries and `Retry-After`, SSE subscriptions;

@@ -252,7 +252,7 @@ async fn malformed_input_grows_the_log_by_a_bounded_amount() {
     let frames = tokio::spawn(async move {
         let mut sent = 0usize;
         while Instant::now() < end {
-            // Frame length 0: a framing error (PROTOCOL.md §3.1 rule 1).
+            // Frame length 0: a framing error (docs/protocol.md §3.1 rule 1).
             if let Ok(tls) = tls_connect(addr, &["alknet/call"]).await {
                 send_and_wait_for_close(tls, &[0, 0, 0, 0]).await;
                 sent += 1;

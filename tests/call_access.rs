@@ -1,4 +1,4 @@
-//! Access control, identity and discovery over the wire (PROTOCOL.md §6.3, §7,
+//! Access control, identity and discovery over the wire (docs/protocol.md §6.3, §7,
 //! §10.1–10.2): each test cites its §16 item and runs over QUIC and TCP+TLS
 //! with a raw framed client.
 

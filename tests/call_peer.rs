@@ -1,8 +1,8 @@
-//! Both ends call (PROTOCOL.md §5.1, §9, §10.5): the node calls operations a
+//! Both ends call (docs/protocol.md §5.1, §9, §10.5): the node calls operations a
 //! raw client registered on its session. The client here is hand-written
 //! frames over quinn and tokio-rustls, not `CallClient`, so what is asserted is
-//! the wire. Test names cite the §16 conformance items; each runs over QUIC and
-//! TCP+TLS.
+//! the wire. Test doc comments cite the §16 conformance items; each runs over
+//! QUIC and TCP+TLS.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! Two nodes (PROTOCOL.md §14.2 `from_call`): a hub imports a spoke's
+//! Two nodes (docs/protocol.md §14.2 `from_call`): a hub imports a spoke's
 //! operations over a real session, relays calls with `forwarded_for`, cascades
 //! aborts across the nodes, and outlives a spoke that is killed.
 

@@ -1,6 +1,6 @@
-//! The HTTP handler through curl (PROTOCOL.md §11): a node in this process
+//! The HTTP handler through curl (docs/protocol.md §11): a node in this process
 //! serving `alknet/call`, `h2` and `http/1.1` on one port, and the system's
-//! curl over TLS, with `--http1.1` and with `--http2`. Test names cite the §16
+//! curl over TLS, with `--http1.1` and with `--http2`. Test doc comments cite the §16
 //! conformance items.
 
 use std::collections::BTreeMap;

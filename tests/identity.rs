@@ -1,7 +1,7 @@
 //! The identity store through the `alknet` binary: the admin token `init`
 //! prints, `alknet token …` and `alknet peer …` against the data directory of a
 //! running node (changes apply without a restart), and `alknet admin tree`
-//! (PROTOCOL.md §7.2, §10.3).
+//! (docs/protocol.md §7.2, §10.3).
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

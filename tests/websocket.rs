@@ -1,7 +1,7 @@
-//! The WebSocket session at `/alknet/call` (PROTOCOL.md §12) against a node in
+//! The WebSocket session at `/alknet/call` (docs/protocol.md §12) against a node in
 //! this process: tokio-tungstenite upgrading over HTTP/1.1 and over HTTP/2
 //! extended CONNECT, and a hand-written client for the idle timeout, which
-//! needs a peer that provably answers nothing. Test names cite §16 items.
+//! needs a peer that provably answers nothing. Test doc comments cite §16 items.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

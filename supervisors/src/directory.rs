@@ -16,7 +16,7 @@ use ractor::ActorId;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-/// What role an actor plays (PROTOCOL.md §10.3).
+/// What role an actor plays (docs/protocol.md §10.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ActorKind {

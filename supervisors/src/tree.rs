@@ -1,4 +1,4 @@
-//! A snapshot of the live actor tree (`admin/tree`, PROTOCOL.md §10.3).
+//! A snapshot of the live actor tree (`admin/tree`, docs/protocol.md §10.3).
 //!
 //! The shape comes from ractor's parent/child links, walked from the root at
 //! the moment of the call; each node's details come from the

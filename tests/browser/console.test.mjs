@@ -1,7 +1,7 @@
 // The operator console (/console) in a real browser: Debian's Chromium,
 // headless, driven by playwright-core, against a real `alknet serve` over TLS
 // with its self-signed certificate. The page talks to the node only through
-// the WebSocket session at /alknet/call (PROTOCOL.md §12).
+// the WebSocket session at /alknet/call (docs/protocol.md §12).
 //
 // Run by tests/run with ALKNET_BIN (the binary) and CARGO_TARGET_DIR (where
 // the screenshot goes) set.

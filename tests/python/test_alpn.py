@@ -1,5 +1,5 @@
 """ALPN dispatch seen by clients that are not ours: Python's ssl over TCP and
-aioquic over QUIC (PROTOCOL.md §2 rule 2, §16 item 1)."""
+aioquic over QUIC (docs/protocol.md §2 rule 2, §16 item 1)."""
 
 import asyncio
 import socket

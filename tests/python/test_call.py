@@ -1,5 +1,5 @@
 """The call protocol seen by a client that is not ours: a few lines of Python
-speaking PROTOCOL.md §3.1 framing over the standard library's ssl."""
+speaking docs/protocol.md §3.1 framing over the standard library's ssl."""
 
 import json
 import socket

@@ -1,5 +1,5 @@
 """The HTTP gateway's OpenAPI document against a live node, checked by
-schemathesis with all its default checks (PROTOCOL.md §13, §16 item 42)."""
+schemathesis with all its default checks (docs/protocol.md §13, §16 item 42)."""
 
 import pathlib
 import subprocess

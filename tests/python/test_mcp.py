@@ -1,5 +1,5 @@
 """`/mcp` of a live `alknet serve` through the official Python MCP SDK
-(PROTOCOL.md §14.1): the handshake, exactly four tools, results, and the
+(docs/protocol.md §14.1): the handshake, exactly four tools, results, and the
 bearer token deciding what `search` shows."""
 
 import anyio

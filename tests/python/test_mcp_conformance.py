@@ -1,7 +1,7 @@
 """The official MCP conformance suite (`@modelcontextprotocol/conformance`,
 pinned in tests/run) against `/mcp` of a live `alknet serve`.
 
-`/mcp` is a tools-only server with exactly four fixed tools (PROTOCOL.md
+`/mcp` is a tools-only server with exactly four fixed tools (docs/protocol.md
 §14.1), so the scenarios that need the suite's fixture tools
 (`test_simple_text`, …), prompts, resources, logging, completion, sampling or
 elicitation cannot apply; docs/adapters.md lists them with the reason. Every

@@ -1,4 +1,4 @@
-"""The WebSocket session at /alknet/call (PROTOCOL.md §12) with a client that
+"""The WebSocket session at /alknet/call (docs/protocol.md §12) with a client that
 is not ours: the `websockets` library, against a real `alknet serve`."""
 
 import asyncio

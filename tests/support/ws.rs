@@ -1,4 +1,4 @@
-//! A WebSocket client for `/alknet/call` (PROTOCOL.md §12): tokio-tungstenite
+//! A WebSocket client for `/alknet/call` (docs/protocol.md §12): tokio-tungstenite
 //! over TLS, upgraded over HTTP/1.1 or over HTTP/2 extended CONNECT (hyper's
 //! client), the way a non-browser client would.
 

@@ -1,4 +1,4 @@
-//! Forwarding one imported operation to its HTTP endpoint (PROTOCOL.md
+//! Forwarding one imported operation to its HTTP endpoint (docs/protocol.md
 //! §14.2), shared by `from_openapi` and `from_jsonschema`.
 //!
 //! The operation's input is an object: members named after path parameters

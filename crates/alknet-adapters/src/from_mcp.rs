@@ -1,4 +1,4 @@
-//! `from_mcp`: a remote MCP server's tools as operations (PROTOCOL.md §14.2).
+//! `from_mcp`: a remote MCP server's tools as operations (docs/protocol.md §14.2).
 //!
 //! Over rmcp's streamable-HTTP client (on the shared outbound client's pool
 //! and TLS settings) this lists the server's tools and registers each as

@@ -1,4 +1,4 @@
-//! HTTP-backed adapters (PROTOCOL.md §14): the node as an MCP server, and
+//! HTTP-backed adapters (docs/protocol.md §14): the node as an MCP server, and
 //! remote HTTP APIs and MCP servers as operations.
 //!
 //! - [`to_mcp`]: `/mcp`, the node's operations for AI agents through four

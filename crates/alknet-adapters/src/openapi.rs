@@ -1,4 +1,4 @@
-//! `from_openapi` and `from_jsonschema` (PROTOCOL.md §14.2): HTTP APIs as
+//! `from_openapi` and `from_jsonschema` (docs/protocol.md §14.2): HTTP APIs as
 //! operations.
 //!
 //! An OpenAPI 3.0 or 3.1 document (JSON, or YAML when it is not JSON) becomes

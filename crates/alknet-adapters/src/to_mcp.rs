@@ -1,4 +1,4 @@
-//! `to_mcp`: the node as an MCP server at `/mcp` (PROTOCOL.md §14.1).
+//! `to_mcp`: the node as an MCP server at `/mcp` (docs/protocol.md §14.1).
 //!
 //! An agent sees exactly four tools — `search`, `schema`, `call`, `batch` —
 //! never one tool per operation: the operation list depends on who asks and

@@ -1,4 +1,4 @@
-//! Per-operation access control (PROTOCOL.md §6.3).
+//! Per-operation access control (docs/protocol.md §6.3).
 //!
 //! The check stops at the first failure and says why ([`Denied`]). The caller
 //! is never told: an operation it may not call does not exist for it, so a
@@ -136,7 +136,7 @@ mod tests {
 
     #[test]
     fn restricted_operations_need_an_identity() {
-        // PROTOCOL.md §16 item 9.
+        // docs/protocol.md §16 item 9.
         let admin = AccessControl::scopes(["admin"]);
         assert_eq!(
             admin.check(None).unwrap_err().to_string(),
@@ -146,7 +146,7 @@ mod tests {
 
     #[test]
     fn scope_messages_are_exact() {
-        // PROTOCOL.md §16 item 10.
+        // docs/protocol.md §16 item 10.
         let admin = AccessControl::scopes(["admin"]);
         assert_eq!(
             admin.check(Some(&user(&["user"]))).unwrap_err().to_string(),

@@ -1,4 +1,4 @@
-//! Framing for byte streams (PROTOCOL.md §3.1): a 4-byte big-endian length,
+//! Framing for byte streams (docs/protocol.md §3.1): a 4-byte big-endian length,
 //! then exactly that many bytes of UTF-8 JSON holding one envelope.
 //!
 //! Sans-IO: the transport pushes whatever bytes it read and pulls complete
@@ -265,7 +265,7 @@ mod tests {
 
     #[test]
     fn length_zero_is_a_protocol_error() {
-        // PROTOCOL.md §16 item 3, first case.
+        // docs/protocol.md §16 item 3, first case.
         let mut decoder = FrameDecoder::new(DEFAULT_MAX_FRAME);
         decoder.push(&[0, 0, 0, 0]);
         assert_eq!(decoder.next_frame(), Err(FrameError::Empty));
@@ -273,7 +273,7 @@ mod tests {
 
     #[test]
     fn a_huge_length_is_refused_before_any_body_arrives() {
-        // PROTOCOL.md §16 item 3, second case, and the example log reason of §3.1.
+        // docs/protocol.md §16 item 3, second case, and the example log reason of §3.1.
         let mut decoder = FrameDecoder::new(DEFAULT_MAX_FRAME);
         decoder.push(&[0xff, 0xff, 0xff, 0xff]);
         let error = decoder.next_frame().unwrap_err();
@@ -290,7 +290,7 @@ mod tests {
 
     #[test]
     fn a_body_that_is_not_an_envelope_is_a_protocol_error() {
-        // PROTOCOL.md §16 item 3, third case: the 5-byte frame `{nope`.
+        // docs/protocol.md §16 item 3, third case: the 5-byte frame `{nope`.
         let mut decoder = FrameDecoder::new(DEFAULT_MAX_FRAME);
         decoder.push(&frame(b"{nope"));
         assert!(matches!(

@@ -1,4 +1,4 @@
-//! `EventEnvelope`, the only unit of the call protocol (PROTOCOL.md §4).
+//! `EventEnvelope`, the only unit of the call protocol (docs/protocol.md §4).
 //!
 //! Parsing is two-staged on purpose. [`EventEnvelope::parse`] checks only the
 //! envelope's shape — an object with a string `type`, a non-empty `id` of at
@@ -807,7 +807,7 @@ mod tests {
 
     #[test]
     fn envelopes_use_the_key_type_and_empty_payloads_are_exactly_empty() {
-        // PROTOCOL.md §16 item 4.
+        // docs/protocol.md §16 item 4.
         let completed: Value =
             serde_json::from_slice(&EventEnvelope::completed("s1").to_bytes()).unwrap();
         assert_eq!(

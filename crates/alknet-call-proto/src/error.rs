@@ -1,4 +1,4 @@
-//! `CallError`: how a request fails (PROTOCOL.md §8), and its [`ErrorCode`].
+//! `CallError`: how a request fails (docs/protocol.md §8), and its [`ErrorCode`].
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -133,7 +133,7 @@ impl<'de> Deserialize<'de> for ErrorCode {
 pub struct CallError {
     /// A protocol code or a declared domain code.
     pub code: ErrorCode,
-    /// Human-readable; for protocol errors, the exact texts of PROTOCOL.md.
+    /// Human-readable; for protocol errors, the exact texts of docs/protocol.md.
     pub message: String,
     /// Whether the same request may succeed later.
     pub retryable: bool,

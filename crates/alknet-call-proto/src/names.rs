@@ -1,4 +1,4 @@
-//! Operation names (PROTOCOL.md §6.1): two or more `/`-separated segments of
+//! Operation names (docs/protocol.md §6.1): two or more `/`-separated segments of
 //! `[A-Za-z0-9._-]+`, at most 256 bytes, no leading slash. The namespace is
 //! the first segment.
 

@@ -1,4 +1,4 @@
-//! Input validation against an operation's JSON Schema (PROTOCOL.md §6.4).
+//! Input validation against an operation's JSON Schema (docs/protocol.md §6.4).
 //!
 //! Schemas are compiled once, at registration (draft 2020-12; `format` is an
 //! annotation, not an assertion), so an invalid schema fails registration and
@@ -116,7 +116,7 @@ mod tests {
 
     #[test]
     fn failures_name_the_failing_value_by_json_pointer() {
-        // PROTOCOL.md §16 item 14.
+        // docs/protocol.md §16 item 14.
         let error = path_schema()
             .validate(&json!({"path": 42, "mode": 1}))
             .unwrap_err();

@@ -1,4 +1,4 @@
-//! A call session's bookkeeping, sans-IO (PROTOCOL.md §4.3, §5, §9).
+//! A call session's bookkeeping, sans-IO (docs/protocol.md §4.3, §5, §9).
 //!
 //! A session serves the remote end's requests and awaits replies to its own,
 //! over any number of streams. What to do with each incoming envelope depends

@@ -1,5 +1,5 @@
 //! Built-ins every session offers: discovery, `services/list` and
-//! `services/schema` (PROTOCOL.md §10.1–§10.2), where each caller sees only
+//! `services/schema` (docs/protocol.md §10.1–§10.2), where each caller sees only
 //! what it may call; and `session/register` (§10.5). Also the diagnostic
 //! operations the tests and benchmarks use.
 

@@ -1,4 +1,4 @@
-//! How a callee handles one request: PROTOCOL.md §7.1, steps 4 to 9.
+//! How a callee handles one request: docs/protocol.md §7.1, steps 4 to 9.
 //!
 //! Steps 1–3 (payload shape, duplicate ids, the in-flight cap) belong to the
 //! session, which owns that state; from the name lookup on, every entry point

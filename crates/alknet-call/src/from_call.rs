@@ -1,4 +1,4 @@
-//! `from_call`: import another node's operations (PROTOCOL.md §14.2).
+//! `from_call`: import another node's operations (docs/protocol.md §14.2).
 //!
 //! Over a session to the upstream node this asks `services/list`, then
 //! `services/schema` per entry, and registers a forwarder for each operation

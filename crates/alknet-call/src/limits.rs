@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::codec::DEFAULT_MAX_FRAME;
 use crate::overlay::OverlayLimits;
 
-/// Per-session limits (PROTOCOL.md §15).
+/// Per-session limits (docs/protocol.md §15).
 #[derive(Clone, Debug)]
 pub struct SessionLimits {
     /// Largest frame read or written.

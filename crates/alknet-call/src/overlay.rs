@@ -1,4 +1,4 @@
-//! A session's overlay (PROTOCOL.md §10.5): the operations its remote end
+//! A session's overlay (docs/protocol.md §10.5): the operations its remote end
 //! registered with `session/register`, and the bounds on them.
 //!
 //! Registration is open to anyone who can open a session, so what a session

@@ -1,4 +1,4 @@
-//! Operations and the registry that holds them (PROTOCOL.md §6).
+//! Operations and the registry that holds them (docs/protocol.md §6).
 //!
 //! Most operations are registered at start-up, but importers (`from_call`
 //! reaching a peer that came up late) and a client registering operations on

@@ -1,4 +1,4 @@
-//! The dispatch order of PROTOCOL.md §7.1 (steps 4–9) and the §16 items it
+//! The dispatch order of docs/protocol.md §7.1 (steps 4–9) and the §16 items it
 //! decides, exercised on a real registry without sockets.
 
 use std::sync::Arc;

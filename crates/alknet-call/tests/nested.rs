@@ -1,4 +1,4 @@
-//! Composition inside one registry (PROTOCOL.md §7.2, §9): nested calls run as
+//! Composition inside one registry (docs/protocol.md §7.2, §9): nested calls run as
 //! the registration's authority, reach internal operations, inherit the
 //! deadline, and are cancelled with the request that made them. No sockets:
 //! these drive `dispatch` directly.

@@ -1,5 +1,5 @@
 //! How a node closes connections: the QUIC application error codes every
-//! protocol shares (PROTOCOL.md §2), and the reasons sent with them, so that
+//! protocol shares (docs/protocol.md §2), and the reasons sent with them, so that
 //! a client can tell a refusal from a failure without depending on the
 //! supervision tree.
 

@@ -164,7 +164,7 @@ impl ConnectionInfo {
 
     /// Records the id of the identity the latest bearer token on this
     /// connection resolved to. Display only: it never becomes the connection's
-    /// identity (a token applies to its own request, PROTOCOL.md §7.2).
+    /// identity (a token applies to its own request, docs/protocol.md §7.2).
     pub fn note_token_identity(&self, id: &str) {
         let mut noted = self
             .token_identity

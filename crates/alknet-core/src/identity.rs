@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::fingerprint::Fingerprint;
 
-/// The principal a connection or request runs as (PROTOCOL.md §1).
+/// The principal a connection or request runs as (docs/protocol.md §1).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
     /// A stable name, e.g. `admin`, `alice`, or a peer node's id.

@@ -1,4 +1,4 @@
-//! Bearer authentication (PROTOCOL.md §11.2).
+//! Bearer authentication (docs/protocol.md §11.2).
 //!
 //! The middleware never rejects: it attaches what the `Authorization` header
 //! amounts to and lets each operation decide, so an operation without access

@@ -23,7 +23,7 @@ pub struct HttpSection {
     /// Serve the operator console at `/console`; when off, the path gets the
     /// decoy.
     pub console: bool,
-    /// Serve MCP at `/mcp` (PROTOCOL.md §14.1).
+    /// Serve MCP at `/mcp` (docs/protocol.md §14.1).
     pub mcp: bool,
     /// `Host` values `/mcp` accepts (`name` or `name:port`); loopback by
     /// default, against DNS rebinding. A public node lists its host names.
@@ -119,7 +119,7 @@ public_paths = []
     }
 }
 
-/// The stealth decoy's variant (PROTOCOL.md §11.7).
+/// The stealth decoy's variant (docs/protocol.md §11.7).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DecoyKind {

@@ -1,4 +1,4 @@
-//! The operator console at `/console` (PROTOCOL.md §11.1).
+//! The operator console at `/console` (docs/protocol.md §11.1).
 //!
 //! One self-contained page, embedded in the binary: no CDN, no build step.
 //! It talks to the node only through the WebSocket session at

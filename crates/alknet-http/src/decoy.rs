@@ -1,4 +1,4 @@
-//! The stealth decoy (PROTOCOL.md §11.7): whatever the node does not serve
+//! The stealth decoy (docs/protocol.md §11.7): whatever the node does not serve
 //! answers like a stock nginx, so probing reveals nothing. Three variants: the
 //! default 404, a static site (so the port looks like an ordinary web
 //! server), and a redirect.

@@ -1,4 +1,4 @@
-//! The gateway (PROTOCOL.md §11.3–§11.4): the only way plain HTTP invokes
+//! The gateway (docs/protocol.md §11.3–§11.4): the only way plain HTTP invokes
 //! operations. Five endpoints, one dispatch path: each request gets a fresh
 //! UUIDv4 id, the identity of its bearer token, the call deadline, and no
 //! `forwarded_for`. If the client goes away, hyper drops the response future

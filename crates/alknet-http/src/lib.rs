@@ -1,4 +1,4 @@
-//! The HTTP handler (PROTOCOL.md §11): `h2` and `http/1.1`, over TCP+TLS and
+//! The HTTP handler (docs/protocol.md §11): `h2` and `http/1.1`, over TCP+TLS and
 //! over the first bidirectional stream of a QUIC connection.
 //!
 //! Plain HTTP reaches operations only through the gateway — `/search`,

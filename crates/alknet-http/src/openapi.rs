@@ -1,4 +1,4 @@
-//! `GET /openapi.json` (PROTOCOL.md §13): the gateway's contract, the same
+//! `GET /openapi.json` (docs/protocol.md §13): the gateway's contract, the same
 //! for every caller whatever the registry holds. Operations are discovered
 //! through `/search` and `/schema`, never as paths, so the document changes
 //! only with the gateway itself (`info.version`).

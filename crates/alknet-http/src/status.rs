@@ -1,4 +1,4 @@
-//! CallError → HTTP status and headers (PROTOCOL.md §11.5).
+//! CallError → HTTP status and headers (docs/protocol.md §11.5).
 
 use alknet_call::{CallError, ErrorCode, Registry};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};

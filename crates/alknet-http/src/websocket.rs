@@ -1,4 +1,4 @@
-//! The WebSocket session at `/alknet/call` (PROTOCOL.md §12).
+//! The WebSocket session at `/alknet/call` (docs/protocol.md §12).
 //!
 //! A browser cannot open an `alknet/call` connection, so it gets the same
 //! session over a WebSocket: after the upgrade each binary message is one

@@ -1,6 +1,6 @@
 //! The node's identity store: API keys (bearer tokens) and peer certificates.
 //!
-//! PROTOCOL.md §7.2 resolves two kinds of credentials to an
+//! docs/protocol.md §7.2 resolves two kinds of credentials to an
 //! [`Identity`](alknet_core::Identity): a bearer token presented with a request
 //! (`auth_token`, later HTTP `Authorization: Bearer`), and the fingerprint of a
 //! client certificate presented in the TLS handshake. This crate keeps both in

@@ -1,5 +1,5 @@
 //! `alknet admin tree`: the node's live actor tree (`admin/tree`,
-//! PROTOCOL.md §10.3), printed as an indented outline or as the raw JSON.
+//! docs/protocol.md §10.3), printed as an indented outline or as the raw JSON.
 
 use std::fmt::Write as _;
 use std::process::ExitCode;

@@ -1,4 +1,4 @@
-//! `[import]`: HTTP APIs and MCP servers as operations (PROTOCOL.md §14.2),
+//! `[import]`: HTTP APIs and MCP servers as operations (docs/protocol.md §14.2),
 //! and `alknet import check`.
 //!
 //! OpenAPI and JSON-schema imports are resolved before the node listens: a

@@ -13,7 +13,7 @@ use alknet_core::config::{ConfigSection, InvalidKey, NodeConfig};
 use serde::{Deserialize, Serialize};
 
 /// `[import]`: HTTP APIs and MCP servers whose operations this node imports
-/// (PROTOCOL.md §14.2). Imports are internal unless `external = true`.
+/// (docs/protocol.md §14.2). Imports are internal unless `external = true`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Imports {
