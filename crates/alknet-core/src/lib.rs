@@ -25,6 +25,7 @@ pub mod identity;
 #[cfg(feature = "runtime")]
 pub mod log_limit;
 pub mod node_key;
+pub mod protocol_keys;
 #[cfg(feature = "runtime")]
 pub mod stall;
 #[cfg(feature = "runtime")]
@@ -47,5 +48,6 @@ pub use handler::{
 };
 pub use identity::{Identity, IdentityProvider, NoIdentities};
 pub use node_key::{NodeId, NodeKey};
+pub use protocol_keys::{KeyDeclaration, KeySource, ProtocolKey, ProtocolKeys};
 #[cfg(feature = "runtime")]
 pub use tree::{ChildActor, ConnectionTree};

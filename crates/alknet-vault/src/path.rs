@@ -248,6 +248,30 @@ pub fn aes_key(version: u32) -> Result<DerivationPath, KeyVersionError> {
         .map_err(|_| KeyVersionError(version))
 }
 
+/// What `path` is reserved for, when it lies in or above a subtree the node
+/// derives its own keys from: the node and device identities
+/// (`m/74'/0'/0'/…`) and the credential encryption keys (`m/74'/2'/…`). A
+/// protocol key there would be one of those keys, or an ancestor of them.
+pub fn reserved_use(path: &DerivationPath) -> Option<&'static str> {
+    const RESERVED: [(&[u32], &str); 2] = [
+        (
+            &[COIN_TYPE, 0, 0],
+            "the node and device identities (m/74'/0'/0'/…)",
+        ),
+        (
+            &[COIN_TYPE, 2],
+            "the credential encryption keys (m/74'/2'/…)",
+        ),
+    ];
+    let components = path.indices();
+    RESERVED.into_iter().find_map(|(subtree, use_)| {
+        let subtree: Vec<ChildIndex> = subtree.iter().map(|&i| ChildIndex(i | HARDENED)).collect();
+        let shared = components.len().min(subtree.len());
+        // In the subtree, or one of its ancestors.
+        (components[..shared] == subtree[..shared]).then_some(use_)
+    })
+}
+
 /// `m/44'/60'/0'/0/0`: the first Ethereum account (BIP-44, secp256k1; needs
 /// the `secp256k1` feature to derive).
 pub fn ethereum() -> DerivationPath {
@@ -262,6 +286,32 @@ pub fn ethereum() -> DerivationPath {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_node_subtrees_and_their_ancestors_are_reserved() {
+        let reserved = |p: &str| super::reserved_use(&p.parse().unwrap());
+        for path in [
+            "m",
+            "m/74'",
+            "m/74'/0'",
+            "m/74'/0'/0'",
+            "m/74'/0'/0'/0'",
+            "m/74'/0'/0'/5'/1'",
+            "m/74'/2'",
+            "m/74'/2'/0'/3'",
+        ] {
+            assert!(reserved(path).is_some(), "{path}");
+        }
+        for path in [
+            "m/74'/0'/1'/0'",
+            "m/74'/1'/0'/0'",
+            "m/74'/3'",
+            "m/44'/60'/0'/0/0",
+            "m/75'/0'/0'/0'",
+        ] {
+            assert!(reserved(path).is_none(), "{path}");
+        }
+    }
+
     use super::*;
 
     fn parse(s: &str) -> Result<DerivationPath, PathError> {

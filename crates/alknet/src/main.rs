@@ -13,6 +13,7 @@ mod sections;
 mod serve;
 mod upstreams;
 mod vault_cmd;
+mod vault_keys;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -9,6 +9,7 @@ use alknet_call::admin::AdminHandle;
 use alknet_call::overlay::{OverlayBudget, OverlayLimits};
 use alknet_call::{CallHandler, Registry, SessionLimits, builtins};
 use alknet_core::config::Config;
+use alknet_core::protocol_keys::{KeyDeclaration, ProtocolKeys};
 use alknet_core::tls::{self, ServerIdentity};
 use alknet_core::{IdentityProvider, NodeConfig, NodeKey};
 use alknet_http::config::{DecoyKind, HttpSection};
@@ -21,7 +22,7 @@ use crate::data_dir::{self, DataDir, InitOptions};
 use crate::imports::{self, CredentialSource};
 use crate::keystore::{self, PassphraseSource};
 use crate::sections::{self, Diagnostics, Imports, Upstreams};
-use crate::upstreams;
+use crate::{upstreams, vault_keys};
 
 pub struct ServeArgs {
     pub data_dir: PathBuf,
@@ -53,6 +54,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // does not open stops here, with nothing listening and nothing written.
     let identity = keystore::node_identity(&dir, &args.passphrase)?;
     let credentials = credentials::load(&dir, identity.vault.as_ref())?;
+    let protocol_keys = vault_keys::derive(&dir, identity.vault.as_ref(), &declared_keys(&config))?;
     // The seed is not needed past this point: drop (and zero) it.
     let node_key = identity.node_key;
     drop(identity.vault);
@@ -61,7 +63,23 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(dir, config, config_path, node_key, credentials))
+    runtime.block_on(serve(
+        dir,
+        config,
+        config_path,
+        node_key,
+        credentials,
+        protocol_keys,
+    ))
+}
+
+/// The keys the served protocols declare (`alknet_core::protocol_keys`), one
+/// entry per protocol that needs one, derived while the vault is open. No
+/// protocol served today needs a key of its own; the SSH host key will be
+/// the first.
+fn declared_keys(config: &Config) -> Vec<&'static KeyDeclaration> {
+    let _served = config;
+    Vec::new()
 }
 
 /// Dependencies that log, at `warn`, what a peer did wrong (a malformed
@@ -120,6 +138,7 @@ async fn serve(
     config_path: Option<PathBuf>,
     node_key: NodeKey,
     credentials: Credentials,
+    protocol_keys: ProtocolKeys,
 ) -> anyhow::Result<ExitCode> {
     // Credentials are handed to registrations as capabilities
     // (`Credentials::grant`); they live, zeroed on drop, as long as the node.
@@ -189,6 +208,8 @@ async fn serve(
             None => "cannot start the node".to_owned(),
         })?;
 
+    // Each protocol took its key while it was built; none lingers unused.
+    drop(protocol_keys);
     let signal = shutdown_signal();
     admin.attach(node.clone());
     let alpns: Vec<String> = node.alpns().iter().map(ToString::to_string).collect();
