@@ -55,8 +55,28 @@ impl NodeProcess {
     /// Writes `config_toml` as the data directory's `alknet.toml` and starts
     /// `alknet serve` on an ephemeral loopback port; returns once it listens.
     pub fn start(config_toml: &str) -> Self {
+        Self::start_with_env(config_toml, &[])
+    }
+
+    /// [`Self::start`] with extra environment variables (`NOTIFY_SOCKET`, …).
+    pub fn start_with_env(config_toml: &str, env: &[(&str, &std::ffi::OsStr)]) -> Self {
+        Self::launch(config_toml, env, |_| {})
+    }
+
+    /// [`Self::start`], after `setup` put files (certificates, …) into the
+    /// data directory.
+    pub fn start_with_setup(config_toml: &str, setup: impl FnOnce(&Path)) -> Self {
+        Self::launch(config_toml, &[], setup)
+    }
+
+    fn launch(
+        config_toml: &str,
+        env: &[(&str, &std::ffi::OsStr)],
+        setup: impl FnOnce(&Path),
+    ) -> Self {
         let data_dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(data_dir.path().join("alknet.toml"), config_toml).expect("write config");
+        setup(data_dir.path());
         let mut child = Command::new(alknet_bin())
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir.path())
@@ -64,6 +84,7 @@ impl NodeProcess {
                 "ALKNET_LOG",
                 std::env::var("ALKNET_TEST_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -113,8 +134,18 @@ impl NodeProcess {
 
     /// Sends SIGINT.
     pub fn interrupt(&self) {
+        self.signal(nix::sys::signal::Signal::SIGINT);
+    }
+
+    /// Sends `signal`.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("signal delivered");
+        nix::sys::signal::kill(pid, signal).expect("signal delivered");
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
     }
 
     /// Sends SIGKILL: the node gets no chance to close anything.

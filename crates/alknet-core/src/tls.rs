@@ -20,7 +20,7 @@
 //! identity comes from its fingerprint ([`crate::Fingerprint`]), not from a CA.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
@@ -83,14 +83,42 @@ pub fn load_pem_pair(cert: &Path, key: &Path) -> Result<CertificateAndKey, TlsEr
 }
 
 /// The certificates a server presents.
+///
+/// Clones share the web and operator certificates:
+/// [`Self::replace_certificates`] on any clone (the binary keeps one for
+/// `SIGHUP`) changes what every listener presents from the next handshake on,
+/// without touching open connections.
 #[derive(Clone, Debug)]
 pub struct ServerIdentity {
     node: Arc<CertifiedKey>,
-    web: Arc<CertifiedKey>,
-    operator: Option<Arc<CertifiedKey>>,
+    replaceable: Arc<RwLock<Arc<ReplaceableCertificates>>>,
     /// The ALPNs whose clients are shown the node certificate.
     node_alpns: Arc<[Vec<u8>]>,
     hide_node: bool,
+}
+
+/// The certificates an operator may replace while the node runs.
+#[derive(Debug)]
+struct ReplaceableCertificates {
+    web: Arc<CertifiedKey>,
+    operator: Option<Arc<CertifiedKey>>,
+}
+
+impl ReplaceableCertificates {
+    fn new(web: CertificateAndKey, operator: Option<CertificateAndKey>) -> Result<Self, TlsError> {
+        Ok(Self {
+            web: certified(web)?,
+            operator: operator.map(certified).transpose()?,
+        })
+    }
+}
+
+fn certified(c: CertificateAndKey) -> Result<Arc<CertifiedKey>, TlsError> {
+    Ok(Arc::new(CertifiedKey::from_der(
+        c.chain,
+        c.key,
+        &provider(),
+    )?))
 }
 
 impl ServerIdentity {
@@ -101,17 +129,46 @@ impl ServerIdentity {
         web: CertificateAndKey,
         operator: Option<CertificateAndKey>,
     ) -> Result<Self, TlsError> {
-        let provider = provider();
-        let certified = |c: CertificateAndKey| -> Result<Arc<CertifiedKey>, TlsError> {
-            Ok(Arc::new(CertifiedKey::from_der(c.chain, c.key, &provider)?))
-        };
         Ok(Self {
             node: certified(node_key.self_signed_certificate()?)?,
-            web: certified(web)?,
-            operator: operator.map(certified).transpose()?,
+            replaceable: Arc::new(RwLock::new(Arc::new(ReplaceableCertificates::new(
+                web, operator,
+            )?))),
             node_alpns: Arc::new([]),
             hide_node: false,
         })
+    }
+
+    /// Presents `web` and `operator` from the next handshake on, in every
+    /// clone of this identity. The node certificate never changes: it is the
+    /// node's identity. On an error (a key that does not match its
+    /// certificate, say) the current certificates stay.
+    pub fn replace_certificates(
+        &self,
+        web: CertificateAndKey,
+        operator: Option<CertificateAndKey>,
+    ) -> Result<(), TlsError> {
+        let next = Arc::new(ReplaceableCertificates::new(web, operator)?);
+        // A poisoned lock only means a panic elsewhere while swapping an Arc:
+        // the value inside is whole either way.
+        *self
+            .replaceable
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = next;
+        Ok(())
+    }
+
+    /// Whether an operator certificate is presented to clients that are not
+    /// peers.
+    pub fn has_operator_certificate(&self) -> bool {
+        self.current().operator.is_some()
+    }
+
+    fn current(&self) -> Arc<ReplaceableCertificates> {
+        self.replaceable
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Clients offering one of `alpns` are peers: they get the node
@@ -144,7 +201,8 @@ impl ResolvesServerCert for ServerIdentity {
             .alpn()
             .map(|mut offered| offered.any(|p| self.node_alpns.iter().any(|n| n == p)))
             .unwrap_or(false);
-        if let Some(operator) = &self.operator {
+        let replaceable = self.current();
+        if let Some(operator) = &replaceable.operator {
             if !is_peer {
                 return Some(operator.clone());
             }
@@ -157,7 +215,7 @@ impl ResolvesServerCert for ServerIdentity {
         {
             Some(self.node.clone())
         } else {
-            Some(self.web.clone())
+            Some(replaceable.web.clone())
         }
     }
 }

@@ -21,6 +21,7 @@
 
 use std::path::{Path, PathBuf};
 
+use alknet_core::NodeId;
 use alknet_core::node_key::{self, CertificateAndKey, NodeKey};
 use alknet_core::tls;
 use alknet_identity::{IDENTITIES_FILE, IdentityStore, TokenSpec};
@@ -111,14 +112,14 @@ impl DataDir {
     /// doing so) is replaced: a browser must not learn which node it reached.
     pub fn web_certificate(
         &self,
-        node_key: &NodeKey,
+        node_id: NodeId,
         stealth: bool,
     ) -> anyhow::Result<CertificateAndKey> {
         if !self.web_cert().exists() || !self.web_key().exists() {
             self.write_web_certificate()?;
         }
         let web = tls::load_pem_pair(&self.web_cert(), &self.web_key())?;
-        if stealth && names_node(&web, node_key) {
+        if stealth && names_node(&web, node_id) {
             tracing::info!(
                 "stealth: replacing {}, which names the node, with a new certificate",
                 self.web_cert().display()
@@ -145,8 +146,8 @@ const WEB_CERTIFICATE_NAME: &str = "localhost";
 
 /// Whether the certificate's bytes carry the node id (in its subject, as
 /// certificates made before stealth existed did).
-fn names_node(web: &CertificateAndKey, node_key: &NodeKey) -> bool {
-    let id = node_key.node_id().to_string();
+fn names_node(web: &CertificateAndKey, node_id: NodeId) -> bool {
+    let id = node_id.to_string();
     web.chain.iter().any(|der| {
         der.as_ref()
             .windows(id.len())

@@ -21,8 +21,9 @@ use crate::credentials::{self, Credentials};
 use crate::data_dir::{self, DataDir, InitOptions};
 use crate::imports::{self, CredentialSource};
 use crate::keystore::{self, PassphraseSource};
-use crate::sections::{self, Diagnostics, Imports, Upstreams};
-use crate::{upstreams, vault_keys};
+use crate::reload::{self, Reloader};
+use crate::sections::{Diagnostics, Imports, Upstreams};
+use crate::{service, upstreams, vault_keys};
 
 pub struct ServeArgs {
     pub data_dir: PathBuf,
@@ -46,7 +47,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .config
         .clone()
         .or_else(|| Some(dir.config()).filter(|p| p.exists()));
-    let mut config = sections::load(config_path.as_deref())?;
+    let (mut config, started_text) = reload::read(config_path.as_deref())?;
     if let Some(listen) = args.listen {
         config.node.listen = listen;
     }
@@ -70,6 +71,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         node_key,
         credentials,
         protocol_keys,
+        started_text,
     ))
 }
 
@@ -139,6 +141,7 @@ async fn serve(
     node_key: NodeKey,
     credentials: Credentials,
     protocol_keys: ProtocolKeys,
+    started_text: toml::Table,
 ) -> anyhow::Result<ExitCode> {
     // Credentials are handed to registrations as capabilities
     // (`Credentials::grant`); they live, zeroed on drop, as long as the node.
@@ -148,7 +151,7 @@ async fn serve(
     let http_section: &HttpSection = config.section();
     let diagnostics: &Diagnostics = config.section();
     let imports: &Imports = config.section();
-    let web = dir.web_certificate(&node_key, http_section.stealth)?;
+    let web = dir.web_certificate(node_key.node_id(), http_section.stealth)?;
     let operator = match (&config.node.tls.cert, &config.node.tls.key) {
         (Some(cert), Some(key)) => Some(tls::load_pem_pair(
             &dir.root().join(cert),
@@ -190,7 +193,7 @@ async fn serve(
         )
     });
     let serves_console = http_section.enabled && http_section.console;
-    let node = Node::builder(config.node.clone(), identity)
+    let node = Node::builder(config.node.clone(), identity.clone())
         .identities(identities)
         .protocol(call)
         .protocols(http)
@@ -211,6 +214,16 @@ async fn serve(
     // Each protocol took its key while it was built; none lingers unused.
     drop(protocol_keys);
     let signal = shutdown_signal();
+    let mut reloader = Reloader {
+        dir: DataDir::new(dir.root()),
+        config_path: config_path.clone(),
+        node_id: node_key.node_id(),
+        identity,
+        log: config.node.log.clone(),
+        started_text,
+        set_log_filter: None,
+    };
+    let hangups = reload_signal();
     admin.attach(node.clone());
     let alpns: Vec<String> = node.alpns().iter().map(ToString::to_string).collect();
     println!("alknet node {}", node_key.node_id());
@@ -227,6 +240,8 @@ async fn serve(
     }
     println!("serving: {}", alpns.join(", "));
     tracing::info!(addr = %node.local_addr(), node_id = %node_key.node_id(), alpns = ?alpns, "node started");
+    service::ready(&format!("serving on {}", node.local_addr()));
+    service::spawn_watchdog();
     for upstream in upstreams {
         tokio::spawn(upstreams::import(registry.clone(), upstream));
     }
@@ -240,8 +255,19 @@ async fn serve(
     let stopper = node.clone();
     tokio::spawn(async move {
         signal.await;
+        service::stopping();
         stopper.shutdown();
     });
+    if let Some(mut hangups) = hangups {
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                // Reading files and parsing certificates: off the async threads.
+                service::reloading();
+                tokio::task::block_in_place(|| reloader.reload());
+                service::reloaded("serving; configuration reloaded");
+            }
+        });
+    }
     match node.wait().await {
         ShutdownReason::Requested => Ok(ExitCode::SUCCESS),
         ShutdownReason::Escalated { .. } => Ok(ExitCode::from(1)),
@@ -352,6 +378,20 @@ fn decoy(http: &HttpSection, dir: &DataDir) -> alknet_http::decoy::Decoy {
         (DecoyKind::Redirect, _, Some(to)) => Decoy::Redirect { to: to.clone() },
         // Validation makes the other combinations impossible.
         _ => Decoy::NotFound,
+    }
+}
+
+/// Installs the SIGHUP handler now, before the banner, so that a reload sent
+/// as soon as the node is announced never meets the default (fatal) action.
+#[cfg(unix)]
+fn reload_signal() -> Option<tokio::signal::unix::Signal> {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::hangup()) {
+        Ok(hangups) => Some(hangups),
+        Err(error) => {
+            tracing::error!("cannot install the SIGHUP handler, reloads are off: {error}");
+            None
+        }
     }
 }
 

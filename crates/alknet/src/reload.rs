@@ -1,0 +1,190 @@
+//! `SIGHUP`: apply what can change while the node runs, and say what cannot.
+//!
+//! Like nginx or sshd, a reload re-reads the configuration file and keeps
+//! every open connection. Applied live: the web and operator certificates
+//! (re-read from their files even when the configuration did not change, so
+//! a renewed certificate is picked up), and the log filter. Every other key
+//! that changed is named in one warning and applies at the next start. A
+//! configuration that no longer validates changes nothing.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use alknet_core::NodeId;
+use alknet_core::config::Config;
+use alknet_core::tls::{self, ServerIdentity};
+use alknet_http::config::HttpSection;
+use anyhow::Context;
+
+use crate::data_dir::DataDir;
+use crate::sections;
+
+/// Keys a reload applies; changes to any other key wait for a restart.
+const APPLIED_LIVE: &[&str] = &["tls.cert", "tls.key", "log"];
+
+/// What a reload needs from the running node.
+pub struct Reloader {
+    pub dir: DataDir,
+    pub config_path: Option<PathBuf>,
+    pub node_id: NodeId,
+    pub identity: ServerIdentity,
+    /// The log filter the node runs with (the last one applied).
+    pub log: String,
+    /// The configuration file as the node started with it: keys that differ
+    /// from it and are not applied live are named at every reload until a
+    /// restart applies them.
+    pub started_text: toml::Table,
+    /// Applies a log filter; `None` when logging cannot be changed live.
+    pub set_log_filter: Option<Box<dyn Fn(&str) -> anyhow::Result<()> + Send + Sync>>,
+}
+
+impl Reloader {
+    /// Runs one reload and logs its outcome.
+    pub fn reload(&mut self) {
+        tracing::info!("SIGHUP received: reloading");
+        let next = match read(self.config_path.as_deref()) {
+            Ok(next) => next,
+            Err(error) => {
+                tracing::error!(
+                    "reload refused, nothing changed: {error}; the node keeps running with the \
+                     configuration it started with"
+                );
+                return;
+            }
+        };
+        let (next, next_text) = next;
+        match self.reload_certificates(&next) {
+            Ok(served) => tracing::info!("certificates reloaded: {served}"),
+            Err(error) => tracing::error!(
+                "certificates not reloaded, the previous ones are still served: {error:#}"
+            ),
+        }
+        if next.node.log != self.log {
+            match self.set_log_filter.as_ref().map(|set| set(&next.node.log)) {
+                Some(Ok(())) => tracing::info!(filter = %next.node.log, "log filter reloaded"),
+                Some(Err(error)) => tracing::error!("log filter not reloaded: {error:#}"),
+                None => tracing::warn!("log filter not reloaded: ALKNET_LOG overrides it"),
+            }
+        }
+        let pending: Vec<String> = changed_keys(&self.started_text, &next_text)
+            .into_iter()
+            .filter(|key| !APPLIED_LIVE.contains(&key.as_str()))
+            .collect();
+        if !pending.is_empty() {
+            tracing::warn!(
+                keys = ?pending,
+                "changed in the configuration but not applied until the node restarts"
+            );
+        }
+        self.log = next.node.log;
+    }
+
+    fn reload_certificates(&self, next: &Config) -> anyhow::Result<String> {
+        let stealth = next.section::<HttpSection>().stealth;
+        let web = self.dir.web_certificate(self.node_id, stealth)?;
+        let operator = match (&next.node.tls.cert, &next.node.tls.key) {
+            (Some(cert), Some(key)) => {
+                let (cert, key) = (self.dir.root().join(cert), self.dir.root().join(key));
+                Some(
+                    tls::load_pem_pair(&cert, &key)
+                        .with_context(|| format!("operator certificate {}", cert.display()))?,
+                )
+            }
+            _ => None,
+        };
+        let served = match &operator {
+            Some(_) => format!(
+                "operator certificate {}",
+                next.node
+                    .tls
+                    .cert
+                    .as_ref()
+                    .map_or_else(String::new, |p| p.display().to_string())
+            ),
+            None => "self-signed web certificate".to_owned(),
+        };
+        self.identity.replace_certificates(web, operator)?;
+        Ok(served)
+    }
+}
+
+/// The configuration at `path` (every default without a file) and the
+/// file's TOML, parsed once so that both describe the same text.
+pub fn read(path: Option<&Path>) -> anyhow::Result<(Config, toml::Table)> {
+    let Some(path) = path else {
+        return Ok((sections::load(None)?, toml::Table::new()));
+    };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let config = sections::registry().parse(&text, path)?;
+    // It parsed as a configuration, so it is TOML.
+    let table = text.parse::<toml::Table>().unwrap_or_default();
+    Ok((config, table))
+}
+
+/// The dotted keys written differently in two versions of the file
+/// (`limits.max_frame`, `http.console`, …); a key written in one and left to
+/// its default in the other counts as changed.
+fn changed_keys(before: &toml::Table, after: &toml::Table) -> BTreeSet<String> {
+    let mut changed = BTreeSet::new();
+    diff(
+        "",
+        &toml::Value::Table(before.clone()),
+        &toml::Value::Table(after.clone()),
+        &mut changed,
+    );
+    changed
+}
+
+fn diff(prefix: &str, before: &toml::Value, after: &toml::Value, changed: &mut BTreeSet<String>) {
+    match (before, after) {
+        (toml::Value::Table(a), toml::Value::Table(b)) => {
+            let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for key in keys {
+                let path = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                let empty = toml::Value::Table(toml::Table::new());
+                match (a.get(key), b.get(key)) {
+                    (Some(x), Some(y)) => diff(&path, x, y, changed),
+                    // A table added or removed: name the keys inside it.
+                    (Some(x @ toml::Value::Table(_)), None) => diff(&path, x, &empty, changed),
+                    (None, Some(y @ toml::Value::Table(_))) => diff(&path, &empty, y, changed),
+                    _ => {
+                        changed.insert(path);
+                    }
+                }
+            }
+        }
+        (a, b) if a != b => {
+            changed.insert(prefix.to_owned());
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn changed(before: &str, after: &str) -> Vec<String> {
+        changed_keys(&before.parse().unwrap(), &after.parse().unwrap())
+            .into_iter()
+            .collect()
+    }
+
+    #[test]
+    fn changed_keys_are_named_by_their_dotted_path() {
+        assert_eq!(
+            changed(
+                "log = \"info\"\n[limits]\nmax_frame = 1\nmax_batch = 2\n",
+                "log = \"debug\"\n[limits]\nmax_frame = 1\nmax_batch = 3\n[tls]\ncert = \"a\"\nkey = \"b\"\n"
+            ),
+            ["limits.max_batch", "log", "tls.cert", "tls.key"]
+        );
+        assert!(changed("[http]\nconsole = true\n", "[http]\nconsole = true\n").is_empty());
+        assert_eq!(changed("[http]\nconsole = true\n", ""), ["http.console"]);
+    }
+}

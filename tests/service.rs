@@ -1,0 +1,268 @@
+//! The node as a long-running service, against the real binary: systemd
+//! readiness and watchdog pings through `NOTIFY_SOCKET`, `SIGHUP` reloads,
+//! and the shipped unit file.
+
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use alknet_e2e::client::{quic_connect, quic_echo, quic_endpoint, tls_connect};
+use alknet_e2e::process::{NodeProcess, alknet_bin};
+use alknet_e2e::{eventually_blocking, runtime};
+use nix::sys::signal::Signal;
+use rustls::pki_types::CertificateDer;
+
+/// Datagrams received on `socket` until `done` holds for what arrived, or
+/// the deadline passes.
+fn receive_until(
+    socket: &UnixDatagram,
+    deadline: Duration,
+    mut done: impl FnMut(&[String]) -> bool,
+) -> Vec<String> {
+    let end = Instant::now() + deadline;
+    let mut messages = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !done(&messages) {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        socket.set_read_timeout(Some(left)).unwrap();
+        match socket.recv(&mut buffer) {
+            Ok(n) => messages.push(String::from_utf8_lossy(&buffer[..n]).into_owned()),
+            Err(_) => break,
+        }
+    }
+    messages
+}
+
+fn count(messages: &[String], line: &str) -> usize {
+    messages
+        .iter()
+        .filter(|m| m.lines().any(|l| l == line))
+        .count()
+}
+
+#[test]
+fn systemd_hears_ready_then_watchdog_pings_then_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify");
+    let socket = UnixDatagram::bind(&path).unwrap();
+    let mut node = NodeProcess::start_with_env(
+        "",
+        &[
+            ("NOTIFY_SOCKET", path.as_os_str()),
+            // Pings every 150 ms.
+            ("WATCHDOG_USEC", "300000".as_ref()),
+        ],
+    );
+    let messages = receive_until(&socket, Duration::from_secs(10), |m| {
+        count(m, "READY=1") >= 1 && count(m, "WATCHDOG=1") >= 3
+    });
+    assert_eq!(count(&messages, "READY=1"), 1, "{messages:?}");
+    assert!(count(&messages, "WATCHDOG=1") >= 3, "{messages:?}");
+    let ready = messages
+        .iter()
+        .find(|m| m.lines().any(|l| l == "READY=1"))
+        .unwrap();
+    assert!(
+        ready.contains(&format!("STATUS=serving on {}", node.addr)),
+        "{ready}"
+    );
+
+    node.signal(Signal::SIGHUP);
+    let messages = receive_until(&socket, Duration::from_secs(10), |m| {
+        count(m, "RELOADING=1") >= 1 && count(m, "READY=1") >= 1
+    });
+    let reloading = messages
+        .iter()
+        .position(|m| m.lines().any(|l| l == "RELOADING=1"))
+        .expect("RELOADING=1");
+    assert!(
+        messages[reloading].contains("MONOTONIC_USEC="),
+        "{messages:?}"
+    );
+    assert!(
+        messages[reloading..]
+            .iter()
+            .any(|m| m.lines().any(|l| l == "READY=1")),
+        "{messages:?}"
+    );
+
+    node.interrupt();
+    let messages = receive_until(&socket, Duration::from_secs(10), |m| {
+        count(m, "STOPPING=1") >= 1
+    });
+    assert_eq!(count(&messages, "STOPPING=1"), 1, "{messages:?}");
+    let status = node.wait_for_exit(Duration::from_secs(20)).expect("exits");
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn a_watchdog_meant_for_another_process_is_not_pinged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify");
+    let socket = UnixDatagram::bind(&path).unwrap();
+    let node = NodeProcess::start_with_env(
+        "",
+        &[
+            ("NOTIFY_SOCKET", path.as_os_str()),
+            ("WATCHDOG_USEC", "100000".as_ref()),
+            ("WATCHDOG_PID", "1".as_ref()),
+        ],
+    );
+    let messages = receive_until(&socket, Duration::from_secs(10), |m| {
+        count(m, "READY=1") >= 1
+    });
+    assert_eq!(count(&messages, "READY=1"), 1, "{messages:?}");
+    // A second's worth of would-be pings (every 50 ms): none may come.
+    let later = receive_until(&socket, Duration::from_secs(1), |m| !m.is_empty());
+    assert_eq!(count(&later, "WATCHDOG=1"), 0, "{later:?}");
+    drop(node);
+}
+
+fn write_certificate(dir: &Path, name: &str) -> CertificateDer<'static> {
+    let (cert_pem, key_pem) = alknet_core::node_key::generate_web_certificate(name).unwrap();
+    let cert = dir.join("operator.pem");
+    let key = dir.join("operator.key");
+    // Replaced as a renewal tool does: a new file moved over the old one.
+    std::fs::write(dir.join("operator.pem.new"), &cert_pem).unwrap();
+    std::fs::write(dir.join("operator.key.new"), &key_pem).unwrap();
+    std::fs::rename(dir.join("operator.key.new"), &key).unwrap();
+    std::fs::rename(dir.join("operator.pem.new"), &cert).unwrap();
+    alknet_core::tls::load_pem_pair(&cert, &key).unwrap().chain[0].clone()
+}
+
+async fn browser_leaf(addr: std::net::SocketAddr) -> CertificateDer<'static> {
+    let tls = tls_connect(addr, &["http/1.1"]).await.expect("handshake");
+    tls.get_ref().1.peer_certificates().expect("certificate")[0].clone()
+}
+
+#[test]
+fn sighup_serves_a_replaced_certificate_without_dropping_an_open_connection() {
+    // The data directory comes from NodeProcess; the certificate is written
+    // into it before the node reads its configuration.
+    let config = "[tls]\ncert = \"operator.pem\"\nkey = \"operator.key\"\n\
+                  [diagnostics]\necho = true\n";
+    let staging = tempfile::tempdir().unwrap();
+    let first = write_certificate(staging.path(), "first");
+    let mut node = NodeProcess::start_with_setup(config, |data_dir| {
+        for file in ["operator.pem", "operator.key"] {
+            std::fs::copy(staging.path().join(file), data_dir.join(file)).unwrap();
+        }
+    });
+    let data_dir = node.data_dir.path().to_owned();
+    let rt = runtime();
+    let endpoint = rt.block_on(async { quic_endpoint() });
+    let connection = rt
+        .block_on(quic_connect(&endpoint, node.addr, &["alknet/echo"]))
+        .expect("QUIC connection");
+    assert_eq!(
+        rt.block_on(quic_echo(&connection, b"before")).unwrap(),
+        b"before"
+    );
+    assert_eq!(rt.block_on(browser_leaf(node.addr)), first);
+
+    let second = write_certificate(&data_dir, "second");
+    assert_ne!(first, second);
+    node.signal(Signal::SIGHUP);
+    assert!(
+        eventually_blocking(Duration::from_secs(10), || node
+            .log()
+            .iter()
+            .any(|l| l.contains("certificates reloaded"))),
+        "no reload logged: {:?}",
+        node.log()
+    );
+    assert_eq!(rt.block_on(browser_leaf(node.addr)), second);
+    // The connection opened before the reload still works.
+    assert_eq!(
+        rt.block_on(quic_echo(&connection, b"after")).unwrap(),
+        b"after"
+    );
+    assert!(connection.close_reason().is_none());
+    assert!(node.is_running());
+}
+
+#[test]
+fn sighup_with_a_broken_configuration_changes_nothing_and_keeps_serving() {
+    let mut node = NodeProcess::start("[diagnostics]\necho = true\n");
+    let config = node.data_dir.path().join("alknet.toml");
+    std::fs::write(&config, "[limits]\nmax_frame = \"huge\"\n").unwrap();
+    node.signal(Signal::SIGHUP);
+    assert!(
+        eventually_blocking(Duration::from_secs(10), || node
+            .log()
+            .iter()
+            .any(|l| l.contains("reload refused, nothing changed"))),
+        "{:?}",
+        node.log()
+    );
+    // A valid change to a key that needs a restart is named.
+    std::fs::write(
+        &config,
+        "[diagnostics]\necho = true\n[limits]\nmax_batch = 7\n",
+    )
+    .unwrap();
+    node.signal(Signal::SIGHUP);
+    assert!(
+        eventually_blocking(Duration::from_secs(10), || node
+            .log()
+            .iter()
+            .any(|l| l.contains("not applied until the node restarts")
+                && l.contains("limits.max_batch"))),
+        "{:?}",
+        node.log()
+    );
+    assert!(node.is_running(), "SIGHUP must not stop the node");
+    let rt = runtime();
+    let endpoint = rt.block_on(async { quic_endpoint() });
+    let connection = rt
+        .block_on(quic_connect(&endpoint, node.addr, &["alknet/echo"]))
+        .expect("still serving");
+    assert_eq!(rt.block_on(quic_echo(&connection, b"x")).unwrap(), b"x");
+}
+
+#[test]
+fn the_unit_file_passes_systemd_analyze_verify() {
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/alknet.service"),
+    )
+    .unwrap();
+    for directive in [
+        "Type=notify",
+        "WatchdogSec=",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "StateDirectory=alknet",
+        "LoadCredential=vault-passphrase:",
+    ] {
+        assert!(unit.contains(directive), "missing {directive}");
+    }
+    // verify checks that ExecStart's binary exists: point it at the one
+    // under test, and change nothing else.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("alknet.service");
+    assert!(unit.contains("ExecStart=/usr/local/bin/alknet "));
+    std::fs::write(
+        &path,
+        unit.replace(
+            "ExecStart=/usr/local/bin/alknet ",
+            &format!("ExecStart={} ", alknet_bin().display()),
+        ),
+    )
+    .unwrap();
+    // --man=no: the man page is installed with the package, not here.
+    let output = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze runs (Debian package systemd)");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    // Unknown or misspelt directives are warnings, not failures: none may
+    // be printed.
+    assert!(stderr.trim().is_empty(), "{stderr}");
+}
