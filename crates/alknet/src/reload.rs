@@ -22,6 +22,9 @@ use crate::sections;
 /// Keys a reload applies; changes to any other key wait for a restart.
 const APPLIED_LIVE: &[&str] = &["tls.cert", "tls.key", "log"];
 
+/// Replaces the running log filter.
+pub type SetLogFilter = Box<dyn Fn(&str) -> anyhow::Result<()> + Send + Sync>;
+
 /// What a reload needs from the running node.
 pub struct Reloader {
     pub dir: DataDir,
@@ -35,7 +38,7 @@ pub struct Reloader {
     /// restart applies them.
     pub started_text: toml::Table,
     /// Applies a log filter; `None` when logging cannot be changed live.
-    pub set_log_filter: Option<Box<dyn Fn(&str) -> anyhow::Result<()> + Send + Sync>>,
+    pub set_log_filter: Option<SetLogFilter>,
 }
 
 impl Reloader {
