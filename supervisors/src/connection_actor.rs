@@ -61,6 +61,9 @@ impl Actor for ConnectionActor {
                     cell.send_message(ConnectionMsg::Close(close::NO_ERROR, close::KILLED_REASON));
             }));
         let registration = args.node.directory.register(myself.get_id(), info);
+        let alpn = args.connection.alpn().to_string();
+        metrics::counter!("alknet_connections_accepted_total", "alpn" => alpn.clone()).increment(1);
+        metrics::gauge!("alknet_connections_open", "alpn" => alpn).increment(1.0);
         args.connection.set_tree(Arc::new(ConnectionPlace {
             actor: myself.get_cell(),
             node: args.node.clone(),
@@ -186,6 +189,15 @@ impl Drop for ConnectionState {
             ""
         };
         self.connection.close(close::NO_ERROR, reason);
+        // Counted once the connection ends: a long-lived connection's bytes
+        // show up then.
+        let alpn = self.connection.alpn().to_string();
+        let stats = self.connection.info().stats();
+        metrics::counter!("alknet_received_bytes_total", "alpn" => alpn.clone())
+            .increment(stats.bytes_in());
+        metrics::counter!("alknet_sent_bytes_total", "alpn" => alpn.clone())
+            .increment(stats.bytes_out());
+        metrics::gauge!("alknet_connections_open", "alpn" => alpn).decrement(1.0);
     }
 }
 

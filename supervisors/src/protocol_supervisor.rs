@@ -105,6 +105,10 @@ impl Actor for ProtocolSupervisor {
     ) -> Result<(), ActorProcessingErr> {
         // Connection actors are temporary: log their end, never restart them,
         // never stop because of them.
+        if let SupervisionEvent::ActorFailed(..) = event {
+            metrics::counter!("alknet_connection_crashes_total", "alpn" => state.entry.alpn.clone())
+                .increment(1);
+        }
         match event {
             SupervisionEvent::ActorFailed(child, error) if CONNECTION_CRASHED.admit() => {
                 tracing::warn!(

@@ -227,6 +227,8 @@ impl Actor for RootSupervisor {
         match slot.tracker.record(Instant::now()) {
             RestartDecision::Restart => {
                 slot.restarts += 1;
+                metrics::counter!("alknet_supervisor_restarts_total", "child" => name.to_string())
+                    .increment(1);
                 if let Err(error) = state.start_child(&myself, index).await {
                     tracing::error!(child = %name, "restart failed ({error}); shutting the node down");
                     state.node.escalate(name);

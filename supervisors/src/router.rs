@@ -81,6 +81,7 @@ async fn route(node: &Arc<NodeState>, connection: Connection) {
     let alpn = connection.alpn().clone();
     let remote = connection.remote();
     if node.is_shutting_down() {
+        refused(&alpn, "shutting_down");
         connection.close(close::NO_ERROR, SHUTDOWN_REASON);
         return;
     }
@@ -97,6 +98,14 @@ async fn route(node: &Arc<NodeState>, connection: Connection) {
                 Refusal::Node => "node",
                 Refusal::Protocol => "protocol",
             };
+            refused(
+                &alpn,
+                if cap == "node" {
+                    "node_cap"
+                } else {
+                    "protocol_cap"
+                },
+            );
             if REFUSED_OVER_CAP.admit() {
                 tracing::info!(%alpn, %remote, cap, "connection refused: {REFUSED_REASON}");
             }
@@ -110,6 +119,7 @@ async fn route(node: &Arc<NodeState>, connection: Connection) {
             .set_identity(node.identities.resolve_fingerprint(&fingerprint));
     }
     let Some(supervisor) = entry.supervisor() else {
+        refused(&alpn, "restarting");
         if SUPERVISOR_RESTARTING.admit() {
             tracing::warn!(%alpn, %remote, "protocol supervisor is restarting; connection refused");
         }
@@ -123,9 +133,21 @@ async fn route(node: &Arc<NodeState>, connection: Connection) {
         permit,
     };
     if let Err(error) = Actor::spawn_linked(None, ConnectionActor, args, supervisor).await {
+        refused(&alpn, "spawn_failed");
         if SPAWN_FAILED.admit() {
             tracing::warn!(%alpn, %remote, "cannot start connection actor: {error}");
         }
         connection.close(close::REFUSED, "protocol restarting");
     }
+}
+
+/// `alknet_connections_refused_total{alpn, cause}`: the ALPN was negotiated,
+/// so it is one the node serves (a bounded label).
+fn refused(alpn: &alknet_core::Alpn, cause: &'static str) {
+    metrics::counter!(
+        "alknet_connections_refused_total",
+        "alpn" => alpn.to_string(),
+        "cause" => cause
+    )
+    .increment(1);
 }

@@ -16,6 +16,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::access::hidden;
+use crate::call_metrics::{CallRecord, UNKNOWN_OPERATION};
 use crate::error::CallError;
 use crate::handle::SessionHandle;
 use crate::registry::{Context, Handler, OpType, Operation, Registry, Visibility};
@@ -172,6 +173,73 @@ impl std::fmt::Debug for Reply {
 /// Runs steps 4–9 for `request`: `Err` is the one `call.error` to answer with;
 /// `Ok` is the handler, already started.
 pub fn dispatch(
+    registry: &Arc<Registry>,
+    identities: &dyn IdentityProvider,
+    request: Request,
+) -> Result<Reply, CallError> {
+    let name = request
+        .operation
+        .strip_prefix('/')
+        .unwrap_or(&request.operation);
+    let label = match registry.get(name) {
+        Some(_) => name.to_owned(),
+        None => UNKNOWN_OPERATION.to_owned(),
+    };
+    let deadline = request.deadline;
+    match checked(registry, identities, request) {
+        Ok(Reply::One(output)) => {
+            let record = CallRecord::start(&label, true, deadline);
+            Ok(Reply::One(
+                async move {
+                    let outcome = output.await;
+                    record.finish(&outcome);
+                    outcome
+                }
+                .boxed(),
+            ))
+        }
+        Ok(Reply::Stream(items)) => {
+            let record = CallRecord::start(&label, false, None);
+            Ok(Reply::Stream(recorded_stream(items, record)))
+        }
+        Err(error) => {
+            CallRecord::refused(&label, &error);
+            Err(error)
+        }
+    }
+}
+
+/// `items`, counting the subscription when it ends: at its first error, at
+/// its end, or (dropped) as cancelled.
+fn recorded_stream(
+    items: BoxStream<'static, Result<Value, CallError>>,
+    record: CallRecord,
+) -> BoxStream<'static, Result<Value, CallError>> {
+    futures::stream::unfold(
+        (items, Some(record)),
+        |(mut items, mut record)| async move {
+            match items.next().await {
+                Some(item) => {
+                    if item.is_err() {
+                        if let Some(record) = record.take() {
+                            record.finish(&item);
+                        }
+                    }
+                    Some((item, (items, record)))
+                }
+                None => {
+                    if let Some(record) = record.take() {
+                        record.finish(&Ok::<(), CallError>(()));
+                    }
+                    None
+                }
+            }
+        },
+    )
+    .boxed()
+}
+
+fn checked(
     registry: &Arc<Registry>,
     identities: &dyn IdentityProvider,
     request: Request,

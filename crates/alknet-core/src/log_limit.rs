@@ -93,7 +93,11 @@ impl LogLimit {
                 }
                 true
             }
-            Verdict::Suppress => false,
+            Verdict::Suppress => {
+                metrics::counter!("alknet_log_lines_suppressed_total", "cause" => self.cause)
+                    .increment(1);
+                false
+            }
         }
     }
 

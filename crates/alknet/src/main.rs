@@ -8,6 +8,7 @@ mod data_dir;
 mod identities;
 mod imports;
 mod keystore;
+mod metrics_endpoint;
 mod output;
 mod reload;
 mod sections;

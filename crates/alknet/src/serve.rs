@@ -22,8 +22,8 @@ use crate::data_dir::{self, DataDir, InitOptions};
 use crate::imports::{self, CredentialSource};
 use crate::keystore::{self, PassphraseSource};
 use crate::reload::{self, Reloader};
-use crate::sections::{Diagnostics, Imports, Upstreams};
-use crate::{service, upstreams, vault_keys};
+use crate::sections::{Diagnostics, Imports, Metrics, Upstreams};
+use crate::{metrics_endpoint, service, upstreams, vault_keys};
 
 pub struct ServeArgs {
     pub data_dir: PathBuf,
@@ -213,6 +213,10 @@ async fn serve(
 
     // Each protocol took its key while it was built; none lingers unused.
     drop(protocol_keys);
+    let metrics_addr = match config.section::<Metrics>().listen {
+        Some(listen) => Some(metrics_endpoint::start(listen).await?),
+        None => None,
+    };
     let signal = shutdown_signal();
     let mut reloader = Reloader {
         dir: DataDir::new(dir.root()),
@@ -237,6 +241,9 @@ async fn serve(
             "console: https://{}/console (self-signed certificate; sign in with a token)",
             node.local_addr()
         );
+    }
+    if let Some(addr) = metrics_addr {
+        println!("metrics: http://{addr}/metrics");
     }
     println!("serving: {}", alpns.join(", "));
     tracing::info!(addr = %node.local_addr(), node_id = %node_key.node_id(), alpns = ?alpns, "node started");
