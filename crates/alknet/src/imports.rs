@@ -382,6 +382,14 @@ impl McpJob {
 /// `alknet import check`: validates the configuration's imports without
 /// starting the node; prints one line per import.
 pub fn check(data_dir: &Path, config: Option<&Path>) -> anyhow::Result<std::process::ExitCode> {
+    if !data_dir.is_dir() {
+        // Credentials and credential files are looked up there: without it
+        // the check would pass imports that cannot start.
+        bail!(
+            "no data directory at {} (create it with `alknet init`, or pass --data-dir)",
+            data_dir.display()
+        );
+    }
     let dir = DataDir::new(data_dir);
     let config_path = config
         .map(Path::to_owned)
