@@ -444,6 +444,14 @@ fn errors_say_their_cause_once_and_in_words() {
     assert_eq!(out.status.code(), Some(2));
     assert_said_once(&stderr(&out), &wrong);
     assert_said_once(&stderr(&out), &node.node_id);
+    assert!(
+        stderr(&out).contains(&format!(
+            "the node is {}, not the pinned {wrong}",
+            node.node_id
+        )),
+        "{}",
+        stderr(&out)
+    );
 
     // A missing key file, and an ECDSA key where Ed25519 is needed.
     let missing = home.path().join("absent.key");
@@ -534,6 +542,17 @@ fn import_check_exits_as_its_help_says() {
     ));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("0 imports checked"));
+    let printed = stdout_json(&output(alknet(
+        home.path(),
+        &[
+            "import",
+            "check",
+            "--json",
+            "--data-dir",
+            data.path().to_str().unwrap(),
+        ],
+    )));
+    assert_eq!(printed, json!({"imports": [], "checked": 0}));
 
     std::fs::write(data.path().join("alknet.toml"), "[import]\nopenapi = 3\n").unwrap();
     let out = output(alknet(

@@ -382,7 +382,8 @@ pub fn report(error: &alknet_call::CallError, args: &ConnectArgs) {
     eprintln!("{error}");
     if error.code == ErrorCode::NotFound && !args.has_token() {
         eprintln!(
-            "hint: without a token, restricted operations are not found either; pass --token (or set ALKNET_TOKEN)"
+            "hint: without a token, restricted operations are not found either; pass --token or \
+             --token-file (or set ALKNET_TOKEN, or `token_file` in the client profile)"
         );
     }
 }

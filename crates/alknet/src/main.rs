@@ -347,6 +347,9 @@ enum ImportCommand {
         /// Configuration file [default: DATA_DIR/alknet.toml when present].
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Print JSON (what was checked) instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -456,10 +459,15 @@ fn main() -> ExitCode {
         },
         Command::Vault { command } => run_vault(command),
         Command::Import {
-            command: ImportCommand::Check { data_dir, config },
+            command:
+                ImportCommand::Check {
+                    data_dir,
+                    config,
+                    json,
+                },
         } => {
             // Its help promises status 1 for any problem it finds.
-            return imports::check(&data_dir, config.as_deref()).unwrap_or_else(|error| {
+            return imports::check(&data_dir, config.as_deref(), json).unwrap_or_else(|error| {
                 eprintln!("error: {}", error_text(&error));
                 ExitCode::FAILURE
             });
