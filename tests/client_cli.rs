@@ -148,6 +148,25 @@ fn environment_variables_and_the_profile_stand_in_for_flags() {
     let mut flag_over_env = alknet(home.path(), &["call", "--pin", &node.node_id, "diag/echo"]);
     flag_over_env.env("ALKNET_PIN", &wrong_pin);
     assert_eq!(stdout_json(&output(flag_over_env)), json!({}));
+    let mut insecure_over_env = alknet(home.path(), &["call", "--insecure", "diag/echo"]);
+    insecure_over_env.env("ALKNET_PIN", &wrong_pin);
+    assert_eq!(stdout_json(&output(insecure_over_env)), json!({}));
+    // The same for the token: the flag before ALKNET_TOKEN before the profile.
+    let tree = ["admin", "tree", "--json"];
+    let mut env_token = alknet(home.path(), &tree);
+    env_token.env("ALKNET_TOKEN", "alk_not-a-real-token");
+    assert_eq!(
+        output(env_token).status.code(),
+        Some(1),
+        "ALKNET_TOKEN was used"
+    );
+    let token_file = profile_dir.join("token");
+    let mut flag_token = alknet(
+        home.path(),
+        &[&tree[..], &["--token-file", token_file.to_str().unwrap()]].concat(),
+    );
+    flag_token.env("ALKNET_TOKEN", "alk_not-a-real-token");
+    assert_eq!(stdout_json(&output(flag_token))["root"]["name"], "node");
 
     // An unknown key in the profile is refused with the file's name.
     std::fs::write(profile_dir.join("client.toml"), "conect = \"x\"\n").unwrap();

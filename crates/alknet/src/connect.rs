@@ -41,21 +41,21 @@ pub struct ConnectArgs {
     /// `localhost:4433`, `[::1]:4433`.
     #[arg(long, env = "ALKNET_CONNECT", value_name = "HOST:PORT")]
     pub connect: Option<String>,
-    /// A bearer token, sent with every request.
-    #[arg(long, env = "ALKNET_TOKEN", hide_env_values = true)]
+    // The token and the trust settings read their environment variables in
+    // `target`, not through clap: clap counts a variable as the flag given, so
+    // `--insecure` with ALKNET_PIN set would be refused as a conflict instead
+    // of the flag overriding the variable.
+    /// A bearer token, sent with every request [env: ALKNET_TOKEN].
+    #[arg(long)]
     pub token: Option<String>,
-    /// Read the bearer token from this file (one trailing newline is ignored).
-    #[arg(
-        long,
-        env = "ALKNET_TOKEN_FILE",
-        value_name = "PATH",
-        conflicts_with = "token"
-    )]
+    /// Read the bearer token from this file (one trailing newline is
+    /// ignored) [env: ALKNET_TOKEN_FILE].
+    #[arg(long, value_name = "PATH", conflicts_with = "token")]
     pub token_file: Option<PathBuf>,
-    /// Accept only the node with this id (`ed25519:<hex>`).
-    #[arg(long, env = "ALKNET_PIN")]
+    /// Accept only the node with this id (`ed25519:<hex>`) [env: ALKNET_PIN].
+    #[arg(long)]
     pub pin: Option<NodeId>,
-    /// Accept any node certificate.
+    /// Accept any node certificate (overrides ALKNET_PIN and the profile's pin).
     #[arg(long, conflicts_with = "pin")]
     pub insecure: bool,
     /// Dial TLS over TCP instead of QUIC.
@@ -118,6 +118,11 @@ impl Profile {
     }
 }
 
+/// An environment variable that is set and not empty.
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|value| !value.is_empty())
+}
+
 fn default_profile_path() -> Option<PathBuf> {
     let config_home = std::env::var_os("XDG_CONFIG_HOME")
         .filter(|dir| !dir.is_empty())
@@ -150,29 +155,40 @@ impl ConnectArgs {
             "no node to connect to: pass --connect HOST:PORT, set ALKNET_CONNECT, \
              or put `connect` in the client profile",
         )?;
-        let pin = match (&self.pin, &profile.pin) {
-            (Some(id), _) => Some(*id),
-            (None, Some(text)) => Some(
-                text.parse::<NodeId>()
-                    .map_err(|e| anyhow::anyhow!("client profile: pin `{text}`: {e}"))?,
-            ),
-            (None, None) => None,
+        let parse_pin = |text: &str, origin: &str| {
+            text.parse::<NodeId>()
+                .map_err(|e| anyhow::anyhow!("{origin}: pin `{text}`: {e}"))
+        };
+        let pin = match (self.pin, env("ALKNET_PIN"), &profile.pin) {
+            (Some(id), _, _) => Some(id),
+            _ if self.insecure => None,
+            (None, Some(text), _) => Some(parse_pin(&text, "ALKNET_PIN")?),
+            (None, None, Some(text)) => Some(parse_pin(text, "client profile")?),
+            (None, None, None) => None,
         };
         let verification = match (pin, self.insecure) {
-            (_, true) => ServerVerification::Insecure,
-            (Some(id), false) => ServerVerification::Pin(Fingerprint::Ed25519(id.0)),
+            (Some(id), _) => ServerVerification::Pin(Fingerprint::Ed25519(id.0)),
+            (None, true) => ServerVerification::Insecure,
             (None, false) => bail!(
                 "the node's identity is not pinned: pass --pin ed25519:<hex> (or set \
                  ALKNET_PIN, or put `pin` in the client profile), or --insecure to accept any node"
             ),
         };
-        let token = match (
-            &self.token,
-            self.token_file.as_ref().or(profile.token_file.as_ref()),
-        ) {
-            (Some(token), _) => Some(token.clone()),
-            (None, Some(file)) => Some(read_token(file)?),
-            (None, None) => None,
+        let token = if let Some(token) = &self.token {
+            Some(token.clone())
+        } else if let Some(file) = &self.token_file {
+            Some(read_token(file)?)
+        } else if let Some(token) = env("ALKNET_TOKEN") {
+            Some(token)
+        } else if let Some(file) = env("ALKNET_TOKEN_FILE").or_else(|| {
+            profile
+                .token_file
+                .as_ref()
+                .map(|file| file.display().to_string())
+        }) {
+            Some(read_token(Path::new(&file))?)
+        } else {
+            None
         };
         Ok(Target {
             connect,
