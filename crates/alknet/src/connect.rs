@@ -286,17 +286,13 @@ impl ConnectArgs {
 /// Dials the addresses in order, each starting [`NEXT_ADDRESS_DELAY`] after
 /// the previous one (or at once when it failed); the first session opened
 /// wins. When all fail, the error names each address's failure.
-async fn first_to_answer<F>(
+async fn first_to_answer<T, E, F>(
     addrs: &[SocketAddr],
     dial: impl Fn(SocketAddr) -> F,
-) -> anyhow::Result<CallClient>
+) -> anyhow::Result<T>
 where
-    F: Future<
-        Output = (
-            SocketAddr,
-            Result<CallClient, alknet_call::client::ConnectError>,
-        ),
-    >,
+    F: Future<Output = (SocketAddr, Result<T, E>)>,
+    E: std::error::Error + Send + Sync + 'static,
 {
     let mut pending = addrs.iter().copied();
     let mut running = FuturesUnordered::new();
@@ -423,6 +419,49 @@ mod tests {
         assert!(!has_port("node.example.org"));
         assert!(!has_port("::1"));
         assert!(!has_port("host:"));
+    }
+
+    /// A dial that answers `Ok` after `ms`, fails at once on port 1, and
+    /// never answers on port 2.
+    async fn fake_dial(
+        addr: SocketAddr,
+        ms: u64,
+    ) -> (SocketAddr, Result<SocketAddr, std::io::Error>) {
+        match addr.port() {
+            1 => (addr, Err(std::io::ErrorKind::ConnectionRefused.into())),
+            2 => std::future::pending().await,
+            _ => {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                (addr, Ok(addr))
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn an_address_that_never_answers_does_not_hold_up_the_next() {
+        let addr = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+        let started = tokio::time::Instant::now();
+        let won = first_to_answer(&[addr(2), addr(3)], |a| fake_dial(a, 10)).await;
+        assert_eq!(won.unwrap(), addr(3));
+        let elapsed = started.elapsed();
+        assert!(
+            elapsed >= NEXT_ADDRESS_DELAY && elapsed < Duration::from_secs(2),
+            "{elapsed:?}"
+        );
+
+        // A refusal moves on at once; the first to answer wins.
+        let started = tokio::time::Instant::now();
+        let won = first_to_answer(&[addr(1), addr(4)], |a| fake_dial(a, 0)).await;
+        assert_eq!(won.unwrap(), addr(4));
+        assert!(started.elapsed() < NEXT_ADDRESS_DELAY);
+
+        let failed = first_to_answer(&[addr(1), addr(1)], |a| fake_dial(a, 0)).await;
+        let message = failed.unwrap_err().to_string();
+        assert_eq!(
+            message.matches("127.0.0.1:1: connection refused").count(),
+            2,
+            "{message}"
+        );
     }
 
     #[tokio::test]
