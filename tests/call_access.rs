@@ -237,9 +237,13 @@ async fn schema_violations_name_the_value_and_the_handler_never_runs() {
     for transport in both() {
         let mut raw = open(&node, transport).await;
         let invalid = error(raw.round_trip("a", "/test/echo", json!({"n": "one"})).await);
-        assert_eq!(
-            (invalid.code.as_str(), invalid.message.as_str()),
-            ("INVALID_INPUT", "input does not match schema")
+        assert_eq!(invalid.code.as_str(), "INVALID_INPUT");
+        assert!(
+            invalid
+                .message
+                .starts_with("input does not match schema at /n: \"one\" is not of type"),
+            "{}",
+            invalid.message
         );
         assert_eq!(
             invalid.details.unwrap()["errors"][0]["pointer"],

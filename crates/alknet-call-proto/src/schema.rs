@@ -92,11 +92,34 @@ impl InputSchema {
                 .iter()
                 .find(|name| !object.contains_key(name.as_str()))
         });
-        let message = match missing {
-            Some(name) => format!("missing required field: {name}"),
-            None => "input does not match schema".to_owned(),
+        let message = match (missing, errors.first()) {
+            (Some(name), _) => format!("missing required field: {name}"),
+            (None, Some(first)) => mismatch_message(
+                first["pointer"].as_str().unwrap_or_default(),
+                first["message"].as_str().unwrap_or_default(),
+            ),
+            (None, None) => "input does not match schema".to_owned(),
         };
         Err(CallError::invalid_input(message).with_details(json!({ "errors": errors })))
+    }
+}
+
+/// The longest validator text quoted in the message: it can quote the
+/// failing value, which the caller sent and may be large.
+const MAX_QUOTED: usize = 160;
+
+/// `input does not match schema at /path: 42 is not of type "string"`: the
+/// first failure, so a person sees which field and which constraint without
+/// reading `details`.
+fn mismatch_message(pointer: &str, reason: &str) -> String {
+    let reason = match reason.char_indices().nth(MAX_QUOTED) {
+        Some((cut, _)) => format!("{}…", &reason[..cut]),
+        None => reason.to_owned(),
+    };
+    if pointer.is_empty() {
+        format!("input does not match schema: {reason}")
+    } else {
+        format!("input does not match schema at {pointer}: {reason}")
     }
 }
 
@@ -121,10 +144,34 @@ mod tests {
             .validate(&json!({"path": 42, "mode": 1}))
             .unwrap_err();
         assert_eq!(error.code, ErrorCode::InvalidInput);
-        assert_eq!(error.message, "input does not match schema");
+        assert_eq!(
+            error.message,
+            "input does not match schema at /path: 42 is not of type \"string\""
+        );
         let errors = &error.details.as_ref().unwrap()["errors"];
         assert_eq!(errors[0]["pointer"], "/path");
         assert_eq!(errors[0]["message"], "42 is not of type \"string\"");
+    }
+
+    #[test]
+    fn a_long_failing_value_is_cut_short_in_the_message() {
+        let long = "x".repeat(10_000);
+        let error = path_schema()
+            .validate(&json!({"path": "/x", "mode": long}))
+            .unwrap_err();
+        assert!(
+            error
+                .message
+                .starts_with("input does not match schema at /mode: \"xxx"),
+            "{}",
+            error.message
+        );
+        assert!(error.message.ends_with('…') && error.message.len() < 300);
+        let root = path_schema().validate(&json!(7)).unwrap_err();
+        assert_eq!(
+            root.message,
+            "input does not match schema: 7 is not of type \"object\""
+        );
     }
 
     #[test]

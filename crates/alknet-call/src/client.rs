@@ -15,7 +15,7 @@ use alknet_core::tls::{self, ServerVerification};
 use alknet_core::{Alpn, Connection, NoIdentities, NodeKey};
 use serde_json::{Value, json};
 use tokio_rustls::rustls::pki_types::ServerName;
-use tokio_util::task::AbortOnDropHandle;
+use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 
 use crate::codec::DEFAULT_MAX_FRAME;
 use crate::error::CallError;
@@ -93,8 +93,9 @@ pub struct CallClient {
     registry: Arc<Registry>,
     token: Option<String>,
     connection: Connection,
-    _driver: AbortOnDropHandle<()>,
-    _endpoint: Option<quinn::Endpoint>,
+    driver: AbortOnDropHandle<()>,
+    stream_tasks: TaskTracker,
+    endpoint: Option<quinn::Endpoint>,
 }
 
 impl CallClient {
@@ -162,14 +163,16 @@ impl CallClient {
             .await
             .map_err(|e| ConnectError::Session(e.to_string()))?;
         let handle = session.handle();
+        let stream_tasks = session.stream_tasks();
         let driver = tokio::spawn(session.drive(None));
         Ok(Self {
             handle,
             registry,
             token: options.token,
             connection,
-            _driver: AbortOnDropHandle::new(driver),
-            _endpoint: endpoint,
+            driver: AbortOnDropHandle::new(driver),
+            stream_tasks,
+            endpoint,
         })
     }
 
@@ -285,6 +288,31 @@ impl CallClient {
             self.registry.unregister(&spec.name);
         }
         registered.map(|_| ())
+    }
+}
+
+impl CallClient {
+    /// Ends the session so that the node sees it end now, not when its idle
+    /// timeout expires: QUIC sends its close and waits (up to `within`) for
+    /// the endpoint to have sent it; over TCP+TLS the session's writer ends
+    /// the stream with a TLS close_notify. A process that exits right after
+    /// dropping a client sends neither. Calls still in flight fail.
+    pub async fn close(mut self, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        match self.endpoint.take() {
+            Some(endpoint) => {
+                self.connection.close(crate::NO_ERROR, "client closed");
+                let _ = tokio::time::timeout_at(deadline, endpoint.wait_idle()).await;
+            }
+            None => {
+                // Closing the connection first would cancel the writer
+                // before it sends close_notify: end the session instead.
+                self.handle.stop();
+                let _ = tokio::time::timeout_at(deadline, &mut self.driver).await;
+                self.stream_tasks.close();
+                let _ = tokio::time::timeout_at(deadline, self.stream_tasks.wait()).await;
+            }
+        }
     }
 }
 

@@ -92,6 +92,11 @@ impl SessionHandle {
         Self { actor, parts }
     }
 
+    /// Ends the session: what is queued is written, streams are finished.
+    pub(crate) fn stop(&self) {
+        self.actor.stop(None);
+    }
+
     /// Whether the session has ended.
     pub fn is_closed(&self) -> bool {
         !matches!(

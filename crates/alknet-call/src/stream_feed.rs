@@ -67,6 +67,12 @@ impl StreamFeed {
         self.handle.clone()
     }
 
+    /// The tasks reading and writing the session's streams: they outlive the
+    /// session actor by as long as a writer takes to finish its stream.
+    pub(crate) fn stream_tasks(&self) -> tokio_util::task::TaskTracker {
+        self.streams.tasks.clone()
+    }
+
     /// Opens a stream of our own (the dialling side's first stream).
     pub(crate) async fn open_stream(&self) -> Result<(), StreamError> {
         self.streams.open(&self.actor).await

@@ -50,6 +50,28 @@ impl FromStr for NodeId {
     }
 }
 
+/// The algorithm of a private key that is not Ed25519, in words (the
+/// decoder's error names it by OID only).
+fn other_algorithm(pem: &str) -> Option<&'static str> {
+    // OpenSSL's traditional formats say it in the label.
+    if pem.contains("-----BEGIN EC PRIVATE KEY-----") {
+        return Some("an ECDSA");
+    }
+    if pem.contains("-----BEGIN RSA PRIVATE KEY-----") {
+        return Some("an RSA");
+    }
+    let der = pem::parse(pem).ok()?;
+    let info = ed25519_dalek::pkcs8::PrivateKeyInfo::try_from(der.contents()).ok()?;
+    match info.algorithm.oid.to_string().as_str() {
+        "1.2.840.10045.2.1" => Some("an ECDSA"),
+        "1.2.840.113549.1.1.1" | "1.2.840.113549.1.1.10" => Some("an RSA"),
+        "1.3.101.113" => Some("an Ed448"),
+        "1.3.101.110" => Some("an X25519"),
+        "1.3.101.111" => Some("an X448"),
+        _ => None,
+    }
+}
+
 /// Errors loading, storing or using key material.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -75,6 +97,7 @@ pub enum KeyError {
 }
 
 /// The node's Ed25519 signing key. `Debug` never prints key material.
+#[derive(Clone)]
 pub struct NodeKey {
     signing: SigningKey,
 }
@@ -135,7 +158,13 @@ impl NodeKey {
         })?;
         let signing = SigningKey::from_pkcs8_pem(&pem).map_err(|e| KeyError::Malformed {
             path: path.to_owned(),
-            reason: format!("not a PKCS#8 PEM Ed25519 private key ({e})"),
+            reason: match other_algorithm(&pem) {
+                Some(algorithm) => format!(
+                    "this is {algorithm} key; alknet keys are Ed25519 (PKCS#8 PEM, as \
+                     `alknet init` writes node.key)"
+                ),
+                None => format!("not a PKCS#8 PEM Ed25519 private key ({e})"),
+            },
         })?;
         Ok(Self { signing })
     }
@@ -283,6 +312,20 @@ mod tests {
         std::fs::write(&path, "hello").unwrap();
         let err = NodeKey::load(&path).unwrap_err().to_string();
         assert!(err.contains("node.key") && err.contains("PKCS#8"), "{err}");
+    }
+
+    #[test]
+    fn a_key_of_another_algorithm_is_named_in_words() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("client.key");
+        let ecdsa = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        std::fs::write(&path, ecdsa.serialize_pem()).unwrap();
+        let err = NodeKey::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("an ECDSA key") && err.contains("Ed25519"),
+            "{err}"
+        );
+        assert!(!err.contains("1.2.840"), "no OID: {err}");
     }
 
     #[test]

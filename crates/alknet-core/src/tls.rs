@@ -350,8 +350,10 @@ impl ServerCertVerifier for PinnedServer {
                 if presented == expected {
                     Ok(ServerCertVerified::assertion())
                 } else {
+                    // rustls prints a certificate error's own text only
+                    // as Debug; a general one keeps these words.
                     Err(rustls::Error::General(format!(
-                        "server presented {presented}, expected pinned {expected}"
+                        "the node is {presented}, not the pinned {expected}"
                     )))
                 }
             }

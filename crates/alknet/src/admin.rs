@@ -20,22 +20,26 @@ pub struct TreeArgs {
 
 pub fn tree(args: TreeArgs) -> anyhow::Result<ExitCode> {
     connect::runtime()?.block_on(async move {
-        let client = args.connect.connect().await?;
-        let output = match client.call("admin/tree", json!({})).await {
-            Ok(output) => output,
-            Err(error) => {
-                connect::report(&error, &args.connect);
-                return Ok(ExitCode::FAILURE);
-            }
-        };
-        if args.json {
-            output::line(
-                &serde_json::to_string_pretty(&output).unwrap_or_else(|_| output.to_string()),
-            )?;
-        } else {
-            output::write(&render(&output["root"], OffsetDateTime::now_utc()))?;
-        }
-        Ok(ExitCode::SUCCESS)
+        args.connect
+            .with_session("admin/tree", async |client| {
+                let output = match client.call("admin/tree", json!({})).await {
+                    Ok(output) => output,
+                    Err(error) => {
+                        connect::report(&error, &args.connect);
+                        return Ok(ExitCode::FAILURE);
+                    }
+                };
+                if args.json {
+                    output::line(
+                        &serde_json::to_string_pretty(&output)
+                            .unwrap_or_else(|_| output.to_string()),
+                    )?;
+                } else {
+                    output::write(&render(&output["root"], OffsetDateTime::now_utc()))?;
+                }
+                Ok(ExitCode::SUCCESS)
+            })
+            .await
     })
 }
 

@@ -1,5 +1,6 @@
 //! `alknet call`: call one operation on a node and print its output.
 
+use std::io::Read;
 use std::process::ExitCode;
 
 use alknet_call::{CallClient, CallError};
@@ -18,21 +19,47 @@ pub struct CallArgs {
 }
 
 pub fn run(args: CallArgs) -> anyhow::Result<ExitCode> {
-    let input: Value = match &args.input {
-        Some(text) => serde_json::from_str(text).context("the input is not valid JSON")?,
-        None => json!({}),
-    };
+    let input = read_input(args.input.as_deref())?;
     connect::runtime()?.block_on(async move {
-        let client = args.connect.connect().await?;
-        match call(&client, &args.operation, input).await {
-            Ok(()) => Ok(ExitCode::SUCCESS),
-            Err(Failed::Call(error)) => {
-                connect::report(&error, &args.connect);
-                Ok(ExitCode::FAILURE)
-            }
-            Err(Failed::Output(error)) => Err(anyhow::Error::new(error).context("standard output")),
-        }
+        args.connect
+            .with_session(&args.operation, async |client| {
+                match call(client, &args.operation, input).await {
+                    Ok(()) => Ok(ExitCode::SUCCESS),
+                    Err(Failed::Call(error)) => {
+                        connect::report(&error, &args.connect);
+                        Ok(ExitCode::FAILURE)
+                    }
+                    Err(Failed::Output(error)) => {
+                        Err(anyhow::Error::new(error).context("cannot write standard output"))
+                    }
+                }
+            })
+            .await
     })
+}
+
+/// The call's input: JSON text, `-` for standard input, or `@PATH` for a
+/// file (curl's conventions); `{}` when absent.
+fn read_input(arg: Option<&str>) -> anyhow::Result<Value> {
+    let (text, source) = match arg {
+        None => return Ok(json!({})),
+        Some("-") => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("cannot read the input from standard input")?;
+            (text, "the input on standard input".to_owned())
+        }
+        Some(arg) => match arg.strip_prefix('@') {
+            Some(path) => (
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read the input file {path}"))?,
+                format!("the input file {path}"),
+            ),
+            None => (arg.to_owned(), "the input".to_owned()),
+        },
+    };
+    serde_json::from_str(&text).with_context(|| format!("{source} is not valid JSON"))
 }
 
 /// Why `alknet call` did not finish.

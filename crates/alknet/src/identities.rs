@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use alknet_core::Fingerprint;
 use alknet_identity::{PeerInfo, TOKEN_PREFIX_LEN, TokenInfo, TokenSpec};
 use anyhow::Context;
+use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -21,7 +22,7 @@ pub struct CreateArgs {
     pub description: Option<String>,
 }
 
-pub fn token_create(data_dir: &Path, args: CreateArgs) -> anyhow::Result<ExitCode> {
+pub fn token_create(data_dir: &Path, args: CreateArgs, json: bool) -> anyhow::Result<ExitCode> {
     let store = DataDir::new(data_dir).existing_identity_store()?;
     let expires_at = args.expires.map(expiry_after).transpose()?;
     let (token, info) = store.create_token(TokenSpec {
@@ -30,6 +31,12 @@ pub fn token_create(data_dir: &Path, args: CreateArgs) -> anyhow::Result<ExitCod
         expires_at,
         description: args.description.unwrap_or_default(),
     })?;
+    if json {
+        let mut printed = token_json(&info);
+        printed["token"] = Value::String(token.to_string());
+        print_json(&printed)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     println!("token: {token}");
     println!("prefix: {}", info.prefix);
     println!("id: {}", info.id);
@@ -47,7 +54,7 @@ pub fn token_list(data_dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
         .existing_identity_store()?
         .list_tokens()?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&tokens)?);
+        print_json(&Value::Array(tokens.iter().map(token_json).collect()))?;
     } else if tokens.is_empty() {
         println!("no tokens");
     } else {
@@ -56,7 +63,7 @@ pub fn token_list(data_dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn token_revoke(data_dir: &Path, prefix: &str) -> anyhow::Result<ExitCode> {
+pub fn token_revoke(data_dir: &Path, prefix: &str, json: bool) -> anyhow::Result<ExitCode> {
     if prefix.chars().count() != TOKEN_PREFIX_LEN {
         // Not echoed: it may be a whole token pasted by mistake.
         anyhow::bail!(
@@ -66,6 +73,10 @@ pub fn token_revoke(data_dir: &Path, prefix: &str) -> anyhow::Result<ExitCode> {
     let info = DataDir::new(data_dir)
         .existing_identity_store()?
         .revoke_token(prefix)?;
+    if json {
+        print_json(&token_json(&info))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     println!("revoked {} ({})", info.prefix, info.id);
     Ok(ExitCode::SUCCESS)
 }
@@ -75,11 +86,21 @@ pub fn peer_add(
     fingerprint: &Fingerprint,
     id: &str,
     scopes: &[String],
+    json: bool,
 ) -> anyhow::Result<ExitCode> {
     let replaced =
         DataDir::new(data_dir)
             .existing_identity_store()?
             .add_peer(fingerprint, id, scopes)?;
+    if json {
+        print_json(&json!({
+            "fingerprint": fingerprint.to_string(),
+            "id": id,
+            "scopes": scopes,
+            "replaced": replaced.map(|old| json!({"id": old.id, "scopes": old.scopes})),
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     match replaced {
         Some(old) => println!(
             "replaced peer {fingerprint}: was {} [{}], now {id} [{}]",
@@ -106,12 +127,39 @@ pub fn peer_list(data_dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn peer_remove(data_dir: &Path, fingerprint: &Fingerprint) -> anyhow::Result<ExitCode> {
+pub fn peer_remove(
+    data_dir: &Path,
+    fingerprint: &Fingerprint,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let info = DataDir::new(data_dir)
         .existing_identity_store()?
         .remove_peer(fingerprint)?;
+    if json {
+        print_json(&serde_json::to_value(&info)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     println!("removed peer {} ({})", info.fingerprint, info.id);
     Ok(ExitCode::SUCCESS)
+}
+
+/// A token as `--json` prints it: times in RFC 3339, as the table shows
+/// them, never the token itself.
+fn token_json(info: &TokenInfo) -> Value {
+    json!({
+        "prefix": info.prefix,
+        "id": info.id,
+        "scopes": info.scopes,
+        "created_at": timestamp(info.created_at),
+        "expires_at": info.expires_at.map(timestamp),
+        "expired": info.expires_at.is_some_and(|at| unix_now() >= at),
+        "description": info.description,
+    })
+}
+
+fn print_json(value: &Value) -> anyhow::Result<()> {
+    crate::output::line(&serde_json::to_string_pretty(value)?)?;
+    Ok(())
 }
 
 fn unix_now() -> u64 {

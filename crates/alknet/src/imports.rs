@@ -381,7 +381,19 @@ impl McpJob {
 
 /// `alknet import check`: validates the configuration's imports without
 /// starting the node; prints one line per import.
-pub fn check(data_dir: &Path, config: Option<&Path>) -> anyhow::Result<std::process::ExitCode> {
+pub fn check(
+    data_dir: &Path,
+    config: Option<&Path>,
+    json: bool,
+) -> anyhow::Result<std::process::ExitCode> {
+    if !data_dir.is_dir() {
+        // Credentials and credential files are looked up there: without it
+        // the check would pass imports that cannot start.
+        bail!(
+            "no data directory at {} (create it with `alknet init`, or pass --data-dir)",
+            data_dir.display()
+        );
+    }
     let dir = DataDir::new(data_dir);
     let config_path = config
         .map(Path::to_owned)
@@ -400,6 +412,7 @@ pub fn check(data_dir: &Path, config: Option<&Path>) -> anyhow::Result<std::proc
         // A scratch registry: schemas compile and names do not collide.
         let registry = Registry::new();
         alknet_call::builtins::register_discovery(&registry)?;
+        let mut checked = Vec::new();
         for item in resolved {
             let count = item.defs.len();
             let visibility = item
@@ -409,18 +422,34 @@ pub fn check(data_dir: &Path, config: Option<&Path>) -> anyhow::Result<std::proc
                 .unwrap_or_default();
             let label = item.label.clone();
             register(&registry, vec![item])?;
-            println!("{label}: ok, {count} operations ({visibility})");
+            if !json {
+                println!("{label}: ok, {count} operations ({visibility})");
+            }
+            checked.push(serde_json::json!({
+                "import": label, "operations": count, "visibility": visibility,
+            }));
         }
         for job in mcp_jobs(imports, &dir, &credentials)? {
-            println!(
-                "{}: ok, {} with {} (tools are listed when the node starts)",
-                job.label,
-                job.import.url,
-                job.describe_credential()
-            );
+            if !json {
+                println!(
+                    "{}: ok, {} with {} (tools are listed when the node starts)",
+                    job.label,
+                    job.import.url,
+                    job.describe_credential()
+                );
+            }
+            checked.push(serde_json::json!({
+                "import": job.label, "url": job.import.url.clone(),
+                "credential": job.describe_credential(),
+            }));
         }
         let total = imports.openapi.len() + imports.jsonschema.len() + imports.mcp.len();
-        println!("{total} imports checked");
+        if json {
+            let printed = serde_json::json!({ "imports": checked, "checked": total });
+            crate::output::line(&serde_json::to_string_pretty(&printed)?)?;
+        } else {
+            println!("{total} imports checked");
+        }
         Ok(std::process::ExitCode::SUCCESS)
     })
 }

@@ -25,7 +25,8 @@ use std::time::Duration;
 
 use alknet_core::Fingerprint;
 use alknet_vault::{DerivationPath, KeyType};
-use clap::{Args, Parser, Subcommand};
+use anyhow::Context;
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::connect::ConnectArgs;
 use crate::data_dir::{DataDir, InitOptions, MnemonicChoice, PassphraseChoice};
@@ -108,13 +109,16 @@ enum Command {
         passphrase_file: Option<PathBuf>,
     },
     /// Call one operation on a node and print its output as JSON
-    /// (a subscription prints one line per item).
+    /// (a subscription prints one line per item). Exit status 1 when the
+    /// call fails (its error is printed as CODE: message), 2 when the
+    /// node cannot be reached.
     Call {
         #[command(flatten)]
         connect: ConnectArgs,
         /// The operation, e.g. `services/list`.
         operation: String,
-        /// The input as JSON [default: {}].
+        /// The input: JSON, `-` to read it from standard input, or `@PATH` to
+        /// read it from a file [default: {}].
         input: Option<String>,
     },
     /// Manage API keys (bearer tokens) in the data directory; a running node
@@ -144,6 +148,15 @@ enum Command {
         #[command(subcommand)]
         command: VaultCommand,
     },
+    /// Print a completion script for a shell, e.g.
+    /// `source <(alknet completions bash)`, or
+    /// `alknet completions zsh > ~/.zfunc/_alknet`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `alknet man > alknet.1; man ./alknet.1`.
+    Man,
 }
 
 /// The data directory and, when its mnemonic is sealed, the passphrase.
@@ -259,6 +272,9 @@ enum TokenCommand {
         /// Free text shown by `token list`.
         #[arg(long)]
         description: Option<String>,
+        /// Print JSON (the token included) instead of text.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         dir: DataDirArg,
     },
@@ -274,6 +290,9 @@ enum TokenCommand {
     Revoke {
         /// The token's prefix, as `token list` shows it.
         prefix: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         dir: DataDirArg,
     },
@@ -292,6 +311,9 @@ enum PeerCommand {
         /// Scopes granted, comma-separated.
         #[arg(long, value_delimiter = ',', required = true)]
         scopes: Vec<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         dir: DataDirArg,
     },
@@ -307,6 +329,9 @@ enum PeerCommand {
     Remove {
         /// The peer's fingerprint.
         fingerprint: Fingerprint,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         dir: DataDirArg,
     },
@@ -317,7 +342,8 @@ enum ImportCommand {
     /// Validate the configuration's imports without starting the node:
     /// documents are read (and fetched) and turned into operations,
     /// credentials are looked up by name (nothing is decrypted), names are
-    /// checked for collisions. Exit status 1 on the first problem.
+    /// checked for collisions. Exit status 1 on the first problem (a missing
+    /// data directory included), 0 when all are fine.
     Check {
         /// The data directory.
         #[arg(long, default_value = data_dir::DEFAULT_DATA_DIR)]
@@ -325,6 +351,9 @@ enum ImportCommand {
         /// Configuration file [default: DATA_DIR/alknet.toml when present].
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Print JSON (what was checked) instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -397,6 +426,7 @@ fn main() -> ExitCode {
                 id,
                 expires,
                 description,
+                json,
                 dir,
             } => identities::token_create(
                 &dir.data_dir,
@@ -406,10 +436,11 @@ fn main() -> ExitCode {
                     expires,
                     description,
                 },
+                json,
             ),
             TokenCommand::List { json, dir } => identities::token_list(&dir.data_dir, json),
-            TokenCommand::Revoke { prefix, dir } => {
-                identities::token_revoke(&dir.data_dir, &prefix)
+            TokenCommand::Revoke { prefix, json, dir } => {
+                identities::token_revoke(&dir.data_dir, &prefix, json)
             }
         },
         Command::Peer { command } => match command {
@@ -417,28 +448,79 @@ fn main() -> ExitCode {
                 fingerprint,
                 id,
                 scopes,
+                json,
                 dir,
-            } => identities::peer_add(&dir.data_dir, &fingerprint, &id, &scopes),
+            } => identities::peer_add(&dir.data_dir, &fingerprint, &id, &scopes, json),
             PeerCommand::List { json, dir } => identities::peer_list(&dir.data_dir, json),
-            PeerCommand::Remove { fingerprint, dir } => {
-                identities::peer_remove(&dir.data_dir, &fingerprint)
-            }
+            PeerCommand::Remove {
+                fingerprint,
+                json,
+                dir,
+            } => identities::peer_remove(&dir.data_dir, &fingerprint, json),
         },
         Command::Admin { command } => match command {
             AdminCommand::Tree { connect, json } => admin::tree(admin::TreeArgs { connect, json }),
         },
         Command::Vault { command } => run_vault(command),
         Command::Import {
-            command: ImportCommand::Check { data_dir, config },
-        } => imports::check(&data_dir, config.as_deref()),
+            command:
+                ImportCommand::Check {
+                    data_dir,
+                    config,
+                    json,
+                },
+        } => {
+            // Its help promises status 1 for any problem it finds.
+            return imports::check(&data_dir, config.as_deref(), json).unwrap_or_else(|error| {
+                eprintln!("error: {}", error_text(&error));
+                ExitCode::FAILURE
+            });
+        }
+        Command::Completions { shell } => {
+            let mut command = Cli::command();
+            clap_complete::generate(shell, &mut command, "alknet", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => man_page(),
     };
     match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", error_text(&error));
             ExitCode::from(2)
         }
     }
+}
+
+/// The error and its causes, each said once. A context often quotes its
+/// cause already (`cannot listen on …: Address already in use`), and `{:#}`
+/// would repeat the cause's text after it.
+fn error_text(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let part = cause.to_string();
+        if part.is_empty() || text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() && part.contains(&text) {
+            text = part;
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
+}
+
+fn man_page() -> anyhow::Result<ExitCode> {
+    let mut roff = Vec::new();
+    clap_mangen::Man::new(Cli::command())
+        .render(&mut roff)
+        .context("cannot render the manual page")?;
+    output::write(&String::from_utf8_lossy(&roff))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_vault(command: VaultCommand) -> anyhow::Result<ExitCode> {
@@ -483,5 +565,27 @@ fn run_vault(command: VaultCommand) -> anyhow::Result<ExitCode> {
             let (dir, source) = vault.split();
             vault_cmd::show_mnemonic(&dir, &source)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_already_quoted_by_its_context_is_not_repeated() {
+        let io = std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        let error = anyhow::Error::new(io)
+            .context("cannot listen on 127.0.0.1:4433: address in use")
+            .context("cannot start the node");
+        assert_eq!(
+            error_text(&error),
+            "cannot start the node: cannot listen on 127.0.0.1:4433: address in use"
+        );
+    }
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
     }
 }

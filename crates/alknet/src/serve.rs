@@ -206,6 +206,14 @@ async fn serve(
         )
         .start()
         .await
+        .map_err(|error| match &error {
+            alknet_supervisors::StartError::Bind { source, .. }
+                if source.kind() == std::io::ErrorKind::AddrInUse =>
+            {
+                anyhow::anyhow!("{error}; choose another address with --listen")
+            }
+            _ => anyhow::Error::new(error),
+        })
         .with_context(|| match &config_path {
             Some(path) => format!("cannot start the node (configuration {})", path.display()),
             None => "cannot start the node".to_owned(),
