@@ -43,13 +43,13 @@ mod tests {
 
     use super::*;
 
-    /// The template as it was written before the sections left core, byte
-    /// for byte: splitting the file's owners must not change the file.
-    const TEMPLATE_BEFORE_SECTIONS: &str = include_str!("init_template.fixture.toml");
+    /// The template, byte for byte: it was kept identical when the sections
+    /// left core, and any change to it (such as `log_format`) is deliberate.
+    const TEMPLATE_FIXTURE: &str = include_str!("init_template.fixture.toml");
 
     #[test]
     fn the_written_template_is_unchanged() {
-        assert_eq!(template(), TEMPLATE_BEFORE_SECTIONS);
+        assert_eq!(template(), TEMPLATE_FIXTURE);
     }
 
     #[test]
