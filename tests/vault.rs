@@ -753,6 +753,13 @@ fn credentials_decrypt_at_start_and_never_appear_in_any_output() {
         inline(&seal(&data, CANARY))
     );
     std::fs::write(data.join("credentials.toml"), &good).unwrap();
+    // Refused when other users may read it, as the keys are.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        data.join("credentials.toml"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
 
     let node = Serving::start(&data, &[], &[]);
     let responses = [

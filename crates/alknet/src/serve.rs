@@ -8,7 +8,7 @@ use std::sync::Arc;
 use alknet_call::admin::AdminHandle;
 use alknet_call::overlay::{OverlayBudget, OverlayLimits};
 use alknet_call::{CallHandler, Registry, SessionLimits, builtins};
-use alknet_core::config::Config;
+use alknet_core::config::{Config, LogFormat};
 use alknet_core::tls::{self, ServerIdentity};
 use alknet_core::{IdentityProvider, NodeConfig, NodeKey};
 use alknet_http::config::{DecoyKind, HttpSection};
@@ -25,6 +25,8 @@ use crate::upstreams;
 
 pub struct ServeArgs {
     pub data_dir: PathBuf,
+    /// Create the data directory when it is missing, wherever it is.
+    pub init: bool,
     pub listen: Option<SocketAddr>,
     pub config: Option<PathBuf>,
     pub passphrase: PassphraseSource,
@@ -32,6 +34,21 @@ pub struct ServeArgs {
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let dir = DataDir::new(&args.data_dir);
+    // Everything the operator wrote is checked before anything is created.
+    let config_path = args
+        .config
+        .clone()
+        .or_else(|| Some(dir.config()).filter(|p| p.exists()));
+    let mut config = sections::load(config_path.as_deref())?;
+    if let Some(listen) = args.listen {
+        config.node.listen = listen;
+    }
+    let filter = log_filter_source(&config.node, config_path.as_deref())?;
+    let operator_key = config.node.tls.key.as_ref().map(|key| dir.root().join(key));
+
+    data_dir::ensure_exists(&args.data_dir, args.init)?;
+    let _lock = dir.lock()?;
+    dir.check_permissions()?;
     if !dir.is_initialised() {
         // The one-command start never blocks on a prompt: no passphrase, and
         // the mnemonic stays out of the output (which often goes to a log).
@@ -41,14 +58,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         );
         data_dir::init(&args.data_dir, InitOptions::unattended())?.print(false);
     }
-    let config_path = args
-        .config
-        .clone()
-        .or_else(|| Some(dir.config()).filter(|p| p.exists()));
-    let mut config = sections::load(config_path.as_deref())?;
-    if let Some(listen) = args.listen {
-        config.node.listen = listen;
+    if let Some(key) = &operator_key {
+        data_dir::check_private(
+            key,
+            "the private key of the operator certificate ([tls] key)",
+        )?;
     }
+    let config_path = config_path.or_else(|| Some(dir.config()).filter(|p| p.exists()));
     // Unlock before anything starts: a wrong passphrase or a credential that
     // does not open stops here, with nothing listening and nothing written.
     let identity = keystore::node_identity(&dir, &args.passphrase)?;
@@ -56,12 +72,33 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // The seed is not needed past this point: drop (and zero) it.
     let node_key = identity.node_key;
     drop(identity.vault);
-    init_logging(&config.node.log)?;
+    init_logging(filter, config.node.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    // The lock is held until the node has stopped.
     runtime.block_on(serve(dir, config, config_path, node_key, credentials))
+}
+
+/// The log filter: `ALKNET_LOG` when set, else the configuration's `log`
+/// (which validation has checked, naming the file).
+fn log_filter_source(
+    node: &NodeConfig,
+    config_path: Option<&std::path::Path>,
+) -> anyhow::Result<tracing_subscriber::EnvFilter> {
+    match std::env::var("ALKNET_LOG") {
+        Ok(filter) => {
+            alknet_core::config::check_log_filter(&filter).map_err(|expected| {
+                anyhow::anyhow!("environment variable ALKNET_LOG={filter:?}: expected {expected}")
+            })?;
+            log_filter(&filter).context("environment variable ALKNET_LOG")
+        }
+        Err(_) => log_filter(&node.log).with_context(|| match config_path {
+            Some(path) => format!("{}: key `log`", path.display()),
+            None => "the default log filter".to_owned(),
+        }),
+    }
 }
 
 /// Dependencies that log, at `warn`, what a peer did wrong (a malformed
@@ -84,16 +121,17 @@ fn log_filter(filter: &str) -> anyhow::Result<tracing_subscriber::EnvFilter> {
 static PANIC_LOG: alknet_core::log_limit::LogLimit =
     alknet_core::log_limit::LogLimit::error("panic in a connection, session or handler");
 
-fn init_logging(default_filter: &str) -> anyhow::Result<()> {
-    let filter = match std::env::var("ALKNET_LOG") {
-        Ok(filter) => filter,
-        Err(_) => default_filter.to_owned(),
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(log_filter(&filter)?)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+fn init_logging(filter: tracing_subscriber::EnvFilter, format: LogFormat) {
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        // Fields beside `message` at the top level, where collectors look.
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
     // Panics are contained to their actor; route their message through the log
     // so operators see them with the same format and filtering as the rest.
     std::panic::set_hook(Box::new(|info| {
@@ -111,7 +149,6 @@ fn init_logging(default_filter: &str) -> anyhow::Result<()> {
             tracing::error!(target: "alknet::panic", %location, "panic: {message}");
         }
     }));
-    Ok(())
 }
 
 async fn serve(
@@ -130,12 +167,16 @@ async fn serve(
     let diagnostics: &Diagnostics = config.section();
     let imports: &Imports = config.section();
     let web = dir.web_certificate(&node_key, http_section.stealth)?;
-    let operator = match (&config.node.tls.cert, &config.node.tls.key) {
-        (Some(cert), Some(key)) => Some(tls::load_pem_pair(
-            &dir.root().join(cert),
-            &dir.root().join(key),
-        )?),
-        _ => None,
+    let (operator, browser_certificate) = match (&config.node.tls.cert, &config.node.tls.key) {
+        (Some(cert), Some(key)) => {
+            let cert = dir.root().join(cert);
+            let pair = tls::load_pem_pair(&cert, &dir.root().join(key))?;
+            (
+                Some(pair),
+                format!("operator certificate {}", cert.display()),
+            )
+        }
+        _ => (None, "self-signed certificate".to_owned()),
     };
     let mut identity = ServerIdentity::new(&node_key, web, operator)?;
     if http_section.stealth {
@@ -200,7 +241,7 @@ async fn serve(
     );
     if serves_console {
         println!(
-            "console: https://{}/console (self-signed certificate; sign in with a token)",
+            "console: https://{}/console ({browser_certificate}; sign in with a token)",
             node.local_addr()
         );
     }
