@@ -502,3 +502,35 @@ async fn the_banner_names_the_operator_certificate_browsers_get() {
         tls::load_pem_pair(&data.join("fullchain.pem"), &data.join("privkey.pem")).unwrap();
     assert_eq!(leaf, operator.chain[0]);
 }
+
+#[test]
+fn a_refused_token_on_the_call_protocol_is_logged_with_its_transport() {
+    use alknet_e2e::raw_call::{Transport, open_at};
+    const SECRET_PART: &str = "CallSekr3tRest0fTheToken9876543210abcdefghij";
+    let token = format!("alk_Qq7w{SECRET_PART}");
+    let tmp = tempfile::tempdir().unwrap();
+    let data = initialised(tmp.path());
+    let mut node = ServeChild::serve(&["--data-dir", s(&data)], tmp.path(), Some("info"));
+    let addr = node.wait_serving();
+    alknet_e2e::runtime().block_on(async {
+        let mut session = open_at(addr, Transport::Quic).await;
+        session
+            .call_as(
+                "1",
+                "services/list",
+                serde_json::json!({}),
+                Some(&token),
+                None,
+            )
+            .await;
+        let (id, _refused) = session.expect().await;
+        assert_eq!(id, "1");
+    });
+    let line = node.wait_for(ServeChild::stderr, "auth line", START_DEADLINE, |l| {
+        l.contains("alknet::auth") && l.contains("bearer token refused")
+    });
+    assert!(line.contains("token_prefix=alk_Qq7w"), "{line}");
+    assert!(line.contains("via=\"alknet/call\""), "{line}");
+    assert!(line.contains("source=127.0.0.1:"), "{line}");
+    assert!(!line.contains(SECRET_PART), "{line}");
+}
