@@ -129,6 +129,11 @@ fn write_certificate(dir: &Path, name: &str) -> CertificateDer<'static> {
     // Replaced as a renewal tool does: a new file moved over the old one.
     std::fs::write(dir.join("operator.pem.new"), &cert_pem).unwrap();
     std::fs::write(dir.join("operator.key.new"), &key_pem).unwrap();
+    std::fs::set_permissions(
+        dir.join("operator.key.new"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     std::fs::rename(dir.join("operator.key.new"), &key).unwrap();
     std::fs::rename(dir.join("operator.pem.new"), &cert).unwrap();
     alknet_core::tls::load_pem_pair(&cert, &key).unwrap().chain[0].clone()
@@ -148,6 +153,7 @@ fn sighup_serves_a_replaced_certificate_without_dropping_an_open_connection() {
     let staging = tempfile::tempdir().unwrap();
     let first = write_certificate(staging.path(), "first");
     let mut node = NodeProcess::start_with_setup(config, |data_dir| {
+        // `copy` keeps the key's mode 0600.
         for file in ["operator.pem", "operator.key"] {
             std::fs::copy(staging.path().join(file), data_dir.join(file)).unwrap();
         }

@@ -114,9 +114,11 @@ async fn route(node: &Arc<NodeState>, connection: Connection) {
         }
     };
     if let Some(fingerprint) = connection.info().peer_fingerprint() {
-        connection
-            .info()
-            .set_identity(node.identities.resolve_fingerprint(&fingerprint));
+        let identity = node.identities.resolve_fingerprint(&fingerprint);
+        if identity.is_none() {
+            alknet_core::auth_log::peer_unknown(remote, &fingerprint, alpn.as_str());
+        }
+        connection.info().set_identity(identity);
     }
     let Some(supervisor) = entry.supervisor() else {
         refused(&alpn, "restarting");

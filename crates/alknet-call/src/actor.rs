@@ -394,7 +394,12 @@ impl Requests {
             request_id = %id,
             operation = %request.operation_name(),
         );
-        let token = PresentedToken::resolve(&*self.config.identities, request.auth_token);
+        let token = PresentedToken::resolve_from(
+            &*self.config.identities,
+            request.auth_token,
+            info.remote(),
+            "alknet/call",
+        );
         if let PresentedToken::Identity(identity) = &token {
             // For operators (`admin/tree`): who this session acts for.
             info.note_token_identity(&identity.id);

@@ -114,6 +114,21 @@ impl PresentedToken {
         }
     }
 
+    /// [`resolve`](Self::resolve), for a token presented from `source` over
+    /// `via`: a token that does not resolve is logged (`alknet::auth`).
+    pub fn resolve_from(
+        identities: &dyn IdentityProvider,
+        token: Option<String>,
+        source: std::net::SocketAddr,
+        via: &'static str,
+    ) -> Self {
+        let resolved = Self::resolve(identities, token);
+        if let Self::Unresolved(token) = &resolved {
+            alknet_core::auth_log::token_refused(source, token, via);
+        }
+        resolved
+    }
+
     /// Whether the request has an identity of its own.
     pub fn has_identity(&self) -> bool {
         matches!(self, Self::Identity(_))

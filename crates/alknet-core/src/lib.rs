@@ -10,6 +10,8 @@
 #![warn(missing_docs)]
 
 pub mod alpn;
+#[cfg(feature = "runtime")]
+pub mod auth_log;
 pub mod close;
 pub mod config;
 #[cfg(feature = "runtime")]

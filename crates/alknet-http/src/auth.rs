@@ -11,6 +11,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use crate::AppState;
+use crate::scope::ConnectionScope;
 
 /// What a request's `Authorization` header amounts to: the same resolution a
 /// call session makes of a request's `auth_token`.
@@ -32,7 +33,13 @@ pub async fn bearer(State(state): State<AppState>, mut request: Request, next: N
         .and_then(|value| value.to_str().ok())
         .and_then(bearer_token)
         .map(str::to_owned);
-    let bearer = Bearer::resolve(&*state.identities, token);
+    let bearer = match request.extensions().get::<ConnectionScope>() {
+        Some(scope) => {
+            Bearer::resolve_from(&*state.identities, token, scope.connection.remote(), "http")
+        }
+        // Served outside HttpHandler: no connection to name.
+        None => Bearer::resolve(&*state.identities, token),
+    };
     request.extensions_mut().insert(bearer);
     next.run(request).await
 }

@@ -297,7 +297,9 @@ impl ProtocolHandler for HttpHandler {
                 let in_flight = request_scope.activity.request_started();
                 let hidden = stealth
                     .as_ref()
-                    .is_some_and(|stealth| stealth.hides(&request))
+                    .is_some_and(|stealth| {
+                        stealth.hides(&request, request_scope.connection.remote())
+                    })
                     .then(|| stealth::not_found(&request));
                 request.extensions_mut().insert(request_scope.clone());
                 let mut router = router.clone();

@@ -9,6 +9,7 @@
 //! HTTP/2 the header list and body are nginx's; HPACK encodings differ
 //! between any two implementations and are not imitated.
 
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -37,23 +38,30 @@ impl Stealth {
     /// anonymous (no bearer token that resolves, in the `Authorization`
     /// header or, for a browser's WebSocket, the subprotocol list) and its
     /// path is not public.
-    pub(crate) fn hides<B>(&self, request: &Request<B>) -> bool {
+    /// A refused token is logged here: the bearer middleware never sees a
+    /// hidden request.
+    pub(crate) fn hides<B>(&self, request: &Request<B>, source: SocketAddr) -> bool {
         let path = request.uri().path();
         if path == "/healthz" || self.public_paths.iter().any(|public| public == path) {
             return false;
         }
-        !self.identifies(request.headers())
+        !self.identifies(request.headers(), source)
     }
 
-    fn identifies(&self, headers: &HeaderMap) -> bool {
+    fn identifies(&self, headers: &HeaderMap, source: SocketAddr) -> bool {
         let header_token = headers
             .get(AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
             .and_then(bearer_token)
             .map(str::to_owned);
-        header_token
-            .or_else(|| subprotocol_token(headers))
-            .is_some_and(|token| self.identities.resolve_token(&token).is_some())
+        let Some(token) = header_token.or_else(|| subprotocol_token(headers)) else {
+            return false;
+        };
+        let resolves = self.identities.resolve_token(&token).is_some();
+        if !resolves {
+            alknet_core::auth_log::token_refused(source, &token, "http");
+        }
+        resolves
     }
 }
 

@@ -109,9 +109,17 @@ pub(crate) async fn upgrade(
         Bearer::Identity(identity) => Some(identity),
         Bearer::Unresolved(_) => None,
         // No bearer header: the subprotocol list, whose first token entry counts.
-        Bearer::Anonymous => {
-            subprotocol_token(headers).and_then(|token| state.identities.resolve_token(&token))
-        }
+        Bearer::Anonymous => subprotocol_token(headers).and_then(|token| {
+            let identity = state.identities.resolve_token(&token);
+            if let (None, Some(Extension(scope))) = (&identity, &scope) {
+                alknet_core::auth_log::token_refused(
+                    scope.connection.remote(),
+                    &token,
+                    "websocket",
+                );
+            }
+            identity
+        }),
     };
     let Some(identity) = identity else {
         return unauthorized();

@@ -15,9 +15,14 @@
 //!   web.crt          its self-signed certificate
 //!   identities.redb  API keys (hashes only) and peer certificates, mode 0600
 //!   credentials.toml sealed credentials the node decrypts at start (optional)
+//!   serve.lock       locked by the `serve` running on the directory; its pid
 //! ```
 //!
-//! See docs/vault.md for the vault's side of this.
+//! `serve` refuses a directory other users may write and a private file
+//! (keys, mnemonic, identities, credentials) other users may read, as sshd
+//! refuses unprotected host keys ([`check_private`]), and runs at most once
+//! per directory ([`DataDir::lock`]). See docs/operations.md, and
+//! docs/vault.md for the vault's side of this.
 
 use std::path::{Path, PathBuf};
 
@@ -33,6 +38,43 @@ use crate::keystore;
 
 /// The default data directory, relative to the working directory.
 pub const DEFAULT_DATA_DIR: &str = "./alknet-data";
+
+/// Whether `path` is the default data directory, the one `serve` may create
+/// without being asked: any other missing directory is more likely a typo
+/// than a new node.
+pub fn is_default(path: &Path) -> bool {
+    path == Path::new(DEFAULT_DATA_DIR) || path == Path::new("alknet-data")
+}
+
+/// Creates `root` (and its parents) and makes it private to its owner.
+fn create_private_dir(root: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(root).with_context(|| format!("cannot create {}", root.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot restrict {}", root.display()))?;
+    }
+    Ok(())
+}
+
+/// Makes sure `serve` has a data directory at `root`: an existing one is
+/// used as it is; a missing one is created only when it is the default or
+/// `create` (`serve --init`) says so.
+pub fn ensure_exists(root: &Path, create: bool) -> anyhow::Result<()> {
+    if root.exists() {
+        return Ok(());
+    }
+    if !create && !is_default(root) {
+        bail!(
+            "the data directory {dir} does not exist; create it with `alknet init --data-dir {dir}` \
+             (which shows the mnemonic and can set a passphrase), or let serve create it with \
+             `alknet serve --init --data-dir {dir}`",
+            dir = root.display()
+        );
+    }
+    create_private_dir(root)
+}
 
 /// Paths inside a data directory.
 pub struct DataDir {
@@ -139,6 +181,137 @@ impl DataDir {
             .with_context(|| format!("{}", self.web_cert().display()))?;
         Ok(())
     }
+}
+
+/// The lock file `serve` holds while it runs.
+pub const LOCK_FILE: &str = "serve.lock";
+
+/// Held while a node serves from a data directory; released (by the kernel,
+/// even on SIGKILL) when dropped or when the process ends.
+pub struct DirLock {
+    #[cfg(unix)]
+    _file: nix::fcntl::Flock<std::fs::File>,
+}
+
+impl DataDir {
+    /// Takes the directory's lock, or names the pid of the `serve` holding
+    /// it: two nodes on one directory would run as the same node id.
+    ///
+    /// The file is never removed: unlinking it while another process opens
+    /// it would let two processes lock two different files.
+    pub fn lock(&self) -> anyhow::Result<DirLock> {
+        #[cfg(unix)]
+        {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+
+            use nix::errno::Errno;
+            use nix::fcntl::{Flock, FlockArg};
+
+            let path = self.root.join(LOCK_FILE);
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(&path)
+                .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+            let locked = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(locked) => locked,
+                Err((_, Errno::EWOULDBLOCK)) => {
+                    let pid = std::fs::read_to_string(&path).unwrap_or_default();
+                    let holder = match pid.trim() {
+                        "" => "a process still starting".to_owned(),
+                        pid => format!("pid {pid}"),
+                    };
+                    bail!(
+                        "{} is in use by another `alknet serve` ({holder}, per {}): two nodes on \
+                         one data directory would run as the same node id; stop that one first, \
+                         or serve another directory",
+                        self.root.display(),
+                        path.display()
+                    );
+                }
+                Err((_, errno)) => {
+                    return Err(errno).with_context(|| format!("cannot lock {}", path.display()));
+                }
+            };
+            let record = |mut file: &std::fs::File| -> std::io::Result<()> {
+                file.set_len(0)?;
+                writeln!(file, "{}", std::process::id())
+            };
+            record(&locked).with_context(|| format!("cannot write {}", path.display()))?;
+            Ok(DirLock { _file: locked })
+        }
+        #[cfg(not(unix))]
+        Ok(DirLock {})
+    }
+
+    /// Refuses a directory other users may write (they could replace its
+    /// keys) and any private file in it other users may read.
+    pub fn check_permissions(&self) -> anyhow::Result<()> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&self.root)
+                .with_context(|| format!("cannot read {}", self.root.display()))?
+                .permissions()
+                .mode();
+            if mode & 0o022 != 0 {
+                bail!(
+                    "{} is writable by other users (mode {:03o}): they could replace the node's \
+                     keys; run `chmod go-w {}`",
+                    self.root.display(),
+                    mode & 0o777,
+                    self.root.display()
+                );
+            }
+        }
+        for (path, holds) in [
+            (self.mnemonic_file(), "the node's mnemonic"),
+            (self.sealed_mnemonic_file(), "the node's sealed mnemonic"),
+            (self.node_key(), "the node's private key"),
+            (self.web_key(), "the browser certificate's private key"),
+            (self.identities(), "the node's API keys and peers"),
+            (
+                self.root.join(crate::credentials::CREDENTIALS_FILE),
+                "sealed credentials",
+            ),
+        ] {
+            check_private(&path, holds)?;
+        }
+        Ok(())
+    }
+}
+
+/// Refuses `path` when users other than its owner may read or write it, as
+/// sshd refuses an unprotected host key: it `holds` a secret, and the error
+/// gives the command that fixes it. A missing file passes (whoever reads it
+/// reports that).
+pub fn check_private(path: &Path, holds: &str) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = match std::fs::metadata(path) {
+            Ok(meta) => meta.permissions().mode(),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(error) => {
+                return Err(error).with_context(|| format!("cannot read {}", path.display()));
+            }
+        };
+        if mode & 0o077 != 0 {
+            bail!(
+                "{} is open to other users (mode {:03o}): it holds {holds}; run `chmod 600 {}`",
+                path.display(),
+                mode & 0o777,
+                path.display()
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, holds);
+    Ok(())
 }
 
 /// The subject of the browser-facing certificate.
@@ -288,13 +461,7 @@ pub fn init(root: &Path, options: InitOptions) -> anyhow::Result<Initialised> {
     let vault = keystore::vault_of(&mnemonic);
     let key = keystore::node_key_of(&vault);
 
-    std::fs::create_dir_all(root).with_context(|| format!("cannot create {}", root.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("cannot restrict {}", root.display()))?;
-    }
+    create_private_dir(root)?;
     match &passphrase {
         Some(passphrase) => keystore::store_sealed(&dir, &mnemonic, passphrase)?,
         None => keystore::store_clear(&dir, &mnemonic, &key)?,

@@ -223,23 +223,7 @@ pub fn open_sealed(dir: &DataDir, passphrase: &str) -> anyhow::Result<Mnemonic> 
 /// refuses an unprotected host key).
 pub fn read_clear(dir: &DataDir) -> anyhow::Result<Mnemonic> {
     let path = dir.mnemonic_file();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?
-            .permissions()
-            .mode();
-        if mode & 0o077 != 0 {
-            bail!(
-                "{} is readable by other users (mode {:o}): it holds the node's mnemonic; \
-                 run `chmod 600 {}`",
-                path.display(),
-                mode & 0o777,
-                path.display()
-            );
-        }
-    }
+    crate::data_dir::check_private(&path, "the node's mnemonic")?;
     let text = Zeroizing::new(
         std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read {}", path.display()))?,

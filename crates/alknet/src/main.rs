@@ -92,11 +92,16 @@ enum Command {
         #[arg(long)]
         passphrase_file: Option<PathBuf>,
     },
-    /// Run the node (initialising the data directory first if it is missing).
+    /// Run the node. A missing ./alknet-data is initialised first (without a
+    /// passphrase); any other missing data directory only with --init.
     Serve {
         /// The data directory.
         #[arg(long, default_value = data_dir::DEFAULT_DATA_DIR)]
         data_dir: PathBuf,
+        /// Initialise the data directory (as `alknet init --no-passphrase`
+        /// would) if it is missing.
+        #[arg(long)]
+        init: bool,
         /// Listen address for QUIC (UDP) and TLS (TCP); overrides `listen` in the config.
         #[arg(long)]
         listen: Option<SocketAddr>,
@@ -400,11 +405,13 @@ fn main() -> ExitCode {
         }
         Command::Serve {
             data_dir,
+            init,
             listen,
             config,
             passphrase_file,
         } => serve::run(serve::ServeArgs {
             data_dir,
+            init,
             listen,
             config,
             passphrase: PassphraseSource {

@@ -88,6 +88,11 @@ impl Reloader {
         let operator = match (&next.node.tls.cert, &next.node.tls.key) {
             (Some(cert), Some(key)) => {
                 let (cert, key) = (self.dir.root().join(cert), self.dir.root().join(key));
+                // A renewal tool may have written the new key with a looser mode.
+                crate::data_dir::check_private(
+                    &key,
+                    "the private key of the operator certificate ([tls] key)",
+                )?;
                 Some(
                     tls::load_pem_pair(&cert, &key)
                         .with_context(|| format!("operator certificate {}", cert.display()))?,

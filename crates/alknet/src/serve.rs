@@ -8,7 +8,7 @@ use std::sync::Arc;
 use alknet_call::admin::AdminHandle;
 use alknet_call::overlay::{OverlayBudget, OverlayLimits};
 use alknet_call::{CallHandler, Registry, SessionLimits, builtins};
-use alknet_core::config::Config;
+use alknet_core::config::{Config, LogFormat};
 use alknet_core::protocol_keys::{KeyDeclaration, ProtocolKeys};
 use alknet_core::tls::{self, ServerIdentity};
 use alknet_core::{IdentityProvider, NodeConfig, NodeKey};
@@ -21,12 +21,14 @@ use crate::credentials::{self, Credentials};
 use crate::data_dir::{self, DataDir, InitOptions};
 use crate::imports::{self, CredentialSource};
 use crate::keystore::{self, PassphraseSource};
-use crate::reload::{self, Reloader};
+use crate::reload::{self, Reloader, SetLogFilter};
 use crate::sections::{Diagnostics, Imports, Metrics, Upstreams};
 use crate::{metrics_endpoint, service, upstreams, vault_keys};
 
 pub struct ServeArgs {
     pub data_dir: PathBuf,
+    /// Create the data directory when it is missing, wherever it is.
+    pub init: bool,
     pub listen: Option<SocketAddr>,
     pub config: Option<PathBuf>,
     pub passphrase: PassphraseSource,
@@ -34,6 +36,21 @@ pub struct ServeArgs {
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let dir = DataDir::new(&args.data_dir);
+    // Everything the operator wrote is checked before anything is created.
+    let config_path = args
+        .config
+        .clone()
+        .or_else(|| Some(dir.config()).filter(|p| p.exists()));
+    let (mut config, mut started_text) = reload::read(config_path.as_deref())?;
+    if let Some(listen) = args.listen {
+        config.node.listen = listen;
+    }
+    let filter = log_filter_source(&config.node, config_path.as_deref())?;
+    let operator_key = config.node.tls.key.as_ref().map(|key| dir.root().join(key));
+
+    data_dir::ensure_exists(&args.data_dir, args.init)?;
+    let _lock = dir.lock()?;
+    dir.check_permissions()?;
     if !dir.is_initialised() {
         // The one-command start never blocks on a prompt: no passphrase, and
         // the mnemonic stays out of the output (which often goes to a log).
@@ -43,14 +60,18 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         );
         data_dir::init(&args.data_dir, InitOptions::unattended())?.print(false);
     }
-    let config_path = args
-        .config
-        .clone()
-        .or_else(|| Some(dir.config()).filter(|p| p.exists()));
-    let (mut config, started_text) = reload::read(config_path.as_deref())?;
-    if let Some(listen) = args.listen {
-        config.node.listen = listen;
+    if let Some(key) = &operator_key {
+        data_dir::check_private(
+            key,
+            "the private key of the operator certificate ([tls] key)",
+        )?;
     }
+    if config_path.is_none() && dir.config().exists() {
+        // `init` just wrote the template, every key at its default: what a
+        // reload compares with is that file, not an empty one.
+        started_text = reload::read(Some(&dir.config()))?.1;
+    }
+    let config_path = config_path.or_else(|| Some(dir.config()).filter(|p| p.exists()));
     // Unlock before anything starts: a wrong passphrase or a credential that
     // does not open stops here, with nothing listening and nothing written.
     let identity = keystore::node_identity(&dir, &args.passphrase)?;
@@ -59,20 +80,34 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // The seed is not needed past this point: drop (and zero) it.
     let node_key = identity.node_key;
     drop(identity.vault);
-    init_logging(&config.node.log)?;
+    let set_log_filter = init_logging(filter, config.node.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    // The lock is held until the node has stopped.
     runtime.block_on(serve(
         dir,
         config,
         config_path,
         node_key,
         credentials,
-        protocol_keys,
-        started_text,
+        Started {
+            protocol_keys,
+            text: started_text,
+            set_log_filter,
+        },
     ))
+}
+
+/// What `run` prepared for `serve` besides the configuration.
+struct Started {
+    /// The keys the served protocols declared, derived from the vault.
+    protocol_keys: ProtocolKeys,
+    /// The configuration file as the node starts with it.
+    text: toml::Table,
+    /// Replaces the log filter on reload (`None` under `ALKNET_LOG`).
+    set_log_filter: Option<SetLogFilter>,
 }
 
 /// The keys the served protocols declare (`alknet_core::protocol_keys`), one
@@ -82,6 +117,26 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 fn declared_keys(config: &Config) -> Vec<&'static KeyDeclaration> {
     let _served = config;
     Vec::new()
+}
+
+/// The log filter: `ALKNET_LOG` when set, else the configuration's `log`
+/// (which validation has checked, naming the file).
+fn log_filter_source(
+    node: &NodeConfig,
+    config_path: Option<&std::path::Path>,
+) -> anyhow::Result<tracing_subscriber::EnvFilter> {
+    match std::env::var("ALKNET_LOG") {
+        Ok(filter) => {
+            alknet_core::config::check_log_filter(&filter).map_err(|expected| {
+                anyhow::anyhow!("environment variable ALKNET_LOG={filter:?}: expected {expected}")
+            })?;
+            log_filter(&filter).context("environment variable ALKNET_LOG")
+        }
+        Err(_) => log_filter(&node.log).with_context(|| match config_path {
+            Some(path) => format!("{}: key `log`", path.display()),
+            None => "the default log filter".to_owned(),
+        }),
+    }
 }
 
 /// Dependencies that log, at `warn`, what a peer did wrong (a malformed
@@ -104,16 +159,31 @@ fn log_filter(filter: &str) -> anyhow::Result<tracing_subscriber::EnvFilter> {
 static PANIC_LOG: alknet_core::log_limit::LogLimit =
     alknet_core::log_limit::LogLimit::error("panic in a connection, session or handler");
 
-fn init_logging(default_filter: &str) -> anyhow::Result<()> {
-    let filter = match std::env::var("ALKNET_LOG") {
-        Ok(filter) => filter,
-        Err(_) => default_filter.to_owned(),
+/// Installs the subscriber; returns what replaces its filter on reload, or
+/// `None` when `ALKNET_LOG` chose the filter (the environment wins over the
+/// file until the node restarts).
+fn init_logging(filter: tracing_subscriber::EnvFilter, format: LogFormat) -> Option<SetLogFilter> {
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // The two formats are two subscriber types, hence two handles.
+    let set: SetLogFilter = match format {
+        LogFormat::Text => {
+            let builder = builder
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.init();
+            Box::new(move |filter| Ok(handle.reload(log_filter(filter)?)?))
+        }
+        // Fields beside `message` at the top level, where collectors look.
+        LogFormat::Json => {
+            let builder = builder.json().flatten_event(true).with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.init();
+            Box::new(move |filter| Ok(handle.reload(log_filter(filter)?)?))
+        }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(log_filter(&filter)?)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
     // Panics are contained to their actor; route their message through the log
     // so operators see them with the same format and filtering as the rest.
     std::panic::set_hook(Box::new(|info| {
@@ -131,7 +201,7 @@ fn init_logging(default_filter: &str) -> anyhow::Result<()> {
             tracing::error!(target: "alknet::panic", %location, "panic: {message}");
         }
     }));
-    Ok(())
+    std::env::var_os("ALKNET_LOG").is_none().then_some(set)
 }
 
 async fn serve(
@@ -140,9 +210,13 @@ async fn serve(
     config_path: Option<PathBuf>,
     node_key: NodeKey,
     credentials: Credentials,
-    protocol_keys: ProtocolKeys,
-    started_text: toml::Table,
+    started: Started,
 ) -> anyhow::Result<ExitCode> {
+    let Started {
+        protocol_keys,
+        text: started_text,
+        set_log_filter,
+    } = started;
     // Credentials are handed to registrations as capabilities
     // (`Credentials::grant`); they live, zeroed on drop, as long as the node.
     if !credentials.names().is_empty() {
@@ -152,12 +226,16 @@ async fn serve(
     let diagnostics: &Diagnostics = config.section();
     let imports: &Imports = config.section();
     let web = dir.web_certificate(node_key.node_id(), http_section.stealth)?;
-    let operator = match (&config.node.tls.cert, &config.node.tls.key) {
-        (Some(cert), Some(key)) => Some(tls::load_pem_pair(
-            &dir.root().join(cert),
-            &dir.root().join(key),
-        )?),
-        _ => None,
+    let (operator, browser_certificate) = match (&config.node.tls.cert, &config.node.tls.key) {
+        (Some(cert), Some(key)) => {
+            let cert = dir.root().join(cert);
+            let pair = tls::load_pem_pair(&cert, &dir.root().join(key))?;
+            (
+                Some(pair),
+                format!("operator certificate {}", cert.display()),
+            )
+        }
+        _ => (None, "self-signed certificate".to_owned()),
     };
     let mut identity = ServerIdentity::new(&node_key, web, operator)?;
     if http_section.stealth {
@@ -233,7 +311,7 @@ async fn serve(
         identity,
         log: config.node.log.clone(),
         started_text,
-        set_log_filter: None,
+        set_log_filter,
     };
     let hangups = reload_signal();
     admin.attach(node.clone());
@@ -246,7 +324,7 @@ async fn serve(
     );
     if serves_console {
         println!(
-            "console: https://{}/console (self-signed certificate; sign in with a token)",
+            "console: https://{}/console ({browser_certificate}; sign in with a token)",
             node.local_addr()
         );
     }

@@ -5,13 +5,14 @@
 //! its default and a comment. Unknown keys are errors: a typo must never
 //! silently fall back to a default.
 //!
-//! This crate owns the node-wide keys ([`NodeConfig`]: `listen`, `log`,
+//! This crate owns the node-wide keys ([`NodeConfig`]: `listen`, `log`, `log_format`,
 //! `[tls]`, `[limits]`, `[supervision]`, `[protocols."<alpn>"]`). Every other
 //! top-level table belongs to the crate it configures, through
 //! [`ConfigSection`]; see the [`section`] module.
 
 mod error;
 mod limits;
+mod log;
 mod node;
 mod parse;
 pub mod section;
@@ -20,7 +21,8 @@ mod validate;
 
 pub use error::{ConfigError, InvalidKey};
 pub use limits::{ABSOLUTE_MAX_FRAME, Limits};
-pub use node::{NodeConfig, ProtocolSettings, Supervision, TlsSettings};
+pub use log::check_log_filter;
+pub use node::{LogFormat, NodeConfig, ProtocolSettings, Supervision, TlsSettings};
 pub use section::{Config, ConfigSection, SectionRegistry};
 
 #[cfg(test)]

@@ -24,6 +24,8 @@ pub struct NodeConfig {
     pub listen: SocketAddr,
     /// Log filter (tracing `EnvFilter` syntax); `ALKNET_LOG` overrides it.
     pub log: String,
+    /// How log lines are written.
+    pub log_format: LogFormat,
     /// Operator-supplied certificate for browser-facing TLS.
     pub tls: TlsSettings,
     /// Admission and handshake limits.
@@ -39,6 +41,7 @@ impl Default for NodeConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 4433)),
             log: "info".to_owned(),
+            log_format: LogFormat::Text,
             tls: TlsSettings::default(),
             limits: Limits::default(),
             supervision: Supervision::default(),
@@ -49,7 +52,15 @@ impl Default for NodeConfig {
 
 impl NodeConfig {
     /// The top-level keys this type owns, in the order the template shows them.
-    pub const KEYS: &[&str] = &["listen", "log", "tls", "limits", "supervision", "protocols"];
+    pub const KEYS: &[&str] = &[
+        "listen",
+        "log",
+        "log_format",
+        "tls",
+        "limits",
+        "supervision",
+        "protocols",
+    ];
 
     /// The connection cap for one protocol.
     pub fn max_connections_for(&self, alpn: &str) -> usize {
@@ -71,6 +82,17 @@ impl NodeConfig {
                 .unwrap_or(self.supervision.restart_window),
         )
     }
+}
+
+/// `log_format`: how log lines are written on standard error.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One line of text per event, for people.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
 }
 
 /// `[tls]`: an operator certificate, used for clients that offer no `alknet/*`

@@ -11,8 +11,12 @@ pub(super) const NODE_TEMPLATE: &str = r#"# alknet node configuration.
 listen = "127.0.0.1:4433"
 
 # Log filter (tracing EnvFilter syntax, e.g. "info,alknet_supervisors=debug").
-# The ALKNET_LOG environment variable overrides it.
+# Each comma-separated directive is a level (trace, debug, info, warn, error,
+# off) or target=level. The ALKNET_LOG environment variable overrides it.
 log = "info"
+# How log lines are written on standard error: "text" for people, or "json"
+# (one object per line) for log collectors.
+log_format = "text"
 
 [tls]
 # An operator certificate (PEM chain and key) for browser-facing TLS: used for

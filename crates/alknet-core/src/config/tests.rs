@@ -88,8 +88,8 @@ fn a_misspelt_section_names_the_file_and_the_key_and_lists_the_known_ones() {
     assert!(err.contains("line 1"), "{err}");
     assert!(
         err.contains(
-            "unknown field `toi`, expected one of `listen`, `log`, `tls`, `limits`, \
-                      `supervision`, `protocols`, `toy`"
+            "unknown field `toi`, expected one of `listen`, `log`, `log_format`, `tls`, \
+                      `limits`, `supervision`, `protocols`, `toy`"
         ),
         "{err}"
     );
@@ -199,4 +199,35 @@ fn protocol_overrides_apply_to_their_protocol_only() {
         config.restart_intensity_for("h2"),
         (5, Duration::from_secs(10))
     );
+}
+
+#[test]
+fn a_log_level_that_is_not_one_is_refused_naming_the_file_the_key_and_the_levels() {
+    // EnvFilter alone reads `loud` as a target and would silence the node.
+    let err = parse("log = \"loud\"\n").unwrap_err().to_string();
+    assert!(err.starts_with("alknet.toml: key `log`: expected"), "{err}");
+    assert!(
+        err.contains("trace, debug, info, warn, error, off"),
+        "{err}"
+    );
+    assert!(err.contains("`loud` is not a level"), "{err}");
+    assert_eq!(
+        parse("log = \"warn,alknet_call=debug\"\n").unwrap().log,
+        "warn,alknet_call=debug"
+    );
+}
+
+#[test]
+fn log_format_is_text_or_json() {
+    assert_eq!(parse("").unwrap().log_format, LogFormat::Text);
+    assert_eq!(
+        parse("log_format = \"json\"\n").unwrap().log_format,
+        LogFormat::Json
+    );
+    let err = parse("log_format = \"xml\"\n").unwrap_err().to_string();
+    assert!(
+        err.starts_with("alknet.toml:") && err.contains("line 1"),
+        "{err}"
+    );
+    assert!(err.contains("`text`") && err.contains("`json`"), "{err}");
 }

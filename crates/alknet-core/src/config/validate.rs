@@ -2,12 +2,14 @@
 
 use super::error::InvalidKey;
 use super::limits::ABSOLUTE_MAX_FRAME;
+use super::log::check_log_filter;
 use super::node::NodeConfig;
 
 impl NodeConfig {
     /// Checks ranges and combinations serde cannot express. A section's own
     /// rules are its [`ConfigSection::validate`](super::ConfigSection::validate).
     pub fn validate(&self) -> Result<(), InvalidKey> {
+        check_log_filter(&self.log).map_err(|expected| InvalidKey::new("log", expected))?;
         if self.limits.max_connections == 0 {
             return Err(InvalidKey::new(
                 "limits.max_connections",

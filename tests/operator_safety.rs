@@ -1,0 +1,536 @@
+//! The `alknet` binary guarding its operator (issue #20): data directories
+//! it will not invent or share, secrets other users could read, log settings
+//! that would silence it, JSON logs, a line for every refused credential,
+//! and a banner that says which certificate browsers get.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use alknet_core::tls::{self, ServerVerification};
+use alknet_core::{Alpn, NodeKey};
+use alknet_e2e::client::{tls_connect, tls_echo};
+use alknet_e2e::process::{NodeProcess, alknet_bin, run};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const START_DEADLINE: Duration = Duration::from_secs(30);
+
+/// An `alknet` child whose output lines are collected as they come.
+struct ServeChild {
+    child: Child,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl ServeChild {
+    /// `alknet serve --listen 127.0.0.1:0 <args>` in `cwd`, with `ALKNET_LOG`
+    /// set to `log` (or unset).
+    fn serve(args: &[&str], cwd: &Path, log: Option<&str>) -> Self {
+        let mut command = Command::new(alknet_bin());
+        command
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .current_dir(cwd)
+            .env_remove("ALKNET_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(log) = log {
+            command.env("ALKNET_LOG", log);
+        }
+        let mut child = command.spawn().expect("alknet serve starts");
+        let stdout = collect(child.stdout.take().expect("stdout"));
+        let stderr = collect(child.stderr.take().expect("stderr"));
+        Self {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    fn stdout(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    fn stderr(&self) -> Vec<String> {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits until a line of `lines` satisfies `found`, or panics with
+    /// everything printed so far.
+    fn wait_for(
+        &mut self,
+        lines: fn(&Self) -> Vec<String>,
+        what: &str,
+        deadline: Duration,
+        found: impl Fn(&str) -> bool,
+    ) -> String {
+        let end = Instant::now() + deadline;
+        loop {
+            if let Some(line) = lines(self).into_iter().find(|line| found(line)) {
+                return line;
+            }
+            let exited = self.child.try_wait().expect("try_wait");
+            if exited.is_some() || Instant::now() >= end {
+                panic!(
+                    "no {what} (exit: {exited:?}); stdout: {:#?}; stderr: {:#?}",
+                    self.stdout(),
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for the banner's last line; returns the address it listens on.
+    fn wait_serving(&mut self) -> std::net::SocketAddr {
+        self.wait_for(Self::stdout, "`serving:` line", START_DEADLINE, |l| {
+            l.starts_with("serving:")
+        });
+        self.stdout()
+            .iter()
+            .find_map(|l| l.strip_prefix("listening on "))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|addr| addr.parse().ok())
+            .expect("listening address")
+    }
+}
+
+impl Drop for ServeChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn collect(source: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(source).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    lines
+}
+
+fn s(path: &Path) -> &str {
+    path.to_str().expect("UTF-8 path")
+}
+
+/// A data directory initialised by `alknet init --no-passphrase`.
+fn initialised(parent: &Path) -> PathBuf {
+    let data = parent.join("data");
+    let out = run(&["init", "--no-passphrase", "--data-dir", s(&data)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    data
+}
+
+fn chmod(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// `serve` on `data` to completion: its exit code and stderr.
+fn serve_once(data: &Path) -> (Option<i32>, String, String) {
+    let out = run(&["serve", "--listen", "127.0.0.1:0", "--data-dir", s(data)]);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_missing_data_directory_other_than_the_default_is_refused_and_nothing_is_created() {
+    let tmp = tempfile::tempdir().unwrap();
+    let typo = tmp.path().join("srv").join("alknet-dtaa");
+    let (code, stdout, stderr) = serve_once(&typo);
+    assert_eq!(code, Some(2), "{stdout}{stderr}");
+    assert!(stderr.contains("does not exist"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("alknet init --data-dir {}", typo.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("alknet serve --init"), "{stderr}");
+    assert!(!stdout.contains("admin token"), "{stdout}");
+    assert!(
+        !tmp.path().join("srv").exists(),
+        "nothing may be created for a refused directory"
+    );
+}
+
+#[test]
+fn serve_init_creates_a_missing_data_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("srv").join("node");
+    let mut node = ServeChild::serve(&["--init", "--data-dir", s(&data)], tmp.path(), None);
+    node.wait_serving();
+    assert!(
+        node.stdout()
+            .iter()
+            .any(|l| l.starts_with("admin token: alk_")),
+        "{:#?}",
+        node.stdout()
+    );
+    assert!(data.join("node.key").exists());
+    let mode = std::fs::metadata(&data).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
+}
+
+#[test]
+fn the_default_data_directory_is_still_created_on_first_serve() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut node = ServeChild::serve(&[], tmp.path(), None);
+    node.wait_serving();
+    assert!(tmp.path().join("alknet-data").join("node.key").exists());
+    assert!(
+        node.stdout()
+            .iter()
+            .any(|l| l.starts_with("data directory: ./alknet-data")),
+        "{:#?}",
+        node.stdout()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_serve_on_one_data_directory_is_refused_naming_the_first_pid() {
+    let node = NodeProcess::start("[diagnostics]\necho = true\n");
+    let second = tokio::task::spawn_blocking({
+        let data = node.data_dir.path().to_owned();
+        move || serve_once(&data)
+    })
+    .await
+    .unwrap();
+    let (code, stdout, stderr) = second;
+    assert_eq!(code, Some(2), "{stdout}{stderr}");
+    assert!(
+        stderr.contains(&format!("pid {}", node.pid())),
+        "the holder's pid is named: {stderr}"
+    );
+    assert!(stderr.contains("same node id"), "{stderr}");
+    assert!(!stdout.contains("listening on"), "{stdout}");
+    // The first node is untouched and still serves.
+    let stream = tls_connect(node.addr, &["alknet/echo"]).await.unwrap();
+    assert_eq!(
+        tls_echo(stream, b"still here").await.unwrap(),
+        b"still here"
+    );
+}
+
+#[test]
+fn the_lock_is_released_when_the_node_is_killed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = initialised(tmp.path());
+    let mut first = ServeChild::serve(&["--data-dir", s(&data)], tmp.path(), None);
+    first.wait_serving();
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    // SIGKILL ran no destructor: the kernel released the lock.
+    let mut second = ServeChild::serve(&["--data-dir", s(&data)], tmp.path(), None);
+    second.wait_serving();
+}
+
+#[test]
+fn secrets_other_users_may_read_are_refused_with_the_chmod_that_fixes_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = initialised(tmp.path());
+    // An operator certificate, and a credentials file (which start reads
+    // after the permission check: its content does not matter here).
+    let (cert, key) = alknet_core::node_key::generate_web_certificate("localhost").unwrap();
+    std::fs::write(data.join("fullchain.pem"), cert).unwrap();
+    std::fs::write(data.join("privkey.pem"), key).unwrap();
+    chmod(&data.join("privkey.pem"), 0o600);
+    std::fs::write(data.join("credentials.toml"), "").unwrap();
+    chmod(&data.join("credentials.toml"), 0o600);
+    let config = std::fs::read_to_string(data.join("alknet.toml")).unwrap();
+    let config = config.replace(
+        "# cert = \"fullchain.pem\"\n# key = \"privkey.pem\"",
+        "cert = \"fullchain.pem\"\nkey = \"privkey.pem\"",
+    );
+    assert!(config.contains("\ncert = \"fullchain.pem\""));
+    std::fs::write(data.join("alknet.toml"), config).unwrap();
+
+    for (file, mode) in [
+        ("node.key", 0o644),
+        ("web.key", 0o640),
+        ("identities.redb", 0o604),
+        ("credentials.toml", 0o644),
+        ("mnemonic.txt", 0o660),
+        ("privkey.pem", 0o644),
+    ] {
+        let path = data.join(file);
+        chmod(&path, mode);
+        let (code, stdout, stderr) = serve_once(&data);
+        assert_eq!(code, Some(2), "{file}: {stdout}{stderr}");
+        assert!(
+            stderr.contains(&format!("run `chmod 600 {}`", path.display())),
+            "{file}: {stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("(mode {mode:03o})")),
+            "{file}: {stderr}"
+        );
+        assert!(!stdout.contains("listening on"), "{file}: {stdout}");
+        chmod(&path, 0o600);
+    }
+
+    chmod(&data, 0o777);
+    let (code, _, stderr) = serve_once(&data);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("run `chmod go-w {}`", data.display())),
+        "{stderr}"
+    );
+    chmod(&data, 0o700);
+
+    // Restored, the same directory serves: the refusals were the modes'.
+    let mut node = ServeChild::serve(&["--data-dir", s(&data)], tmp.path(), None);
+    node.wait_serving();
+}
+
+#[test]
+fn a_log_level_that_is_not_one_is_refused_before_anything_is_created() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    chmod(&data, 0o700);
+    std::fs::write(data.join("alknet.toml"), "log = \"loud\"\n").unwrap();
+    let (code, stdout, stderr) = serve_once(&data);
+    assert_eq!(code, Some(2), "{stdout}{stderr}");
+    let config = data.join("alknet.toml");
+    assert!(
+        stderr.contains(&format!("{}: key `log`: expected", config.display())),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("trace, debug, info, warn, error, off"),
+        "{stderr}"
+    );
+    assert!(!data.join("node.key").exists(), "nothing is initialised");
+
+    std::fs::write(data.join("alknet.toml"), "log_format = \"xml\"\n").unwrap();
+    let (code, _, stderr) = serve_once(&data);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("log_format") && stderr.contains("`json`"),
+        "{stderr}"
+    );
+
+    // ALKNET_LOG overrides the file, and is checked the same way.
+    std::fs::write(data.join("alknet.toml"), "").unwrap();
+    let out = Command::new(alknet_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", s(&data)])
+        .env("ALKNET_LOG", "loud")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("ALKNET_LOG=\"loud\": expected a log filter"),
+        "{stderr}"
+    );
+    assert!(!data.join("node.key").exists(), "nothing is initialised");
+}
+
+#[test]
+fn json_log_lines_are_json_objects() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = initialised(tmp.path());
+    std::fs::write(data.join("alknet.toml"), "log_format = \"json\"\n").unwrap();
+    let mut node = ServeChild::serve(&["--data-dir", s(&data)], tmp.path(), None);
+    node.wait_serving();
+    node.wait_for(
+        ServeChild::stderr,
+        "`node started` log line",
+        START_DEADLINE,
+        |l| l.contains("node started"),
+    );
+    let lines = node.stderr();
+    for line in &lines {
+        let value: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {line}; all: {lines:#?}"));
+        assert!(value["timestamp"].is_string(), "{line}");
+        assert!(value["level"].is_string(), "{line}");
+        assert!(value["target"].is_string(), "{line}");
+    }
+    let started = lines
+        .iter()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .find(|v| v["message"] == "node started")
+        .expect("node started");
+    assert_eq!(started["level"], "INFO");
+    assert!(started["node_id"].as_str().unwrap().starts_with("ed25519:"));
+}
+
+/// One HTTP/1.1 request over TLS with `Authorization: Bearer <token>`; the
+/// response's status line.
+async fn request_with_token(addr: std::net::SocketAddr, token: &str) -> String {
+    let mut stream = tls_connect(addr, &["http/1.1"]).await.unwrap();
+    let request = format!(
+        "GET /search HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\
+         Connection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let response = String::from_utf8_lossy(&response);
+    response.lines().next().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn a_refused_token_is_logged_by_prefix_with_its_source_and_rate_limited() {
+    const SECRET_PART: &str = "Sekr3tRestOfTheToken9876543210abcdefghijkmn";
+    let token = format!("alk_Zz9q{SECRET_PART}");
+    let tmp = tempfile::tempdir().unwrap();
+    let data = initialised(tmp.path());
+    let mut node = ServeChild::serve(&["--data-dir", s(&data)], tmp.path(), Some("info"));
+    let addr = node.wait_serving();
+    let runtime = alknet_e2e::runtime();
+
+    let status = runtime.block_on(request_with_token(addr, &token));
+    assert!(status.starts_with("HTTP/1.1 "), "{status}");
+    let line = node.wait_for(ServeChild::stderr, "auth line", START_DEADLINE, |l| {
+        l.contains("alknet::auth") && l.contains("bearer token refused")
+    });
+    assert!(line.contains("token_prefix=alk_Zz9q"), "{line}");
+    assert!(line.contains("source=127.0.0.1:"), "{line}");
+    assert!(line.contains("via=\"http\""), "{line}");
+
+    // A burst: at most LINES_PER_WINDOW (3) lines per 10 s window, and the
+    // rest summarised once the window ends.
+    let burst = Instant::now();
+    runtime.block_on(async {
+        for _ in 0..30 {
+            request_with_token(addr, &token).await;
+        }
+    });
+    let windows = burst.elapsed().as_secs() / 10 + 2;
+    node.wait_for(
+        ServeChild::stderr,
+        "summary of suppressed auth lines",
+        Duration::from_secs(30),
+        |l| l.contains("suppressed") && l.contains("auth: bearer token refused"),
+    );
+    let lines = node.stderr();
+    let refused = lines
+        .iter()
+        .filter(|l| l.contains("bearer token refused") && !l.contains("suppressed"))
+        .count();
+    assert!(
+        refused as u64 <= 3 * windows,
+        "{refused} lines for 31 refusals: {lines:#?}"
+    );
+    for line in &lines {
+        assert!(!line.contains(SECRET_PART), "the secret was logged: {line}");
+    }
+}
+
+#[test]
+fn an_unknown_client_certificate_is_logged_by_fingerprint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = initialised(tmp.path());
+    std::fs::write(data.join("alknet.toml"), "[diagnostics]\necho = true\n").unwrap();
+    let mut node = ServeChild::serve(&["--data-dir", s(&data)], tmp.path(), Some("info"));
+    let addr = node.wait_serving();
+    let client = NodeKey::from_seed(&[7; 32]);
+    let echoed = alknet_e2e::runtime().block_on(async {
+        let config = tls::client_config(
+            ServerVerification::Insecure,
+            Some(&client),
+            &[Alpn::new("alknet/echo")],
+            false,
+        )
+        .unwrap();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let stream = connector
+            .connect("localhost".try_into().unwrap(), tcp)
+            .await
+            .unwrap();
+        tls_echo(stream, b"anonymous").await.unwrap()
+    });
+    assert_eq!(echoed, b"anonymous", "the connection goes on, anonymous");
+    let line = node.wait_for(ServeChild::stderr, "auth line", START_DEADLINE, |l| {
+        l.contains("alknet::auth") && l.contains("client certificate not known")
+    });
+    assert!(
+        line.contains(&format!("fingerprint={}", client.node_id())),
+        "{line}"
+    );
+    assert!(line.contains("source=127.0.0.1:"), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_banner_names_the_operator_certificate_browsers_get() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = initialised(tmp.path());
+    let (cert, key) = alknet_core::node_key::generate_web_certificate("operator.example").unwrap();
+    std::fs::write(data.join("fullchain.pem"), cert).unwrap();
+    std::fs::write(data.join("privkey.pem"), key).unwrap();
+    chmod(&data.join("privkey.pem"), 0o600);
+    std::fs::write(
+        data.join("alknet.toml"),
+        "[tls]\ncert = \"fullchain.pem\"\nkey = \"privkey.pem\"\n",
+    )
+    .unwrap();
+    let mut node = ServeChild::serve(&["--data-dir", s(&data)], tmp.path(), None);
+    let addr = tokio::task::block_in_place(|| node.wait_serving());
+    let console = node
+        .stdout()
+        .into_iter()
+        .find(|l| l.starts_with("console: "))
+        .expect("console line");
+    assert!(
+        console.contains(&format!(
+            "(operator certificate {}",
+            data.join("fullchain.pem").display()
+        )),
+        "{console}"
+    );
+    assert!(!console.contains("self-signed"), "{console}");
+    // And it is what a browser gets.
+    let served = tls_connect(addr, &["http/1.1"]).await.unwrap();
+    let leaf = served.get_ref().1.peer_certificates().unwrap()[0].clone();
+    let operator =
+        tls::load_pem_pair(&data.join("fullchain.pem"), &data.join("privkey.pem")).unwrap();
+    assert_eq!(leaf, operator.chain[0]);
+}
+
+#[test]
+fn a_refused_token_on_the_call_protocol_is_logged_with_its_transport() {
+    use alknet_e2e::raw_call::{Transport, open_at};
+    const SECRET_PART: &str = "CallSekr3tRest0fTheToken9876543210abcdefghij";
+    let token = format!("alk_Qq7w{SECRET_PART}");
+    let tmp = tempfile::tempdir().unwrap();
+    let data = initialised(tmp.path());
+    let mut node = ServeChild::serve(&["--data-dir", s(&data)], tmp.path(), Some("info"));
+    let addr = node.wait_serving();
+    alknet_e2e::runtime().block_on(async {
+        let mut session = open_at(addr, Transport::Quic).await;
+        session
+            .call_as(
+                "1",
+                "services/list",
+                serde_json::json!({}),
+                Some(&token),
+                None,
+            )
+            .await;
+        let (id, _refused) = session.expect().await;
+        assert_eq!(id, "1");
+    });
+    let line = node.wait_for(ServeChild::stderr, "auth line", START_DEADLINE, |l| {
+        l.contains("alknet::auth") && l.contains("bearer token refused")
+    });
+    assert!(line.contains("token_prefix=alk_Qq7w"), "{line}");
+    assert!(line.contains("via=\"alknet/call\""), "{line}");
+    assert!(line.contains("source=127.0.0.1:"), "{line}");
+    assert!(!line.contains(SECRET_PART), "{line}");
+}
