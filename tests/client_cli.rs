@@ -436,6 +436,7 @@ fn errors_say_their_cause_once_and_in_words() {
         home.path(),
         &[
             "serve",
+            "--init",
             "--listen",
             &node.addr.to_string(),
             "--data-dir",
@@ -473,39 +474,30 @@ fn errors_say_their_cause_once_and_in_words() {
     );
 
     // A missing key file, and an ECDSA key where Ed25519 is needed.
+    let call_with_key = |key: &std::path::Path| {
+        output(alknet(
+            home.path(),
+            &[
+                "call",
+                "--connect",
+                &connect,
+                "--pin",
+                &node.node_id,
+                "--key",
+                key.to_str().unwrap(),
+                "services/list",
+            ],
+        ))
+    };
     let missing = home.path().join("absent.key");
-    let out = output(alknet(
-        home.path(),
-        &[
-            "call",
-            "--connect",
-            &connect,
-            "--pin",
-            &node.node_id,
-            "--key",
-            missing.to_str().unwrap(),
-            "services/list",
-        ],
-    ));
+    let out = call_with_key(&missing);
     assert_eq!(out.status.code(), Some(2));
     assert_said_once(&stderr(&out), "absent.key");
     assert_said_once(&stderr(&out), "No such file or directory");
     let ecdsa = home.path().join("ecdsa.key");
     let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     std::fs::write(&ecdsa, pair.serialize_pem()).unwrap();
-    let out = output(alknet(
-        home.path(),
-        &[
-            "call",
-            "--connect",
-            &connect,
-            "--pin",
-            &node.node_id,
-            "--key",
-            ecdsa.to_str().unwrap(),
-            "services/list",
-        ],
-    ));
+    let out = call_with_key(&ecdsa);
     assert_eq!(out.status.code(), Some(2));
     let message = stderr(&out);
     assert!(

@@ -58,7 +58,9 @@ impl NodeProcess {
         Self::start_with_env(config_toml, &[])
     }
 
-    /// [`Self::start`] with extra environment variables (`NOTIFY_SOCKET`, …).
+    /// [`Self::start`] with extra environment variables (`NOTIFY_SOCKET`, …);
+    /// an empty value removes the variable (`ALKNET_LOG`, which the harness
+    /// sets otherwise).
     pub fn start_with_env(config_toml: &str, env: &[(&str, &std::ffi::OsStr)]) -> Self {
         Self::launch(config_toml, env, |_| {})
     }
@@ -77,14 +79,22 @@ impl NodeProcess {
         let data_dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(data_dir.path().join("alknet.toml"), config_toml).expect("write config");
         setup(data_dir.path());
-        let mut child = Command::new(alknet_bin())
+        let mut command = Command::new(alknet_bin());
+        command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir.path())
             .env(
                 "ALKNET_LOG",
                 std::env::var("ALKNET_TEST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .envs(env.iter().copied())
+            );
+        for (key, value) in env {
+            if value.is_empty() {
+                command.env_remove(key);
+            } else {
+                command.env(key, value);
+            }
+        }
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
