@@ -48,6 +48,56 @@ fn init_creates_a_private_key_certificates_and_a_commented_config() {
 }
 
 #[test]
+fn init_json_is_one_object_with_the_node_its_token_and_its_mnemonic() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("node");
+    let out = run(&[
+        "init",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--no-passphrase",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "one line: {stdout}");
+    let created: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert!(created["node_id"].as_str().unwrap().starts_with("ed25519:"));
+    assert!(created["admin_token"].as_str().unwrap().starts_with("alk_"));
+    assert!(
+        created["ssh_host_key"]
+            .as_str()
+            .unwrap()
+            .starts_with("ssh-ed25519 ")
+    );
+    assert_eq!(created["mnemonic"].as_str().unwrap().split(' ').count(), 24);
+    assert_eq!(created["sealed"], false);
+    assert_eq!(created["data_dir"], data.to_str().unwrap());
+    assert!(std::path::Path::new(created["config"].as_str().unwrap()).exists());
+    // The same node id as the text output of a restore from that mnemonic.
+    let mnemonic = dir.path().join("mnemonic");
+    std::fs::write(&mnemonic, created["mnemonic"].as_str().unwrap()).unwrap();
+    let restored = run(&[
+        "init",
+        "--restore",
+        "--mnemonic-file",
+        mnemonic.to_str().unwrap(),
+        "--no-passphrase",
+        "--data-dir",
+        dir.path().join("restored").to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(restored.status.success(), "{restored:?}");
+    let restored: serde_json::Value = serde_json::from_slice(&restored.stdout).unwrap();
+    assert_eq!(restored["node_id"], created["node_id"]);
+    assert_eq!(
+        restored["mnemonic"],
+        serde_json::Value::Null,
+        "a restored mnemonic is not repeated"
+    );
+}
+
+#[test]
 fn config_errors_name_the_file_and_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("custom.toml");

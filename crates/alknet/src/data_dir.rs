@@ -382,6 +382,32 @@ pub struct Initialised {
 }
 
 impl Initialised {
+    /// Prints what was created as one JSON object: `data_dir`, `node_id`,
+    /// `config`, `ssh_host_key`, `admin_token`, `sealed`, and `mnemonic` (a
+    /// generated one; `null` when restored). The notices go to standard
+    /// error, as with [`Self::print`].
+    pub fn print_json(&self) {
+        let object = serde_json::json!({
+            "data_dir": self.dir.root(),
+            "node_id": self.node_id,
+            "config": self.dir.config(),
+            "ssh_host_key": self.ssh_host_key,
+            "admin_token": self.admin_token,
+            "sealed": self.sealed,
+            "mnemonic": self.mnemonic.as_ref().map(|m| m.phrase().as_str().to_owned()),
+        });
+        println!("{object}");
+        if self.mnemonic.is_some() {
+            eprintln!(
+                "WRITE THE MNEMONIC DOWN and keep it offline: it is shown only this once, and it \
+                 alone restores this node with `alknet init --restore`"
+            );
+        }
+        eprintln!(
+            "the admin token is shown only this once and only its hash is kept: store it safely"
+        );
+    }
+
     /// Prints what was created. `show_mnemonic` prints a generated mnemonic
     /// with its notice (`alknet init`); `serve`'s unattended initialisation
     /// keeps it out of its output, which often ends up in logs.

@@ -91,6 +91,10 @@ enum Command {
         /// newline is ignored).
         #[arg(long)]
         passphrase_file: Option<PathBuf>,
+        /// Print what was created as one JSON object (notices stay on
+        /// standard error).
+        #[arg(long)]
+        json: bool,
     },
     /// Run the node. A missing ./alknet-data is initialised first (without a
     /// passphrase); any other missing data directory only with --init.
@@ -383,6 +387,7 @@ fn main() -> ExitCode {
             mnemonic_file,
             no_passphrase,
             passphrase_file,
+            json,
         } => {
             let options = InitOptions {
                 mnemonic: if restore {
@@ -399,7 +404,11 @@ fn main() -> ExitCode {
                 },
             };
             data_dir::init(&data_dir, options).map(|created| {
-                created.print(true);
+                if json {
+                    created.print_json();
+                } else {
+                    created.print(true);
+                }
                 ExitCode::SUCCESS
             })
         }
