@@ -297,3 +297,95 @@ fn sighup_applies_a_changed_log_filter() {
     );
     assert!(node.is_running());
 }
+
+#[test]
+fn sighup_applies_new_connection_caps_to_new_connections_only() {
+    let node = NodeProcess::start("[diagnostics]\necho = true\n");
+    let config = node.data_dir.path().join("alknet.toml");
+    let rt = runtime();
+    let endpoint = rt.block_on(async { quic_endpoint() });
+    let connect = || {
+        rt.block_on(quic_connect(&endpoint, node.addr, &["alknet/echo"]))
+            .expect("handshake")
+    };
+    let (first, second) = (connect(), connect());
+    for connection in [&first, &second] {
+        assert_eq!(
+            rt.block_on(quic_echo(connection, b"open")).unwrap(),
+            b"open"
+        );
+    }
+    let reloads = |node: &NodeProcess| {
+        node.log()
+            .iter()
+            .filter(|l| l.contains("connection caps reloaded"))
+            .count()
+    };
+
+    std::fs::write(
+        &config,
+        "[diagnostics]\necho = true\n[limits]\nmax_connections = 2\n",
+    )
+    .unwrap();
+    node.signal(Signal::SIGHUP);
+    assert!(
+        eventually_blocking(Duration::from_secs(10), || reloads(&node) == 1),
+        "{:?}",
+        node.log()
+    );
+    // Both connections are at the new cap: a third is refused after its
+    // handshake, with the limit's close code; the two keep working.
+    let third = connect();
+    let closed = rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(10), third.closed())
+            .await
+            .expect("the third connection is closed")
+    });
+    match closed {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(
+                close.error_code,
+                quinn::VarInt::from_u32(alknet_core::close::REFUSED)
+            );
+        }
+        other => panic!("closed as {other:?}"),
+    }
+    for connection in [&first, &second] {
+        assert_eq!(
+            rt.block_on(quic_echo(connection, b"kept")).unwrap(),
+            b"kept"
+        );
+    }
+    // No log line says the caps changed when they did not.
+    node.signal(Signal::SIGHUP);
+    assert!(eventually_blocking(Duration::from_secs(10), || node
+        .log()
+        .iter()
+        .filter(|l| l.contains("reload finished"))
+        .count()
+        == 2));
+    assert_eq!(reloads(&node), 1, "{:?}", node.log());
+
+    std::fs::write(
+        &config,
+        "[diagnostics]\necho = true\n[limits]\nmax_connections = 3\n",
+    )
+    .unwrap();
+    node.signal(Signal::SIGHUP);
+    assert!(
+        eventually_blocking(Duration::from_secs(10), || reloads(&node) == 2),
+        "{:?}",
+        node.log()
+    );
+    let fourth = connect();
+    assert_eq!(rt.block_on(quic_echo(&fourth, b"room")).unwrap(), b"room");
+    // The cap was applied, not merely named as waiting for a restart.
+    assert!(
+        !node
+            .log()
+            .iter()
+            .any(|l| l.contains("not applied") && l.contains("max_connections")),
+        "{:?}",
+        node.log()
+    );
+}

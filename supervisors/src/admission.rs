@@ -13,7 +13,8 @@ use tokio::sync::Notify;
 /// Counters of one cap.
 #[derive(Debug)]
 pub(crate) struct Gauge {
-    limit: usize,
+    /// Changed live by a reload (`NodeHandle::set_connection_caps`).
+    limit: AtomicUsize,
     open: AtomicUsize,
     refused: AtomicU64,
 }
@@ -21,7 +22,7 @@ pub(crate) struct Gauge {
 impl Gauge {
     pub(crate) fn new(limit: usize) -> Self {
         Self {
-            limit,
+            limit: AtomicUsize::new(limit),
             open: AtomicUsize::new(0),
             refused: AtomicU64::new(0),
         }
@@ -30,7 +31,7 @@ impl Gauge {
     fn try_acquire(&self) -> bool {
         self.open
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.limit).then_some(n + 1)
+                (n < self.limit.load(Ordering::Relaxed)).then_some(n + 1)
             })
             .is_ok()
     }
@@ -41,6 +42,16 @@ impl Gauge {
 
     pub(crate) fn open(&self) -> usize {
         self.open.load(Ordering::Acquire)
+    }
+
+    /// A new cap for connections admitted from now on; connections open over
+    /// it stay (they end on their own), as nginx keeps them on a reload.
+    pub(crate) fn set_limit(&self, limit: usize) {
+        self.limit.store(limit, Ordering::Relaxed);
+    }
+
+    pub(crate) fn limit(&self) -> usize {
+        self.limit.load(Ordering::Relaxed)
     }
 
     pub(crate) fn refused(&self) -> u64 {
@@ -96,6 +107,10 @@ impl Admission {
 
     pub(crate) fn open(&self) -> usize {
         self.global.open()
+    }
+
+    pub(crate) fn global(&self) -> &Gauge {
+        &self.global
     }
 
     pub(crate) fn refused(&self) -> u64 {

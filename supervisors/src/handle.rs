@@ -69,6 +69,23 @@ impl NodeHandle {
         stats
     }
 
+    /// Applies the connection caps of `config` (`limits.max_connections`,
+    /// `limits.max_connections_per_protocol`, `[protocols."…"]
+    /// max_connections`) to connections admitted from now on; returns
+    /// whether any cap changed. Open connections are never closed for it.
+    pub fn set_connection_caps(&self, config: &alknet_core::NodeConfig) -> bool {
+        let mut changed = false;
+        let mut set = |gauge: &crate::admission::Gauge, limit: usize| {
+            changed |= gauge.limit() != limit;
+            gauge.set_limit(limit);
+        };
+        set(self.node.admission.global(), config.limits.max_connections);
+        for entry in self.node.protocols() {
+            set(&entry.gauge, config.max_connections_for(&entry.alpn));
+        }
+        changed
+    }
+
     /// Starts the ordered shutdown; returns at once.
     pub fn shutdown(&self) {
         let _ = self.shutdown_tx.send(ShutdownReason::Requested);

@@ -3,7 +3,8 @@
 //! Like nginx or sshd, a reload re-reads the configuration file and keeps
 //! every open connection. Applied live: the web and operator certificates
 //! (re-read from their files even when the configuration did not change, so
-//! a renewed certificate is picked up), and the log filter. Every other key
+//! a renewed certificate is picked up), the log filter, and the connection
+//! caps (for connections admitted from then on). Every other key
 //! that changed is named in one warning and applies at the next start. A
 //! configuration that no longer validates changes nothing.
 
@@ -14,13 +15,25 @@ use alknet_core::NodeId;
 use alknet_core::config::Config;
 use alknet_core::tls::{self, ServerIdentity};
 use alknet_http::config::HttpSection;
+use alknet_supervisors::NodeHandle;
 use anyhow::Context;
 
 use crate::data_dir::DataDir;
 use crate::sections;
 
 /// Keys a reload applies; changes to any other key wait for a restart.
-const APPLIED_LIVE: &[&str] = &["tls.cert", "tls.key", "log"];
+const APPLIED_LIVE: &[&str] = &[
+    "tls.cert",
+    "tls.key",
+    "log",
+    "limits.max_connections",
+    "limits.max_connections_per_protocol",
+];
+
+fn applied_live(key: &str) -> bool {
+    APPLIED_LIVE.contains(&key)
+        || (key.starts_with("protocols.") && key.ends_with(".max_connections"))
+}
 
 /// Replaces the running log filter.
 pub type SetLogFilter = Box<dyn Fn(&str) -> anyhow::Result<()> + Send + Sync>;
@@ -31,6 +44,8 @@ pub struct Reloader {
     pub config_path: Option<PathBuf>,
     pub node_id: NodeId,
     pub identity: ServerIdentity,
+    /// The running node, for its connection caps.
+    pub node: NodeHandle,
     /// The log filter the node runs with (the last one applied).
     pub log: String,
     /// The configuration file as the node started with it: keys that differ
@@ -62,6 +77,13 @@ impl Reloader {
                 "certificates not reloaded, the previous ones are still served: {error:#}"
             ),
         }
+        if self.node.set_connection_caps(&next.node) {
+            tracing::info!(
+                max_connections = next.node.limits.max_connections,
+                max_connections_per_protocol = next.node.limits.max_connections_per_protocol,
+                "connection caps reloaded (open connections stay)"
+            );
+        }
         if next.node.log != self.log {
             match self.set_log_filter.as_ref().map(|set| set(&next.node.log)) {
                 Some(Ok(())) => tracing::info!(filter = %next.node.log, "log filter reloaded"),
@@ -71,7 +93,7 @@ impl Reloader {
         }
         let pending: Vec<String> = changed_keys(&self.started_text, &next_text)
             .into_iter()
-            .filter(|key| !APPLIED_LIVE.contains(&key.as_str()))
+            .filter(|key| !applied_live(key))
             .collect();
         if !pending.is_empty() {
             tracing::warn!(
@@ -80,6 +102,7 @@ impl Reloader {
             );
         }
         self.log = next.node.log;
+        tracing::info!("reload finished");
     }
 
     fn reload_certificates(&self, next: &Config) -> anyhow::Result<String> {

@@ -309,6 +309,7 @@ async fn serve(
         config_path: config_path.clone(),
         node_id: node_key.node_id(),
         identity,
+        node: node.clone(),
         log: config.node.log.clone(),
         started_text,
         set_log_filter,
