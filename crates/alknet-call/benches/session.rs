@@ -24,6 +24,24 @@ fn envelope(c: &mut Criterion) {
 }
 
 fn session(c: &mut Criterion) {
+    receive_echo(c, "session/receive a diag/echo request (answered at once)");
+}
+
+/// The same, with a Prometheus recorder behind the `metrics` facade, as
+/// `alknet serve` installs it when `[metrics] listen` is set: what counting
+/// every call costs. Runs last, as the recorder stays installed.
+fn session_with_metrics(c: &mut Criterion) {
+    let _handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .unwrap();
+    alknet_call::call_metrics::enable();
+    receive_echo(
+        c,
+        "session/receive a diag/echo request (answered at once, metrics recorded)",
+    );
+}
+
+fn receive_echo(c: &mut Criterion, name: &str) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -53,17 +71,14 @@ fn session(c: &mut Criterion) {
         ))
         .unwrap();
     let _entered = runtime.enter();
-    c.bench_function(
-        "session/receive a diag/echo request (answered at once)",
-        |b| {
-            b.iter(|| {
-                let reply = session.receive(black_box(REQUEST)).unwrap();
-                black_box(reply.expect("diag/echo answers at once"))
-            })
-        },
-    );
+    c.bench_function(name, |b| {
+        b.iter(|| {
+            let reply = session.receive(black_box(REQUEST)).unwrap();
+            black_box(reply.expect("diag/echo answers at once"))
+        })
+    });
     drop(session);
 }
 
-criterion_group!(benches, envelope, session);
+criterion_group!(benches, envelope, session, session_with_metrics);
 criterion_main!(benches);

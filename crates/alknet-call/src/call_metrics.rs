@@ -10,8 +10,27 @@
 //!
 //! `operation` is a registered name or `(unknown)`: a caller chooses the
 //! names it sends, and must not be able to create series.
+//!
+//! Counting is off until [`enable`]: labels are allocated and the reply
+//! wrapped per call, which costs about a fifth of an answered request in the
+//! session benchmark (docs/benchmarks.md), so a node without a metrics
+//! endpoint does not pay it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::time::Instant;
+
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Counts every call from now on; the binary calls it when it installs a
+/// metrics recorder.
+pub fn enable() {
+    ENABLED.store(true, Ordering::Relaxed);
+}
+
+pub(crate) fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
 
 use crate::error::CallError;
 

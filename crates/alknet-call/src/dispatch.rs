@@ -16,7 +16,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::access::hidden;
-use crate::call_metrics::{CallRecord, UNKNOWN_OPERATION};
+use crate::call_metrics::{self, CallRecord, UNKNOWN_OPERATION};
 use crate::error::CallError;
 use crate::handle::SessionHandle;
 use crate::registry::{Context, Handler, OpType, Operation, Registry, Visibility};
@@ -192,18 +192,19 @@ pub fn dispatch(
     identities: &dyn IdentityProvider,
     request: Request,
 ) -> Result<Reply, CallError> {
+    if !call_metrics::enabled() {
+        return checked(registry, identities, request);
+    }
     let name = request
         .operation
         .strip_prefix('/')
-        .unwrap_or(&request.operation);
-    let label = match registry.get(name) {
-        Some(_) => name.to_owned(),
-        None => UNKNOWN_OPERATION.to_owned(),
-    };
+        .unwrap_or(&request.operation)
+        .to_owned();
     let deadline = request.deadline;
     match checked(registry, identities, request) {
+        // Dispatched: the name is a registered operation.
         Ok(Reply::One(output)) => {
-            let record = CallRecord::start(&label, true, deadline);
+            let record = CallRecord::start(&name, true, deadline);
             Ok(Reply::One(
                 async move {
                     let outcome = output.await;
@@ -214,11 +215,15 @@ pub fn dispatch(
             ))
         }
         Ok(Reply::Stream(items)) => {
-            let record = CallRecord::start(&label, false, None);
+            let record = CallRecord::start(&name, false, None);
             Ok(Reply::Stream(recorded_stream(items, record)))
         }
         Err(error) => {
-            CallRecord::refused(&label, &error);
+            let label = match registry.get(&name) {
+                Some(_) => name.as_str(),
+                None => UNKNOWN_OPERATION,
+            };
+            CallRecord::refused(label, &error);
             Err(error)
         }
     }

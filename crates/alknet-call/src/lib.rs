@@ -30,7 +30,7 @@ pub use alknet_call_proto::{access, codec, envelope, error, names, operation, sc
 pub mod actor;
 pub mod admin;
 pub mod builtins;
-mod call_metrics;
+pub mod call_metrics;
 pub mod client;
 pub mod dispatch;
 pub mod from_call;

@@ -37,6 +37,7 @@ pub async fn start(listen: SocketAddr) -> anyhow::Result<SocketAddr> {
         .install_recorder()
         .context("cannot install the metrics recorder")?;
     describe();
+    alknet_call::call_metrics::enable();
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen for metrics on {listen} ([metrics] listen)"))?;
