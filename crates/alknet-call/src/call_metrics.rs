@@ -50,9 +50,9 @@ pub(crate) struct CallRecord {
 
 impl CallRecord {
     /// A query or mutation (timed) or a subscription (not timed).
-    pub(crate) fn start(operation: &str, timed: bool, deadline: Option<Instant>) -> Self {
+    pub(crate) fn start(operation: String, timed: bool, deadline: Option<Instant>) -> Self {
         Self {
-            operation: operation.to_owned(),
+            operation,
             started: Instant::now(),
             deadline,
             timed,

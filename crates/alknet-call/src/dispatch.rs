@@ -204,7 +204,7 @@ pub fn dispatch(
     match checked(registry, identities, request) {
         // Dispatched: the name is a registered operation.
         Ok(Reply::One(output)) => {
-            let record = CallRecord::start(&name, true, deadline);
+            let record = CallRecord::start(name, true, deadline);
             Ok(Reply::One(
                 async move {
                     let outcome = output.await;
@@ -215,7 +215,7 @@ pub fn dispatch(
             ))
         }
         Ok(Reply::Stream(items)) => {
-            let record = CallRecord::start(&name, false, None);
+            let record = CallRecord::start(name, false, None);
             Ok(Reply::Stream(recorded_stream(items, record)))
         }
         Err(error) => {

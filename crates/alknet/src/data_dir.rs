@@ -27,6 +27,7 @@
 use std::path::{Path, PathBuf};
 
 use alknet_core::NodeId;
+use alknet_core::config::TlsSettings;
 use alknet_core::node_key::{self, CertificateAndKey, NodeKey};
 use alknet_core::tls;
 use alknet_identity::{IDENTITIES_FILE, IdentityStore, TokenSpec};
@@ -170,6 +171,40 @@ impl DataDir {
             return Ok(tls::load_pem_pair(&self.web_cert(), &self.web_key())?);
         }
         Ok(web)
+    }
+
+    /// What browsers and other non-peer clients are shown: the web
+    /// certificate and, when `[tls]` names one, the operator's (its key
+    /// checked as private as the node's own, since a renewal tool may write it
+    /// with a looser mode); with a description for the banner and the logs.
+    /// `serve` loads them at start and `SIGHUP` again.
+    pub fn browser_certificates(
+        &self,
+        node_id: NodeId,
+        tls: &TlsSettings,
+        stealth: bool,
+    ) -> anyhow::Result<BrowserCertificates> {
+        let web = self.web_certificate(node_id, stealth)?;
+        let (operator, described) = match (&tls.cert, &tls.key) {
+            (Some(cert), Some(key)) => {
+                let (cert, key) = (self.root.join(cert), self.root.join(key));
+                check_private(
+                    &key,
+                    "the private key of the operator certificate ([tls] key)",
+                )?;
+                let pair = tls::load_pem_pair(&cert, &key)?;
+                (
+                    Some(pair),
+                    format!("operator certificate {}", cert.display()),
+                )
+            }
+            _ => (None, "self-signed certificate".to_owned()),
+        };
+        Ok(BrowserCertificates {
+            web,
+            operator,
+            described,
+        })
     }
 
     /// A fresh browser-facing certificate; its subject is `localhost`, as its
@@ -326,6 +361,16 @@ fn names_node(web: &CertificateAndKey, node_id: NodeId) -> bool {
             .windows(id.len())
             .any(|window| window == id.as_bytes())
     })
+}
+
+/// The certificates [`DataDir::browser_certificates`] loaded.
+pub struct BrowserCertificates {
+    /// The self-signed web certificate.
+    pub web: CertificateAndKey,
+    /// The operator's certificate, when `[tls]` names one.
+    pub operator: Option<CertificateAndKey>,
+    /// What browsers are served, e.g. `operator certificate /etc/…/fullchain.pem`.
+    pub described: String,
 }
 
 /// Where `init` takes the mnemonic from.

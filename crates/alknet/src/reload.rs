@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use alknet_core::NodeId;
 use alknet_core::config::Config;
-use alknet_core::tls::{self, ServerIdentity};
+use alknet_core::tls::ServerIdentity;
 use alknet_http::config::HttpSection;
 use alknet_supervisors::NodeHandle;
 use anyhow::Context;
@@ -107,35 +107,12 @@ impl Reloader {
 
     fn reload_certificates(&self, next: &Config) -> anyhow::Result<String> {
         let stealth = next.section::<HttpSection>().stealth;
-        let web = self.dir.web_certificate(self.node_id, stealth)?;
-        let operator = match (&next.node.tls.cert, &next.node.tls.key) {
-            (Some(cert), Some(key)) => {
-                let (cert, key) = (self.dir.root().join(cert), self.dir.root().join(key));
-                // A renewal tool may have written the new key with a looser mode.
-                crate::data_dir::check_private(
-                    &key,
-                    "the private key of the operator certificate ([tls] key)",
-                )?;
-                Some(
-                    tls::load_pem_pair(&cert, &key)
-                        .with_context(|| format!("operator certificate {}", cert.display()))?,
-                )
-            }
-            _ => None,
-        };
-        let served = match &operator {
-            Some(_) => format!(
-                "operator certificate {}",
-                next.node
-                    .tls
-                    .cert
-                    .as_ref()
-                    .map_or_else(String::new, |p| p.display().to_string())
-            ),
-            None => "self-signed web certificate".to_owned(),
-        };
-        self.identity.replace_certificates(web, operator)?;
-        Ok(served)
+        let certificates = self
+            .dir
+            .browser_certificates(self.node_id, &next.node.tls, stealth)?;
+        self.identity
+            .replace_certificates(certificates.web, certificates.operator)?;
+        Ok(certificates.described)
     }
 }
 

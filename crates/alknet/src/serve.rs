@@ -10,7 +10,7 @@ use alknet_call::overlay::{OverlayBudget, OverlayLimits};
 use alknet_call::{CallHandler, Registry, SessionLimits, builtins};
 use alknet_core::config::{Config, LogFormat};
 use alknet_core::protocol_keys::{KeyDeclaration, ProtocolKeys};
-use alknet_core::tls::{self, ServerIdentity};
+use alknet_core::tls::ServerIdentity;
 use alknet_core::{IdentityProvider, NodeConfig, NodeKey};
 use alknet_http::config::{DecoyKind, HttpSection};
 use alknet_identity::StoreIdentities;
@@ -46,7 +46,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         config.node.listen = listen;
     }
     let filter = log_filter_source(&config.node, config_path.as_deref())?;
-    let operator_key = config.node.tls.key.as_ref().map(|key| dir.root().join(key));
 
     data_dir::ensure_exists(&args.data_dir, args.init)?;
     let _lock = dir.lock()?;
@@ -59,12 +58,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             args.data_dir.display()
         );
         data_dir::init(&args.data_dir, InitOptions::unattended())?.print(false);
-    }
-    if let Some(key) = &operator_key {
-        data_dir::check_private(
-            key,
-            "the private key of the operator certificate ([tls] key)",
-        )?;
     }
     if config_path.is_none() && dir.config().exists() {
         // `init` just wrote the template, every key at its default: what a
@@ -225,19 +218,10 @@ async fn serve(
     let http_section: &HttpSection = config.section();
     let diagnostics: &Diagnostics = config.section();
     let imports: &Imports = config.section();
-    let web = dir.web_certificate(node_key.node_id(), http_section.stealth)?;
-    let (operator, browser_certificate) = match (&config.node.tls.cert, &config.node.tls.key) {
-        (Some(cert), Some(key)) => {
-            let cert = dir.root().join(cert);
-            let pair = tls::load_pem_pair(&cert, &dir.root().join(key))?;
-            (
-                Some(pair),
-                format!("operator certificate {}", cert.display()),
-            )
-        }
-        _ => (None, "self-signed certificate".to_owned()),
-    };
-    let mut identity = ServerIdentity::new(&node_key, web, operator)?;
+    let certificates =
+        dir.browser_certificates(node_key.node_id(), &config.node.tls, http_section.stealth)?;
+    let browser_certificate = certificates.described;
+    let mut identity = ServerIdentity::new(&node_key, certificates.web, certificates.operator)?;
     if http_section.stealth {
         identity = identity.hiding_the_node();
     }
