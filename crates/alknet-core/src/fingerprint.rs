@@ -4,10 +4,18 @@
 //! its id when its certificate is re-issued; any other certificate is named by a
 //! hash of its DER (`SHA256:<hex>`). The format is shared with the original
 //! alknet design and appears in configuration, peer entries and logs.
+//!
+//! SSH public keys share the space: an Ed25519 SSH key is the same
+//! `ed25519:<hex>` as a certificate with that key, so one peer entry is one
+//! identity on every protocol; any other SSH key is named as `ssh-keygen -l`
+//! names it, `SHA256:<base64>` over its key blob (43 characters, where a
+//! certificate hash has 64 hexadecimal digits).
 
 use std::fmt;
 use std::str::FromStr;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD_NO_PAD;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 /// OID of Ed25519 public keys (RFC 8410).
@@ -20,6 +28,8 @@ pub enum Fingerprint {
     Ed25519([u8; 32]),
     /// Any other certificate: SHA-256 over its DER encoding.
     Sha256([u8; 32]),
+    /// Any other SSH public key: SHA-256 over its wire-format key blob.
+    SshKey([u8; 32]),
 }
 
 /// Why a fingerprint string could not be parsed.
@@ -28,8 +38,11 @@ pub enum FingerprintParseError {
     /// The prefix was neither `ed25519:` nor `SHA256:`.
     #[error("fingerprint must start with `ed25519:` or `SHA256:`")]
     UnknownPrefix,
-    /// The hex part was not 64 hexadecimal digits.
-    #[error("fingerprint must have 64 hexadecimal digits after the prefix")]
+    /// The part after the prefix was neither 64 hexadecimal digits nor, after
+    /// `SHA256:`, 43 characters of unpadded base64.
+    #[error(
+        "fingerprint must have 64 hexadecimal digits after the prefix (or, for an SSH key, `SHA256:` and 43 base64 characters as `ssh-keygen -l` prints)"
+    )]
     BadHex,
 }
 
@@ -58,6 +71,7 @@ impl fmt::Display for Fingerprint {
         match self {
             Self::Ed25519(key) => write!(f, "ed25519:{}", hex::encode(key)),
             Self::Sha256(hash) => write!(f, "SHA256:{}", hex::encode(hash)),
+            Self::SshKey(hash) => write!(f, "SHA256:{}", STANDARD_NO_PAD.encode(hash)),
         }
     }
 }
@@ -76,6 +90,9 @@ impl FromStr for Fingerprint {
             if let Some(rest) = s.strip_prefix("ed25519:") {
                 (Self::Ed25519, rest)
             } else if let Some(rest) = s.strip_prefix("SHA256:") {
+                if rest.len() != 64 {
+                    return ssh_key_hash(rest).map(Self::SshKey);
+                }
                 (Self::Sha256, rest)
             } else {
                 return Err(FingerprintParseError::UnknownPrefix);
@@ -84,6 +101,14 @@ impl FromStr for Fingerprint {
         hex::decode_to_slice(hex_part, &mut bytes).map_err(|_| FingerprintParseError::BadHex)?;
         Ok(make(bytes))
     }
+}
+
+/// The hash of an `ssh-keygen -l` style `SHA256:` fingerprint.
+fn ssh_key_hash(base64: &str) -> Result<[u8; 32], FingerprintParseError> {
+    let bytes = STANDARD_NO_PAD
+        .decode(base64.trim_end_matches('='))
+        .map_err(|_| FingerprintParseError::BadHex)?;
+    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| FingerprintParseError::BadHex)
 }
 
 #[cfg(test)]
@@ -95,12 +120,34 @@ mod tests {
         for fp in [
             Fingerprint::Ed25519([0xab; 32]),
             Fingerprint::Sha256([0x01; 32]),
+            Fingerprint::SshKey([0x02; 32]),
         ] {
             assert_eq!(fp.to_string().parse::<Fingerprint>().unwrap(), fp);
         }
         assert_eq!(
             Fingerprint::Ed25519([0xab; 32]).to_string(),
             format!("ed25519:{}", "ab".repeat(32))
+        );
+    }
+
+    #[test]
+    fn ssh_keys_are_named_as_ssh_keygen_names_them() {
+        let fp = Fingerprint::SshKey([0xff; 32]);
+        assert_eq!(
+            fp.to_string(),
+            "SHA256://////////////////////////////////////////8"
+        );
+        assert_eq!(fp.to_string().parse::<Fingerprint>().unwrap(), fp);
+        // Padding, which `ssh-keygen` leaves out, is accepted too.
+        assert_eq!(
+            "SHA256://////////////////////////////////////////8="
+                .parse::<Fingerprint>()
+                .unwrap(),
+            fp
+        );
+        assert_eq!(
+            "SHA256://///////////////////////////////////////".parse::<Fingerprint>(),
+            Err(FingerprintParseError::BadHex)
         );
     }
 
@@ -115,7 +162,7 @@ mod tests {
             Err(FingerprintParseError::BadHex)
         );
         assert_eq!(
-            "SHA256:abcd".parse::<Fingerprint>(),
+            "SHA256:abcd!".parse::<Fingerprint>(),
             Err(FingerprintParseError::BadHex)
         );
     }

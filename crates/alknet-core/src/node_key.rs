@@ -45,7 +45,9 @@ impl FromStr for NodeId {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.parse()? {
             Fingerprint::Ed25519(key) => Ok(Self(key)),
-            Fingerprint::Sha256(_) => Err(FingerprintParseError::UnknownPrefix),
+            Fingerprint::Sha256(_) | Fingerprint::SshKey(_) => {
+                Err(FingerprintParseError::UnknownPrefix)
+            }
         }
     }
 }
