@@ -421,7 +421,7 @@ impl FaultDialer {
 }
 
 fn transport(i: u64) -> Transport {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         Transport::Quic
     } else {
         Transport::Tcp

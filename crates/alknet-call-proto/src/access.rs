@@ -84,10 +84,10 @@ impl AccessControl {
         if let Some(missing) = self.required_scopes.iter().find(|s| !identity.has_scope(s)) {
             return Err(Denied::MissingScope(missing.clone()));
         }
-        if let Some(any) = self.required_scopes_any.as_ref().filter(|a| !a.is_empty()) {
-            if !any.iter().any(|s| identity.has_scope(s)) {
-                return Err(Denied::MissingAnyScope(any.clone()));
-            }
+        if let Some(any) = self.required_scopes_any.as_ref().filter(|a| !a.is_empty())
+            && !any.iter().any(|s| identity.has_scope(s))
+        {
+            return Err(Denied::MissingAnyScope(any.clone()));
         }
         let grants = |kind: &str| identity.resources.get(kind);
         match (&self.resource_type, &self.resource_action) {

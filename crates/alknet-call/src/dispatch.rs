@@ -240,10 +240,10 @@ fn recorded_stream(
         |(mut items, mut record)| async move {
             match items.next().await {
                 Some(item) => {
-                    if item.is_err() {
-                        if let Some(record) = record.take() {
-                            record.finish(&item);
-                        }
+                    if item.is_err()
+                        && let Some(record) = record.take()
+                    {
+                        record.finish(&item);
                     }
                     Some((item, (items, record)))
                 }

@@ -53,10 +53,10 @@ impl Fingerprint {
     pub fn of_certificate(der: &[u8]) -> Self {
         if let Ok((_, cert)) = X509Certificate::from_der(der) {
             let spki = cert.public_key();
-            if spki.algorithm.algorithm.to_id_string() == ED25519_OID {
-                if let Ok(key) = <[u8; 32]>::try_from(spki.subject_public_key.data.as_ref()) {
-                    return Self::Ed25519(key);
-                }
+            if spki.algorithm.algorithm.to_id_string() == ED25519_OID
+                && let Ok(key) = <[u8; 32]>::try_from(spki.subject_public_key.data.as_ref())
+            {
+                return Self::Ed25519(key);
             }
         }
         let digest = ring::digest::digest(&ring::digest::SHA256, der);

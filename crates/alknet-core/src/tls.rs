@@ -202,10 +202,10 @@ impl ResolvesServerCert for ServerIdentity {
             .map(|mut offered| offered.any(|p| self.node_alpns.iter().any(|n| n == p)))
             .unwrap_or(false);
         let replaceable = self.current();
-        if let Some(operator) = &replaceable.operator {
-            if !is_peer {
-                return Some(operator.clone());
-            }
+        if let Some(operator) = &replaceable.operator
+            && !is_peer
+        {
+            return Some(operator.clone());
         }
         let may_see_node = is_peer || !self.hide_node;
         if may_see_node

@@ -547,11 +547,10 @@ async fn run(
                             // Replies of longer requests must not wait
                             // behind a stream of messages that need none.
                             Ok(None) => {
-                                if let Some(queued) = outbound.try_next() {
-                                    if !channel.send_burst(queued, &mut outbound).await {
+                                if let Some(queued) = outbound.try_next()
+                                    && !channel.send_burst(queued, &mut outbound).await {
                                         return Ending::Gone;
                                     }
-                                }
                             }
                             Ok(Some(reply)) => {
                                 if !channel.send_burst(reply, &mut outbound).await {

@@ -180,10 +180,10 @@ impl IdentityStore {
         }
         entry::validate_scopes(&spec.scopes)?;
         entry::validate_description(&spec.description)?;
-        if let Some(expires_at) = spec.expires_at {
-            if is_expired(Some(expires_at), now) {
-                return Err(InvalidEntry::ExpiryNotInFuture { expires_at, now }.into());
-            }
+        if let Some(expires_at) = spec.expires_at
+            && is_expired(Some(expires_at), now)
+        {
+            return Err(InvalidEntry::ExpiryNotInFuture { expires_at, now }.into());
         }
         let db = open_database(&self.path, false)?;
         self.commit(&db, |txn| {

@@ -107,7 +107,7 @@ impl Argon2Params {
     /// A one-line description for progress messages, e.g.
     /// `Argon2id, 64 MiB, 3 passes, 4 lanes`.
     pub fn describe(&self) -> String {
-        let memory = if self.memory_kib % 1024 == 0 {
+        let memory = if self.memory_kib.is_multiple_of(1024) {
             format!("{} MiB", self.memory_kib / 1024)
         } else {
             format!("{} KiB", self.memory_kib)

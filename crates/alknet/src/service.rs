@@ -64,10 +64,10 @@ pub fn spawn_watchdog() {
 /// --pipe` or a shell `exec` need not set).
 fn watchdog_interval() -> Option<Duration> {
     let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
-    if let Ok(pid) = std::env::var("WATCHDOG_PID") {
-        if pid.parse::<u32>().ok() != Some(std::process::id()) {
-            return None;
-        }
+    if let Ok(pid) = std::env::var("WATCHDOG_PID")
+        && pid.parse::<u32>().ok() != Some(std::process::id())
+    {
+        return None;
     }
     (usec > 0).then(|| Duration::from_micros(usec))
 }
@@ -77,9 +77,9 @@ fn send(states: &[NotifyState<'_>]) {
     if std::env::var_os("NOTIFY_SOCKET").is_none() {
         return;
     }
-    if let Err(error) = sd_notify::notify(false, states) {
-        if !WARNED.swap(true, Ordering::Relaxed) {
-            tracing::warn!("cannot notify the service manager through NOTIFY_SOCKET: {error}");
-        }
+    if let Err(error) = sd_notify::notify(false, states)
+        && !WARNED.swap(true, Ordering::Relaxed)
+    {
+        tracing::warn!("cannot notify the service manager through NOTIFY_SOCKET: {error}");
     }
 }
