@@ -23,6 +23,9 @@ pub enum StartError {
     /// A configuration override names a protocol this node does not serve.
     #[error("configuration key `protocols.\"{0}\"`: no protocol of this node serves this ALPN")]
     UnknownProtocol(String),
+    /// A plain listener names an ALPN no registered protocol serves.
+    #[error("a plain TCP listener is asked for `{0}`, which no protocol of this node serves")]
+    PlainListenerWithoutProtocol(String),
     /// A socket could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {

@@ -1,4 +1,6 @@
-//! The two listeners: QUIC on UDP and TLS on TCP, same port number.
+//! The two listeners: QUIC on UDP and TLS on TCP, same port number; and the
+//! plain TCP listeners a protocol may ask for on addresses of their own
+//! (`[ssh] listen`, for clients that cannot use a proxy command).
 //!
 //! A listener accepts, runs the TLS handshake far enough to know the ALPN and
 //! the client certificate (each handshake in its own task, bounded by the
@@ -31,6 +33,8 @@ use crate::state::NodeState;
 pub(crate) enum ListenerKind {
     Quic,
     Tcp,
+    /// The plain TCP listener at this index of [`NodeState::plain`].
+    Plain(usize),
 }
 
 impl ListenerKind {
@@ -38,6 +42,7 @@ impl ListenerKind {
         match self {
             Self::Quic => "listener/quic",
             Self::Tcp => "listener/tcp",
+            Self::Plain(_) => "listener/plain",
         }
     }
 }
@@ -76,6 +81,7 @@ impl Actor for Listener {
         let accept_loop = match args.kind {
             ListenerKind::Quic => tokio::spawn(accept_quic(node)),
             ListenerKind::Tcp => tokio::spawn(accept_tcp(node)),
+            ListenerKind::Plain(index) => tokio::spawn(accept_plain(node, index)),
         };
         Ok(ListenerState {
             _accept_loop: AbortOnDropHandle::new(accept_loop),
@@ -224,6 +230,39 @@ async fn accept_tcp(node: Arc<NodeState>) {
                 // spinning, and keep serving existing connections.
                 if TCP_ACCEPT_FAILED.admit() {
                     tracing::warn!("TCP accept failed: {error}");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// A plain listener has no handshake: each accepted stream is a connection of
+/// its one protocol at once, admitted under the same caps as any other. The
+/// protocol bounds what an unauthenticated peer may do (SSH: a login grace
+/// time), as it does for its TLS connections.
+async fn accept_plain(node: Arc<NodeState>, index: usize) {
+    let Some(plain) = node.plain.get(index) else {
+        return;
+    };
+    loop {
+        match plain.listener.accept().await {
+            Ok((stream, remote)) => {
+                if node.is_shutting_down() {
+                    continue;
+                }
+                let _ = stream.set_nodelay(true);
+                node.dispatch(Connection::from_stream(
+                    stream,
+                    plain.alpn.clone(),
+                    remote,
+                    None,
+                ))
+                .await;
+            }
+            Err(error) => {
+                if TCP_ACCEPT_FAILED.admit() {
+                    tracing::warn!(alpn = %plain.alpn, "TCP accept failed: {error}");
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }

@@ -19,7 +19,7 @@ use crate::messages::RootMsg;
 use crate::protocol_entry::ProtocolEntry;
 use crate::root::RootSupervisor;
 use crate::shutdown::run_shutdown;
-use crate::state::{NodeParts, NodeState};
+use crate::state::{NodeParts, NodeState, PlainSocket};
 
 /// Entry point: start a node with [`Node::builder`].
 pub struct Node;
@@ -33,6 +33,7 @@ impl Node {
             tls,
             identities: Arc::new(NoIdentities),
             handlers: Vec::new(),
+            plain: Vec::new(),
         }
     }
 }
@@ -44,6 +45,7 @@ pub struct NodeBuilder {
     tls: ServerIdentity,
     identities: Arc<dyn IdentityProvider>,
     handlers: Vec<ErasedHandler>,
+    plain: Vec<(&'static str, std::net::TcpListener)>,
 }
 
 impl NodeBuilder {
@@ -65,6 +67,27 @@ impl NodeBuilder {
         handlers.into_iter().fold(self, Self::protocol)
     }
 
+    /// Also accepts plain TCP connections (no TLS) on `listener`, each a
+    /// connection of the protocol serving `alpn`, under that protocol's
+    /// supervisor and caps. For protocols with their own authentication that
+    /// some clients must reach directly (SSH for `ssh-keyscan`). The caller
+    /// binds the socket, so an address in use is reported before anything
+    /// starts.
+    pub fn plain_listener(mut self, alpn: &'static str, listener: std::net::TcpListener) -> Self {
+        self.plain.push((alpn, listener));
+        self
+    }
+
+    /// Adds each of `listeners`, as [`Self::plain_listener`].
+    pub fn plain_listeners(
+        self,
+        listeners: impl IntoIterator<Item = (&'static str, std::net::TcpListener)>,
+    ) -> Self {
+        listeners.into_iter().fold(self, |node, (alpn, listener)| {
+            node.plain_listener(alpn, listener)
+        })
+    }
+
     /// Binds the shared port, starts the supervision tree and begins
     /// accepting.
     pub async fn start(self) -> Result<NodeHandle, StartError> {
@@ -73,8 +96,13 @@ impl NodeBuilder {
             tls: identity,
             identities,
             handlers,
+            plain,
         } = self;
         let protocols = Registrations::of(&config, handlers)?;
+        let plain = plain
+            .into_iter()
+            .map(|(alpn, listener)| plain_socket(&protocols, alpn, listener))
+            .collect::<Result<Vec<_>, _>>()?;
         let identity = identity.presenting_the_node_to(&protocols.node_key);
         let quic_config = tls::quic_server_config(&identity, &protocols.quic)?;
         let tcp_config = Arc::new(tls::server_config(&identity, &protocols.tcp, false)?);
@@ -106,6 +134,7 @@ impl NodeBuilder {
             tcp,
             tls_acceptor: tokio_rustls::TlsAcceptor::from(tcp_config),
             without_alpn: protocols.without_alpn,
+            plain,
             by_alpn: protocols.by_alpn,
             shutdown_requests: shutdown_tx.clone(),
         }));
@@ -139,6 +168,24 @@ impl NodeBuilder {
             done: done_rx,
         })
     }
+}
+
+fn plain_socket(
+    protocols: &Registrations,
+    alpn: &'static str,
+    listener: std::net::TcpListener,
+) -> Result<PlainSocket, StartError> {
+    let alpn = Alpn::new(alpn);
+    if !protocols.by_alpn.contains_key(&alpn) {
+        return Err(StartError::PlainListenerWithoutProtocol(alpn.to_string()));
+    }
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let bind_error = |source| StartError::Bind { addr, source };
+    listener.set_nonblocking(true).map_err(bind_error)?;
+    let listener = tokio::net::TcpListener::from_std(listener).map_err(bind_error)?;
+    Ok(PlainSocket { alpn, listener })
 }
 
 /// The registered protocols, checked, and the ALPN lists the listeners need.

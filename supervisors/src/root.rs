@@ -135,6 +135,12 @@ impl Actor for RootSupervisor {
         specs.push((ChildSpec::Router, node_intensity));
         specs.push((ChildSpec::Listener(ListenerKind::Quic), node_intensity));
         specs.push((ChildSpec::Listener(ListenerKind::Tcp), node_intensity));
+        for index in 0..node.plain.len() {
+            specs.push((
+                ChildSpec::Listener(ListenerKind::Plain(index)),
+                node_intensity,
+            ));
+        }
         let slots = specs
             .into_iter()
             .map(|(spec, intensity)| ChildSlot {

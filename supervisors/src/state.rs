@@ -33,6 +33,8 @@ pub(crate) struct NodeState {
     pub(crate) pending_handshakes: [Arc<PendingHandshakes>; 2],
     /// The ALPN a TCP+TLS client that offers none is served as, if any.
     pub(crate) without_alpn: Option<Alpn>,
+    /// Plain TCP listeners, each serving one protocol without TLS.
+    pub(crate) plain: Vec<PlainSocket>,
     /// Every registered protocol once, by tree name.
     entries: Vec<Arc<ProtocolEntry>>,
     by_alpn: HashMap<Alpn, Arc<ProtocolEntry>>,
@@ -49,8 +51,15 @@ pub(crate) struct NodeParts {
     pub(crate) tcp: tokio::net::TcpListener,
     pub(crate) tls_acceptor: tokio_rustls::TlsAcceptor,
     pub(crate) without_alpn: Option<Alpn>,
+    pub(crate) plain: Vec<PlainSocket>,
     pub(crate) by_alpn: HashMap<Alpn, Arc<ProtocolEntry>>,
     pub(crate) shutdown_requests: mpsc::UnboundedSender<ShutdownReason>,
+}
+
+/// A plain TCP listener and the protocol its connections are.
+pub(crate) struct PlainSocket {
+    pub(crate) alpn: Alpn,
+    pub(crate) listener: tokio::net::TcpListener,
 }
 
 impl NodeState {
@@ -76,6 +85,7 @@ impl NodeState {
                 PendingHandshakes::new(pending),
             ],
             without_alpn: parts.without_alpn,
+            plain: parts.plain,
             entries,
             by_alpn: parts.by_alpn,
             router: RwLock::new(None),

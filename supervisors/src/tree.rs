@@ -53,6 +53,10 @@ pub struct ConnectionDetails {
     /// session: the JSON of the operations it registered).
     #[serde(default)]
     pub held_bytes: u64,
+    /// What it is doing, when its protocol says (an SSH channel's kind and
+    /// command or target).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 impl TreeNode {
@@ -113,6 +117,7 @@ pub fn snapshot(root: &ActorCell, directory: &ActorDirectory) -> Option<TreeNode
             bytes_out: c.stats().bytes_out(),
             requests: c.stats().requests(),
             held_bytes: c.stats().held(),
+            detail: c.detail(),
         }),
     })
 }

@@ -37,12 +37,14 @@ class Node:
         self.port = None
         self.node_id = None
         self.admin_token = None
+        self.banner: list[str] = []
         while True:
             try:
                 line = lines.get(timeout=30)
             except queue.Empty:
                 self.proc.kill()
                 pytest.fail(f"alknet serve did not start: {self.stderr}")
+            self.banner.append(line)
             if line.startswith("listening on "):
                 self.port = int(line.split()[2].rsplit(":", 1)[1])
             if line.startswith("admin token: "):

@@ -116,6 +116,7 @@ pub struct ConnectionInfo {
     peer: Option<Fingerprint>,
     identity: RwLock<Option<Arc<Identity>>>,
     token_identity: RwLock<Option<String>>,
+    detail: RwLock<Option<String>>,
     stats: ConnectionStats,
 }
 
@@ -187,6 +188,21 @@ impl ConnectionInfo {
         })
     }
 
+    /// What the connection or session is doing, in a few words, for
+    /// operators (an SSH channel: `exec: make test`,
+    /// `direct-tcpip 127.0.0.1:8080`).
+    pub fn detail(&self) -> Option<String> {
+        self.detail
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces [`Self::detail`].
+    pub fn set_detail(&self, detail: impl Into<String>) {
+        *self.detail.write().unwrap_or_else(PoisonError::into_inner) = Some(detail.into());
+    }
+
     /// The connection's counters.
     pub fn stats(&self) -> &ConnectionStats {
         &self.stats
@@ -203,6 +219,7 @@ impl ConnectionInfo {
             peer: self.peer,
             identity: RwLock::new(None),
             token_identity: RwLock::new(None),
+            detail: RwLock::new(None),
             stats: ConnectionStats::default(),
         }
     }
@@ -292,6 +309,7 @@ impl Connection {
                 peer,
                 identity: RwLock::new(None),
                 token_identity: RwLock::new(None),
+                detail: RwLock::new(None),
                 stats: ConnectionStats::default(),
             }),
             transport: Arc::new(transport),

@@ -14,6 +14,7 @@ use alknet_core::tls::ServerIdentity;
 use alknet_core::{IdentityProvider, NodeConfig, NodeKey};
 use alknet_http::config::{DecoyKind, HttpSection};
 use alknet_identity::StoreIdentities;
+use alknet_ssh::{SshHandler, SshSection};
 use alknet_supervisors::{Node, ShutdownReason};
 use anyhow::Context;
 
@@ -104,12 +105,13 @@ struct Started {
 }
 
 /// The keys the served protocols declare (`alknet_core::protocol_keys`), one
-/// entry per protocol that needs one, derived while the vault is open. No
-/// protocol served today needs a key of its own; the SSH host key will be
-/// the first.
+/// entry per protocol that needs one, derived while the vault is open.
 fn declared_keys(config: &Config) -> Vec<&'static KeyDeclaration> {
-    let _served = config;
-    Vec::new()
+    let mut keys = Vec::new();
+    if config.section::<SshSection>().enabled {
+        keys.push(&alknet_ssh::keys::HOST_KEY);
+    }
+    keys
 }
 
 /// The log filter: `ALKNET_LOG` when set, else the configuration's `log`
@@ -206,7 +208,7 @@ async fn serve(
     started: Started,
 ) -> anyhow::Result<ExitCode> {
     let Started {
-        protocol_keys,
+        mut protocol_keys,
         text: started_text,
         set_log_filter,
     } = started;
@@ -255,6 +257,21 @@ async fn serve(
         )
     });
     let serves_console = http_section.enabled && http_section.console;
+    let ssh_section: &SshSection = config.section();
+    let ssh = ssh_handler(
+        ssh_section,
+        &mut protocol_keys,
+        &identities,
+        diagnostics.fault,
+    )?;
+    let ssh_listener = ssh_plain_listener(ssh_section)?;
+    let ssh_banner = ssh.as_ref().map(|ssh| {
+        let plain = match ssh_listener.as_ref().and_then(|l| l.local_addr().ok()) {
+            Some(addr) => format!(", plain SSH on {addr}"),
+            None => String::new(),
+        };
+        format!("ssh: alknet/ssh{plain}; host key {}", ssh.host_key())
+    });
     let node = Node::builder(config.node.clone(), identity.clone())
         .identities(identities)
         .protocol(call)
@@ -266,6 +283,8 @@ async fn serve(
                 .then(alknet_core::fault::handler)
                 .flatten(),
         )
+        .protocols(ssh)
+        .plain_listeners(ssh_listener.map(|listener| (alknet_ssh::ALPN, listener)))
         .start()
         .await
         .map_err(|error| match &error {
@@ -315,6 +334,9 @@ async fn serve(
     }
     if let Some(addr) = metrics_addr {
         println!("metrics: http://{addr}/metrics");
+    }
+    if let Some(line) = &ssh_banner {
+        println!("{line}");
     }
     println!("serving: {}", alpns.join(", "));
     tracing::info!(addr = %node.local_addr(), node_id = %node_key.node_id(), alpns = ?alpns, "node started");
@@ -373,6 +395,40 @@ fn call_handler(
     let registry = Arc::new(registry);
     let handler = CallHandler::new(registry.clone(), identities, sessions.clone());
     Ok((handler, registry))
+}
+
+/// The SSH handler when `[ssh]` serves it, with the host key from the vault.
+fn ssh_handler(
+    section: &SshSection,
+    keys: &mut ProtocolKeys,
+    identities: &Arc<dyn IdentityProvider>,
+    fault_injection: bool,
+) -> anyhow::Result<Option<SshHandler>> {
+    if !section.enabled {
+        return Ok(None);
+    }
+    let host_key = keys.take(&alknet_ssh::keys::HOST_KEY)?;
+    Ok(Some(
+        SshHandler::new(section.clone(), &host_key, identities.clone())
+            .with_fault_injection(fault_injection),
+    ))
+}
+
+/// `[ssh] listen`, bound before the node starts so that an address in use
+/// stops `serve` with nothing running.
+fn ssh_plain_listener(section: &SshSection) -> anyhow::Result<Option<std::net::TcpListener>> {
+    let Some(listen) = section.listen.filter(|_| section.enabled) else {
+        return Ok(None);
+    };
+    let listener = std::net::TcpListener::bind(listen).map_err(|error| {
+        let hint = if error.kind() == std::io::ErrorKind::AddrInUse {
+            "; choose another address for `ssh.listen`"
+        } else {
+            ""
+        };
+        anyhow::anyhow!("cannot listen for plain SSH on {listen} (ssh.listen): {error}{hint}")
+    })?;
+    Ok(Some(listener))
 }
 
 /// The HTTP gateway (and MCP when enabled) over the call registry.

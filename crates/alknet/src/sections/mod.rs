@@ -24,6 +24,7 @@ pub fn registry() -> SectionRegistry {
         .with::<Upstreams>()
         .with::<Imports>()
         .with::<Metrics>()
+        .with::<alknet_ssh::SshSection>()
 }
 
 /// The configuration at `path`, or every default without a file.
