@@ -534,3 +534,107 @@ fn a_refused_token_on_the_call_protocol_is_logged_with_its_transport() {
     assert!(line.contains("source=127.0.0.1:"), "{line}");
     assert!(!line.contains(SECRET_PART), "{line}");
 }
+
+#[test]
+fn every_command_that_opens_secrets_refuses_them_exposed_as_serve_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = initialised(tmp.path());
+    std::fs::write(data.join("credentials.toml"), "").unwrap();
+    chmod(&data.join("credentials.toml"), 0o600);
+    let dir = s(&data);
+    let peer = format!("ed25519:{}", "ab".repeat(32));
+    let commands: [&[&str]; 15] = [
+        &["token", "create", "--scopes", "admin", "--data-dir", dir],
+        &["token", "list", "--data-dir", dir],
+        &["token", "revoke", "alk_3xYz", "--data-dir", dir],
+        &[
+            "peer",
+            "add",
+            &peer,
+            "--id",
+            "p",
+            "--scopes",
+            "x",
+            "--data-dir",
+            dir,
+        ],
+        &["peer", "list", "--data-dir", dir],
+        &["peer", "remove", &peer, "--data-dir", dir],
+        &[
+            "vault",
+            "derive",
+            "m/74'/0'/0'/0'",
+            "--public",
+            "--data-dir",
+            dir,
+        ],
+        &["vault", "encrypt", "--data-dir", dir],
+        &["vault", "decrypt", "--data-dir", dir],
+        &["vault", "rotate", "--to", "3", "--data-dir", dir],
+        &["vault", "seal", "--data-dir", dir],
+        &["vault", "unseal", "--data-dir", dir],
+        &["vault", "show-mnemonic", "--data-dir", dir],
+        &["import", "check", "--data-dir", dir],
+        &["token", "list", "--json", "--data-dir", dir],
+    ];
+    let exposed = [
+        ("identities.redb", 0o604),
+        ("node.key", 0o644),
+        ("mnemonic.txt", 0o640),
+        ("web.key", 0o644),
+        ("credentials.toml", 0o660),
+    ];
+    for (i, args) in commands.iter().enumerate() {
+        let (file, mode) = exposed[i % exposed.len()];
+        let path = data.join(file);
+        chmod(&path, mode);
+        let out = run(args);
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(
+            !out.status.success(),
+            "{args:?} with {file} {mode:o}: {stdout}"
+        );
+        assert!(
+            stderr.contains(&format!("is open to other users (mode {mode:03o})"))
+                && stderr.contains(&format!("run `chmod 600 {}`", path.display())),
+            "{args:?} with {file} {mode:o}: {stderr}"
+        );
+        // Nothing was printed, the mnemonic least of all.
+        assert!(stdout.trim().is_empty(), "{args:?}: {stdout}");
+        chmod(&path, 0o600);
+    }
+
+    chmod(&data, 0o777);
+    let out = run(&["peer", "list", "--data-dir", dir]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("run `chmod go-w {dir}`")),
+        "{stderr}"
+    );
+    chmod(&data, 0o700);
+
+    // Restored, the same commands run: the refusals were the modes'.
+    for args in [
+        &["token", "list", "--data-dir", dir][..],
+        &[
+            "vault",
+            "derive",
+            "m/74'/0'/0'/0'",
+            "--public",
+            "--data-dir",
+            dir,
+        ],
+        &["import", "check", "--data-dir", dir],
+    ] {
+        let out = run(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -395,6 +395,9 @@ pub fn check(
         );
     }
     let dir = DataDir::new(data_dir);
+    // It reads credentials.toml and may read client keys: refused where
+    // `serve` would refuse, so a check never passes a node that cannot start.
+    dir.check_permissions()?;
     let config_path = config
         .map(Path::to_owned)
         .or_else(|| Some(dir.config()).filter(|p| p.exists()));

@@ -1,5 +1,9 @@
 //! `alknet vault …`: derive keys, seal and open credentials, and manage how
 //! the mnemonic is kept (`seal`, `unseal`, `show-mnemonic`).
+//!
+//! Every command first checks the data directory's permissions as `serve`
+//! does: each one opens the mnemonic, and one exposed to other users is
+//! better refused by the first command that reads it than by the next start.
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -23,6 +27,7 @@ pub fn derive(
     key_type: KeyType,
     public: bool,
 ) -> anyhow::Result<ExitCode> {
+    dir.check_permissions()?;
     let vault = keystore::vault_of(&keystore::load_mnemonic(dir, source)?);
     let key = vault.derive(key_type, path)?;
     if public {
@@ -41,6 +46,7 @@ pub fn encrypt(
     key_version: u32,
     raw: bool,
 ) -> anyhow::Result<ExitCode> {
+    dir.check_permissions()?;
     let vault = keystore::vault_of(&keystore::load_mnemonic(dir, source)?);
     let input = read_stdin()?;
     let mut secret = Zeroizing::new(String::from_utf8(input.to_vec()).map_err(|error| {
@@ -58,6 +64,7 @@ pub fn encrypt(
 /// `vault decrypt`: EncryptedData JSON on stdin → the plaintext on stdout.
 /// Any failure is `decryption failed` and exit status 1.
 pub fn decrypt(dir: &DataDir, source: &PassphraseSource, raw: bool) -> anyhow::Result<ExitCode> {
+    dir.check_permissions()?;
     let vault = keystore::vault_of(&keystore::load_mnemonic(dir, source)?);
     let input = read_stdin()?;
     let Ok(secret) = vault.decrypt_json(input.trim_ascii()) else {
@@ -75,6 +82,7 @@ pub fn decrypt(dir: &DataDir, source: &PassphraseSource, raw: bool) -> anyhow::R
 
 /// `vault rotate --to N`: EncryptedData on stdin → re-sealed under version N.
 pub fn rotate(dir: &DataDir, source: &PassphraseSource, to: u32) -> anyhow::Result<ExitCode> {
+    dir.check_permissions()?;
     let vault = keystore::vault_of(&keystore::load_mnemonic(dir, source)?);
     let input = read_stdin()?;
     let Ok(sealed) = EncryptedData::from_json(input.trim_ascii()) else {
@@ -100,6 +108,7 @@ pub fn seal(
     source: &PassphraseSource,
     new_passphrase_file: Option<&std::path::Path>,
 ) -> anyhow::Result<ExitCode> {
+    dir.check_permissions()?;
     match dir.storage() {
         Storage::Legacy => bail!(keystore::no_mnemonic_message(dir)),
         Storage::Clear => {
@@ -138,6 +147,7 @@ pub fn seal(
 /// `vault unseal`: remove the passphrase (the mnemonic goes back in clear,
 /// mode 0600, and node.key is written beside it).
 pub fn unseal(dir: &DataDir, source: &PassphraseSource) -> anyhow::Result<ExitCode> {
+    dir.check_permissions()?;
     match dir.storage() {
         Storage::Legacy => bail!(keystore::no_mnemonic_message(dir)),
         Storage::Clear => bail!(
@@ -162,6 +172,7 @@ pub fn unseal(dir: &DataDir, source: &PassphraseSource) -> anyhow::Result<ExitCo
 
 /// `vault show-mnemonic`.
 pub fn show_mnemonic(dir: &DataDir, source: &PassphraseSource) -> anyhow::Result<ExitCode> {
+    dir.check_permissions()?;
     let mnemonic = keystore::load_mnemonic(dir, source)?;
     eprintln!(
         "warning: this is the root secret of the node: its identity and every key of its vault. \
