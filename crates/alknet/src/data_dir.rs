@@ -465,6 +465,26 @@ impl Initialised {
         );
     }
 
+    /// What `serve` says when it initialised the directory itself: the text
+    /// of [`Self::print`], or with `serve --json` only its notices (on
+    /// standard error) and the admin token handed back for the JSON banner,
+    /// which must stay the one line on standard output.
+    pub fn announce(&self, json: bool) -> Option<String> {
+        if !json {
+            self.print(false);
+            return None;
+        }
+        eprintln!(
+            "initialised {} (node id {}); the admin token is in the banner's `admin_token`, \
+             shown only this once: store it safely. `alknet vault show-mnemonic --data-dir {}` \
+             shows the new mnemonic: write it down, it alone restores this node",
+            self.dir.root().display(),
+            self.node_id,
+            self.dir.root().display()
+        );
+        Some(self.admin_token.clone())
+    }
+
     /// Prints what was created. `show_mnemonic` prints a generated mnemonic
     /// with its notice (`alknet init`); `serve`'s unattended initialisation
     /// keeps it out of its output, which often ends up in logs.

@@ -32,6 +32,8 @@ pub struct ServeArgs {
     pub listen: Option<SocketAddr>,
     pub config: Option<PathBuf>,
     pub passphrase: PassphraseSource,
+    /// Print the banner as one JSON object line.
+    pub json: bool,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -50,6 +52,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     data_dir::ensure_exists(&args.data_dir, args.init)?;
     let _lock = dir.lock()?;
     dir.check_permissions()?;
+    let mut admin_token = None;
     if !dir.is_initialised() {
         // The one-command start never blocks on a prompt: no passphrase, and
         // the mnemonic stays out of the output (which often goes to a log).
@@ -57,7 +60,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             "{} has no node identity yet: initialising it without a passphrase",
             args.data_dir.display()
         );
-        data_dir::init(&args.data_dir, InitOptions::unattended())?.print(false);
+        admin_token =
+            data_dir::init(&args.data_dir, InitOptions::unattended())?.announce(args.json);
     }
     if config_path.is_none() && dir.config().exists() {
         // `init` just wrote the template, every key at its default: what a
@@ -89,6 +93,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             protocol_keys,
             text: started_text,
             set_log_filter,
+            json_banner: args.json.then_some(admin_token),
         },
     ))
 }
@@ -101,6 +106,9 @@ struct Started {
     text: toml::Table,
     /// Replaces the log filter on reload (`None` under `ALKNET_LOG`).
     set_log_filter: Option<SetLogFilter>,
+    /// `serve --json`: the banner as JSON, with the admin token when this
+    /// start created it.
+    json_banner: Option<Option<String>>,
 }
 
 /// The keys the served protocols declare (`alknet_core::protocol_keys`), one
@@ -209,6 +217,7 @@ async fn serve(
         protocol_keys,
         text: started_text,
         set_log_filter,
+        json_banner,
     } = started;
     // Credentials are handed to registrations as capabilities
     // (`Credentials::grant`); they live, zeroed on drop, as long as the node.
@@ -301,22 +310,35 @@ async fn serve(
     let hangups = reload_signal();
     admin.attach(node.clone());
     let alpns: Vec<String> = node.alpns().iter().map(ToString::to_string).collect();
-    println!("alknet node {}", node_key.node_id());
-    println!("data directory: {}", dir.root().display());
-    println!(
-        "listening on {} (QUIC over UDP and TLS over TCP)",
-        node.local_addr()
-    );
-    if serves_console {
+    if let Some(admin_token) = &json_banner {
+        crate::banner::print_json(&crate::banner::Facts {
+            node_id: node_key.node_id().to_string(),
+            data_dir: dir.root(),
+            listen: node.local_addr(),
+            alpns: &alpns,
+            certificate: &browser_certificate,
+            console: serves_console,
+            metrics: metrics_addr,
+            admin_token: admin_token.as_deref(),
+        })?;
+    } else {
+        println!("alknet node {}", node_key.node_id());
+        println!("data directory: {}", dir.root().display());
         println!(
-            "console: https://{}/console ({browser_certificate}; sign in with a token)",
+            "listening on {} (QUIC over UDP and TLS over TCP)",
             node.local_addr()
         );
+        if serves_console {
+            println!(
+                "console: https://{}/console ({browser_certificate}; sign in with a token)",
+                node.local_addr()
+            );
+        }
+        if let Some(addr) = metrics_addr {
+            println!("metrics: http://{addr}/metrics");
+        }
+        println!("serving: {}", alpns.join(", "));
     }
-    if let Some(addr) = metrics_addr {
-        println!("metrics: http://{addr}/metrics");
-    }
-    println!("serving: {}", alpns.join(", "));
     tracing::info!(addr = %node.local_addr(), node_id = %node_key.node_id(), alpns = ?alpns, "node started");
     service::ready(&format!("serving on {}", node.local_addr()));
     service::spawn_watchdog();
