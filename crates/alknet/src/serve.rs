@@ -240,6 +240,7 @@ async fn serve(
     let admin = AdminHandle::default();
     let sessions = session_limits(&config.node);
     let (call, registry) = call_handler(diagnostics, &admin, identities.clone(), &sessions)?;
+    let call_limits = call.live_limits();
     let upstreams = upstreams::options(config.section::<Upstreams>(), &node_key)?;
     // HTTP imports join the registry before anything listens; MCP imports
     // follow in the background once the node runs.
@@ -264,6 +265,7 @@ async fn serve(
         )
     });
     let serves_console = http_section.enabled && http_section.console;
+    let http_limits = http.as_ref().map(alknet_http::HttpHandler::live_limits);
     let node = Node::builder(config.node.clone(), identity.clone())
         .identities(identities)
         .protocol(call)
@@ -306,6 +308,10 @@ async fn serve(
         log: config.node.log.clone(),
         started_text,
         set_log_filter,
+        limits: config.node.limits.clone(),
+        call_limits,
+        http_limits,
+        serves_mcp: http_section.enabled && http_section.mcp,
     };
     let hangups = reload_signal();
     admin.attach(node.clone());
@@ -453,7 +459,9 @@ fn session_limits(config: &NodeConfig) -> SessionLimits {
 }
 
 /// Each HTTP connection's time limits and caps.
-fn connection_limits(limits: &alknet_core::config::Limits) -> alknet_http::ConnectionLimits {
+pub(crate) fn connection_limits(
+    limits: &alknet_core::config::Limits,
+) -> alknet_http::ConnectionLimits {
     alknet_http::ConnectionLimits {
         first_request_timeout: limits.first_request_timeout,
         header_read_timeout: limits.header_read_timeout,
