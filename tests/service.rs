@@ -508,3 +508,98 @@ fn sighup_applies_raised_limits_to_new_connections_and_sessions() {
         node.log()
     );
 }
+
+/// The operation names `services/list` shows an anonymous caller, on a new
+/// session.
+fn listed(addr: std::net::SocketAddr) -> String {
+    use alknet_e2e::raw_call::{Transport, open_at};
+    runtime().block_on(async {
+        let mut raw = open_at(addr, Transport::Quic).await;
+        match raw
+            .round_trip("list", "services/list", serde_json::json!({}))
+            .await
+        {
+            alknet_call::Event::Responded(output) => output.to_string(),
+            other => panic!("services/list: {other:?}"),
+        }
+    })
+}
+
+fn openapi_import(namespace: &str, source: &str) -> String {
+    format!(
+        "[[import.openapi]]\nnamespace = \"{namespace}\"\nsource = \"{source}\"\n\
+         base_url = \"http://127.0.0.1:9\"\nexternal = true\n"
+    )
+}
+
+#[test]
+fn sighup_replaces_changed_imports_and_keeps_them_when_the_new_ones_fail() {
+    let petstore = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/petstore.yaml");
+    let node = NodeProcess::start_with_setup(&openapi_import("pets", "petstore.yaml"), |dir| {
+        std::fs::copy(&petstore, dir.join("petstore.yaml")).unwrap();
+    });
+    let config = node.data_dir.path().join("alknet.toml");
+    let before = listed(node.addr);
+    assert!(before.contains("\"pets/"), "{before}");
+    let lines = |what: &str| {
+        node.log()
+            .iter()
+            .filter(|l| l.contains(what))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+
+    // Renamed: the old operations go, the new ones serve.
+    std::fs::write(&config, openapi_import("animals", "petstore.yaml")).unwrap();
+    node.signal(Signal::SIGHUP);
+    assert!(
+        eventually_blocking(Duration::from_secs(10), || !lines("reload finished")
+            .is_empty()),
+        "{:?}",
+        node.log()
+    );
+    let reloaded = lines("imports reloaded");
+    assert_eq!(reloaded.len(), 1, "{:?}", node.log());
+    assert!(
+        reloaded[0].contains("pets/"),
+        "the removed are named: {}",
+        reloaded[0]
+    );
+    let after = listed(node.addr);
+    assert!(
+        after.contains("\"animals/") && !after.contains("\"pets/"),
+        "{after}"
+    );
+    assert!(
+        lines("not applied until the node restarts").is_empty(),
+        "{:?}",
+        node.log()
+    );
+
+    // A document that cannot be read: the served imports stay, and why is
+    // logged with the import's entry.
+    std::fs::write(
+        &config,
+        openapi_import("animals", "petstore.yaml") + &openapi_import("birds", "missing.yaml"),
+    )
+    .unwrap();
+    node.signal(Signal::SIGHUP);
+    assert!(
+        eventually_blocking(Duration::from_secs(10), || lines("reload finished").len()
+            == 2),
+        "{:?}",
+        node.log()
+    );
+    let refused = lines("imports not reloaded");
+    assert_eq!(refused.len(), 1, "{:?}", node.log());
+    assert!(
+        refused[0].contains("import.openapi[1] (birds)") && refused[0].contains("missing.yaml"),
+        "{}",
+        refused[0]
+    );
+    let kept = listed(node.addr);
+    assert!(
+        kept.contains("\"animals/") && !kept.contains("\"birds/"),
+        "{kept}"
+    );
+}

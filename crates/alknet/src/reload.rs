@@ -10,11 +10,23 @@
 //! their buffers, windows and timers were sized by. Every other key that
 //! changed is named in one warning and applies at the next start. A
 //! configuration that no longer validates changes nothing.
+//!
+//! Changed `[[import.openapi]]` and `[[import.jsonschema]]` entries are
+//! resolved again (documents read or fetched) and swapped in at once: added
+//! imports serve, removed ones stop, changed ones are replaced; an import
+//! that fails leaves the previous set serving. Credentials are those the node
+//! unsealed at start (the vault's seed is gone by then): an import naming one
+//! added since needs a restart. `[[import.mcp]]` and `[import.client]` wait
+//! for a restart too (the MCP imports run as background tasks the node does
+//! not restart).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use alknet_call::LiveSessionLimits;
+use std::sync::Arc;
+
+use alknet_adapters::outbound::Outbound;
+use alknet_call::{LiveSessionLimits, Registry};
 use alknet_core::NodeId;
 use alknet_core::config::{Config, Limits};
 use alknet_core::tls::ServerIdentity;
@@ -23,8 +35,10 @@ use alknet_http::config::HttpSection;
 use alknet_supervisors::NodeHandle;
 use anyhow::Context;
 
+use crate::credentials::Credentials;
 use crate::data_dir::DataDir;
-use crate::sections;
+use crate::imports::{self, CredentialSource};
+use crate::sections::{self, Imports};
 
 /// Keys a reload applies; changes to any other key wait for a restart.
 const APPLIED_LIVE: &[&str] = &[
@@ -69,6 +83,9 @@ const BUILT_INTO_MCP: &[&str] = &["limits.call_timeout", "limits.max_batch"];
 
 fn applied_live(key: &str) -> bool {
     APPLIED_LIVE.contains(&key)
+        || ["import.openapi", "import.jsonschema"]
+            .iter()
+            .any(|table| key == *table || key.starts_with(&format!("{table}.")))
         || SESSION_LIMITS.contains(&key)
         || HTTP_LIMITS.contains(&key)
         || (key.starts_with("protocols.") && key.ends_with(".max_connections"))
@@ -101,6 +118,20 @@ pub struct Reloader {
     pub http_limits: Option<LiveHttpLimits>,
     /// Whether `/mcp` is served (it keeps some limits until a restart).
     pub serves_mcp: bool,
+    /// The HTTP imports being served.
+    pub imports: ImportState,
+}
+
+/// The HTTP imports a reload may replace, and what it needs to.
+pub struct ImportState {
+    pub registry: Arc<Registry>,
+    pub outbound: Arc<Outbound>,
+    /// The credentials unsealed at start.
+    pub credentials: Arc<Credentials>,
+    /// The `[import]` section the served imports were resolved from.
+    pub applied: Imports,
+    /// The names of the operations they registered.
+    pub names: Vec<String>,
 }
 
 impl Reloader {
@@ -140,6 +171,7 @@ impl Reloader {
         }
         let changed = changed_keys(&self.started_text, &next_text);
         self.reload_limits(&next);
+        self.reload_imports(&next);
         let pending: Vec<String> = changed
             .into_iter()
             .filter(|key| !applied_live(key))
@@ -204,6 +236,55 @@ impl Reloader {
                 keys = ?mcp_keeps,
                 "/mcp keeps the values it started with until the node restarts"
             );
+        }
+    }
+
+    /// Resolves the HTTP imports again when their entries changed, and
+    /// swaps their operations in one step; on any failure the served ones
+    /// stay.
+    fn reload_imports(&mut self, next: &Config) {
+        let wanted: &Imports = next.section();
+        let state = &mut self.imports;
+        if wanted.openapi == state.applied.openapi && wanted.jsonschema == state.applied.jsonschema
+        {
+            return;
+        }
+        let source = CredentialSource::Decrypted(&state.credentials);
+        // `reload` runs in `block_in_place` on the node's runtime: fetching a
+        // document may block this thread, not the node's other tasks.
+        let resolved = tokio::runtime::Handle::current().block_on(imports::resolve_http(
+            wanted,
+            &self.dir,
+            &source,
+            &state.outbound,
+        ));
+        match resolved
+            .and_then(|resolved| imports::replace(&state.registry, &state.names, resolved))
+        {
+            Ok(names) => {
+                let removed: Vec<&String> =
+                    state.names.iter().filter(|n| !names.contains(n)).collect();
+                tracing::info!(
+                    operations = ?names,
+                    removed = ?removed,
+                    "imports reloaded"
+                );
+                state.names = names;
+                state.applied.openapi = wanted.openapi.clone();
+                state.applied.jsonschema = wanted.jsonschema.clone();
+            }
+            Err(error) => {
+                let error = format!("{error:#}");
+                let hint = if error.contains("no credential") {
+                    " (credentials are unsealed at start: one added to credentials.toml since \
+                     needs a restart)"
+                } else {
+                    ""
+                };
+                tracing::error!(
+                    "imports not reloaded, the previous ones are still served: {error}{hint}"
+                );
+            }
         }
     }
 

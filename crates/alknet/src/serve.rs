@@ -247,6 +247,8 @@ async fn serve(
     let outbound = Arc::new(alknet_adapters::outbound::Outbound::new(
         imports::outbound_settings(&imports.client, &dir)?,
     )?);
+    // Shared with reloads, which grant them to changed imports.
+    let credentials = Arc::new(credentials);
     let source = CredentialSource::Decrypted(&credentials);
     let resolved = imports::resolve_http(imports, &dir, &source, &outbound).await?;
     let imported = imports::register(&registry, resolved)?;
@@ -312,6 +314,13 @@ async fn serve(
         call_limits,
         http_limits,
         serves_mcp: http_section.enabled && http_section.mcp,
+        imports: reload::ImportState {
+            registry: registry.clone(),
+            outbound: outbound.clone(),
+            credentials: credentials.clone(),
+            applied: imports.clone(),
+            names: imported.clone(),
+        },
     };
     let hangups = reload_signal();
     admin.attach(node.clone());
