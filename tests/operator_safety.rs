@@ -534,3 +534,304 @@ fn a_refused_token_on_the_call_protocol_is_logged_with_its_transport() {
     assert!(line.contains("source=127.0.0.1:"), "{line}");
     assert!(!line.contains(SECRET_PART), "{line}");
 }
+
+#[test]
+fn every_command_that_opens_secrets_refuses_them_exposed_as_serve_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = initialised(tmp.path());
+    std::fs::write(data.join("credentials.toml"), "").unwrap();
+    chmod(&data.join("credentials.toml"), 0o600);
+    let dir = s(&data);
+    let peer = format!("ed25519:{}", "ab".repeat(32));
+    let commands: [&[&str]; 15] = [
+        &["token", "create", "--scopes", "admin", "--data-dir", dir],
+        &["token", "list", "--data-dir", dir],
+        &["token", "revoke", "alk_3xYz", "--data-dir", dir],
+        &[
+            "peer",
+            "add",
+            &peer,
+            "--id",
+            "p",
+            "--scopes",
+            "x",
+            "--data-dir",
+            dir,
+        ],
+        &["peer", "list", "--data-dir", dir],
+        &["peer", "remove", &peer, "--data-dir", dir],
+        &[
+            "vault",
+            "derive",
+            "m/74'/0'/0'/0'",
+            "--public",
+            "--data-dir",
+            dir,
+        ],
+        &["vault", "encrypt", "--data-dir", dir],
+        &["vault", "decrypt", "--data-dir", dir],
+        &["vault", "rotate", "--to", "3", "--data-dir", dir],
+        &["vault", "seal", "--data-dir", dir],
+        &["vault", "unseal", "--data-dir", dir],
+        &["vault", "show-mnemonic", "--data-dir", dir],
+        &["import", "check", "--data-dir", dir],
+        &["token", "list", "--json", "--data-dir", dir],
+    ];
+    let exposed = [
+        ("identities.redb", 0o604),
+        ("node.key", 0o644),
+        ("mnemonic.txt", 0o640),
+        ("web.key", 0o644),
+        ("credentials.toml", 0o660),
+    ];
+    for (i, args) in commands.iter().enumerate() {
+        let (file, mode) = exposed[i % exposed.len()];
+        let path = data.join(file);
+        chmod(&path, mode);
+        let out = run(args);
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(
+            !out.status.success(),
+            "{args:?} with {file} {mode:o}: {stdout}"
+        );
+        assert!(
+            stderr.contains(&format!("is open to other users (mode {mode:03o})"))
+                && stderr.contains(&format!("run `chmod 600 {}`", path.display())),
+            "{args:?} with {file} {mode:o}: {stderr}"
+        );
+        // Nothing was printed, the mnemonic least of all.
+        assert!(stdout.trim().is_empty(), "{args:?}: {stdout}");
+        chmod(&path, 0o600);
+    }
+
+    chmod(&data, 0o777);
+    let out = run(&["peer", "list", "--data-dir", dir]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("run `chmod go-w {dir}`")),
+        "{stderr}"
+    );
+    chmod(&data, 0o700);
+
+    // Restored, the same commands run: the refusals were the modes'.
+    for args in [
+        &["token", "list", "--data-dir", dir][..],
+        &[
+            "vault",
+            "derive",
+            "m/74'/0'/0'/0'",
+            "--public",
+            "--data-dir",
+            dir,
+        ],
+        &["import", "check", "--data-dir", dir],
+    ] {
+        let out = run(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// `alknet <args>` with `stdin`; its exit status must be success. Returns
+/// standard output.
+fn run_ok(args: &[&str], stdin: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new(alknet_bin())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The one JSON object a command printed, as one line.
+fn one_object(stdout: &str) -> serde_json::Value {
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {stdout}");
+    let value: serde_json::Value = serde_json::from_str(lines[0]).expect("JSON");
+    assert!(value.is_object(), "{value}");
+    value
+}
+
+#[test]
+fn vault_commands_print_one_json_object_with_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = initialised(tmp.path());
+    let dir = s(&data);
+    let path = "m/74'/0'/0'/0'";
+
+    let text = run_ok(
+        &["vault", "derive", path, "--public", "--data-dir", dir],
+        "",
+    );
+    let json = one_object(&run_ok(
+        &[
+            "vault",
+            "derive",
+            path,
+            "--public",
+            "--json",
+            "--data-dir",
+            dir,
+        ],
+        "",
+    ));
+    assert_eq!(json["public_key"], text.trim(), "{json}");
+    assert_eq!(json["key_type"], "ed25519");
+    assert!(json["path"].as_str().unwrap().starts_with("m/74"), "{json}");
+    assert!(json.get("private_key").is_none(), "{json}");
+    let private = one_object(&run_ok(
+        &["vault", "derive", path, "--json", "--data-dir", dir],
+        "",
+    ));
+    assert_eq!(private["private_key"].as_str().unwrap().len(), 64);
+
+    let sealed = run_ok(&["vault", "encrypt", "--data-dir", dir], "hunter2\n");
+    let opened = one_object(&run_ok(
+        &["vault", "decrypt", "--json", "--data-dir", dir],
+        &sealed,
+    ));
+    assert_eq!(opened, serde_json::json!({ "plaintext": "hunter2" }));
+
+    let phrase = run_ok(&["vault", "show-mnemonic", "--data-dir", dir], "");
+    let shown = one_object(&run_ok(
+        &["vault", "show-mnemonic", "--json", "--data-dir", dir],
+        "",
+    ));
+    assert_eq!(shown["mnemonic"], phrase.trim());
+    assert_eq!(shown["words"], 24);
+
+    // seal and unseal say where the mnemonic went, never what it is.
+    let passphrase = tmp.path().join("passphrase");
+    std::fs::write(&passphrase, "correct horse battery staple\n").unwrap();
+    let state = one_object(&run_ok(
+        &[
+            "vault",
+            "seal",
+            "--json",
+            "--new-passphrase-file",
+            s(&passphrase),
+            "--data-dir",
+            dir,
+        ],
+        "",
+    ));
+    assert_eq!(state["sealed"], true, "{state}");
+    assert_eq!(
+        state["mnemonic_file"],
+        s(&data.join("mnemonic.sealed")),
+        "{state}"
+    );
+    let state = one_object(&run_ok(
+        &[
+            "vault",
+            "unseal",
+            "--json",
+            "--passphrase-file",
+            s(&passphrase),
+            "--data-dir",
+            dir,
+        ],
+        "",
+    ));
+    assert_eq!(state["sealed"], false, "{state}");
+    assert_eq!(state["mnemonic_file"], s(&data.join("mnemonic.txt")));
+    for words in phrase.split_whitespace().take(3) {
+        assert!(!state.to_string().contains(&format!("\"{words} ")));
+    }
+}
+
+#[test]
+fn serve_json_prints_the_banner_as_one_object() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("node");
+    let banner = |args: &[&str]| {
+        let mut node = ServeChild::serve(args, tmp.path(), None);
+        let line = node.wait_for(ServeChild::stdout, "JSON banner", START_DEADLINE, |l| {
+            l.starts_with('{')
+        });
+        let banner: serde_json::Value = serde_json::from_str(&line).expect("JSON banner");
+        assert_eq!(
+            node.stdout().len(),
+            1,
+            "only the banner: {:#?}",
+            node.stdout()
+        );
+        (node, banner)
+    };
+
+    let (first, created) = banner(&["--init", "--json", "--data-dir", s(&data)]);
+    let addr: std::net::SocketAddr = created["listen"].as_str().unwrap().parse().unwrap();
+    assert!(
+        created["admin_token"].as_str().unwrap().starts_with("alk_"),
+        "{created}"
+    );
+    assert_eq!(created["data_dir"], s(&data));
+    assert_eq!(created["certificate"], "self-signed certificate");
+    assert_eq!(created["transports"], serde_json::json!(["quic", "tls"]));
+    let alpns = created["alpns"].as_array().unwrap();
+    assert!(alpns.contains(&"alknet/call".into()) && alpns.contains(&"h2".into()));
+    assert_eq!(
+        created["console"],
+        format!("https://{addr}/console").as_str()
+    );
+    assert!(
+        !created["node_id"].as_str().unwrap().is_empty(),
+        "{created}"
+    );
+    time::OffsetDateTime::parse(
+        created["started_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .expect("RFC 3339");
+    assert!(created.get("mnemonic").is_none(), "{created}");
+    assert!(
+        first
+            .stderr()
+            .iter()
+            .any(|l| l.contains("admin token is in the banner")),
+        "{:#?}",
+        first.stderr()
+    );
+    // It is what it says: the address serves, and the token is the admin's.
+    let token = created["admin_token"].as_str().unwrap().to_owned();
+    alknet_e2e::runtime().block_on(async {
+        let mut stream = tls_connect(addr, &["http/1.1"]).await.unwrap();
+        let request = format!(
+            "GET /search HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer {token}\r\n\
+             connection: close\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        assert!(response.contains("admin/tree"), "{response}");
+    });
+    drop(first);
+
+    // A later start created no token: none is printed.
+    let (_second, again) = banner(&["--json", "--data-dir", s(&data)]);
+    assert_eq!(again["node_id"], created["node_id"]);
+    assert!(again["admin_token"].is_null(), "{again}");
+}

@@ -205,10 +205,11 @@ fn sighup_with_a_broken_configuration_changes_nothing_and_keeps_serving() {
         "{:?}",
         node.log()
     );
-    // A valid change to a key that needs a restart is named.
+    // A valid change to a key that needs a restart (the listeners apply
+    // it at their creation) is named.
     std::fs::write(
         &config,
-        "[diagnostics]\necho = true\n[limits]\nmax_batch = 7\n",
+        "[diagnostics]\necho = true\n[limits]\nhandshake_timeout = \"7s\"\n",
     )
     .unwrap();
     node.signal(Signal::SIGHUP);
@@ -217,7 +218,7 @@ fn sighup_with_a_broken_configuration_changes_nothing_and_keeps_serving() {
             .log()
             .iter()
             .any(|l| l.contains("not applied until the node restarts")
-                && l.contains("limits.max_batch"))),
+                && l.contains("limits.handshake_timeout"))),
         "{:?}",
         node.log()
     );
@@ -387,5 +388,218 @@ fn sighup_applies_new_connection_caps_to_new_connections_only() {
             .any(|l| l.contains("not applied") && l.contains("max_connections")),
         "{:?}",
         node.log()
+    );
+}
+
+/// `POST /batch` of `items` discovery calls on a new HTTP/1.1 connection;
+/// the whole response.
+async fn batch_of(addr: std::net::SocketAddr, items: usize) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = serde_json::Value::Array(vec![
+        serde_json::json!({"operation": "services/list", "input": {}});
+        items
+    ])
+    .to_string();
+    let mut stream = tls_connect(addr, &["http/1.1"]).await.unwrap();
+    let request = format!(
+        "POST /batch HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response
+}
+
+#[test]
+fn sighup_applies_raised_limits_to_new_connections_and_sessions() {
+    use alknet_call::Event;
+    use alknet_e2e::raw_call::{Transport, open_at};
+    let node = NodeProcess::start("[limits]\nmax_frame = 4096\nmax_batch = 1\n");
+    let config = node.data_dir.path().join("alknet.toml");
+    let rt = runtime();
+    // A request frame of about 6 KB: over the first limit, under the second.
+    let big = serde_json::json!({ "pad": "x".repeat(6000) });
+
+    let refused = rt.block_on(async {
+        let mut raw = open_at(node.addr, Transport::Quic).await;
+        raw.call("big", "services/list", big.clone()).await;
+        raw.next().await
+    });
+    assert!(
+        refused.is_none(),
+        "a frame over max_frame is refused: {refused:?}"
+    );
+    assert!(
+        rt.block_on(batch_of(node.addr, 2))
+            .contains("batch too large")
+    );
+    // A session that started before the reload keeps the limit it started
+    // with (its buffers were sized by it).
+    let mut before = rt.block_on(async {
+        let mut raw = open_at(node.addr, Transport::Quic).await;
+        let event = raw
+            .round_trip("small", "services/list", serde_json::json!({}))
+            .await;
+        assert!(matches!(event, Event::Responded(_)), "{event:?}");
+        raw
+    });
+
+    std::fs::write(&config, "[limits]\nmax_frame = 65536\nmax_batch = 4\n").unwrap();
+    node.signal(Signal::SIGHUP);
+    assert!(
+        eventually_blocking(Duration::from_secs(10), || node
+            .log()
+            .iter()
+            .any(|l| l.contains("reload finished"))),
+        "{:?}",
+        node.log()
+    );
+    let log = node.log();
+    let applied = log
+        .iter()
+        .find(|l| l.contains("limits reloaded"))
+        .unwrap_or_else(|| panic!("{log:?}"));
+    assert!(
+        applied.contains("limits.max_frame") && applied.contains("limits.max_batch"),
+        "{applied}"
+    );
+    assert!(!applied.contains("limits.call_timeout"), "{applied}");
+    assert!(
+        !log.iter()
+            .any(|l| l.contains("not applied") && l.contains("max_frame")),
+        "{log:?}"
+    );
+
+    for transport in [Transport::Quic, Transport::Tcp] {
+        let event = rt.block_on(async {
+            let mut raw = open_at(node.addr, transport).await;
+            raw.round_trip("big", "services/list", big.clone()).await
+        });
+        assert!(
+            matches!(event, Event::Responded(_)),
+            "{transport:?}: {event:?}"
+        );
+    }
+    let batch = rt.block_on(batch_of(node.addr, 2));
+    assert!(batch.starts_with("HTTP/1.1 200"), "{batch}");
+    let kept = rt.block_on(async {
+        before.call("big", "services/list", big.clone()).await;
+        before.next().await
+    });
+    assert!(kept.is_none(), "the open session kept its limit: {kept:?}");
+
+    // Nothing changed: nothing is said to be reloaded.
+    node.signal(Signal::SIGHUP);
+    assert!(eventually_blocking(Duration::from_secs(10), || node
+        .log()
+        .iter()
+        .filter(|l| l.contains("reload finished"))
+        .count()
+        == 2));
+    assert_eq!(
+        node.log()
+            .iter()
+            .filter(|l| l.contains("limits reloaded"))
+            .count(),
+        1,
+        "{:?}",
+        node.log()
+    );
+}
+
+/// The operation names `services/list` shows an anonymous caller, on a new
+/// session.
+fn listed(addr: std::net::SocketAddr) -> String {
+    use alknet_e2e::raw_call::{Transport, open_at};
+    runtime().block_on(async {
+        let mut raw = open_at(addr, Transport::Quic).await;
+        match raw
+            .round_trip("list", "services/list", serde_json::json!({}))
+            .await
+        {
+            alknet_call::Event::Responded(output) => output.to_string(),
+            other => panic!("services/list: {other:?}"),
+        }
+    })
+}
+
+fn openapi_import(namespace: &str, source: &str) -> String {
+    format!(
+        "[[import.openapi]]\nnamespace = \"{namespace}\"\nsource = \"{source}\"\n\
+         base_url = \"http://127.0.0.1:9\"\nexternal = true\n"
+    )
+}
+
+#[test]
+fn sighup_replaces_changed_imports_and_keeps_them_when_the_new_ones_fail() {
+    let petstore = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/petstore.yaml");
+    let node = NodeProcess::start_with_setup(&openapi_import("pets", "petstore.yaml"), |dir| {
+        std::fs::copy(&petstore, dir.join("petstore.yaml")).unwrap();
+    });
+    let config = node.data_dir.path().join("alknet.toml");
+    let before = listed(node.addr);
+    assert!(before.contains("\"pets/"), "{before}");
+    let lines = |what: &str| {
+        node.log()
+            .iter()
+            .filter(|l| l.contains(what))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+
+    // Renamed: the old operations go, the new ones serve.
+    std::fs::write(&config, openapi_import("animals", "petstore.yaml")).unwrap();
+    node.signal(Signal::SIGHUP);
+    assert!(
+        eventually_blocking(Duration::from_secs(10), || !lines("reload finished")
+            .is_empty()),
+        "{:?}",
+        node.log()
+    );
+    let reloaded = lines("imports reloaded");
+    assert_eq!(reloaded.len(), 1, "{:?}", node.log());
+    assert!(
+        reloaded[0].contains("pets/"),
+        "the removed are named: {}",
+        reloaded[0]
+    );
+    let after = listed(node.addr);
+    assert!(
+        after.contains("\"animals/") && !after.contains("\"pets/"),
+        "{after}"
+    );
+    assert!(
+        lines("not applied until the node restarts").is_empty(),
+        "{:?}",
+        node.log()
+    );
+
+    // A document that cannot be read: the served imports stay, and why is
+    // logged with the import's entry.
+    std::fs::write(
+        &config,
+        openapi_import("animals", "petstore.yaml") + &openapi_import("birds", "missing.yaml"),
+    )
+    .unwrap();
+    node.signal(Signal::SIGHUP);
+    assert!(
+        eventually_blocking(Duration::from_secs(10), || lines("reload finished").len()
+            == 2),
+        "{:?}",
+        node.log()
+    );
+    let refused = lines("imports not reloaded");
+    assert_eq!(refused.len(), 1, "{:?}", node.log());
+    assert!(
+        refused[0].contains("import.openapi[1] (birds)") && refused[0].contains("missing.yaml"),
+        "{}",
+        refused[0]
+    );
+    let kept = listed(node.addr);
+    assert!(
+        kept.contains("\"animals/") && !kept.contains("\"birds/"),
+        "{kept}"
     );
 }

@@ -52,7 +52,7 @@ pub use envelope::{CallRequest, Event, EventEnvelope, Incoming};
 pub use error::{CallError, ErrorCode};
 pub use handle::{CallOptions, SessionHandle, Subscription};
 pub use registry::{OperationDef, Registry};
-pub use server::{CallHandler, SessionConfig, SessionLimits};
+pub use server::{CallHandler, LiveSessionLimits, SessionConfig, SessionLimits};
 
 pub use alknet_core::close::{NO_ERROR, PROTOCOL_ERROR};
 

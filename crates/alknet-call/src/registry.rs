@@ -331,6 +331,41 @@ impl Registry {
         Ok(())
     }
 
+    /// Removes the operations named in `remove` and adds `add`, at once: a
+    /// call sees the old set or the new one, never a gap between them (a
+    /// reload replacing imported operations). If any of `add` is refused (a
+    /// name taken by an operation not in `remove`, twice in `add`, or not
+    /// valid), nothing changes.
+    pub fn replace(
+        &self,
+        remove: &[String],
+        add: Vec<OperationDef>,
+    ) -> Result<(), RegistrationError> {
+        let built = add
+            .into_iter()
+            .map(Self::build)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut operations = self
+            .operations
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut names = std::collections::BTreeSet::new();
+        for operation in &built {
+            let name = &operation.spec.name;
+            let taken = operations.contains_key(name) && !remove.contains(name);
+            if taken || !names.insert(name.clone()) {
+                return Err(RegistrationError::Duplicate(name.clone()));
+            }
+        }
+        for name in remove {
+            operations.remove(name);
+        }
+        for operation in built {
+            operations.insert(operation.spec.name.clone(), Arc::new(operation));
+        }
+        Ok(())
+    }
+
     /// Removes an operation; `true` if it was there.
     pub fn unregister(&self, name: &str) -> bool {
         self.operations
@@ -401,5 +436,52 @@ impl Registry {
             .values()
             .cloned()
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(name: &str) -> OperationDef {
+        OperationDef::query(name).unary(|_, _| async { Ok(json!(null)) })
+    }
+
+    fn names(registry: &Registry) -> Vec<String> {
+        registry
+            .operations()
+            .iter()
+            .map(|o| o.spec.name.clone())
+            .collect()
+    }
+
+    #[test]
+    fn replace_swaps_a_set_at_once_or_changes_nothing() {
+        let registry = Registry::new();
+        registry.register(op("keep/a")).unwrap();
+        registry
+            .register_all(vec![op("old/a"), op("old/b")])
+            .unwrap();
+        let old = vec!["old/a".to_owned(), "old/b".to_owned()];
+
+        // A name taken by an operation outside the set: refused, nothing moves.
+        let error = registry
+            .replace(&old, vec![op("new/a"), op("keep/a")])
+            .unwrap_err();
+        assert!(matches!(error, RegistrationError::Duplicate(name) if name == "keep/a"));
+        assert_eq!(names(&registry), ["keep/a", "old/a", "old/b"]);
+        // Twice in the new set: refused likewise.
+        assert!(
+            registry
+                .replace(&old, vec![op("new/a"), op("new/a")])
+                .is_err()
+        );
+        assert_eq!(names(&registry), ["keep/a", "old/a", "old/b"]);
+
+        // A name of the old set may come back (a changed import).
+        registry
+            .replace(&old, vec![op("old/a"), op("new/a")])
+            .unwrap();
+        assert_eq!(names(&registry), ["keep/a", "new/a", "old/a"]);
     }
 }

@@ -44,7 +44,7 @@ mod watchdog;
 pub mod websocket;
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use alknet_call::{Registry, SessionLimits};
@@ -123,14 +123,77 @@ pub struct AppState {
 
 /// Serves `h2` and `http/1.1`.
 pub struct HttpHandler {
+    /// What new connections are served with; a reload replaces it.
+    live: Arc<RwLock<Live>>,
+    stealth: Option<Stealth>,
+}
+
+/// The router and state new connections get, and what rebuilds them.
+struct Live {
+    served: Arc<Served>,
+    extra: Vec<ExtraRoute>,
+    /// The `/mcp` service, layered: kept across rebuilds, since it holds the
+    /// MCP sessions clients resume on new connections.
+    mcp: Option<axum::routing::Router>,
+}
+
+/// One connection's router and state, taken when the connection starts.
+struct Served {
     router: Router,
     state: AppState,
-    stealth: Option<Stealth>,
+}
+
+impl Live {
+    fn build(state: AppState, extra: &[ExtraRoute], mcp: Option<&Router>) -> Arc<Served> {
+        let mut router = router(state.clone(), extra.to_vec());
+        if let Some(mcp) = mcp {
+            router = router.route_service("/mcp", mcp.clone().into_service::<axum::body::Body>());
+        }
+        Arc::new(Served { router, state })
+    }
+}
+
+/// The limits an [`HttpHandler`] applies, as a reload replaces them.
+#[derive(Clone, Debug)]
+pub struct HttpLimits {
+    /// [`HttpSettings::call_timeout`].
+    pub call_timeout: Duration,
+    /// [`HttpSettings::max_batch`].
+    pub max_batch: usize,
+    /// [`HttpSettings::session`].
+    pub session: SessionLimits,
+    /// [`HttpSettings::limits`].
+    pub connection: ConnectionLimits,
+}
+
+/// Replaces an [`HttpHandler`]'s limits while it serves
+/// ([`HttpHandler::live_limits`]).
+#[derive(Clone)]
+pub struct LiveHttpLimits(Arc<RwLock<Live>>);
+
+impl LiveHttpLimits {
+    /// Connections accepted from now on are served with `limits`; open ones
+    /// keep what they started with (their timers, windows and budgets were
+    /// sized by it). `/mcp` keeps the call timeout and batch size it was
+    /// built with.
+    pub fn set(&self, limits: HttpLimits) {
+        let mut live = self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = live.served.state.clone();
+        state.settings.call_timeout = limits.call_timeout;
+        state.settings.max_batch = limits.max_batch;
+        state.settings.session = limits.session;
+        state.settings.limits = limits.connection;
+        live.served = Live::build(state, &live.extra, live.mcp.as_ref());
+    }
 }
 
 /// A deployment's own route (§11.6): served behind the bearer middleware
 /// (handlers read the [`auth::Bearer`] extension), absent from `/search` and
 /// `/openapi.json`.
+#[derive(Clone)]
 pub struct ExtraRoute {
     /// The path, e.g. `/status`.
     pub path: String,
@@ -194,23 +257,48 @@ impl HttpHandler {
             identities,
             settings,
         };
+        let served = Live::build(state, &extra, None);
         Ok(Self {
-            router: router(state.clone(), extra),
-            state,
+            live: Arc::new(RwLock::new(Live {
+                served,
+                extra,
+                mcp: None,
+            })),
             stealth,
         })
     }
 
+    /// The handle a reload replaces this handler's limits through.
+    pub fn live_limits(&self) -> LiveHttpLimits {
+        LiveHttpLimits(self.live.clone())
+    }
+
+    /// What a connection starting now is served with: read once per
+    /// connection, so a reload costs requests nothing.
+    fn served(&self) -> Arc<Served> {
+        self.live
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .served
+            .clone()
+    }
+
     /// Serves MCP at `/mcp` (§14.1) with `mcp` (the streamable-HTTP service,
     /// `alknet_adapters::to_mcp::router`), behind the bearer middleware.
-    pub fn with_mcp(mut self, mcp: Router) -> Self {
-        let mcp = mcp.layer(axum::middleware::from_fn_with_state(
-            self.state.clone(),
-            auth::bearer,
-        ));
-        self.router = self
-            .router
-            .route_service("/mcp", mcp.into_service::<axum::body::Body>());
+    pub fn with_mcp(self, mcp: Router) -> Self {
+        {
+            let mut live = self
+                .live
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let state = live.served.state.clone();
+            let mcp = mcp.layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                auth::bearer,
+            ));
+            live.served = Live::build(state, &live.extra, Some(&mcp));
+            live.mcp = Some(mcp);
+        }
         self
     }
 }
@@ -266,8 +354,9 @@ impl ProtocolHandler for HttpHandler {
         // (§2 rule 7), later ones are refused.
         // The first-request clock runs from the handshake: over QUIC a
         // client that opens no stream is closed like a silent one.
-        let scope = ConnectionScope::new(connection.clone(), &self.state.settings.limits);
-        let limits = &self.state.settings.limits;
+        let served = self.served();
+        let scope = ConnectionScope::new(connection.clone(), &served.state.settings.limits);
+        let limits = &served.state.settings.limits;
         let stream = tokio::select! {
             stream = connection.accept_bi() => stream?,
             expiry = scope.activity.expired(limits, false) => {
@@ -287,7 +376,7 @@ impl ProtocolHandler for HttpHandler {
                 }
             });
         }
-        let router = self.router.clone();
+        let router = served.router.clone();
         let request_scope = scope.clone();
         let stealth = self.stealth.clone();
         let budget_size = limits.body_budget;

@@ -12,8 +12,11 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SshSection {
-    /// Serve `alknet/ssh` on the node's port.
-    pub enabled: bool,
+    /// Serve `alknet/ssh` on the node's port. Unset: served when the vault
+    /// can derive the host key (every data directory `alknet init` made;
+    /// not one from before the vault, which then serves without SSH and
+    /// says so).
+    pub enabled: Option<bool>,
     /// Also accept SSH without TLS on this address (for `ssh -p` and
     /// `ssh-keyscan`, which cannot use a proxy command).
     pub listen: Option<SocketAddr>,
@@ -43,7 +46,7 @@ pub struct SshSection {
 impl Default for SshSection {
     fn default() -> Self {
         Self {
-            enabled: true,
+            enabled: None,
             listen: None,
             shell: None,
             gateway_ports: false,
@@ -57,14 +60,23 @@ impl Default for SshSection {
     }
 }
 
+impl SshSection {
+    /// Whether SSH is served, given whether the vault can derive its host
+    /// key: as configured, else when it can.
+    pub fn served(&self, has_vault: bool) -> bool {
+        self.enabled.unwrap_or(has_vault)
+    }
+}
+
 impl ConfigSection for SshSection {
     const KEY: &'static str = "ssh";
     const TEMPLATE: &'static str = r#"[ssh]
 # Serve SSH (ALPN alknet/ssh) on the node's port, for stock OpenSSH clients
 # through `alknet proxy` or `openssl s_client` as a ProxyCommand. Logins are
 # by public key only, for peers added with `alknet peer add`; scopes decide
-# what each may do (docs/ssh.md).
-enabled = true
+# what each may do (docs/ssh.md). Unset: on, unless the data directory
+# predates the vault (no mnemonic to derive the host key from).
+# enabled = true
 # Also accept SSH without TLS on this address, e.g. "127.0.0.1:2222", for
 # `ssh -p` and `ssh-keyscan`. Unset: no plain listener.
 # listen = "127.0.0.1:2222"

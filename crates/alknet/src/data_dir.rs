@@ -18,9 +18,11 @@
 //!   serve.lock       locked by the `serve` running on the directory; its pid
 //! ```
 //!
-//! `serve` refuses a directory other users may write and a private file
-//! (keys, mnemonic, identities, credentials) other users may read, as sshd
-//! refuses unprotected host keys ([`check_private`]), and runs at most once
+//! `serve`, and every command that opens its secrets (`token`, `peer`,
+//! `vault`, `import check`), refuses a directory other users may write and a
+//! private file (keys, mnemonic, identities, credentials) other users may
+//! read, as sshd refuses unprotected host keys ([`check_private`]); `serve`
+//! runs at most once
 //! per directory ([`DataDir::lock`]). See docs/operations.md, and
 //! docs/vault.md for the vault's side of this.
 
@@ -133,7 +135,9 @@ impl DataDir {
 
     /// The identity store of an initialised data directory, for the commands
     /// that edit it: pointing them at a wrong directory must not silently
-    /// create a store no node reads.
+    /// create a store no node reads. The directory's permissions are checked
+    /// as `serve` checks them: `token` and `peer` open its secrets too, and an
+    /// exposed store should be noticed by whichever command touches it first.
     pub fn existing_identity_store(&self) -> anyhow::Result<IdentityStore> {
         if !self.is_initialised() {
             bail!(
@@ -142,6 +146,7 @@ impl DataDir {
                 self.root.display()
             );
         }
+        self.check_permissions()?;
         self.identity_store()
     }
 
@@ -284,15 +289,22 @@ impl DataDir {
     }
 
     /// Refuses a directory other users may write (they could replace its
-    /// keys) and any private file in it other users may read.
+    /// keys) and any private file in it other users may read. A missing
+    /// directory passes: the command that needs it reports that.
     pub fn check_permissions(&self) -> anyhow::Result<()> {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&self.root)
-                .with_context(|| format!("cannot read {}", self.root.display()))?
-                .permissions()
-                .mode();
+            let mode = match std::fs::metadata(&self.root) {
+                Ok(meta) => meta.permissions().mode(),
+                // As with a missing file: the command that needs the
+                // directory says how to create it.
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(error) => {
+                    return Err(error)
+                        .with_context(|| format!("cannot read {}", self.root.display()));
+                }
+            };
             if mode & 0o022 != 0 {
                 bail!(
                     "{} is writable by other users (mode {:03o}): they could replace the node's \
@@ -451,6 +463,26 @@ impl Initialised {
         eprintln!(
             "the admin token is shown only this once and only its hash is kept: store it safely"
         );
+    }
+
+    /// What `serve` says when it initialised the directory itself: the text
+    /// of [`Self::print`], or with `serve --json` only its notices (on
+    /// standard error) and the admin token handed back for the JSON banner,
+    /// which must stay the one line on standard output.
+    pub fn announce(&self, json: bool) -> Option<String> {
+        if !json {
+            self.print(false);
+            return None;
+        }
+        eprintln!(
+            "initialised {} (node id {}); the admin token is in the banner's `admin_token`, \
+             shown only this once: store it safely. `alknet vault show-mnemonic --data-dir {}` \
+             shows the new mnemonic: write it down, it alone restores this node",
+            self.dir.root().display(),
+            self.node_id,
+            self.dir.root().display()
+        );
+        Some(self.admin_token.clone())
     }
 
     /// Prints what was created. `show_mnemonic` prints a generated mnemonic

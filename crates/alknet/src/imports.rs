@@ -287,6 +287,24 @@ pub fn register(registry: &Registry, resolved: Vec<Resolved>) -> anyhow::Result<
     Ok(names)
 }
 
+/// Replaces the operations of the HTTP imports, `current` (as [`register`]
+/// or this returned them), with `resolved`, in one step
+/// ([`Registry::replace`]); returns the new names. Refused as a whole (the
+/// old set keeps serving) when a new name collides.
+pub fn replace(
+    registry: &Registry,
+    current: &[String],
+    resolved: Vec<Resolved>,
+) -> anyhow::Result<Vec<String>> {
+    let labels: Vec<String> = resolved.iter().map(|r| r.label.clone()).collect();
+    let defs: Vec<OperationDef> = resolved.into_iter().flat_map(|r| r.defs).collect();
+    let names: Vec<String> = defs.iter().map(|d| d.spec().name.clone()).collect();
+    registry
+        .replace(current, defs)
+        .with_context(|| format!("cannot register the operations of {}", labels.join(", ")))?;
+    Ok(names)
+}
+
 /// One MCP import to run in the background.
 pub struct McpJob {
     import: McpImport,
@@ -395,6 +413,9 @@ pub fn check(
         );
     }
     let dir = DataDir::new(data_dir);
+    // It reads credentials.toml and may read client keys: refused where
+    // `serve` would refuse, so a check never passes a node that cannot start.
+    dir.check_permissions()?;
     let config_path = config
         .map(Path::to_owned)
         .or_else(|| Some(dir.config()).filter(|p| p.exists()));

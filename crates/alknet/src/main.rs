@@ -1,6 +1,7 @@
 //! `alknet`: the node's command-line interface.
 
 mod admin;
+mod banner;
 mod call;
 mod connect;
 mod credentials;
@@ -116,6 +117,10 @@ enum Command {
         /// systemd credential `vault-passphrase`, else a prompt on the terminal].
         #[arg(long)]
         passphrase_file: Option<PathBuf>,
+        /// Print the start-up banner as one JSON object line (the log stays
+        /// on standard error).
+        #[arg(long)]
+        json: bool,
     },
     /// Call one operation on a node and print its output as JSON
     /// (a subscription prints one line per item). Exit status 1 when the
@@ -205,6 +210,9 @@ enum VaultCommand {
         /// with the `secp256k1` feature).
         #[arg(long, default_value = "ed25519")]
         key_type: KeyType,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         vault: VaultArgs,
     },
@@ -224,8 +232,11 @@ enum VaultCommand {
     /// (followed by a newline unless --raw). Any failure: exit status 1.
     Decrypt {
         /// Print the plaintext exactly, without a trailing newline.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "json")]
         raw: bool,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         vault: VaultArgs,
     },
@@ -242,16 +253,25 @@ enum VaultCommand {
         /// The new passphrase [default: asked twice on the terminal].
         #[arg(long)]
         new_passphrase_file: Option<PathBuf>,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         vault: VaultArgs,
     },
     /// Remove the passphrase: store the mnemonic in clear (mode 0600).
     Unseal {
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         vault: VaultArgs,
     },
     /// Print the mnemonic (needs the passphrase when it is sealed).
     ShowMnemonic {
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         vault: VaultArgs,
     },
@@ -418,6 +438,7 @@ fn main() -> ExitCode {
             listen,
             config,
             passphrase_file,
+            json,
         } => serve::run(serve::ServeArgs {
             data_dir,
             init,
@@ -426,6 +447,7 @@ fn main() -> ExitCode {
             passphrase: PassphraseSource {
                 file: passphrase_file,
             },
+            json,
         }),
         Command::Call {
             connect,
@@ -545,10 +567,11 @@ fn run_vault(command: VaultCommand) -> anyhow::Result<ExitCode> {
             path,
             public,
             key_type,
+            json,
             vault,
         } => {
             let (dir, source) = vault.split();
-            vault_cmd::derive(&dir, &source, &path, key_type, public)
+            vault_cmd::derive(&dir, &source, &path, key_type, public, json)
         }
         VaultCommand::Encrypt {
             key_version,
@@ -558,9 +581,9 @@ fn run_vault(command: VaultCommand) -> anyhow::Result<ExitCode> {
             let (dir, source) = vault.split();
             vault_cmd::encrypt(&dir, &source, key_version, raw)
         }
-        VaultCommand::Decrypt { raw, vault } => {
+        VaultCommand::Decrypt { raw, json, vault } => {
             let (dir, source) = vault.split();
-            vault_cmd::decrypt(&dir, &source, raw)
+            vault_cmd::decrypt(&dir, &source, raw, json)
         }
         VaultCommand::Rotate { to, vault } => {
             let (dir, source) = vault.split();
@@ -568,18 +591,19 @@ fn run_vault(command: VaultCommand) -> anyhow::Result<ExitCode> {
         }
         VaultCommand::Seal {
             new_passphrase_file,
+            json,
             vault,
         } => {
             let (dir, source) = vault.split();
-            vault_cmd::seal(&dir, &source, new_passphrase_file.as_deref())
+            vault_cmd::seal(&dir, &source, new_passphrase_file.as_deref(), json)
         }
-        VaultCommand::Unseal { vault } => {
+        VaultCommand::Unseal { json, vault } => {
             let (dir, source) = vault.split();
-            vault_cmd::unseal(&dir, &source)
+            vault_cmd::unseal(&dir, &source, json)
         }
-        VaultCommand::ShowMnemonic { vault } => {
+        VaultCommand::ShowMnemonic { json, vault } => {
             let (dir, source) = vault.split();
-            vault_cmd::show_mnemonic(&dir, &source)
+            vault_cmd::show_mnemonic(&dir, &source, json)
         }
     }
 }

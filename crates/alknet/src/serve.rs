@@ -33,6 +33,8 @@ pub struct ServeArgs {
     pub listen: Option<SocketAddr>,
     pub config: Option<PathBuf>,
     pub passphrase: PassphraseSource,
+    /// Print the banner as one JSON object line.
+    pub json: bool,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -51,6 +53,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     data_dir::ensure_exists(&args.data_dir, args.init)?;
     let _lock = dir.lock()?;
     dir.check_permissions()?;
+    let mut admin_token = None;
     if !dir.is_initialised() {
         // The one-command start never blocks on a prompt: no passphrase, and
         // the mnemonic stays out of the output (which often goes to a log).
@@ -58,7 +61,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             "{} has no node identity yet: initialising it without a passphrase",
             args.data_dir.display()
         );
-        data_dir::init(&args.data_dir, InitOptions::unattended())?.print(false);
+        admin_token =
+            data_dir::init(&args.data_dir, InitOptions::unattended())?.announce(args.json);
     }
     if config_path.is_none() && dir.config().exists() {
         // `init` just wrote the template, every key at its default: what a
@@ -70,7 +74,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // does not open stops here, with nothing listening and nothing written.
     let identity = keystore::node_identity(&dir, &args.passphrase)?;
     let credentials = credentials::load(&dir, identity.vault.as_ref())?;
-    let protocol_keys = vault_keys::derive(&dir, identity.vault.as_ref(), &declared_keys(&config))?;
+    let has_vault = identity.vault.is_some();
+    let protocol_keys = vault_keys::derive(
+        &dir,
+        identity.vault.as_ref(),
+        &declared_keys(&config, has_vault),
+    )?;
     // The seed is not needed past this point: drop (and zero) it.
     let node_key = identity.node_key;
     drop(identity.vault);
@@ -90,6 +99,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             protocol_keys,
             text: started_text,
             set_log_filter,
+            json_banner: args.json.then_some(admin_token),
         },
     ))
 }
@@ -102,13 +112,16 @@ struct Started {
     text: toml::Table,
     /// Replaces the log filter on reload (`None` under `ALKNET_LOG`).
     set_log_filter: Option<SetLogFilter>,
+    /// `serve --json`: the banner as JSON, with the admin token when this
+    /// start created it.
+    json_banner: Option<Option<String>>,
 }
 
 /// The keys the served protocols declare (`alknet_core::protocol_keys`), one
 /// entry per protocol that needs one, derived while the vault is open.
-fn declared_keys(config: &Config) -> Vec<&'static KeyDeclaration> {
+fn declared_keys(config: &Config, has_vault: bool) -> Vec<&'static KeyDeclaration> {
     let mut keys = Vec::new();
-    if config.section::<SshSection>().enabled {
+    if config.section::<SshSection>().served(has_vault) {
         keys.push(&alknet_ssh::keys::HOST_KEY);
     }
     keys
@@ -211,6 +224,7 @@ async fn serve(
         mut protocol_keys,
         text: started_text,
         set_log_filter,
+        json_banner,
     } = started;
     // Credentials are handed to registrations as capabilities
     // (`Credentials::grant`); they live, zeroed on drop, as long as the node.
@@ -233,12 +247,15 @@ async fn serve(
     let admin = AdminHandle::default();
     let sessions = session_limits(&config.node);
     let (call, registry) = call_handler(diagnostics, &admin, identities.clone(), &sessions)?;
+    let call_limits = call.live_limits();
     let upstreams = upstreams::options(config.section::<Upstreams>(), &node_key)?;
     // HTTP imports join the registry before anything listens; MCP imports
     // follow in the background once the node runs.
     let outbound = Arc::new(alknet_adapters::outbound::Outbound::new(
         imports::outbound_settings(&imports.client, &dir)?,
     )?);
+    // Shared with reloads, which grant them to changed imports.
+    let credentials = Arc::new(credentials);
     let source = CredentialSource::Decrypted(&credentials);
     let resolved = imports::resolve_http(imports, &dir, &source, &outbound).await?;
     let imported = imports::register(&registry, resolved)?;
@@ -264,14 +281,12 @@ async fn serve(
         &identities,
         diagnostics.fault,
     )?;
-    let ssh_listener = ssh_plain_listener(ssh_section)?;
-    let ssh_banner = ssh.as_ref().map(|ssh| {
-        let plain = match ssh_listener.as_ref().and_then(|l| l.local_addr().ok()) {
-            Some(addr) => format!(", plain SSH on {addr}"),
-            None => String::new(),
-        };
-        format!("ssh: alknet/ssh{plain}; host key {}", ssh.host_key())
+    let ssh_listener = ssh_plain_listener(ssh_section, ssh.is_some())?;
+    let ssh_banner = ssh.as_ref().map(|ssh| crate::banner::Ssh {
+        host_key: ssh.host_key().to_owned(),
+        plain: ssh_listener.as_ref().and_then(|l| l.local_addr().ok()),
     });
+    let http_limits = http.as_ref().map(alknet_http::HttpHandler::live_limits);
     let node = Node::builder(config.node.clone(), identity.clone())
         .identities(identities)
         .protocol(call)
@@ -316,29 +331,54 @@ async fn serve(
         log: config.node.log.clone(),
         started_text,
         set_log_filter,
+        limits: config.node.limits.clone(),
+        call_limits,
+        http_limits,
+        serves_mcp: http_section.enabled && http_section.mcp,
+        imports: reload::ImportState {
+            registry: registry.clone(),
+            outbound: outbound.clone(),
+            credentials: credentials.clone(),
+            applied: imports.clone(),
+            names: imported.clone(),
+        },
     };
     let hangups = reload_signal();
     admin.attach(node.clone());
     let alpns: Vec<String> = node.alpns().iter().map(ToString::to_string).collect();
-    println!("alknet node {}", node_key.node_id());
-    println!("data directory: {}", dir.root().display());
-    println!(
-        "listening on {} (QUIC over UDP and TLS over TCP)",
-        node.local_addr()
-    );
-    if serves_console {
+    if let Some(admin_token) = &json_banner {
+        crate::banner::print_json(&crate::banner::Facts {
+            node_id: node_key.node_id().to_string(),
+            data_dir: dir.root(),
+            listen: node.local_addr(),
+            alpns: &alpns,
+            certificate: &browser_certificate,
+            console: serves_console,
+            metrics: metrics_addr,
+            ssh: ssh_banner.as_ref(),
+            admin_token: admin_token.as_deref(),
+        })?;
+    } else {
+        println!("alknet node {}", node_key.node_id());
+        println!("data directory: {}", dir.root().display());
         println!(
-            "console: https://{}/console ({browser_certificate}; sign in with a token)",
+            "listening on {} (QUIC over UDP and TLS over TCP)",
             node.local_addr()
         );
+        if serves_console {
+            println!(
+                "console: https://{}/console ({browser_certificate}; sign in with a token)",
+                node.local_addr()
+            );
+        }
+        if let Some(addr) = metrics_addr {
+            println!("metrics: http://{addr}/metrics");
+        }
+        if let Some(ssh) = &ssh_banner {
+            println!("{}", ssh.text());
+        }
+        println!("serving: {}", alpns.join(", "));
     }
-    if let Some(addr) = metrics_addr {
-        println!("metrics: http://{addr}/metrics");
-    }
-    if let Some(line) = &ssh_banner {
-        println!("{line}");
-    }
-    println!("serving: {}", alpns.join(", "));
     tracing::info!(addr = %node.local_addr(), node_id = %node_key.node_id(), alpns = ?alpns, "node started");
     service::ready(&format!("serving on {}", node.local_addr()));
     service::spawn_watchdog();
@@ -404,10 +444,20 @@ fn ssh_handler(
     identities: &Arc<dyn IdentityProvider>,
     fault_injection: bool,
 ) -> anyhow::Result<Option<SshHandler>> {
-    if !section.enabled {
-        return Ok(None);
-    }
-    let host_key = keys.take(&alknet_ssh::keys::HOST_KEY)?;
+    let host_key = match (section.enabled, keys.take(&alknet_ssh::keys::HOST_KEY)) {
+        (Some(false), _) => return Ok(None),
+        (_, Ok(host_key)) => host_key,
+        (None, Err(_)) => {
+            // Not asked for, and a data directory from before the vault has
+            // no host key to serve it with.
+            tracing::warn!(
+                "SSH is not served: this data directory predates the vault, so there is no host key \
+                 (set `[ssh] enabled = false` to silence this; a directory made by `alknet init` serves SSH)"
+            );
+            return Ok(None);
+        }
+        (Some(true), Err(error)) => return Err(error.into()),
+    };
     Ok(Some(
         SshHandler::new(section.clone(), &host_key, identities.clone())
             .with_fault_injection(fault_injection),
@@ -416,8 +466,11 @@ fn ssh_handler(
 
 /// `[ssh] listen`, bound before the node starts so that an address in use
 /// stops `serve` with nothing running.
-fn ssh_plain_listener(section: &SshSection) -> anyhow::Result<Option<std::net::TcpListener>> {
-    let Some(listen) = section.listen.filter(|_| section.enabled) else {
+fn ssh_plain_listener(
+    section: &SshSection,
+    served: bool,
+) -> anyhow::Result<Option<std::net::TcpListener>> {
+    let Some(listen) = section.listen.filter(|_| served) else {
         return Ok(None);
     };
     let listener = std::net::TcpListener::bind(listen).map_err(|error| {
@@ -487,7 +540,9 @@ fn session_limits(config: &NodeConfig) -> SessionLimits {
 }
 
 /// Each HTTP connection's time limits and caps.
-fn connection_limits(limits: &alknet_core::config::Limits) -> alknet_http::ConnectionLimits {
+pub(crate) fn connection_limits(
+    limits: &alknet_core::config::Limits,
+) -> alknet_http::ConnectionLimits {
     alknet_http::ConnectionLimits {
         first_request_timeout: limits.first_request_timeout,
         header_read_timeout: limits.header_read_timeout,

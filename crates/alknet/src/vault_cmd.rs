@@ -1,5 +1,9 @@
 //! `alknet vault …`: derive keys, seal and open credentials, and manage how
 //! the mnemonic is kept (`seal`, `unseal`, `show-mnemonic`).
+//!
+//! Every command first checks the data directory's permissions as `serve`
+//! does: each one opens the mnemonic, and one exposed to other users is
+//! better refused by the first command that reads it than by the next start.
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -22,10 +26,26 @@ pub fn derive(
     path: &DerivationPath,
     key_type: KeyType,
     public: bool,
+    json: bool,
 ) -> anyhow::Result<ExitCode> {
+    dir.check_permissions()?;
     let vault = keystore::vault_of(&keystore::load_mnemonic(dir, source)?);
     let key = vault.derive(key_type, path)?;
-    if public {
+    if json {
+        let (field, hex) = if public {
+            ("public_key", Zeroizing::new(hex::encode(key.public_key())))
+        } else {
+            (
+                "private_key",
+                Zeroizing::new(hex::encode(key.secret_bytes())),
+            )
+        };
+        print_secret_json(serde_json::json!({
+            "path": path.to_string(),
+            "key_type": key_type.to_string(),
+            field: hex.as_str(),
+        }))?;
+    } else if public {
         println!("{}", hex::encode(key.public_key()));
     } else {
         let hex = Zeroizing::new(hex::encode(key.secret_bytes()));
@@ -41,6 +61,7 @@ pub fn encrypt(
     key_version: u32,
     raw: bool,
 ) -> anyhow::Result<ExitCode> {
+    dir.check_permissions()?;
     let vault = keystore::vault_of(&keystore::load_mnemonic(dir, source)?);
     let input = read_stdin()?;
     let mut secret = Zeroizing::new(String::from_utf8(input.to_vec()).map_err(|error| {
@@ -57,13 +78,23 @@ pub fn encrypt(
 
 /// `vault decrypt`: EncryptedData JSON on stdin → the plaintext on stdout.
 /// Any failure is `decryption failed` and exit status 1.
-pub fn decrypt(dir: &DataDir, source: &PassphraseSource, raw: bool) -> anyhow::Result<ExitCode> {
+pub fn decrypt(
+    dir: &DataDir,
+    source: &PassphraseSource,
+    raw: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    dir.check_permissions()?;
     let vault = keystore::vault_of(&keystore::load_mnemonic(dir, source)?);
     let input = read_stdin()?;
     let Ok(secret) = vault.decrypt_json(input.trim_ascii()) else {
         eprintln!("error: decryption failed");
         return Ok(ExitCode::from(1));
     };
+    if json {
+        print_secret_json(serde_json::json!({ "plaintext": secret.expose() }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut out = std::io::stdout().lock();
     out.write_all(secret.expose().as_bytes())?;
     if !raw {
@@ -75,6 +106,7 @@ pub fn decrypt(dir: &DataDir, source: &PassphraseSource, raw: bool) -> anyhow::R
 
 /// `vault rotate --to N`: EncryptedData on stdin → re-sealed under version N.
 pub fn rotate(dir: &DataDir, source: &PassphraseSource, to: u32) -> anyhow::Result<ExitCode> {
+    dir.check_permissions()?;
     let vault = keystore::vault_of(&keystore::load_mnemonic(dir, source)?);
     let input = read_stdin()?;
     let Ok(sealed) = EncryptedData::from_json(input.trim_ascii()) else {
@@ -99,7 +131,9 @@ pub fn seal(
     dir: &DataDir,
     source: &PassphraseSource,
     new_passphrase_file: Option<&std::path::Path>,
+    json: bool,
 ) -> anyhow::Result<ExitCode> {
+    dir.check_permissions()?;
     match dir.storage() {
         Storage::Legacy => bail!(keystore::no_mnemonic_message(dir)),
         Storage::Clear => {
@@ -132,12 +166,16 @@ pub fn seal(
             );
         }
     }
+    if json {
+        print_state(dir, true)?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
 /// `vault unseal`: remove the passphrase (the mnemonic goes back in clear,
 /// mode 0600, and node.key is written beside it).
-pub fn unseal(dir: &DataDir, source: &PassphraseSource) -> anyhow::Result<ExitCode> {
+pub fn unseal(dir: &DataDir, source: &PassphraseSource, json: bool) -> anyhow::Result<ExitCode> {
+    dir.check_permissions()?;
     match dir.storage() {
         Storage::Legacy => bail!(keystore::no_mnemonic_message(dir)),
         Storage::Clear => bail!(
@@ -157,18 +195,65 @@ pub fn unseal(dir: &DataDir, source: &PassphraseSource) -> anyhow::Result<ExitCo
             );
         }
     }
+    if json {
+        print_state(dir, false)?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
 /// `vault show-mnemonic`.
-pub fn show_mnemonic(dir: &DataDir, source: &PassphraseSource) -> anyhow::Result<ExitCode> {
+pub fn show_mnemonic(
+    dir: &DataDir,
+    source: &PassphraseSource,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    dir.check_permissions()?;
     let mnemonic = keystore::load_mnemonic(dir, source)?;
     eprintln!(
         "warning: this is the root secret of the node: its identity and every key of its vault. \
          Anyone who sees it can impersonate the node. Write it down offline; do not paste it anywhere."
     );
-    println!("{}", mnemonic.phrase().as_str());
+    if json {
+        print_secret_json(serde_json::json!({
+            "mnemonic": mnemonic.phrase().as_str(),
+            "words": mnemonic.word_count(),
+        }))?;
+    } else {
+        println!("{}", mnemonic.phrase().as_str());
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints `value` as one JSON line. It may hold the very secret asked for:
+/// the rendered text is zeroed after, and written as it is rather than
+/// copied into a line (`serde_json::Value` itself cannot be zeroed; it lives
+/// only until this returns).
+fn print_secret_json(value: serde_json::Value) -> anyhow::Result<()> {
+    let text = Zeroizing::new(value.to_string());
+    drop(value);
+    if crate::output::write(&text)? == crate::output::Reader::Reading {
+        crate::output::write("\n")?;
+    }
+    Ok(())
+}
+
+/// What `seal` and `unseal --json` print: where the mnemonic now is and
+/// whether a passphrase protects it, never the mnemonic.
+fn print_state(dir: &DataDir, sealed: bool) -> anyhow::Result<()> {
+    let file = if sealed {
+        dir.sealed_mnemonic_file()
+    } else {
+        dir.mnemonic_file()
+    };
+    crate::output::line(
+        &serde_json::json!({
+            "data_dir": dir.root(),
+            "sealed": sealed,
+            "mnemonic_file": file,
+        })
+        .to_string(),
+    )?;
+    Ok(())
 }
 
 fn remove(path: &std::path::Path) -> anyhow::Result<()> {

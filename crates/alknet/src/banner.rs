@@ -1,0 +1,74 @@
+//! `serve --json`: the start-up banner as one JSON object line, for the
+//! scripts and supervisors that start a node and need its address, its id
+//! and (on a first start) its admin token without parsing the text.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde_json::json;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// What the banner reports.
+pub struct Facts<'a> {
+    pub node_id: String,
+    pub data_dir: &'a Path,
+    pub listen: SocketAddr,
+    pub alpns: &'a [String],
+    /// What browsers are shown, as the text banner describes it.
+    pub certificate: &'a str,
+    pub console: bool,
+    pub metrics: Option<SocketAddr>,
+    /// SSH, when served.
+    pub ssh: Option<&'a Ssh>,
+    /// The admin token, when this start created the data directory: the
+    /// one secret the text banner prints too, never stored anywhere.
+    pub admin_token: Option<&'a str>,
+}
+
+/// What the banner says about SSH.
+pub struct Ssh {
+    /// `ssh-ed25519 AAAA…`, as `known_hosts` holds it.
+    pub host_key: String,
+    /// The plain listener (`[ssh] listen`), if any.
+    pub plain: Option<SocketAddr>,
+}
+
+impl Ssh {
+    /// The text banner's line.
+    pub fn text(&self) -> String {
+        let plain = match self.plain {
+            Some(addr) => format!(", plain SSH on {addr}"),
+            None => String::new(),
+        };
+        format!("ssh: alknet/ssh{plain}; host key {}", self.host_key)
+    }
+}
+
+/// Prints the banner as one line on standard output. Times are RFC 3339, as
+/// in every other `--json` output.
+pub fn print_json(facts: &Facts<'_>) -> anyhow::Result<()> {
+    let started_at = OffsetDateTime::now_utc().format(&Rfc3339)?;
+    let object = json!({
+        "node_id": facts.node_id,
+        "data_dir": facts.data_dir,
+        "listen": facts.listen.to_string(),
+        // One address, both transports: QUIC on its UDP port, TLS on its
+        // TCP port.
+        "transports": ["quic", "tls"],
+        "alpns": facts.alpns,
+        "certificate": facts.certificate,
+        "console": facts.console.then(|| format!("https://{}/console", facts.listen)),
+        "metrics": facts.metrics.map(|addr| format!("http://{addr}/metrics")),
+        "ssh": facts.ssh.map(|ssh| json!({
+            "host_key": ssh.host_key,
+            "plain": ssh.plain.map(|addr| addr.to_string()),
+        })),
+        "admin_token": facts.admin_token,
+        "pid": std::process::id(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "started_at": started_at,
+    });
+    crate::output::line(&object.to_string())?;
+    Ok(())
+}
