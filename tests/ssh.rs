@@ -784,3 +784,160 @@ fn a_forward_whose_client_stops_reading_holds_bounded_memory() {
         received += read;
     }
 }
+
+/// A CA key pair in `dir`, returning its public line.
+fn certificate_authority(dir: &Path, name: &str) -> String {
+    let path = dir.join(name);
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    std::fs::read_to_string(path.with_extension("pub"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// Signs `key`'s public half with the CA `ca` for `principals`; ssh picks
+/// up `<key>-cert.pub` beside the key.
+fn certify(ca: &Path, key: &Path, principals: &str) {
+    let signed = Command::new("ssh-keygen")
+        .args(["-q", "-s"])
+        .arg(ca)
+        .args(["-I", "laptop-of-alice", "-n", principals, "-V", "-5m:+1h"])
+        .arg(key.with_extension("pub"))
+        .status()
+        .unwrap();
+    assert!(signed.success());
+}
+
+#[test]
+fn user_certificates_from_a_configured_ca_log_in_as_their_principal() {
+    let cas = tempfile::tempdir().unwrap();
+    let trusted = certificate_authority(cas.path(), "trusted-ca");
+    let _untrusted = certificate_authority(cas.path(), "untrusted-ca");
+    let fixture = Fixture::start(&format!(
+        "[[ssh.user_ca]]\nkey = \"{trusted}\"\nscopes = [\"ssh:shell\"]\nprincipals = [\"alice\", \"carol\"]\n"
+    ));
+    let alice = fixture.key("alice");
+    certify(&cas.path().join("trusted-ca"), &alice, "alice,bob");
+    let as_user = |key: &Path, user: &str| {
+        output(
+            fixture
+                .ssh(Path_::Plain, key)
+                .args(["-l", user])
+                .arg("echo $ALKNET_IDENTITY"),
+        )
+    };
+    let out = as_user(&alice, "alice");
+    assert_eq!(text(&out.stdout), "alice\n", "{}", text(&out.stderr));
+    // In the certificate but not allowed by the CA's entry; allowed by the
+    // entry but not in the certificate.
+    for user in ["bob", "carol"] {
+        let out = as_user(&alice, user);
+        assert_eq!(out.status.code(), Some(255), "{user}");
+        assert!(text(&out.stderr).contains("Permission denied (publickey)"));
+    }
+    let mallory = fixture.key("mallory");
+    certify(&cas.path().join("untrusted-ca"), &mallory, "alice");
+    let out = as_user(&mallory, "alice");
+    assert_eq!(out.status.code(), Some(255));
+    assert!(
+        eventually_blocking(Duration::from_secs(5), || fixture
+            .node
+            .log()
+            .iter()
+            .any(|l| l.contains("signed by a CA not in ssh.user_ca"))),
+        "{:#?}",
+        fixture.node.log()
+    );
+}
+
+#[test]
+fn ssh_keyscan_on_the_plain_listener_sees_the_vault_host_key() {
+    let fixture = Fixture::start("");
+    let out = Command::new("ssh-keyscan")
+        .args([
+            "-t",
+            "ed25519",
+            "-p",
+            &fixture.plain.port().to_string(),
+            "127.0.0.1",
+        ])
+        .output()
+        .expect("ssh-keyscan runs");
+    let published = std::fs::read_to_string(
+        fixture
+            .node
+            .data_dir
+            .path()
+            .join("ssh_host_ed25519_key.pub"),
+    )
+    .unwrap();
+    let published: Vec<&str> = published.split_whitespace().take(2).collect();
+    let scanned = text(&out.stdout);
+    let scanned: Vec<&str> = scanned.split_whitespace().skip(1).take(2).collect();
+    assert_eq!(scanned, published, "{}", text(&out.stderr));
+}
+
+/// Channels past `ssh.max_channels` are refused on one connection (shared
+/// by OpenSSH's connection multiplexing); the others run on.
+#[test]
+fn channels_past_the_cap_are_refused_on_one_connection() {
+    let fixture = Fixture::start("max_channels = 2\n");
+    let key = fixture.key("alice");
+    fixture.allow(&key, "alice", "ssh:shell");
+    let socket = fixture.client.path().join("mux");
+    let multiplexed = |command: &mut Command| {
+        command
+            .arg("-o")
+            .arg(format!("ControlPath={}", socket.display()));
+    };
+    let mut master = fixture.ssh(Path_::Plain, &key);
+    master.args(["-M", "-N", "-o", "ControlMaster=yes"]);
+    multiplexed(&mut master);
+    let _master = Forwarding(
+        master
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(
+        eventually_blocking(Duration::from_secs(20), || socket.exists()),
+        "the master connection is up"
+    );
+    let session = |command: &str| {
+        let mut ssh = fixture.ssh(Path_::Plain, &key);
+        ssh.args(["-o", "ControlMaster=no"]);
+        multiplexed(&mut ssh);
+        ssh.arg(command);
+        ssh
+    };
+    let (one, two) = (unique_sleep(311), unique_sleep(312));
+    let _first = Forwarding(session(&one).stdin(Stdio::null()).spawn().unwrap());
+    let _second = Forwarding(session(&two).stdin(Stdio::null()).spawn().unwrap());
+    assert!(eventually_blocking(Duration::from_secs(20), || {
+        processes_running(&one) && processes_running(&two)
+    }));
+    // The shared connection refuses a third channel; OpenSSH then says so
+    // and runs the command over a connection of its own.
+    let third = output(&mut session("echo third"));
+    assert!(
+        text(&third.stderr).contains("Session open refused by peer"),
+        "{}",
+        text(&third.stderr)
+    );
+    assert!(
+        eventually_blocking(Duration::from_secs(5), || fixture
+            .node
+            .log()
+            .iter()
+            .any(|l| l.contains("the connection holds ssh.max_channels"))),
+        "{:#?}",
+        fixture.node.log()
+    );
+    assert!(processes_running(&one) && processes_running(&two));
+}

@@ -78,6 +78,81 @@ impl FailedLogins {
     }
 }
 
+/// The certificate authorities `[[ssh.user_ca]]` names, parsed.
+pub(crate) struct UserCas(Vec<(russh::keys::PublicKey, crate::config::UserCa)>);
+
+/// Why a user certificate does not log in.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CertificateRefusal {
+    #[error("a host certificate, not a user certificate")]
+    NotUser,
+    #[error("signed by a CA not in ssh.user_ca ({0})")]
+    UnknownCa(String),
+    #[error("the user name {0:?} is not one of the certificate's principals")]
+    NotAPrincipal(String),
+    #[error("the user name {0:?} is not among the principals ssh.user_ca allows")]
+    NotAllowed(String),
+}
+
+impl UserCas {
+    /// Parses the configured CAs (validation has checked every key).
+    pub(crate) fn of(configured: &[crate::config::UserCa]) -> Self {
+        Self(
+            configured
+                .iter()
+                .filter_map(|ca| Some((crate::keys::parse_public_key(&ca.key).ok()?, ca.clone())))
+                .collect(),
+        )
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The identity a certificate logs `user` in as. russh has checked its
+    /// validity period and its signature; this checks who signed it and for
+    /// whom.
+    pub(crate) fn identity(
+        &self,
+        user: &str,
+        certificate: &russh::keys::Certificate,
+    ) -> Result<alknet_core::Identity, CertificateRefusal> {
+        use russh::keys::ssh_key::certificate::CertType;
+        if certificate.cert_type() != CertType::User {
+            return Err(CertificateRefusal::NotUser);
+        }
+        let signer = certificate.signature_key();
+        let Some((_, ca)) = self.0.iter().find(|(key, _)| key.key_data() == signer) else {
+            return Err(CertificateRefusal::UnknownCa(
+                signer.fingerprint(russh::keys::HashAlg::Sha256).to_string(),
+            ));
+        };
+        // As sshd with TrustedUserCAKeys: a certificate without principals
+        // names nobody.
+        if !certificate.valid_principals().iter().any(|p| p == user) {
+            return Err(CertificateRefusal::NotAPrincipal(user.to_owned()));
+        }
+        if !ca.principals.is_empty() && !ca.principals.iter().any(|p| p == user) {
+            return Err(CertificateRefusal::NotAllowed(user.to_owned()));
+        }
+        Ok(alknet_core::Identity::new(user, ca.scopes.iter().cloned()))
+    }
+}
+
+static CERTIFICATE_REFUSED: LogLimit = LogLimit::info("auth: SSH user certificate refused");
+
+/// A user certificate that did not log in.
+pub(crate) fn certificate_refused(source: SocketAddr, key_id: &str, reason: &CertificateRefusal) {
+    if CERTIFICATE_REFUSED.admit() {
+        tracing::info!(
+            target: alknet_core::auth_log::TARGET,
+            %source,
+            key_id,
+            "SSH user certificate refused: {reason}"
+        );
+    }
+}
+
 static KEY_REFUSED: LogLimit = LogLimit::info("auth: SSH key not known");
 static LOGIN_FAILED: LogLimit = LogLimit::warn("auth: SSH login failed");
 static BLOCKED: LogLimit = LogLimit::warn("auth: SSH connection refused after failed logins");

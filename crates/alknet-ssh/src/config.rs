@@ -41,6 +41,24 @@ pub struct SshSection {
     /// answer) is closed.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// Certificate authorities whose OpenSSH user certificates log in.
+    pub user_ca: Vec<UserCa>,
+}
+
+/// `[[ssh.user_ca]]`: a CA whose user certificates log in. The requested
+/// user name must be one of the certificate's principals; it becomes the
+/// identity's id, with this entry's scopes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserCa {
+    /// The CA's public key, as `ssh-keygen` writes it (`ssh-ed25519 AAAA…`).
+    pub key: String,
+    /// Scopes granted to every principal it certifies.
+    pub scopes: Vec<String>,
+    /// If not empty, only these principals may log in with its
+    /// certificates.
+    #[serde(default)]
+    pub principals: Vec<String>,
 }
 
 impl Default for SshSection {
@@ -56,6 +74,7 @@ impl Default for SshSection {
             max_failed_logins_per_minute: 30,
             login_grace_time: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(600),
+            user_ca: Vec::new(),
         }
     }
 }
@@ -98,6 +117,13 @@ max_failed_logins_per_minute = 30
 login_grace_time = "30s"
 # A connection with no traffic this long is closed.
 idle_timeout = "10m"
+# OpenSSH user certificates signed by a CA listed here log in as the
+# principal the client asks for (which must be in the certificate), with
+# the scopes of the CA's entry:
+# [[ssh.user_ca]]
+# key = "ssh-ed25519 AAAA… ca@example.org"
+# scopes = ["ssh:shell"]
+# principals = ["alice", "bob"]   # optional: only these
 "#;
 
     fn validate(&self, node: &NodeConfig) -> Result<(), InvalidKey> {
@@ -134,6 +160,20 @@ idle_timeout = "10m"
                 "ssh.max_failed_logins_per_minute",
                 "at least 1",
             ));
+        }
+        for (index, ca) in self.user_ca.iter().enumerate() {
+            if crate::keys::parse_public_key(&ca.key).is_err() {
+                return Err(InvalidKey::new(
+                    format!("ssh.user_ca[{index}].key"),
+                    "an OpenSSH public key line (`ssh-ed25519 AAAA… comment`)",
+                ));
+            }
+            if ca.scopes.is_empty() {
+                return Err(InvalidKey::new(
+                    format!("ssh.user_ca[{index}].scopes"),
+                    "at least one scope (e.g. \"ssh:shell\")",
+                ));
+            }
         }
         let times = [
             ("ssh.login_grace_time", self.login_grace_time),

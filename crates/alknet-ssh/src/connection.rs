@@ -195,6 +195,18 @@ impl SshConnection {
         }
     }
 
+    fn note_tried(&mut self, fingerprint: Fingerprint) {
+        if self.tried.len() < TRIED_KEYS_KEPT && !self.tried.contains(&fingerprint) {
+            self.tried.push(fingerprint);
+        }
+    }
+
+    fn log_in(&mut self, identity: Identity) {
+        self.access = Some(Arc::new(Access::of(&identity)));
+        self.connection.info().set_identity(Some(identity));
+        let _ = self.logged_in.send(true);
+    }
+
     fn access(&self) -> Option<Arc<Access>> {
         self.access.clone()
     }
@@ -251,10 +263,14 @@ impl russh::server::Handler for SshConnection {
         if identity.is_some() {
             return Ok(Auth::Accept);
         }
-        auth::key_refused(self.remote, &fingerprint, user);
-        if self.tried.len() < TRIED_KEYS_KEPT {
-            self.tried.push(fingerprint);
+        // A certificate is offered by its key, which no peer entry names:
+        // with CAs configured, every key goes on to the signed attempt, where
+        // a certificate is checked and a plain unknown key refused.
+        if !self.shared.user_cas.is_empty() {
+            return Ok(Auth::Accept);
         }
+        auth::key_refused(self.remote, &fingerprint, user);
+        self.note_tried(fingerprint);
         Ok(Self::reject())
     }
 
@@ -265,7 +281,10 @@ impl russh::server::Handler for SshConnection {
     ) -> Result<Auth, Self::Error> {
         let (fingerprint, identity) = self.identity_of(key.public_key);
         let Some(identity) = identity else {
-            auth::key_refused(self.remote, &fingerprint, user);
+            if !self.shared.user_cas.is_empty() {
+                auth::key_refused(self.remote, &fingerprint, user);
+                self.note_tried(fingerprint);
+            }
             return Ok(Self::reject());
         };
         tracing::info!(
@@ -275,10 +294,33 @@ impl russh::server::Handler for SshConnection {
             user,
             "SSH login"
         );
-        self.access = Some(Arc::new(Access::of(&identity)));
-        self.connection.info().set_identity(Some(identity));
-        let _ = self.logged_in.send(true);
+        self.log_in(identity);
         Ok(Auth::Accept)
+    }
+
+    async fn auth_openssh_certificate(
+        &mut self,
+        user: &str,
+        certificate: &russh::keys::Certificate,
+    ) -> Result<Auth, Self::Error> {
+        match self.shared.user_cas.identity(user, certificate) {
+            Ok(identity) => {
+                tracing::info!(
+                    remote = %self.remote,
+                    identity = %identity.id,
+                    key_id = certificate.key_id(),
+                    "SSH login with a user certificate"
+                );
+                self.log_in(identity);
+                Ok(Auth::Accept)
+            }
+            Err(refusal) => {
+                auth::certificate_refused(self.remote, certificate.key_id(), &refusal);
+                let key = PublicKey::new(certificate.public_key().clone(), "");
+                self.note_tried(keys::fingerprint(&key));
+                Ok(Self::reject())
+            }
+        }
     }
 
     async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {

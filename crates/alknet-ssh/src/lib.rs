@@ -58,6 +58,7 @@ pub(crate) struct Shared {
     pub(crate) shell: PathBuf,
     pub(crate) identities: Arc<dyn IdentityProvider>,
     pub(crate) logins: auth::FailedLogins,
+    pub(crate) user_cas: auth::UserCas,
     pub(crate) fault_injection: bool,
     /// The host key's public half, `ssh-ed25519 AAAA…`.
     host_key: String,
@@ -96,6 +97,7 @@ impl SshHandler {
         let host_key_line = keys::openssh_line(russh.keys[0].public_key());
         let shell = settings.shell.clone().unwrap_or_else(process::login_shell);
         let logins = auth::FailedLogins::new(settings.max_failed_logins_per_minute);
+        let user_cas = auth::UserCas::of(&settings.user_ca);
         Self {
             shared: Arc::new(Shared {
                 russh: Arc::new(russh),
@@ -103,6 +105,7 @@ impl SshHandler {
                 shell,
                 identities,
                 logins,
+                user_cas,
                 fault_injection: false,
                 host_key: host_key_line,
             }),
