@@ -23,7 +23,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use alknet_core::Fingerprint;
 use alknet_vault::{DerivationPath, KeyType};
 use anyhow::Context;
 use clap::{Args, CommandFactory, Parser, Subcommand};
@@ -136,7 +135,8 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
-    /// Manage peers: client-certificate fingerprints mapped to identities.
+    /// Manage peers: client-certificate fingerprints and SSH keys mapped to
+    /// identities.
     Peer {
         #[command(subcommand)]
         command: PeerCommand,
@@ -309,11 +309,17 @@ enum TokenCommand {
 
 #[derive(Debug, Subcommand)]
 enum PeerCommand {
-    /// Map a client-certificate fingerprint to an identity (replacing any
-    /// existing entry for it).
+    /// Map a client-certificate fingerprint or an SSH public key to an
+    /// identity (replacing any existing entry for it).
     Add {
-        /// `ed25519:<hex public key>` or `SHA256:<hex of the certificate DER>`.
-        fingerprint: Fingerprint,
+        /// `ed25519:<hex public key>`, `SHA256:<hex of the certificate DER>`,
+        /// or an OpenSSH public key: a line (`ssh-ed25519 AAAA… comment`), a
+        /// .pub file, `-` (standard input) or `@PATH`. An Ed25519 SSH key is
+        /// the same peer as a client certificate with that key
+        /// (`ed25519:<hex>`); other keys are named `SHA256:<base64>`, as
+        /// `ssh-keygen -l` prints them.
+        #[arg(value_name = "PEER")]
+        fingerprint: String,
         /// The identity id.
         #[arg(long)]
         id: String,
@@ -336,8 +342,10 @@ enum PeerCommand {
     },
     /// Remove a peer.
     Remove {
-        /// The peer's fingerprint.
-        fingerprint: Fingerprint,
+        /// The peer's fingerprint, or its OpenSSH public key (as `peer add`
+        /// takes it).
+        #[arg(value_name = "PEER")]
+        fingerprint: String,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -466,13 +474,15 @@ fn main() -> ExitCode {
                 scopes,
                 json,
                 dir,
-            } => identities::peer_add(&dir.data_dir, &fingerprint, &id, &scopes, json),
+            } => identities::PeerName::read(&fingerprint)
+                .and_then(|peer| identities::peer_add(&dir.data_dir, &peer, &id, &scopes, json)),
             PeerCommand::List { json, dir } => identities::peer_list(&dir.data_dir, json),
             PeerCommand::Remove {
                 fingerprint,
                 json,
                 dir,
-            } => identities::peer_remove(&dir.data_dir, &fingerprint, json),
+            } => identities::PeerName::read(&fingerprint)
+                .and_then(|peer| identities::peer_remove(&dir.data_dir, &peer, json)),
         },
         Command::Admin { command } => match command {
             AdminCommand::Tree { connect, json } => admin::tree(admin::TreeArgs { connect, json }),
