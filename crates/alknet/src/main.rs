@@ -14,6 +14,7 @@ mod reload;
 mod sections;
 mod serve;
 mod service;
+mod ssh_client;
 mod upstreams;
 mod vault_cmd;
 mod vault_keys;
@@ -157,6 +158,16 @@ enum Command {
         #[command(subcommand)]
         command: VaultCommand,
     },
+    /// Pipe standard input and output to a stream with the node (for
+    /// `ssh -o ProxyCommand='alknet proxy --pin … %h:%p'`), or with --socks5
+    /// run a local SOCKS5 server whose connections ride one SSH session with
+    /// the node. Exit status 0 when the node ends the stream, 2 when it
+    /// cannot be reached.
+    Proxy(ssh_client::proxy::ProxyArgs),
+    /// Print an OpenSSH `Host` block (ProxyCommand through `alknet proxy`,
+    /// HostKeyAlias) and the `known_hosts` line with the node's SSH host key,
+    /// learnt over the pinned connection.
+    SshConfig(ssh_client::ssh_config::SshConfigArgs),
     /// Print a completion script for a shell, e.g.
     /// `source <(alknet completions bash)`, or
     /// `alknet completions zsh > ~/.zfunc/_alknet`.
@@ -502,6 +513,8 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             });
         }
+        Command::Proxy(args) => ssh_client::proxy::run(args),
+        Command::SshConfig(args) => ssh_client::ssh_config::run(args),
         Command::Completions { shell } => {
             let mut command = Cli::command();
             clap_complete::generate(shell, &mut command, "alknet", &mut std::io::stdout());
@@ -521,7 +534,7 @@ fn main() -> ExitCode {
 /// The error and its causes, each said once. A context often quotes its
 /// cause already (`cannot listen on …: Address already in use`), and `{:#}`
 /// would repeat the cause's text after it.
-fn error_text(error: &anyhow::Error) -> String {
+pub(crate) fn error_text(error: &anyhow::Error) -> String {
     let mut text = String::new();
     for cause in error.chain() {
         let part = cause.to_string();
