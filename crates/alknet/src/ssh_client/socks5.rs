@@ -39,7 +39,7 @@ pub async fn serve(args: &ProxyArgs, listen: SocketAddr) -> anyhow::Result<()> {
         .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
         .unwrap_or_else(|| "alknet".to_owned());
     let sessions = Arc::new(Sessions {
-        stream: args.stream.clone(),
+        dial: Dial::Node(args.stream.clone()),
         identity: Arc::new(identity),
         user,
         current: Mutex::new(None),
@@ -104,15 +104,24 @@ fn load_identity(path: Option<&Path>) -> anyhow::Result<PrivateKey> {
 
 /// The SSH session the SOCKS connections share, set up again when it drops.
 struct Sessions {
-    stream: StreamArgs,
+    dial: Dial,
     identity: Arc<PrivateKey>,
     user: String,
     current: Mutex<Option<Arc<Live>>>,
 }
 
+/// How a session reaches the node.
+enum Dial {
+    /// An `alknet/ssh` stream.
+    Node(StreamArgs),
+    /// A test's SSH server.
+    #[cfg(test)]
+    Test(Box<dyn Fn() -> tokio::io::DuplexStream + Send + Sync>),
+}
+
 struct Live {
     handle: Handle<HostKeySeen>,
-    _keep: Keep,
+    _keep: Option<Keep>,
 }
 
 /// Why a channel could not be opened, as a SOCKS reply.
@@ -135,8 +144,15 @@ impl Sessions {
     }
 
     async fn connect(&self) -> anyhow::Result<Live> {
-        let node = super::open(&self.stream, SSH_ALPN).await?;
-        let (mut handle, _, keep) = ssh_session::start(node).await?;
+        let (mut handle, keep) = match &self.dial {
+            Dial::Node(args) => {
+                let node = super::open(args, SSH_ALPN).await?;
+                let (handle, _, keep) = ssh_session::start(node).await?;
+                (handle, Some(keep))
+            }
+            #[cfg(test)]
+            Dial::Test(connect) => (ssh_session::start_on(connect()).await?.0, None),
+        };
         let hash = handle.best_supported_rsa_hash().await?.flatten();
         let key = PrivateKeyWithHashAlg::new(self.identity.clone(), hash);
         let auth = handle
@@ -368,5 +384,193 @@ mod tests {
             0x02
         );
         assert_eq!(reply_for(&ChannelOpenFailure::ConnectFailed).as_u8(), 0x05);
+    }
+
+    /// The SOCKS server against a russh server in this process (the node's
+    /// own SSH server is tested end to end in tests/ssh_client.rs).
+    mod over_an_ssh_server {
+        use super::*;
+        use russh::keys::PublicKey;
+        use russh::keys::ssh_key::private::Ed25519Keypair;
+        use russh::server::{self, Auth, ChannelOpenHandle, Session};
+
+        struct Server {
+            allowed: PublicKey,
+        }
+
+        impl server::Handler for Server {
+            type Error = russh::Error;
+
+            async fn auth_publickey(
+                &mut self,
+                _: &str,
+                key: server::VerifiedPublicKey<'_>,
+            ) -> Result<Auth, Self::Error> {
+                Ok(if key.public_key.key_data() == self.allowed.key_data() {
+                    Auth::Accept
+                } else {
+                    Auth::reject()
+                })
+            }
+
+            /// Only 127.0.0.1 is allowed, as a scope would.
+            async fn channel_open_direct_tcpip(
+                &mut self,
+                channel: russh::Channel<server::Msg>,
+                host: &str,
+                port: u32,
+                _: &str,
+                _: u32,
+                reply: ChannelOpenHandle,
+                _: &mut Session,
+            ) -> Result<(), Self::Error> {
+                if host != "127.0.0.1" {
+                    reply
+                        .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                        .await;
+                    return Ok(());
+                }
+                match TcpStream::connect((host, port as u16)).await {
+                    Ok(mut tcp) => {
+                        reply.accept().await;
+                        tokio::spawn(async move {
+                            let mut stream = channel.into_stream();
+                            let _ = tokio::io::copy_bidirectional(&mut tcp, &mut stream).await;
+                        });
+                    }
+                    Err(_) => reply.reject(ChannelOpenFailure::ConnectFailed).await,
+                }
+                Ok(())
+            }
+        }
+
+        fn key(seed: u8) -> PrivateKey {
+            PrivateKey::from(Ed25519Keypair::from_seed(&[seed; 32]))
+        }
+
+        /// Sessions dialling a fresh in-process server each time; the
+        /// server accepts the key made from seed 2.
+        fn sessions(identity: PrivateKey) -> Arc<Sessions> {
+            let dial = move || {
+                let (client, stream) = tokio::io::duplex(64 * 1024);
+                let config = Arc::new(server::Config {
+                    keys: vec![key(1)],
+                    ..server::Config::default()
+                });
+                let handler = Server {
+                    allowed: key(2).public_key().clone(),
+                };
+                tokio::spawn(async move {
+                    if let Ok(running) = server::run_stream(config, stream, handler).await {
+                        let _ = running.await;
+                    }
+                });
+                client
+            };
+            Arc::new(Sessions {
+                dial: Dial::Test(Box::new(dial)),
+                identity: Arc::new(identity),
+                user: "test".to_owned(),
+                current: Mutex::new(None),
+            })
+        }
+
+        /// A loopback server that echoes; its port.
+        async fn echo_server() -> u16 {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            tokio::spawn(async move {
+                while let Ok((mut socket, _)) = listener.accept().await {
+                    tokio::spawn(async move {
+                        let (mut r, mut w) = socket.split();
+                        let _ = tokio::io::copy(&mut r, &mut w).await;
+                    });
+                }
+            });
+            port
+        }
+
+        /// A SOCKS client's CONNECT through `serve_one`; returns the reply
+        /// code and the connection.
+        async fn socks_connect(sessions: &Arc<Sessions>, request: &[u8]) -> (u8, TcpStream) {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let mut client = TcpStream::connect(listener.local_addr().unwrap())
+                .await
+                .unwrap();
+            let (socket, origin) = listener.accept().await.unwrap();
+            let sessions = sessions.clone();
+            tokio::spawn(async move { serve_one(socket, origin, &sessions).await });
+            client.write_all(&GREETING).await.unwrap();
+            client.write_all(request).await.unwrap();
+            let mut reply = [0u8; 12];
+            client.read_exact(&mut reply).await.unwrap();
+            assert_eq!(reply[..2], [5, 0], "no authentication");
+            assert_eq!(reply[2..5], [5, reply[3], 0]);
+            (reply[3], client)
+        }
+
+        fn connect_v4(ip: [u8; 4], port: u16) -> Vec<u8> {
+            let mut request = vec![5, 1, 0, 1];
+            request.extend(ip);
+            request.extend(port.to_be_bytes());
+            request
+        }
+
+        #[tokio::test]
+        async fn connections_ride_channels_and_refusals_become_socks_replies() {
+            let sessions = sessions(key(2));
+            sessions.session().await.unwrap();
+            let port = echo_server().await;
+
+            let (code, mut connection) =
+                socks_connect(&sessions, &connect_v4([127, 0, 0, 1], port)).await;
+            assert_eq!(code, 0);
+            connection.write_all(b"through the channel").await.unwrap();
+            let mut echoed = [0u8; 19];
+            connection.read_exact(&mut echoed).await.unwrap();
+            assert_eq!(&echoed, b"through the channel");
+
+            // Refused by the server's rules: 0x02; nobody listening: 0x05.
+            let (code, _) = socks_connect(&sessions, &connect_v4([10, 0, 0, 1], port)).await;
+            assert_eq!(code, 2);
+            let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let closed_port = closed.local_addr().unwrap().port();
+            drop(closed);
+            let (code, _) =
+                socks_connect(&sessions, &connect_v4([127, 0, 0, 1], closed_port)).await;
+            assert_eq!(code, 5);
+
+            // A dropped session is set up again on the next connection.
+            let live = sessions.session().await.unwrap();
+            live.handle
+                .disconnect(russh::Disconnect::ByApplication, "", "en")
+                .await
+                .unwrap();
+            let end = tokio::time::Instant::now() + Duration::from_secs(10);
+            while !live.handle.is_closed() {
+                assert!(
+                    tokio::time::Instant::now() < end,
+                    "the session did not close"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let (code, mut connection) =
+                socks_connect(&sessions, &connect_v4([127, 0, 0, 1], port)).await;
+            assert_eq!(code, 0);
+            connection.write_all(b"again").await.unwrap();
+            let mut echoed = [0u8; 5];
+            connection.read_exact(&mut echoed).await.unwrap();
+            assert_eq!(&echoed, b"again");
+        }
+
+        #[tokio::test]
+        async fn a_key_the_server_refuses_is_named() {
+            let error = sessions(key(3)).session().await.err().expect("refused");
+            let text = error.to_string();
+            assert!(
+                text.starts_with("the node refused the SSH key ed25519:"),
+                "{text}"
+            );
+        }
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use russh::client::{self, Handle};
 use russh::keys::{PublicKey, PublicKeyOrCertificate};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::NodeStream;
 
@@ -50,20 +51,12 @@ pub fn config() -> Arc<client::Config> {
 /// Runs the SSH key exchange over `node`'s stream; returns the session and
 /// the host key the node showed.
 pub async fn start(node: NodeStream) -> anyhow::Result<(Handle<HostKeySeen>, PublicKey, Keep)> {
-    let seen = Arc::new(Mutex::new(None));
     let NodeStream {
         stream,
         connection,
         endpoint,
     } = node;
-    let handle = client::connect_stream(config(), stream.into_duplex(), HostKeySeen(seen.clone()))
-        .await
-        .map_err(|e| anyhow::anyhow!("SSH key exchange with the node failed: {e}"))?;
-    let key = seen
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .take()
-        .ok_or_else(|| anyhow::anyhow!("the node showed no SSH host key"))?;
+    let (handle, key) = start_on(stream.into_duplex()).await?;
     Ok((
         handle,
         key,
@@ -72,6 +65,22 @@ pub async fn start(node: NodeStream) -> anyhow::Result<(Handle<HostKeySeen>, Pub
             endpoint,
         },
     ))
+}
+
+/// [`start`] over any byte stream.
+pub async fn start_on(
+    stream: impl AsyncRead + AsyncWrite + Unpin + Send + 'static,
+) -> anyhow::Result<(Handle<HostKeySeen>, PublicKey)> {
+    let seen = Arc::new(Mutex::new(None));
+    let handle = client::connect_stream(config(), stream, HostKeySeen(seen.clone()))
+        .await
+        .map_err(|e| anyhow::anyhow!("SSH key exchange with the node failed: {e}"))?;
+    let key = seen
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("the node showed no SSH host key"))?;
+    Ok((handle, key))
 }
 
 /// What must live as long as the session: the connection (and, over QUIC,
