@@ -373,11 +373,25 @@ fn serves_ssh(node: &NodeProcess) -> bool {
 #[test]
 fn ssh_config_prints_the_host_block_and_the_vault_host_key() {
     let node = NodeProcess::start("");
-    if !serves_ssh(&node) {
-        return;
-    }
     let home = tempfile::tempdir().unwrap();
     let connect = node.addr.to_string();
+    if !serves_ssh(&node) {
+        // Until then, the refusal is named in one line.
+        let out = output(alknet(
+            home.path(),
+            &["ssh-config", "--pin", &node.node_id, &connect],
+        ));
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2));
+        assert_eq!(
+            said.trim(),
+            format!(
+                "error: cannot open an alknet/ssh stream to {connect}: QUIC: the node does not \
+                 serve alknet/ssh (not enabled in its configuration?)"
+            )
+        );
+        return;
+    }
     for transport in [None, Some("--tcp")] {
         let mut args = vec![
             "ssh-config",

@@ -87,7 +87,11 @@ async fn pipe(args: &StreamArgs, alpn: &str) -> anyhow::Result<()> {
                 Ok(n) => n,
                 // A TLS peer that closes without close_notify has still ended the stream.
                 Err(e) if e.kind() == ErrorKind::UnexpectedEof => 0,
-                Err(e) => return Err(anyhow::Error::new(e).context("the stream broke")),
+                // The node ended the session with the connection.
+                Err(e) if closed_normally(&e) => 0,
+                Err(e) => {
+                    return Err(anyhow::Error::new(e).context("the connection with the node broke"));
+                }
             };
             if n == 0 {
                 return Ok(());
@@ -112,4 +116,16 @@ async fn pipe(args: &StreamArgs, alpn: &str) -> anyhow::Result<()> {
     };
     node.close().await;
     result
+}
+
+/// Whether a read error is the node closing the QUIC connection normally
+/// (`NO_ERROR`: the session ended, the node shut down): an end, not a failure.
+fn closed_normally(error: &std::io::Error) -> bool {
+    use quinn::{ConnectionError, ReadError};
+    match error.get_ref().and_then(|e| e.downcast_ref::<ReadError>()) {
+        Some(ReadError::ConnectionLost(ConnectionError::ApplicationClosed(close))) => {
+            close.error_code.into_inner() == u64::from(alknet_core::close::NO_ERROR)
+        }
+        _ => false,
+    }
 }

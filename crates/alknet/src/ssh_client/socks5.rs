@@ -52,7 +52,17 @@ pub async fn serve(args: &ProxyArgs, listen: SocketAddr) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {listen} (--socks5)"))?;
     let bound = listener.local_addr().unwrap_or(listen);
     eprintln!("SOCKS5 proxy listening on {bound}");
-    let permits = Arc::new(Semaphore::new(args.max_connections));
+    accept(listener, sessions, args.max_connections).await
+}
+
+/// Serves SOCKS connections from `listener`, at most `max_connections` at
+/// once; more are closed unanswered.
+async fn accept(
+    listener: TcpListener,
+    sessions: Arc<Sessions>,
+    max_connections: usize,
+) -> anyhow::Result<()> {
+    let permits = Arc::new(Semaphore::new(max_connections));
     loop {
         let (socket, origin) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -63,7 +73,6 @@ pub async fn serve(args: &ProxyArgs, listen: SocketAddr) -> anyhow::Result<()> {
                 continue;
             }
         };
-        // Over the limit: the connection is closed unanswered.
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             tracing::warn!(%origin, "SOCKS connection refused: --max-connections reached");
             continue;
@@ -572,5 +581,34 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    /// At most `max_connections`, each with [`HANDSHAKE_TIMEOUT`] for its
+    /// handshake; the clock is paused, so the timeout passes at once.
+    #[tokio::test(start_paused = true)]
+    async fn connections_are_capped_and_a_silent_client_is_dropped() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let sessions = Arc::new(Sessions {
+            dial: Dial::Test(Box::new(|| unreachable!("no request gets that far"))),
+            identity: Arc::new(PrivateKey::from(
+                russh::keys::ssh_key::private::Ed25519Keypair::from_seed(&[2; 32]),
+            )),
+            user: "test".to_owned(),
+            current: Mutex::new(None),
+        });
+        tokio::spawn(accept(listener, sessions, 1));
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        // The first holds the only slot (it is answered once it speaks)...
+        silent.write_all(&[5]).await.unwrap();
+        let mut over = TcpStream::connect(addr).await.unwrap();
+        let mut byte = [0u8; 1];
+        // ...so the second is closed unanswered,
+        let started = tokio::time::Instant::now();
+        assert_eq!(over.read(&mut byte).await.unwrap_or(0), 0);
+        assert!(started.elapsed() < HANDSHAKE_TIMEOUT);
+        // and the first is dropped when its handshake time is up.
+        assert_eq!(silent.read(&mut byte).await.unwrap_or(0), 0);
+        assert!(started.elapsed() >= HANDSHAKE_TIMEOUT - Duration::from_secs(1));
     }
 }
