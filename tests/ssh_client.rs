@@ -504,10 +504,34 @@ fn curl_through(socks: &str, url: &str) -> Output {
 #[test]
 fn socks5_reaches_a_loopback_server_when_the_scope_allows_it() {
     let node = NodeProcess::start("");
+    let home = tempfile::tempdir().unwrap();
     if !serves_ssh(&node) {
+        // Until then: the session is set up at start, so the proxy says
+        // at once that it cannot be, and does not listen.
+        let key = ssh_keygen(home.path(), "id", "ed25519");
+        let addr = node.addr.to_string();
+        let out = output(alknet(
+            home.path(),
+            &[
+                "proxy",
+                "--socks5",
+                "127.0.0.1:0",
+                "--identity",
+                key.to_str().unwrap(),
+                "--pin",
+                &node.node_id,
+                &addr,
+            ],
+        ));
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{said}");
+        assert_eq!(said.lines().count(), 1, "{said}");
+        assert!(
+            said.contains("the node does not serve alknet/ssh"),
+            "{said}"
+        );
         return;
     }
-    let home = tempfile::tempdir().unwrap();
     let data = node.data_dir.path().to_str().unwrap().to_owned();
     let (http, connections) = http_server("hello through ssh");
     let allowed = ssh_keygen(home.path(), "allowed", "ed25519");
