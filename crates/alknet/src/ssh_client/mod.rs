@@ -24,6 +24,9 @@ use crate::connect::{ConnectArgs, Target, first_to_answer, join_addrs, resolve};
 /// The node's SSH protocol (`alknet-ssh` serves it).
 pub const SSH_ALPN: &str = "alknet/ssh";
 
+/// A QUIC connection without a sign of life for this long is gone.
+const QUIC_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How long a finished command waits for the node to take its close.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
@@ -338,8 +341,18 @@ async fn dial_one(
     let key = settings.client_key.as_ref();
     match transport {
         Transport::Quic => {
-            let config = tls::quic_client_config(settings.verification, key, alpns)
+            let mut config = tls::quic_client_config(settings.verification, key, alpns)
                 .map_err(DialError::local)?;
+            // An interactive session sits idle for hours: keep-alives keep
+            // the connection (and NAT bindings) up; a vanished node is
+            // noticed after QUIC_IDLE_TIMEOUT.
+            let mut transport = quinn::TransportConfig::default();
+            transport
+                .max_idle_timeout(Some(
+                    quinn::IdleTimeout::try_from(QUIC_IDLE_TIMEOUT).expect("a small timeout"),
+                ))
+                .keep_alive_interval(Some(QUIC_IDLE_TIMEOUT / 3));
+            config.transport_config(Arc::new(transport));
             let bind: SocketAddr = if addr.is_ipv6() {
                 (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
             } else {
