@@ -29,6 +29,9 @@ use super::{SSH_ALPN, StreamArgs};
 /// A client has this long to send its greeting and request.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Setting up the SSH session (connecting included) takes at most this long.
+const SESSION_SETUP_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Runs the SOCKS5 server until it fails to listen or the first SSH session
 /// cannot be set up.
 pub async fn serve(args: &ProxyArgs, listen: SocketAddr) -> anyhow::Result<()> {
@@ -147,7 +150,17 @@ impl Sessions {
             return Ok(live.clone());
         }
         *current = None;
-        let live = Arc::new(self.connect().await?);
+        // A node that takes the stream but never speaks SSH must not hold
+        // every SOCKS client waiting on this lock.
+        let live = tokio::time::timeout(SESSION_SETUP_TIMEOUT, self.connect())
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "the node did not complete the SSH key exchange and authentication within {}",
+                    humantime::format_duration(SESSION_SETUP_TIMEOUT)
+                )
+            })??;
+        let live = Arc::new(live);
         *current = Some(live.clone());
         Ok(live)
     }
