@@ -94,12 +94,15 @@ impl PeerName {
     /// Reads `arg`: `ed25519:<hex>` / `SHA256:…`, an OpenSSH public key line,
     /// a path to a `.pub` file, `-` (the key on standard input) or `@PATH`.
     pub fn read(arg: &str) -> anyhow::Result<Self> {
-        if let Ok(fingerprint) = arg.parse::<Fingerprint>() {
-            return Ok(Self {
-                fingerprint,
-                key_type: None,
-            });
-        }
+        let not_a_fingerprint = match arg.parse::<Fingerprint>() {
+            Ok(fingerprint) => {
+                return Ok(Self {
+                    fingerprint,
+                    key_type: None,
+                });
+            }
+            Err(error) => error,
+        };
         let (text, source) = if arg == "-" {
             let mut text = String::new();
             std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
@@ -112,9 +115,10 @@ impl PeerName {
         } else if Path::new(arg).is_file() {
             (read_key_file(Path::new(arg))?, arg.to_owned())
         } else {
+            // Neither a key nor a file: most likely a mistyped fingerprint.
             anyhow::bail!(
-                "`{arg}` is not a peer: give `ed25519:<hex>`, `SHA256:<…>`, an OpenSSH public key \
-                 (`ssh-ed25519 AAAA… comment`), a .pub file, `-` or `@PATH`"
+                "`{arg}`: {not_a_fingerprint}; or give an OpenSSH public key (`ssh-ed25519 \
+                 AAAA… comment`, a .pub file, `-` or `@PATH`)"
             );
         };
         let line = text
