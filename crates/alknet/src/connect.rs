@@ -22,7 +22,7 @@ use futures::stream::FuturesUnordered;
 use serde::Deserialize;
 
 /// The port a `--connect` without one dials: the node's default `listen`.
-const DEFAULT_PORT: u16 = 4433;
+pub(crate) const DEFAULT_PORT: u16 = 4433;
 
 /// How long a finished command waits for the node to acknowledge its close,
 /// so that the session is gone from `admin/tree` when the command exits.
@@ -140,16 +140,16 @@ fn expand_home(path: &Path) -> PathBuf {
 }
 
 /// The settings once flags, environment and profile are merged.
-struct Target {
-    connect: String,
-    verification: ServerVerification,
+pub(crate) struct Target {
+    pub(crate) connect: String,
+    pub(crate) verification: ServerVerification,
     token: Option<String>,
-    key: Option<PathBuf>,
-    tcp: bool,
+    pub(crate) key: Option<PathBuf>,
+    pub(crate) tcp: bool,
 }
 
 impl ConnectArgs {
-    fn target(&self) -> anyhow::Result<Target> {
+    pub(crate) fn target(&self) -> anyhow::Result<Target> {
         let profile = Profile::load(self.profile.as_deref())?;
         let connect = self.connect.clone().or(profile.connect).context(
             "no node to connect to: pass --connect HOST:PORT, set ALKNET_CONNECT, \
@@ -286,12 +286,13 @@ impl ConnectArgs {
 /// Dials the addresses in order, each starting [`NEXT_ADDRESS_DELAY`] after
 /// the previous one (or at once when it failed); the first session opened
 /// wins. When all fail, the error names each address's failure.
-async fn first_to_answer<T, E, F>(
-    addrs: &[SocketAddr],
-    dial: impl Fn(SocketAddr) -> F,
+pub(crate) async fn first_to_answer<A, T, E, F>(
+    addrs: &[A],
+    dial: impl Fn(A) -> F,
 ) -> anyhow::Result<T>
 where
-    F: Future<Output = (SocketAddr, Result<T, E>)>,
+    A: Copy + std::fmt::Display,
+    F: Future<Output = (A, Result<T, E>)>,
     E: std::error::Error + Send + Sync + 'static,
 {
     let mut pending = addrs.iter().copied();
@@ -337,7 +338,7 @@ where
 
 /// `HOST:PORT` (or `HOST`, port 4433) as the addresses to try, in the
 /// resolver's order.
-async fn resolve(target: &str) -> anyhow::Result<Vec<SocketAddr>> {
+pub(crate) async fn resolve(target: &str) -> anyhow::Result<Vec<SocketAddr>> {
     if let Ok(addr) = target.parse::<SocketAddr>() {
         return Ok(vec![addr]);
     }
@@ -358,7 +359,7 @@ async fn resolve(target: &str) -> anyhow::Result<Vec<SocketAddr>> {
 
 /// Whether `target` ends in `:PORT` (a bare IPv6 address has colons too,
 /// but then it is bracketed when it has a port).
-fn has_port(target: &str) -> bool {
+pub(crate) fn has_port(target: &str) -> bool {
     match target.rsplit_once(':') {
         Some((host, port)) => {
             !port.is_empty()
@@ -369,7 +370,7 @@ fn has_port(target: &str) -> bool {
     }
 }
 
-fn join_addrs(addrs: &[SocketAddr]) -> String {
+pub(crate) fn join_addrs(addrs: &[SocketAddr]) -> String {
     addrs
         .iter()
         .map(ToString::to_string)

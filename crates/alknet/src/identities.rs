@@ -81,13 +81,89 @@ pub fn token_revoke(data_dir: &Path, prefix: &str, json: bool) -> anyhow::Result
     Ok(ExitCode::SUCCESS)
 }
 
+/// A peer as `peer add` and `peer remove` name it: a fingerprint as
+/// given, or the fingerprint of an OpenSSH public key (and the key's type).
+#[derive(Debug)]
+pub struct PeerName {
+    pub fingerprint: Fingerprint,
+    /// `ssh-ed25519`, `ecdsa-sha2-nistp256`, …, when named by an SSH key.
+    pub key_type: Option<String>,
+}
+
+impl PeerName {
+    /// Reads `arg`: `ed25519:<hex>` / `SHA256:…`, an OpenSSH public key line,
+    /// a path to a `.pub` file, `-` (the key on standard input) or `@PATH`.
+    pub fn read(arg: &str) -> anyhow::Result<Self> {
+        let not_a_fingerprint = match arg.parse::<Fingerprint>() {
+            Ok(fingerprint) => {
+                return Ok(Self {
+                    fingerprint,
+                    key_type: None,
+                });
+            }
+            Err(error) => error,
+        };
+        let (text, source) = if arg == "-" {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .context("cannot read the public key from standard input")?;
+            (text, "the public key on standard input".to_owned())
+        } else if let Some(path) = arg.strip_prefix('@') {
+            (read_key_file(Path::new(path))?, path.to_owned())
+        } else if arg.trim_start().contains(' ') {
+            (arg.to_owned(), "the public key".to_owned())
+        } else if Path::new(arg).is_file() {
+            (read_key_file(Path::new(arg))?, arg.to_owned())
+        } else {
+            // Neither a key nor a file: most likely a mistyped fingerprint.
+            anyhow::bail!(
+                "`{arg}`: {not_a_fingerprint}; or give an OpenSSH public key (`ssh-ed25519 \
+                 AAAA… comment`, a .pub file, `-` or `@PATH`)"
+            );
+        };
+        let line = text
+            .lines()
+            .map(str::trim)
+            .find(|line| !line.is_empty() && !line.starts_with('#'))
+            .with_context(|| format!("{source} holds no public key"))?;
+        let key = alknet_ssh::keys::parse_public_key(line)
+            .with_context(|| format!("cannot read {source}"))?;
+        Ok(Self {
+            fingerprint: alknet_ssh::keys::fingerprint(&key),
+            key_type: Some(key.algorithm().as_str().to_owned()),
+        })
+    }
+
+    /// `ed25519:… (ssh-ed25519 key)`, or the fingerprint alone.
+    fn described(&self) -> String {
+        match &self.key_type {
+            Some(kind) => format!("{} ({kind} key)", self.fingerprint),
+            None => self.fingerprint.to_string(),
+        }
+    }
+}
+
+fn read_key_file(path: &Path) -> anyhow::Result<String> {
+    // A private key given by mistake is refused before its text goes anywhere.
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the public key file {}", path.display()))?;
+    if text.contains("PRIVATE KEY") {
+        anyhow::bail!(
+            "{} is a private key: give the public key (the .pub file beside it)",
+            path.display()
+        );
+    }
+    Ok(text)
+}
+
 pub fn peer_add(
     data_dir: &Path,
-    fingerprint: &Fingerprint,
+    peer: &PeerName,
     id: &str,
     scopes: &[String],
     json: bool,
 ) -> anyhow::Result<ExitCode> {
+    let fingerprint = &peer.fingerprint;
     let replaced =
         DataDir::new(data_dir)
             .existing_identity_store()?
@@ -95,20 +171,22 @@ pub fn peer_add(
     if json {
         print_json(&json!({
             "fingerprint": fingerprint.to_string(),
+            "key_type": peer.key_type,
             "id": id,
             "scopes": scopes,
             "replaced": replaced.map(|old| json!({"id": old.id, "scopes": old.scopes})),
         }))?;
         return Ok(ExitCode::SUCCESS);
     }
+    let described = peer.described();
     match replaced {
         Some(old) => println!(
-            "replaced peer {fingerprint}: was {} [{}], now {id} [{}]",
+            "replaced peer {described}: was {} [{}], now {id} [{}]",
             old.id,
             scopes_text(&old.scopes),
             scopes_text(scopes)
         ),
-        None => println!("added peer {fingerprint}: {id} [{}]", scopes_text(scopes)),
+        None => println!("added peer {described}: {id} [{}]", scopes_text(scopes)),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -127,19 +205,17 @@ pub fn peer_list(data_dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn peer_remove(
-    data_dir: &Path,
-    fingerprint: &Fingerprint,
-    json: bool,
-) -> anyhow::Result<ExitCode> {
+pub fn peer_remove(data_dir: &Path, peer: &PeerName, json: bool) -> anyhow::Result<ExitCode> {
     let info = DataDir::new(data_dir)
         .existing_identity_store()?
-        .remove_peer(fingerprint)?;
+        .remove_peer(&peer.fingerprint)?;
     if json {
-        print_json(&serde_json::to_value(&info)?)?;
+        let mut printed = serde_json::to_value(&info)?;
+        printed["key_type"] = json!(peer.key_type);
+        print_json(&printed)?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!("removed peer {} ({})", info.fingerprint, info.id);
+    println!("removed peer {} ({})", peer.described(), info.id);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -15,6 +15,7 @@ mod reload;
 mod sections;
 mod serve;
 mod service;
+mod ssh_client;
 mod upstreams;
 mod vault_cmd;
 mod vault_keys;
@@ -24,7 +25,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use alknet_core::Fingerprint;
 use alknet_vault::{DerivationPath, KeyType};
 use anyhow::Context;
 use clap::{Args, CommandFactory, Parser, Subcommand};
@@ -141,7 +141,8 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
-    /// Manage peers: client-certificate fingerprints mapped to identities.
+    /// Manage peers: client-certificate fingerprints and SSH keys mapped to
+    /// identities.
     Peer {
         #[command(subcommand)]
         command: PeerCommand,
@@ -162,6 +163,16 @@ enum Command {
         #[command(subcommand)]
         command: VaultCommand,
     },
+    /// Pipe standard input and output to a stream with the node (for
+    /// `ssh -o ProxyCommand='alknet proxy --pin … %h:%p'`), or with --socks5
+    /// run a local SOCKS5 server whose connections ride one SSH session with
+    /// the node. Exit status 0 when the node ends the stream, 2 when it
+    /// cannot be reached.
+    Proxy(ssh_client::proxy::ProxyArgs),
+    /// Print an OpenSSH `Host` block (ProxyCommand through `alknet proxy`,
+    /// HostKeyAlias) and the `known_hosts` line with the node's SSH host key,
+    /// learnt over the pinned connection.
+    SshConfig(ssh_client::ssh_config::SshConfigArgs),
     /// Print a completion script for a shell, e.g.
     /// `source <(alknet completions bash)`, or
     /// `alknet completions zsh > ~/.zfunc/_alknet`.
@@ -329,11 +340,17 @@ enum TokenCommand {
 
 #[derive(Debug, Subcommand)]
 enum PeerCommand {
-    /// Map a client-certificate fingerprint to an identity (replacing any
-    /// existing entry for it).
+    /// Map a client-certificate fingerprint or an SSH public key to an
+    /// identity (replacing any existing entry for it).
     Add {
-        /// `ed25519:<hex public key>` or `SHA256:<hex of the certificate DER>`.
-        fingerprint: Fingerprint,
+        /// `ed25519:<hex public key>`, `SHA256:<hex of the certificate DER>`,
+        /// or an OpenSSH public key: a line (`ssh-ed25519 AAAA… comment`), a
+        /// .pub file, `-` (standard input) or `@PATH`. An Ed25519 SSH key is
+        /// the same peer as a client certificate with that key
+        /// (`ed25519:<hex>`); other keys are named `SHA256:<base64>`, as
+        /// `ssh-keygen -l` prints them.
+        #[arg(value_name = "PEER")]
+        fingerprint: String,
         /// The identity id.
         #[arg(long)]
         id: String,
@@ -356,8 +373,10 @@ enum PeerCommand {
     },
     /// Remove a peer.
     Remove {
-        /// The peer's fingerprint.
-        fingerprint: Fingerprint,
+        /// The peer's fingerprint, or its OpenSSH public key (as `peer add`
+        /// takes it).
+        #[arg(value_name = "PEER")]
+        fingerprint: String,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -488,13 +507,15 @@ fn main() -> ExitCode {
                 scopes,
                 json,
                 dir,
-            } => identities::peer_add(&dir.data_dir, &fingerprint, &id, &scopes, json),
+            } => identities::PeerName::read(&fingerprint)
+                .and_then(|peer| identities::peer_add(&dir.data_dir, &peer, &id, &scopes, json)),
             PeerCommand::List { json, dir } => identities::peer_list(&dir.data_dir, json),
             PeerCommand::Remove {
                 fingerprint,
                 json,
                 dir,
-            } => identities::peer_remove(&dir.data_dir, &fingerprint, json),
+            } => identities::PeerName::read(&fingerprint)
+                .and_then(|peer| identities::peer_remove(&dir.data_dir, &peer, json)),
         },
         Command::Admin { command } => match command {
             AdminCommand::Tree { connect, json } => admin::tree(admin::TreeArgs { connect, json }),
@@ -514,6 +535,8 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             });
         }
+        Command::Proxy(args) => ssh_client::proxy::run(args),
+        Command::SshConfig(args) => ssh_client::ssh_config::run(args),
         Command::Completions { shell } => {
             let mut command = Cli::command();
             clap_complete::generate(shell, &mut command, "alknet", &mut std::io::stdout());
@@ -533,7 +556,7 @@ fn main() -> ExitCode {
 /// The error and its causes, each said once. A context often quotes its
 /// cause already (`cannot listen on …: Address already in use`), and `{:#}`
 /// would repeat the cause's text after it.
-fn error_text(error: &anyhow::Error) -> String {
+pub(crate) fn error_text(error: &anyhow::Error) -> String {
     let mut text = String::new();
     for cause in error.chain() {
         let part = cause.to_string();
