@@ -10,7 +10,6 @@ use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use alknet_e2e::client::{quic_connect, quic_endpoint};
 use alknet_e2e::process::{NodeProcess, alknet_bin};
 use base64::Engine;
 use serde_json::Value;
@@ -389,46 +388,11 @@ fn socks5_names_an_identity_it_cannot_use_before_connecting() {
     }
 }
 
-/// Whether the node serves `alknet/ssh`; tests that need it say why they
-/// stop when it does not (the server lands separately, issue #16).
-fn serves_ssh(node: &NodeProcess) -> bool {
-    let runtime = alknet_e2e::runtime();
-    let served = runtime.block_on(async {
-        let endpoint = quic_endpoint();
-        quic_connect(&endpoint, node.addr, &["alknet/ssh"])
-            .await
-            .is_ok()
-    });
-    if !served {
-        eprintln!(
-            "SKIPPED: the node does not serve alknet/ssh yet (crates/alknet-ssh server not merged)"
-        );
-    }
-    served
-}
-
 #[test]
 fn ssh_config_prints_the_host_block_and_the_vault_host_key() {
     let node = NodeProcess::start("");
     let home = tempfile::tempdir().unwrap();
     let connect = node.addr.to_string();
-    if !serves_ssh(&node) {
-        // Until then, the refusal is named in one line.
-        let out = output(alknet(
-            home.path(),
-            &["ssh-config", "--pin", &node.node_id, &connect],
-        ));
-        let said = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2));
-        assert_eq!(
-            said.trim(),
-            format!(
-                "error: cannot open an alknet/ssh stream to {connect}: QUIC: the node does not \
-                 serve alknet/ssh (not enabled in its configuration?)"
-            )
-        );
-        return;
-    }
     for transport in [None, Some("--tcp")] {
         let mut args = vec![
             "ssh-config",
@@ -542,33 +506,6 @@ fn curl_through(socks: &str, url: &str) -> Output {
 fn socks5_reaches_a_loopback_server_when_the_scope_allows_it() {
     let node = NodeProcess::start("");
     let home = tempfile::tempdir().unwrap();
-    if !serves_ssh(&node) {
-        // Until then: the session is set up at start, so the proxy says
-        // at once that it cannot be, and does not listen.
-        let key = ssh_keygen(home.path(), "id", "ed25519");
-        let addr = node.addr.to_string();
-        let out = output(alknet(
-            home.path(),
-            &[
-                "proxy",
-                "--socks5",
-                "127.0.0.1:0",
-                "--identity",
-                key.to_str().unwrap(),
-                "--pin",
-                &node.node_id,
-                &addr,
-            ],
-        ));
-        let said = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{said}");
-        assert_eq!(said.lines().count(), 1, "{said}");
-        assert!(
-            said.contains("the node does not serve alknet/ssh"),
-            "{said}"
-        );
-        return;
-    }
     let data = node.data_dir.path().to_str().unwrap().to_owned();
     let (http, connections) = http_server("hello through ssh");
     let allowed = ssh_keygen(home.path(), "allowed", "ed25519");
@@ -633,4 +570,35 @@ fn socks5_reaches_a_loopback_server_when_the_scope_allows_it() {
     );
     proxy.kill().unwrap();
     proxy.wait().unwrap();
+}
+
+#[test]
+fn without_ssh_served_proxy_and_ssh_config_say_so_in_one_line() {
+    let node = NodeProcess::start("[ssh]\nenabled = false\n");
+    let home = tempfile::tempdir().unwrap();
+    let addr = node.addr.to_string();
+    let key = ssh_keygen(home.path(), "id", "ed25519");
+    let commands: [Vec<&str>; 2] = [
+        vec!["ssh-config", "--pin", &node.node_id, &addr],
+        vec![
+            "proxy",
+            "--socks5",
+            "127.0.0.1:0",
+            "--identity",
+            key.to_str().unwrap(),
+            "--pin",
+            &node.node_id,
+            &addr,
+        ],
+    ];
+    for args in commands {
+        let out = output(alknet(home.path(), &args));
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {said}");
+        assert_eq!(said.lines().count(), 1, "{said}");
+        assert!(
+            said.contains("the node does not serve alknet/ssh"),
+            "{said}"
+        );
+    }
 }
