@@ -4,44 +4,15 @@
 //! the manual page. Every test runs the real binary.
 
 use std::io::Write;
-use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use alknet_e2e::process::{NodeProcess, alknet_bin};
+use alknet_e2e::process::{NodeProcess, isolated, json_stdout, output_of};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 const CALL_OPS: &str = "[diagnostics]\ncall_ops = true\n";
-
-/// `alknet` with `args`, isolated from the environment it runs in: no
-/// `ALKNET_*` variable and no profile unless the test sets them.
-fn alknet(config_home: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(alknet_bin());
-    command.args(args).env("XDG_CONFIG_HOME", config_home);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("ALKNET_") {
-            command.env_remove(name);
-        }
-    }
-    command
-}
-
-fn output(mut command: Command) -> Output {
-    command.stdin(Stdio::null()).output().expect("alknet runs")
-}
-
-fn stdout_json(out: &Output) -> Value {
-    assert!(
-        out.status.success(),
-        "{:?}: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
-}
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -76,10 +47,10 @@ fn connect_takes_a_host_name_over_quic_and_tcp() {
         let mut args = vec!["call", "--connect", &connect, "--pin", &node.node_id];
         args.extend(transport);
         args.extend(["diag/echo", r#"{"hello":"name"}"#]);
-        let printed = stdout_json(&output(alknet(home.path(), &args)));
+        let printed = json_stdout(&output_of(isolated(home.path(), &args)));
         assert_eq!(printed, json!({"hello": "name"}), "{transport:?}");
     }
-    let out = output(alknet(
+    let out = output_of(isolated(
         home.path(),
         &[
             "call",
@@ -104,20 +75,20 @@ fn environment_variables_and_the_profile_stand_in_for_flags() {
     let echo = ["call", "diag/echo", r#"{"via":"env"}"#];
 
     // Without anything, the missing pieces are named.
-    let out = output(alknet(home.path(), &echo));
+    let out = output_of(isolated(home.path(), &echo));
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("ALKNET_CONNECT"), "{}", stderr(&out));
-    let mut pinless = alknet(home.path(), &echo);
+    let mut pinless = isolated(home.path(), &echo);
     pinless.env("ALKNET_CONNECT", by_name(&node));
-    let out = output(pinless);
+    let out = output_of(pinless);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("ALKNET_PIN"), "{}", stderr(&out));
 
-    let mut from_env = alknet(home.path(), &echo);
+    let mut from_env = isolated(home.path(), &echo);
     from_env
         .env("ALKNET_CONNECT", by_name(&node))
         .env("ALKNET_PIN", &node.node_id);
-    assert_eq!(stdout_json(&output(from_env)), json!({"via": "env"}));
+    assert_eq!(json_stdout(&output_of(from_env)), json!({"via": "env"}));
 
     // The profile: connect, pin and a token file (admin/tree needs the token).
     let profile_dir = home.path().join("alknet");
@@ -136,41 +107,44 @@ fn environment_variables_and_the_profile_stand_in_for_flags() {
         ),
     )
     .unwrap();
-    let tree = stdout_json(&output(alknet(home.path(), &["admin", "tree", "--json"])));
+    let tree = json_stdout(&output_of(isolated(
+        home.path(),
+        &["admin", "tree", "--json"],
+    )));
     assert_eq!(tree["root"]["name"], "node");
 
     // Flags come before the environment, the environment before the profile.
     let wrong_pin = format!("ed25519:{}", "00".repeat(32));
-    let mut env_over_profile = alknet(home.path(), &echo);
+    let mut env_over_profile = isolated(home.path(), &echo);
     env_over_profile.env("ALKNET_PIN", &wrong_pin);
-    let out = output(env_over_profile);
+    let out = output_of(env_over_profile);
     assert_eq!(out.status.code(), Some(2), "the environment's pin was used");
-    let mut flag_over_env = alknet(home.path(), &["call", "--pin", &node.node_id, "diag/echo"]);
+    let mut flag_over_env = isolated(home.path(), &["call", "--pin", &node.node_id, "diag/echo"]);
     flag_over_env.env("ALKNET_PIN", &wrong_pin);
-    assert_eq!(stdout_json(&output(flag_over_env)), json!({}));
-    let mut insecure_over_env = alknet(home.path(), &["call", "--insecure", "diag/echo"]);
+    assert_eq!(json_stdout(&output_of(flag_over_env)), json!({}));
+    let mut insecure_over_env = isolated(home.path(), &["call", "--insecure", "diag/echo"]);
     insecure_over_env.env("ALKNET_PIN", &wrong_pin);
-    assert_eq!(stdout_json(&output(insecure_over_env)), json!({}));
+    assert_eq!(json_stdout(&output_of(insecure_over_env)), json!({}));
     // The same for the token: the flag before ALKNET_TOKEN before the profile.
     let tree = ["admin", "tree", "--json"];
-    let mut env_token = alknet(home.path(), &tree);
+    let mut env_token = isolated(home.path(), &tree);
     env_token.env("ALKNET_TOKEN", "alk_not-a-real-token");
     assert_eq!(
-        output(env_token).status.code(),
+        output_of(env_token).status.code(),
         Some(1),
         "ALKNET_TOKEN was used"
     );
     let token_file = profile_dir.join("token");
-    let mut flag_token = alknet(
+    let mut flag_token = isolated(
         home.path(),
         &[&tree[..], &["--token-file", token_file.to_str().unwrap()]].concat(),
     );
     flag_token.env("ALKNET_TOKEN", "alk_not-a-real-token");
-    assert_eq!(stdout_json(&output(flag_token))["root"]["name"], "node");
+    assert_eq!(json_stdout(&output_of(flag_token))["root"]["name"], "node");
 
     // An unknown key in the profile is refused with the file's name.
     std::fs::write(profile_dir.join("client.toml"), "conect = \"x\"\n").unwrap();
-    let out = output(alknet(home.path(), &echo));
+    let out = output_of(isolated(home.path(), &echo));
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains("client.toml") && stderr(&out).contains("conect"),
@@ -188,7 +162,7 @@ fn a_dead_quic_port_times_out_within_the_bound_and_says_which_phase() {
     let home = tempfile::tempdir().unwrap();
     for (flag, value) in [("--connect-timeout", "1s"), ("--timeout", "1s")] {
         let started = Instant::now();
-        let out = output(alknet(
+        let out = output_of(isolated(
             home.path(),
             &[
                 "call",
@@ -215,7 +189,7 @@ fn a_dead_quic_port_times_out_within_the_bound_and_says_which_phase() {
     // The call phase: connected, but the reply takes longer than --timeout.
     let node = NodeProcess::start(CALL_OPS);
     let started = Instant::now();
-    let out = output(alknet(
+    let out = output_of(isolated(
         home.path(),
         &[
             "call",
@@ -252,7 +226,7 @@ fn the_input_comes_from_standard_input_or_a_file() {
         "diag/echo",
     ];
 
-    let mut from_stdin = alknet(home.path(), &[&base[..], &["-"]].concat());
+    let mut from_stdin = isolated(home.path(), &[&base[..], &["-"]].concat());
     let mut child = from_stdin
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -266,19 +240,19 @@ fn the_input_comes_from_standard_input_or_a_file() {
         .write_all(br#"{"from":"stdin"}"#)
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert_eq!(stdout_json(&out), json!({"from": "stdin"}));
+    assert_eq!(json_stdout(&out), json!({"from": "stdin"}));
 
     let file = home.path().join("input.json");
     std::fs::write(&file, r#"{"from":"file"}"#).unwrap();
     let at_file = format!("@{}", file.display());
-    let out = output(alknet(
+    let out = output_of(isolated(
         home.path(),
         &[&base[..], &[at_file.as_str()]].concat(),
     ));
-    assert_eq!(stdout_json(&out), json!({"from": "file"}));
+    assert_eq!(json_stdout(&out), json!({"from": "file"}));
 
     let missing = format!("@{}", home.path().join("absent.json").display());
-    let out = output(alknet(
+    let out = output_of(isolated(
         home.path(),
         &[&base[..], &[missing.as_str()]].concat(),
     ));
@@ -294,7 +268,7 @@ fn json_output_parses_and_times_are_rfc3339() {
     let data = node.data_dir.path().to_str().unwrap().to_owned();
     let dir = ["--data-dir", data.as_str()];
 
-    let created = stdout_json(&output(alknet(
+    let created = json_stdout(&output_of(isolated(
         home.path(),
         &[
             &[
@@ -315,7 +289,7 @@ fn json_output_parses_and_times_are_rfc3339() {
     assert_rfc3339(&created["created_at"]);
     assert_rfc3339(&created["expires_at"]);
 
-    let listed = stdout_json(&output(alknet(
+    let listed = json_stdout(&output_of(isolated(
         home.path(),
         &[&["token", "list", "--json"], &dir[..]].concat(),
     )));
@@ -326,14 +300,14 @@ fn json_output_parses_and_times_are_rfc3339() {
         assert!(listed.get("token").is_none(), "a list never shows a token");
     }
     let prefix = created["prefix"].as_str().unwrap();
-    let revoked = stdout_json(&output(alknet(
+    let revoked = json_stdout(&output_of(isolated(
         home.path(),
         &[&["token", "revoke", prefix, "--json"], &dir[..]].concat(),
     )));
     assert_eq!(revoked["prefix"], prefix);
 
     let fingerprint = format!("ed25519:{}", "ab".repeat(32));
-    let added = stdout_json(&output(alknet(
+    let added = json_stdout(&output_of(isolated(
         home.path(),
         &[
             &[
@@ -351,18 +325,18 @@ fn json_output_parses_and_times_are_rfc3339() {
         .concat(),
     )));
     assert_eq!(added["id"], "bob");
-    let peers = stdout_json(&output(alknet(
+    let peers = json_stdout(&output_of(isolated(
         home.path(),
         &[&["peer", "list", "--json"], &dir[..]].concat(),
     )));
     assert_eq!(peers[0]["fingerprint"], fingerprint.as_str());
-    let removed = stdout_json(&output(alknet(
+    let removed = json_stdout(&output_of(isolated(
         home.path(),
         &[&["peer", "remove", &fingerprint, "--json"], &dir[..]].concat(),
     )));
     assert_eq!(removed["id"], "bob");
 
-    let tree = stdout_json(&output(alknet(
+    let tree = json_stdout(&output_of(isolated(
         home.path(),
         &[
             "admin",
@@ -404,7 +378,7 @@ fn a_finished_call_leaves_no_session_behind() {
         let mut call = vec!["call", "--connect", &connect, "--pin", &node.node_id];
         call.extend(transport);
         call.push("services/list");
-        assert!(output(alknet(home.path(), &call)).status.success());
+        assert!(output_of(isolated(home.path(), &call)).status.success());
         // Without a clean close the node would list the call's session for
         // its 30 s idle timeout; two seconds is ample for the close to land.
         let deadline = Instant::now() + Duration::from_secs(2);
@@ -412,7 +386,7 @@ fn a_finished_call_leaves_no_session_behind() {
             let mut tree = vec!["admin", "tree", "--json", "--connect", &connect];
             tree.extend(["--pin", &node.node_id, "--token", &token]);
             tree.extend(transport);
-            let sessions = call_sessions(&stdout_json(&output(alknet(home.path(), &tree))));
+            let sessions = call_sessions(&json_stdout(&output_of(isolated(home.path(), &tree))));
             if sessions.len() == 1 {
                 break;
             }
@@ -432,7 +406,7 @@ fn errors_say_their_cause_once_and_in_words() {
 
     // A taken port, with what to do about it.
     let data = tempfile::tempdir().unwrap();
-    let out = output(alknet(
+    let out = output_of(isolated(
         home.path(),
         &[
             "serve",
@@ -450,7 +424,7 @@ fn errors_say_their_cause_once_and_in_words() {
 
     // A wrong pin.
     let wrong = format!("ed25519:{}", "00".repeat(32));
-    let out = output(alknet(
+    let out = output_of(isolated(
         home.path(),
         &[
             "call",
@@ -475,7 +449,7 @@ fn errors_say_their_cause_once_and_in_words() {
 
     // A missing key file, and an ECDSA key where Ed25519 is needed.
     let call_with_key = |key: &std::path::Path| {
-        output(alknet(
+        output_of(isolated(
             home.path(),
             &[
                 "call",
@@ -507,7 +481,7 @@ fn errors_say_their_cause_once_and_in_words() {
     assert!(!message.contains("1.2.840"), "no OID: {message}");
 
     // INVALID_INPUT names the field and the constraint.
-    let out = output(alknet(
+    let out = output_of(isolated(
         home.path(),
         &[
             "call",
@@ -530,7 +504,7 @@ fn errors_say_their_cause_once_and_in_words() {
 fn import_check_exits_as_its_help_says() {
     let home = tempfile::tempdir().unwrap();
     let absent = home.path().join("no-data");
-    let out = output(alknet(
+    let out = output_of(isolated(
         home.path(),
         &["import", "check", "--data-dir", absent.to_str().unwrap()],
     ));
@@ -542,7 +516,7 @@ fn import_check_exits_as_its_help_says() {
     );
 
     let data = tempfile::tempdir().unwrap();
-    let out = output(alknet(
+    let out = output_of(isolated(
         home.path(),
         &[
             "import",
@@ -553,7 +527,7 @@ fn import_check_exits_as_its_help_says() {
     ));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("0 imports checked"));
-    let printed = stdout_json(&output(alknet(
+    let printed = json_stdout(&output_of(isolated(
         home.path(),
         &[
             "import",
@@ -566,7 +540,7 @@ fn import_check_exits_as_its_help_says() {
     assert_eq!(printed, json!({"imports": [], "checked": 0}));
 
     std::fs::write(data.path().join("alknet.toml"), "[import]\nopenapi = 3\n").unwrap();
-    let out = output(alknet(
+    let out = output_of(isolated(
         home.path(),
         &[
             "import",
@@ -582,7 +556,7 @@ fn import_check_exits_as_its_help_says() {
 fn completions_are_generated_and_bash_loads_them() {
     let home = tempfile::tempdir().unwrap();
     for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
-        let out = output(alknet(home.path(), &["completions", shell]));
+        let out = output_of(isolated(home.path(), &["completions", shell]));
         assert!(out.status.success(), "{shell}: {}", stderr(&out));
         let script = String::from_utf8(out.stdout).unwrap();
         assert!(
@@ -593,7 +567,7 @@ fn completions_are_generated_and_bash_loads_them() {
     let script = home.path().join("alknet.bash");
     std::fs::write(
         &script,
-        output(alknet(home.path(), &["completions", "bash"])).stdout,
+        output_of(isolated(home.path(), &["completions", "bash"])).stdout,
     )
     .unwrap();
     let out = Command::new("bash")
@@ -612,7 +586,7 @@ fn completions_are_generated_and_bash_loads_them() {
 #[test]
 fn the_manual_page_renders_from_the_cli_definition() {
     let home = tempfile::tempdir().unwrap();
-    let out = output(alknet(home.path(), &["man"]));
+    let out = output_of(isolated(home.path(), &["man"]));
     assert!(out.status.success(), "{}", stderr(&out));
     let roff = String::from_utf8(out.stdout).unwrap();
     assert!(roff.contains(".TH alknet 1"), "{roff}");

@@ -10,43 +10,11 @@ use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use alknet_e2e::process::{NodeProcess, alknet_bin};
+use alknet_e2e::process::{NodeProcess, isolated, json_stdout, output_of};
 use base64::Engine;
-use serde_json::Value;
 
 const ECHO_CONFIG: &str = "[diagnostics]\necho = true\n";
 const DEADLINE: Duration = Duration::from_secs(20);
-
-/// `alknet` with `args`, isolated from the environment's `ALKNET_*`
-/// variables and profile.
-fn alknet(home: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(alknet_bin());
-    command
-        .args(args)
-        .env("XDG_CONFIG_HOME", home)
-        .env("HOME", home);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("ALKNET_") {
-            command.env_remove(name);
-        }
-    }
-    command
-}
-
-fn output(mut command: Command) -> Output {
-    command.stdin(Stdio::null()).output().expect("alknet runs")
-}
-
-fn json_of(out: &Output) -> Value {
-    assert!(
-        out.status.success(),
-        "{:?}: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
-}
 
 /// `ssh-keygen -t kind` into `dir/name` (no passphrase); returns the
 /// private key's path.
@@ -69,7 +37,7 @@ fn pub_path(key: &Path) -> PathBuf {
 /// A data directory made by `alknet init`.
 fn data_dir(home: &Path) -> PathBuf {
     let data = home.join("data");
-    let out = output(alknet(
+    let out = output_of(isolated(
         home,
         &[
             "init",
@@ -102,7 +70,7 @@ fn peer_add_takes_openssh_public_keys_in_every_form() {
     let expected = format!("ed25519:{}", hex(&blob[blob.len() - 32..]));
 
     let add = |peer: &str, stdin: Option<&str>| {
-        let mut command = alknet(
+        let mut command = isolated(
             home.path(),
             &[
                 "peer",
@@ -117,7 +85,7 @@ fn peer_add_takes_openssh_public_keys_in_every_form() {
         );
         command.args(["--data-dir", data]);
         match stdin {
-            None => output(command),
+            None => output_of(command),
             Some(text) => {
                 let mut child = command
                     .stdin(Stdio::piped())
@@ -143,7 +111,7 @@ fn peer_add_takes_openssh_public_keys_in_every_form() {
         ("-", Some(ed25519_line.as_str())),
         (at_file.as_str(), None),
     ] {
-        let printed = json_of(&add(peer, stdin));
+        let printed = json_stdout(&add(peer, stdin));
         assert_eq!(printed["fingerprint"], expected.as_str(), "{peer}");
         assert_eq!(printed["key_type"], "ssh-ed25519", "{peer}");
     }
@@ -157,12 +125,12 @@ fn peer_add_takes_openssh_public_keys_in_every_form() {
     let keygen_name = String::from_utf8(listed.stdout).unwrap();
     let keygen_name = keygen_name.split_whitespace().nth(1).unwrap().to_owned();
     assert!(keygen_name.starts_with("SHA256:"), "{keygen_name}");
-    let printed = json_of(&add(pub_path(&ecdsa).to_str().unwrap(), None));
+    let printed = json_stdout(&add(pub_path(&ecdsa).to_str().unwrap(), None));
     assert_eq!(printed["fingerprint"], keygen_name.as_str());
     assert_eq!(printed["key_type"], "ecdsa-sha2-nistp256");
 
     // Text output names the fingerprint and the key type.
-    let out = output(alknet(home.path(), &["peer", "list", "--data-dir", data]));
+    let out = output_of(isolated(home.path(), &["peer", "list", "--data-dir", data]));
     let listed = String::from_utf8(out.stdout).unwrap();
     assert!(
         listed.contains(&expected) && listed.contains(&keygen_name),
@@ -170,7 +138,7 @@ fn peer_add_takes_openssh_public_keys_in_every_form() {
     );
 
     // `peer remove` takes the same forms.
-    let out = output(alknet(
+    let out = output_of(isolated(
         home.path(),
         &[
             "peer",
@@ -185,7 +153,7 @@ fn peer_add_takes_openssh_public_keys_in_every_form() {
         said.trim(),
         format!("removed peer {keygen_name} (ecdsa-sha2-nistp256 key) (alice)")
     );
-    let out = output(alknet(
+    let out = output_of(isolated(
         home.path(),
         &["peer", "remove", ed25519_line.trim(), "--data-dir", data],
     ));
@@ -196,7 +164,7 @@ fn peer_add_takes_openssh_public_keys_in_every_form() {
     );
 
     // A private key given by mistake, and garbage, are refused in one line.
-    let out = output(alknet(
+    let out = output_of(isolated(
         home.path(),
         &[
             "peer",
@@ -217,7 +185,7 @@ fn peer_add_takes_openssh_public_keys_in_every_form() {
         "{error}"
     );
     assert_eq!(error.lines().count(), 1, "{error}");
-    let out = output(alknet(
+    let out = output_of(isolated(
         home.path(),
         &[
             "peer",
@@ -280,7 +248,7 @@ fn proxy_pipes_a_stream_over_quic_and_tcp_and_exits_when_the_node_ends_it() {
         let mut args = vec!["proxy", "--alpn", "alknet/echo", "--pin", &node.node_id];
         args.extend(transport);
         args.push(&connect);
-        let mut child = alknet(home.path(), &args)
+        let mut child = isolated(home.path(), &args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -330,7 +298,7 @@ fn proxy_to_a_node_with_another_id_fails_in_one_line_on_stderr() {
         let mut args = vec!["proxy", "--alpn", "alknet/echo", "--pin", &wrong];
         args.extend(transport);
         args.push(&connect);
-        let out = output(alknet(home.path(), &args));
+        let out = output_of(isolated(home.path(), &args));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{transport:?}: {stderr}");
         assert!(
@@ -345,7 +313,7 @@ fn proxy_to_a_node_with_another_id_fails_in_one_line_on_stderr() {
         );
     }
     // A pin is required, as for `alknet call`.
-    let out = output(alknet(home.path(), &["proxy", &connect]));
+    let out = output_of(isolated(home.path(), &["proxy", &connect]));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr.contains("--pin ed25519:<hex>"), "{stderr}");
@@ -369,7 +337,7 @@ fn socks5_names_an_identity_it_cannot_use_before_connecting() {
         ),
         (&missing, "cannot read the SSH key"),
     ] {
-        let out = output(alknet(
+        let out = output_of(isolated(
             home.path(),
             &[
                 "proxy",
@@ -404,7 +372,7 @@ fn ssh_config_prints_the_host_block_and_the_vault_host_key() {
         ];
         args.extend(transport);
         args.push(&connect);
-        let printed = json_of(&output(alknet(home.path(), &args)));
+        let printed = json_stdout(&output_of(isolated(home.path(), &args)));
         let published =
             std::fs::read_to_string(node.data_dir.path().join("ssh_host_ed25519_key.pub")).unwrap();
         let published: Vec<&str> = published.split_whitespace().take(2).collect();
@@ -453,7 +421,7 @@ fn http_server(body: &'static str) -> (SocketAddr, mpsc::Receiver<()>) {
 /// `alknet proxy --socks5 127.0.0.1:0` with `identity`; returns the child and
 /// the address it listens on, once it says so.
 fn socks_proxy(home: &Path, node: &NodeProcess, identity: &Path) -> (Child, String) {
-    let mut child = alknet(
+    let mut child = isolated(
         home,
         &[
             "proxy",
@@ -514,7 +482,7 @@ fn socks5_reaches_a_loopback_server_when_the_scope_allows_it() {
         (&allowed, "ssh:forward:127.0.0.1:*"),
         (&refused, "ssh:shell"),
     ] {
-        let out = output(alknet(
+        let out = output_of(isolated(
             home.path(),
             &[
                 "peer",
@@ -592,7 +560,7 @@ fn without_ssh_served_proxy_and_ssh_config_say_so_in_one_line() {
         ],
     ];
     for args in commands {
-        let out = output(alknet(home.path(), &args));
+        let out = output_of(isolated(home.path(), &args));
         let said = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {said}");
         assert_eq!(said.lines().count(), 1, "{said}");

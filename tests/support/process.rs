@@ -36,6 +36,39 @@ pub fn run(args: &[&str]) -> std::process::Output {
         .expect("alknet runs")
 }
 
+/// `alknet` with `args`, isolated from the caller's `ALKNET_*` variables,
+/// client profile and home directory (`home` stands in for both).
+pub fn isolated(home: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(alknet_bin());
+    command
+        .args(args)
+        .env("XDG_CONFIG_HOME", home)
+        .env("HOME", home);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("ALKNET_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+/// Runs `command` to completion with standard input closed.
+pub fn output_of(mut command: Command) -> std::process::Output {
+    command.stdin(Stdio::null()).output().expect("alknet runs")
+}
+
+/// The standard output of a successful run, as JSON.
+pub fn json_stdout(out: &std::process::Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
 /// A running `alknet serve`.
 pub struct NodeProcess {
     child: Child,

@@ -310,25 +310,7 @@ impl Registry {
 
     /// Adds all of `defs` or, if any is refused (a name taken included), none.
     pub fn register_all(&self, defs: Vec<OperationDef>) -> Result<(), RegistrationError> {
-        let built = defs
-            .into_iter()
-            .map(Self::build)
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut operations = self
-            .operations
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        let mut names = std::collections::BTreeSet::new();
-        for operation in &built {
-            let name = &operation.spec.name;
-            if operations.contains_key(name) || !names.insert(name.clone()) {
-                return Err(RegistrationError::Duplicate(name.clone()));
-            }
-        }
-        for operation in built {
-            operations.insert(operation.spec.name.clone(), Arc::new(operation));
-        }
-        Ok(())
+        self.replace(&[], defs)
     }
 
     /// Removes the operations named in `remove` and adds `add`, at once: a
