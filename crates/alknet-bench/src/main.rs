@@ -8,6 +8,7 @@ mod chaos;
 mod connect;
 mod gateway;
 mod soak;
+mod ssh;
 mod websocket;
 
 use alknet_bench::support;
@@ -62,6 +63,10 @@ enum Bench {
     /// The real binary under mixed steady load: RSS, fds, actors and p99
     /// over time, then connect/close cycles and an exact `admin/tree`.
     Soak(soak::Args),
+    /// Stock `ssh` against alknet's SSH server (plain listener, and `alknet
+    /// proxy` over QUIC) and against OpenSSH `sshd` on loopback: streams
+    /// through exec channels and `-L`, and `ssh host true` round trips.
+    Ssh(ssh::Args),
     /// The child process of `ws-memory`, which holds the sessions open.
     #[command(hide = true)]
     WsMemoryClient(websocket::ClientArgs),
@@ -80,6 +85,7 @@ fn main() -> anyhow::Result<()> {
         Bench::WsMemory(args) => runtime.block_on(websocket::memory(args)),
         Bench::Chaos(args) => runtime.block_on(chaos::run(args)),
         Bench::Soak(args) => runtime.block_on(soak::run(args)),
+        Bench::Ssh(args) => runtime.block_on(ssh::run(args)),
         Bench::WsMemoryClient(args) => runtime.block_on(websocket::client(args)),
     }
 }

@@ -19,10 +19,12 @@ pub struct NodeProcess {
     pub addr: SocketAddr,
     /// The admin token it printed when it initialised its data directory.
     pub admin_token: String,
+    /// Its start-up banner, line by line.
+    pub banner: Vec<String>,
     stderr: Arc<Mutex<Vec<String>>>,
     /// Reads stderr until the process closes it.
     stderr_reader: Option<std::thread::JoinHandle<()>>,
-    _data_dir: tempfile::TempDir,
+    data_dir: tempfile::TempDir,
 }
 
 impl NodeProcess {
@@ -51,6 +53,7 @@ impl NodeProcess {
         let stderr_reader = collect_lines(child.stderr.take(), stderr.clone(), None);
         let deadline = Instant::now() + Duration::from_secs(30);
         let (mut addr, mut admin_token) = (None, None);
+        let mut banner = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let Ok(line) = lines.recv_timeout(left) else {
@@ -69,7 +72,9 @@ impl NodeProcess {
                 admin_token = Some(token.trim().to_owned());
             }
             // `serving:` is the banner's last line.
-            if line.starts_with("serving:") {
+            let last = line.starts_with("serving:");
+            banner.push(line);
+            if last {
                 break;
             }
         }
@@ -78,10 +83,16 @@ impl NodeProcess {
             pid,
             addr: addr.context("the banner gave no address")?,
             admin_token: admin_token.context("the banner gave no admin token")?,
+            banner,
             stderr,
             stderr_reader,
-            _data_dir: data_dir,
+            data_dir,
         })
+    }
+
+    /// Its data directory.
+    pub fn data_dir(&self) -> &Path {
+        self.data_dir.path()
     }
 
     /// The process id.

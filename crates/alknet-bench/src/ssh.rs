@@ -1,0 +1,498 @@
+//! `alknet-bench ssh`: stock OpenSSH `ssh` against alknet's SSH server (its
+//! plain listener, and `alknet proxy` over QUIC) and against OpenSSH `sshd`
+//! started on a loopback port with a temporary configuration, in one run,
+//! with the same client, key and cipher.
+//!
+//! Measured: a file streamed up (`ssh host 'cat >/dev/null' <file`) and down
+//! (`ssh host 'cat file' >/dev/null`) through an exec channel, the same
+//! through `ssh -L`, and sequential `ssh host true` round trips. Raw TCP over
+//! loopback, with no SSH at all, is the floor: what the two shared cores
+//! give a byte stream. Server CPU comes from `/proc` (sshd: the listener's
+//! reaped per-connection children).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use alknet_bench::node_process::{NodeProcess, alknet_beside_me};
+
+/// `alknet-bench ssh`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The alknet binary [default: the one beside this benchmark].
+    #[arg(long)]
+    bin: Option<PathBuf>,
+    /// The OpenSSH server.
+    #[arg(long, default_value = "/usr/sbin/sshd")]
+    sshd: PathBuf,
+    /// Bytes streamed each way, in MiB.
+    #[arg(long, default_value_t = 256)]
+    mib: usize,
+    /// Sequential `ssh host true` runs per server.
+    #[arg(long, default_value_t = 1000)]
+    round_trips: usize,
+    /// The cipher every server is asked for.
+    #[arg(long, default_value = "chacha20-poly1305@openssh.com")]
+    cipher: String,
+}
+
+/// One server under test.
+struct Target {
+    name: &'static str,
+    /// Arguments that make `ssh` reach it.
+    reach: Vec<String>,
+    /// The process whose CPU is the server's.
+    pid: u32,
+    /// Whether its CPU includes reaped children (sshd forks per connection).
+    children: bool,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    tokio::task::spawn_blocking(move || run_blocking(&args)).await?
+}
+
+fn run_blocking(args: &Args) -> anyhow::Result<()> {
+    let bin = match &args.bin {
+        Some(bin) => bin.clone(),
+        None => alknet_beside_me()?,
+    };
+    let dir = tempfile::tempdir()?;
+    let key = keygen(dir.path(), "client")?;
+    let file = dir.path().join("payload");
+    write_payload(&file, args.mib << 20)?;
+
+    let node = NodeProcess::start(&bin, "[ssh]\nlisten = \"127.0.0.1:0\"\n")?;
+    let plain = node
+        .banner
+        .iter()
+        .find_map(|l| {
+            l.split("plain SSH on ")
+                .nth(1)?
+                .split(';')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .context("the banner names no plain SSH address")?;
+    let node_id = node
+        .banner
+        .iter()
+        .find_map(|l| l.strip_prefix("alknet node "))
+        .context("the banner names no node id")?
+        .trim()
+        .to_owned();
+    let added = Command::new(&bin)
+        .args(["peer", "add"])
+        .arg(key.with_extension("pub"))
+        .args(["--id", "bench", "--scopes", "admin", "--data-dir"])
+        .arg(node.data_dir())
+        .output()?;
+    if !added.status.success() {
+        bail!("peer add: {}", String::from_utf8_lossy(&added.stderr));
+    }
+    let mut sshd = Sshd::start(&args.sshd, dir.path(), &key)?;
+
+    let targets = [
+        Target {
+            name: "sshd",
+            reach: vec!["-p".into(), sshd.addr.port().to_string()],
+            pid: sshd.child.id(),
+            children: true,
+        },
+        Target {
+            name: "alknet plain",
+            reach: vec!["-p".into(), plain_port(plain).to_string()],
+            pid: node.pid(),
+            children: false,
+        },
+        Target {
+            name: "alknet quic",
+            reach: vec![
+                "-o".into(),
+                format!(
+                    "ProxyCommand={} proxy --pin {node_id} {}",
+                    bin.display(),
+                    node.addr
+                ),
+            ],
+            pid: node.pid(),
+            children: false,
+        },
+    ];
+    let ssh = |target: &Target| -> Command {
+        let mut command = Command::new("ssh");
+        command
+            .args(["-F", "/dev/null", "-i"])
+            .arg(&key)
+            .args([
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "LogLevel=ERROR",
+                "-o",
+                "Compression=no",
+                "-c",
+                &args.cipher,
+            ])
+            .args(&target.reach)
+            .arg("127.0.0.1");
+        command
+    };
+    let bytes = (args.mib << 20) as f64;
+    let floor = raw_tcp(args.mib << 20)?;
+    println!(
+        "SSH, {} MiB each way, cipher {}; raw TCP floor {:.0} MiB/s",
+        args.mib,
+        args.cipher,
+        bytes / floor.as_secs_f64() / 1048576.0
+    );
+    println!(
+        "| server | up MiB/s | down MiB/s | -L up MiB/s | -L down MiB/s | `true` p50 ms | p99 ms | server CPU ms/GiB up, down | server CPU ms per `true` |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let mut rows = Vec::new();
+    for target in &targets {
+        let cpu = |target: &Target| cpu_of(target.pid, target.children);
+        let before = cpu(target)?;
+        let up = timed(|| {
+            let status = ssh(target)
+                .arg("cat > /dev/null")
+                .stdin(std::fs::File::open(&file)?)
+                .stdout(Stdio::null())
+                .status()?;
+            check(status, "upload")
+        })?;
+        let after_up = cpu(target)?;
+        let down = timed(|| {
+            let status = ssh(target)
+                .arg(format!("cat {}", file.display()))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .status()?;
+            check(status, "download")
+        })?;
+        let after_down = cpu(target)?;
+        let (forward_up, forward_down) = through_forward(&mut ssh(target), args.mib << 20)?;
+        let before_trips = cpu(target)?;
+        let mut trips = Vec::with_capacity(args.round_trips);
+        for _ in 0..args.round_trips {
+            let took = timed(|| {
+                let status = ssh(target).arg("true").stdin(Stdio::null()).status()?;
+                check(status, "true")
+            })?;
+            trips.push(took);
+        }
+        let after_trips = cpu(target)?;
+        trips.sort();
+        let percentile = |p: f64| trips[((trips.len() as f64 - 1.0) * p) as usize];
+        let rate = |took: Duration| bytes / took.as_secs_f64() / 1048576.0;
+        let gib = bytes / (1u64 << 30) as f64;
+        let row = Row {
+            up: rate(up),
+            down: rate(down),
+            forward_up: rate(forward_up),
+            forward_down: rate(forward_down),
+            p50: percentile(0.5),
+            p99: percentile(0.99),
+        };
+        println!(
+            "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {:.0}, {:.0} | {:.2} |",
+            target.name,
+            row.up,
+            row.down,
+            row.forward_up,
+            row.forward_down,
+            row.p50.as_secs_f64() * 1e3,
+            row.p99.as_secs_f64() * 1e3,
+            (after_up - before).as_secs_f64() * 1e3 / gib,
+            (after_down - after_up).as_secs_f64() * 1e3 / gib,
+            (after_trips - before_trips).as_secs_f64() * 1e3 / args.round_trips as f64,
+        );
+        rows.push((target.name, row));
+    }
+    let base = &rows[0].1;
+    println!();
+    println!("| ratio to sshd | up | down | -L up | -L down | p50 | p99 |");
+    println!("|---|---|---|---|---|---|---|");
+    for (name, row) in &rows[1..] {
+        println!(
+            "| {name} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            row.up / base.up,
+            row.down / base.down,
+            row.forward_up / base.forward_up,
+            row.forward_down / base.forward_down,
+            row.p50.as_secs_f64() / base.p50.as_secs_f64(),
+            row.p99.as_secs_f64() / base.p99.as_secs_f64(),
+        );
+    }
+    sshd.stop();
+    drop(node);
+    Ok(())
+}
+
+struct Row {
+    up: f64,
+    down: f64,
+    forward_up: f64,
+    forward_down: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+fn plain_port(addr: SocketAddr) -> u16 {
+    addr.port()
+}
+
+fn check(status: std::process::ExitStatus, what: &str) -> anyhow::Result<()> {
+    if status.success() {
+        Ok(())
+    } else {
+        bail!("ssh ({what}) failed: {status}")
+    }
+}
+
+fn timed(run: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    run()?;
+    Ok(started.elapsed())
+}
+
+fn keygen(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let path = dir.join(name);
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&path)
+        .status()
+        .context("ssh-keygen")?;
+    check(status, "ssh-keygen")?;
+    Ok(path)
+}
+
+/// Bytes that do not compress (a xorshift stream).
+fn write_payload(path: &Path, len: usize) -> anyhow::Result<()> {
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut block = vec![0u8; 1 << 16];
+    let mut left = len;
+    while left > 0 {
+        for chunk in block.chunks_mut(8) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
+        }
+        let n = left.min(block.len());
+        file.write_all(&block[..n])?;
+        left -= n;
+    }
+    file.flush()?;
+    Ok(())
+}
+
+/// CPU time of `pid` (and, for sshd, of its reaped children).
+fn cpu_of(pid: u32, children: bool) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after_name = stat.rsplit_once(')').context("malformed stat")?.1;
+    let fields: Vec<u64> = after_name
+        .split_whitespace()
+        .skip(11)
+        .take(4)
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    let ticks = fields[0] + fields[1] + if children { fields[2] + fields[3] } else { 0 };
+    Ok(Duration::from_millis(ticks * 10))
+}
+
+/// Pushes `len` bytes up and then down through `ssh -L` to loopback
+/// servers that sink and source them.
+fn through_forward(ssh: &mut Command, len: usize) -> anyhow::Result<(Duration, Duration)> {
+    let sink = TcpListener::bind("127.0.0.1:0")?;
+    let sink_addr = sink.local_addr()?;
+    std::thread::spawn(move || {
+        for stream in sink.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut stream = stream;
+                let _ = std::io::copy(&mut stream, &mut std::io::sink());
+                let _ = stream.write_all(b"k");
+            });
+        }
+    });
+    let source = TcpListener::bind("127.0.0.1:0")?;
+    let source_addr = source.local_addr()?;
+    std::thread::spawn(move || {
+        let block = vec![0x5a_u8; 1 << 16];
+        for stream in source.incoming().flatten() {
+            let block = block.clone();
+            std::thread::spawn(move || {
+                let mut stream = stream;
+                let mut left = len;
+                while left > 0 {
+                    let n = left.min(block.len());
+                    if stream.write_all(&block[..n]).is_err() {
+                        return;
+                    }
+                    left -= n;
+                }
+            });
+        }
+    });
+    let up_port = free_port()?;
+    let down_port = free_port()?;
+    let mut forward = Forward(
+        ssh.args(["-N", "-o", "ExitOnForwardFailure=yes"])
+            .arg("-L")
+            .arg(format!("{up_port}:{sink_addr}"))
+            .arg("-L")
+            .arg(format!("{down_port}:{source_addr}"))
+            .stdin(Stdio::null())
+            .spawn()?,
+    );
+    wait_listening(up_port)?;
+    wait_listening(down_port)?;
+    let up = timed(|| {
+        let mut stream = TcpStream::connect(("127.0.0.1", up_port))?;
+        let block = vec![0xa5_u8; 1 << 16];
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(block.len());
+            stream.write_all(&block[..n])?;
+            left -= n;
+        }
+        stream.shutdown(std::net::Shutdown::Write)?;
+        // The sink's one byte says everything arrived.
+        let mut done = [0u8; 1];
+        stream.read_exact(&mut done)?;
+        Ok(())
+    })?;
+    let down = timed(|| {
+        let mut stream = TcpStream::connect(("127.0.0.1", down_port))?;
+        let mut buffer = vec![0u8; 1 << 16];
+        let mut got = 0;
+        while got < len {
+            let n = stream.read(&mut buffer)?;
+            if n == 0 {
+                bail!("the forward ended after {got} bytes");
+            }
+            got += n;
+        }
+        Ok(())
+    })?;
+    forward.stop();
+    Ok((up, down))
+}
+
+struct Forward(Child);
+
+impl Forward {
+    fn stop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Forward {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Waits until `port` accepts (a probe connection is harmless here: its
+/// channel ends at once).
+fn wait_listening(port: u16) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            bail!("nothing listens on {port}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// OpenSSH's server on a loopback port, with a temporary configuration.
+struct Sshd {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Sshd {
+    fn start(sshd: &Path, dir: &Path, client_key: &Path) -> anyhow::Result<Self> {
+        let host_key = keygen(dir, "sshd_host")?;
+        let authorized = dir.join("authorized_keys");
+        std::fs::copy(client_key.with_extension("pub"), &authorized)?;
+        let port = free_port()?;
+        let config = dir.join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\n\
+                 PidFile none\nUsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\n\
+                 PasswordAuthentication no\nKbdInteractiveAuthentication no\nLogLevel ERROR\n",
+                host_key.display(),
+                authorized.display()
+            ),
+        )?;
+        // The privilege-separation directory sshd insists on.
+        std::fs::create_dir_all("/run/sshd")?;
+        let child = Command::new(sshd)
+            .args(["-D", "-e", "-f"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot run {}", sshd.display()))?;
+        wait_listening(port)?;
+        Ok(Self {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        })
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The floor: `len` bytes over a loopback TCP connection, no SSH.
+fn raw_tcp(len: usize) -> anyhow::Result<Duration> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let sink = std::thread::spawn(move || -> std::io::Result<u64> {
+        let (mut stream, _) = listener.accept()?;
+        std::io::copy(&mut stream, &mut std::io::sink())
+    });
+    let took = timed(|| {
+        let mut stream = TcpStream::connect(addr)?;
+        let block = vec![0x33_u8; 1 << 16];
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(block.len());
+            stream.write_all(&block[..n])?;
+            left -= n;
+        }
+        drop(stream);
+        let _ = sink.join();
+        Ok(())
+    })?;
+    Ok(took)
+}
