@@ -927,3 +927,22 @@ fn channels_past_the_cap_are_refused_on_one_connection() {
     );
     assert!(processes_running(&one) && processes_running(&two));
 }
+
+/// A command killed by a signal reports `exit-signal`, not an exit status
+/// (OpenSSH's client then exits with 255 and names it with `-v`).
+#[test]
+fn a_command_killed_by_a_signal_reports_exit_signal() {
+    let fixture = Fixture::start("");
+    let key = fixture.key("alice");
+    fixture.allow(&key, "alice", "ssh:shell");
+    let out = output(
+        fixture
+            .ssh(Path_::Plain, &key)
+            .arg("-v")
+            .arg("kill -TERM $$"),
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(255), "{stderr}");
+    assert!(stderr.contains("rtype exit-signal"), "{stderr}");
+    assert!(!stderr.contains("rtype exit-status"), "{stderr}");
+}
