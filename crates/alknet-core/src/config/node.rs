@@ -62,6 +62,14 @@ impl NodeConfig {
         "protocols",
     ];
 
+    /// Whether a listener on `addr` would take the node's own port (the
+    /// same port on the same or an overlapping address). Port 0 never does.
+    pub fn is_the_node_address(&self, addr: std::net::SocketAddr) -> bool {
+        addr.port() != 0
+            && addr.port() == self.listen.port()
+            && (addr.ip() == self.listen.ip() || self.listen.ip().is_unspecified())
+    }
+
     /// The connection cap for one protocol.
     pub fn max_connections_for(&self, alpn: &str) -> usize {
         self.protocols

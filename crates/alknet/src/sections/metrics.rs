@@ -30,10 +30,9 @@ impl ConfigSection for Metrics {
 "#;
 
     fn validate(&self, node: &NodeConfig) -> Result<(), InvalidKey> {
-        if let Some(listen) = self.listen
-            && listen.port() != 0
-            && listen.port() == node.listen.port()
-            && (listen.ip() == node.listen.ip() || node.listen.ip().is_unspecified())
+        if self
+            .listen
+            .is_some_and(|listen| node.is_the_node_address(listen))
         {
             return Err(InvalidKey::new(
                 "metrics.listen",
