@@ -5,203 +5,20 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use alknet_call::CallClient;
-use alknet_call::client::{ClientOptions, Transport as CallTransport};
-use alknet_e2e::process::{NodeProcess, alknet_bin, run};
-use alknet_e2e::{eventually_blocking, runtime};
-use base64::Engine as _;
+use alknet_e2e::eventually_blocking;
+use alknet_e2e::ssh::{Admin, Fixture, Route, ed25519_fingerprint, output, text};
 use serde_json::{Value, json};
-
-/// How `ssh` reaches the node.
-#[derive(Clone, Copy, Debug)]
-enum Path_ {
-    /// `ssh -p` to `[ssh] listen`.
-    Plain,
-    /// `openssl s_client -alpn alknet/ssh` as the ProxyCommand.
-    Tls,
-    /// `alknet proxy` (QUIC) as the ProxyCommand.
-    Quic,
-}
-
-/// A node serving SSH, with a client key and a `known_hosts` that holds the
-/// host key `alknet init` published.
-struct Fixture {
-    node: NodeProcess,
-    plain: SocketAddr,
-    client: tempfile::TempDir,
-    /// Runs the admin session: it lives as long as the runtime it began on.
-    runtime: tokio::runtime::Runtime,
-}
-
-const HOST_ALIAS: &str = "alknet-test";
-
-impl Fixture {
-    fn start(extra_config: &str) -> Self {
-        let node = NodeProcess::start(&format!("[ssh]\nlisten = \"127.0.0.1:0\"\n{extra_config}"));
-        let banner = node.stdout.lock().unwrap().clone();
-        let plain = banner
-            .iter()
-            .find_map(|line| {
-                let rest = line.split("plain SSH on ").nth(1)?;
-                rest.split(';').next()?.parse().ok()
-            })
-            .unwrap_or_else(|| panic!("no plain SSH address in {banner:#?}"));
-        let host_key =
-            std::fs::read_to_string(node.data_dir.path().join("ssh_host_ed25519_key.pub"))
-                .expect("init wrote the host key");
-        assert!(
-            banner.iter().any(|l| l.contains(host_key.trim())),
-            "the banner shows the published host key: {banner:#?}"
-        );
-        let client = tempfile::tempdir().expect("tempdir");
-        std::fs::write(
-            client.path().join("known_hosts"),
-            format!("{HOST_ALIAS} {}\n", host_key.trim()),
-        )
-        .unwrap();
-        Self {
-            node,
-            plain,
-            client,
-            runtime: runtime(),
-        }
-    }
-
-    /// A new key pair; returns its private key's path.
-    fn key(&self, name: &str) -> PathBuf {
-        let path = self.client.path().join(name);
-        let made = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
-            .arg(&path)
-            .status()
-            .expect("ssh-keygen runs");
-        assert!(made.success());
-        path
-    }
-
-    /// Grants `key` the identity `id` with `scopes`.
-    fn allow(&self, key: &Path, id: &str, scopes: &str) {
-        let fingerprint = ed25519_fingerprint(key);
-        let output = run(&[
-            "peer",
-            "add",
-            &fingerprint,
-            "--id",
-            id,
-            "--scopes",
-            scopes,
-            "--data-dir",
-            self.node.data_dir.path().to_str().unwrap(),
-        ]);
-        assert!(output.status.success(), "{output:?}");
-    }
-
-    /// `ssh` with only `key`, strict host checking against the vault key,
-    /// no configuration file, reaching the node over `path`.
-    fn ssh(&self, path: Path_, key: &Path) -> Command {
-        let mut ssh = Command::new("ssh");
-        ssh.args(["-F", "/dev/null", "-i"])
-            .arg(key)
-            .args([
-                "-o",
-                "IdentitiesOnly=yes",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "StrictHostKeyChecking=yes",
-                "-o",
-                &format!("HostKeyAlias={HOST_ALIAS}"),
-                "-o",
-                "LogLevel=ERROR",
-                "-o",
-                "ConnectTimeout=20",
-            ])
-            .arg("-o")
-            .arg(format!(
-                "UserKnownHostsFile={}",
-                self.client.path().join("known_hosts").display()
-            ));
-        let node = self.node.addr;
-        match path {
-            Path_::Plain => {
-                ssh.args(["-p", &self.plain.port().to_string()]);
-            }
-            Path_::Tls => {
-                ssh.arg("-o").arg(format!(
-                    "ProxyCommand=openssl s_client -quiet -verify_quiet -alpn alknet/ssh -connect {node}"
-                ));
-            }
-            Path_::Quic => {
-                ssh.arg("-o").arg(format!(
-                    "ProxyCommand={} proxy --pin {} {node}",
-                    alknet_bin().display(),
-                    self.node.node_id
-                ));
-            }
-        }
-        ssh.arg("127.0.0.1");
-        ssh
-    }
-
-    fn admin(&self) -> Admin<'_> {
-        let options = ClientOptions {
-            transport: CallTransport::Quic,
-            token: Some(self.node.admin_token()),
-            ..ClientOptions::default()
-        };
-        let client = self
-            .runtime
-            .block_on(CallClient::connect(self.node.addr, options))
-            .expect("admin session");
-        Admin {
-            client,
-            runtime: &self.runtime,
-        }
-    }
-}
-
-/// An admin call session, called from blocking test code.
-struct Admin<'a> {
-    client: CallClient,
-    runtime: &'a tokio::runtime::Runtime,
-}
-
-impl Admin<'_> {
-    fn call(&self, operation: &str, input: Value) -> Value {
-        self.runtime
-            .block_on(self.client.call(operation, input))
-            .unwrap_or_else(|error| panic!("{operation}: {error:?}"))
-    }
-}
-
-/// The `ed25519:<hex>` a peer entry names an Ed25519 SSH key by: its raw key,
-/// the last 32 bytes of the `.pub` blob.
-fn ed25519_fingerprint(key: &Path) -> String {
-    let line = std::fs::read_to_string(key.with_extension("pub")).expect("public key");
-    let blob = base64::engine::general_purpose::STANDARD
-        .decode(line.split_whitespace().nth(1).expect("blob"))
-        .expect("base64");
-    format!("ed25519:{}", hex::encode(&blob[blob.len() - 32..]))
-}
-
-fn output(command: &mut Command) -> Output {
-    command.stdin(Stdio::null()).output().expect("ssh runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 #[test]
 fn a_command_prints_and_its_exit_status_returns_on_every_path() {
     let fixture = Fixture::start("");
     let key = fixture.key("alice");
     fixture.allow(&key, "alice", "ssh:shell");
-    for path in [Path_::Plain, Path_::Tls, Path_::Quic] {
+    for path in [Route::Plain, Route::Tls, Route::Quic] {
         let out = output(
             fixture
                 .ssh(path, &key)
@@ -221,7 +38,7 @@ fn a_command_prints_and_its_exit_status_returns_on_every_path() {
 fn an_unknown_key_is_denied_and_logged_with_its_fingerprint() {
     let fixture = Fixture::start("");
     let stranger = fixture.key("stranger");
-    let out = output(fixture.ssh(Path_::Plain, &stranger).arg("true"));
+    let out = output(fixture.ssh(Route::Plain, &stranger).arg("true"));
     assert_eq!(out.status.code(), Some(255));
     assert!(
         text(&out.stderr).contains("Permission denied (publickey)"),
@@ -247,13 +64,13 @@ fn exec_scopes_run_their_commands_without_a_shell_and_refuse_the_rest() {
     fixture.allow(&key, "deploy", "ssh:exec:echo");
     let allowed = output(
         fixture
-            .ssh(Path_::Plain, &key)
+            .ssh(Route::Plain, &key)
             .arg("echo 'a  b' ; rm -rf /nothing"),
     );
     assert!(allowed.status.success(), "{}", text(&allowed.stderr));
     // Split as a shell would, run without one: `;` is an argument.
     assert_eq!(text(&allowed.stdout), "a  b ; rm -rf /nothing\n");
-    let refused = output(fixture.ssh(Path_::Plain, &key).arg("id"));
+    let refused = output(fixture.ssh(Route::Plain, &key).arg("id"));
     assert_eq!(
         refused.status.code(),
         Some(126),
@@ -266,7 +83,7 @@ fn exec_scopes_run_their_commands_without_a_shell_and_refuse_the_rest() {
         text(&refused.stderr)
     );
     // A terminal needs ssh:shell, and says so.
-    let shell = output(fixture.ssh(Path_::Plain, &key).arg("-tt"));
+    let shell = output(fixture.ssh(Route::Plain, &key).arg("-tt"));
     assert_eq!(shell.status.code(), Some(126));
     assert!(
         text(&shell.stderr).contains("ssh:shell") || text(&shell.stdout).contains("ssh:shell"),
@@ -317,7 +134,7 @@ impl Drop for Forwarding {
 
 fn forwarding(fixture: &Fixture, key: &Path, forward: &[&str]) -> Forwarding {
     let child = fixture
-        .ssh(Path_::Plain, key)
+        .ssh(Route::Plain, key)
         .args(["-N", "-o", "ExitOnForwardFailure=yes"])
         .args(forward)
         .stdin(Stdio::null())
@@ -453,7 +270,7 @@ fn dynamic_forwarding_serves_curl_socks5_hostname_within_the_scope() {
 /// Runs `command` on the node over plain SSH in the background.
 fn background(fixture: &Fixture, key: &Path, command: &str) -> Forwarding {
     let child = fixture
-        .ssh(Path_::Plain, key)
+        .ssh(Route::Plain, key)
         .arg(command)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -555,7 +372,7 @@ fn a_panicking_ssh_connection_leaves_the_others_serving() {
     .any(|(_, d)| *d == format!("exec: {steady_sleep}"))));
     let out = output(
         fixture
-            .ssh(Path_::Plain, &key)
+            .ssh(Route::Plain, &key)
             .arg(alknet_ssh::FAULT_PANIC_COMMAND),
     );
     assert_eq!(
@@ -567,7 +384,7 @@ fn a_panicking_ssh_connection_leaves_the_others_serving() {
         steady.0.try_wait().unwrap().is_none(),
         "the other connection runs on"
     );
-    let out = output(fixture.ssh(Path_::Plain, &key).arg("echo still"));
+    let out = output(fixture.ssh(Route::Plain, &key).arg("echo still"));
     assert_eq!(text(&out.stdout), "still\n", "{}", text(&out.stderr));
     let echoed = admin.call("diag/echo", json!({"after": "panic"}));
     assert_eq!(echoed, json!({"after": "panic"}));
@@ -634,7 +451,7 @@ fn garbage_and_a_truncated_key_exchange_end_their_connections_only() {
         ) == 0),
         "no SSH connection left"
     );
-    let out = output(fixture.ssh(Path_::Tls, &key).arg("echo served"));
+    let out = output(fixture.ssh(Route::Tls, &key).arg("echo served"));
     assert_eq!(text(&out.stdout), "served\n", "{}", text(&out.stderr));
 }
 
@@ -672,7 +489,7 @@ fn a_thousand_failed_logins_from_one_address_disturb_nobody_else() {
                 for _ in (worker..attempts).step_by(8) {
                     let out = output(
                         fixture
-                            .ssh(Path_::Plain, stranger)
+                            .ssh(Route::Plain, stranger)
                             .args(["-o", "BindAddress=127.0.0.2"])
                             .arg("true"),
                     );
@@ -683,7 +500,7 @@ fn a_thousand_failed_logins_from_one_address_disturb_nobody_else() {
             });
         }
         // Meanwhile, the owner of a known key logs in from 127.0.0.1.
-        let out = output(fixture.ssh(Path_::Plain, &key).arg("echo unbothered"));
+        let out = output(fixture.ssh(Route::Plain, &key).arg("echo unbothered"));
         assert_eq!(text(&out.stdout), "unbothered\n", "{}", text(&out.stderr));
     });
     assert_eq!(denied.load(std::sync::atomic::Ordering::Relaxed), attempts);
@@ -694,7 +511,7 @@ fn a_thousand_failed_logins_from_one_address_disturb_nobody_else() {
     );
     let grown = fixture.node.rss_bytes().saturating_sub(before);
     assert!(grown < 64 << 20, "memory grew by {grown} bytes");
-    let out = output(fixture.ssh(Path_::Plain, &key).arg("echo still"));
+    let out = output(fixture.ssh(Route::Plain, &key).arg("echo still"));
     assert_eq!(text(&out.stdout), "still\n");
 }
 
@@ -753,7 +570,7 @@ fn a_forward_whose_client_stops_reading_holds_bounded_memory() {
     assert!(grown < 48 << 20, "the node holds {grown} bytes more");
     let out = output(
         fixture
-            .ssh(Path_::Plain, &key)
+            .ssh(Route::Plain, &key)
             .arg("echo other channels run"),
     );
     assert_eq!(text(&out.stdout), "other channels run\n");
@@ -812,7 +629,7 @@ fn user_certificates_from_a_configured_ca_log_in_as_their_principal() {
     let as_user = |key: &Path, user: &str| {
         output(
             fixture
-                .ssh(Path_::Plain, key)
+                .ssh(Route::Plain, key)
                 .args(["-l", user])
                 .arg("echo $ALKNET_IDENTITY"),
         )
@@ -881,7 +698,7 @@ fn channels_past_the_cap_are_refused_on_one_connection() {
             .arg("-o")
             .arg(format!("ControlPath={}", socket.display()));
     };
-    let mut master = fixture.ssh(Path_::Plain, &key);
+    let mut master = fixture.ssh(Route::Plain, &key);
     master.args(["-M", "-N", "-o", "ControlMaster=yes"]);
     multiplexed(&mut master);
     let _master = Forwarding(
@@ -896,7 +713,7 @@ fn channels_past_the_cap_are_refused_on_one_connection() {
         "the master connection is up"
     );
     let session = |command: &str| {
-        let mut ssh = fixture.ssh(Path_::Plain, &key);
+        let mut ssh = fixture.ssh(Route::Plain, &key);
         ssh.args(["-o", "ControlMaster=no"]);
         multiplexed(&mut ssh);
         ssh.arg(command);
@@ -937,7 +754,7 @@ fn a_command_killed_by_a_signal_reports_exit_signal() {
     fixture.allow(&key, "alice", "ssh:shell");
     let out = output(
         fixture
-            .ssh(Path_::Plain, &key)
+            .ssh(Route::Plain, &key)
             .arg("-v")
             .arg("kill -TERM $$"),
     );

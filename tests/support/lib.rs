@@ -4,6 +4,7 @@
 pub mod client;
 pub mod process;
 pub mod raw_call;
+pub mod ssh;
 pub mod ws;
 
 use std::sync::Arc;

@@ -25,7 +25,9 @@ mod forward;
 pub mod keys;
 mod process;
 mod session_channel;
+pub mod subsystem;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +37,7 @@ use alknet_core::{Connection, HandlerError, IdentityProvider, Protocol, Protocol
 use russh::MethodKind;
 
 pub use config::SshSection;
+pub use subsystem::{Subsystem, SubsystemIo};
 
 /// The SSH protocol's ALPN.
 pub const ALPN: &str = "alknet/ssh";
@@ -60,6 +63,8 @@ pub(crate) struct Shared {
     pub(crate) logins: auth::FailedLogins,
     pub(crate) user_cas: auth::UserCas,
     pub(crate) fault_injection: bool,
+    /// Subsystems by name (`sftp`).
+    pub(crate) subsystems: HashMap<String, Arc<dyn Subsystem>>,
     /// The host key's public half, `ssh-ed25519 AAAA…`.
     host_key: String,
 }
@@ -107,6 +112,7 @@ impl SshHandler {
                 logins,
                 user_cas,
                 fault_injection: false,
+                subsystems: HashMap::new(),
                 host_key: host_key_line,
             }),
         }
@@ -116,6 +122,18 @@ impl SshHandler {
     /// (`ssh-ed25519 AAAA…`).
     pub fn host_key(&self) -> &str {
         &self.shared.host_key
+    }
+
+    /// Serves `subsystem` to clients that request `name` (`sftp` for
+    /// stock `sftp`, `scp` and `sshfs`). Call before the handler is
+    /// registered.
+    pub fn with_subsystem(mut self, name: &str, subsystem: impl Subsystem) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared
+                .subsystems
+                .insert(name.to_owned(), Arc::new(subsystem));
+        }
+        self
     }
 
     /// Turns on [`FAULT_PANIC_COMMAND`] (only fault-injection test builds

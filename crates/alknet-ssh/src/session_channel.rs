@@ -2,6 +2,7 @@
 //! signals), the process it starts, and the exit status it reports.
 
 use std::process::ExitStatus;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use nix::sys::signal::Signal;
@@ -14,6 +15,7 @@ use tokio_util::task::AbortOnDropHandle;
 use crate::access::ExecGrant;
 use crate::channel::Context;
 use crate::process::{self, Launch, Program, Spawned, Terminal};
+use crate::subsystem::{Counted, Subsystem, SubsystemIo};
 
 /// Variables a client may set, as OpenSSH's default `AcceptEnv` plus git's.
 fn accepted_env(name: &str) -> bool {
@@ -33,9 +35,16 @@ pub(crate) async fn run(channel: Channel<Msg>, reply: Option<ChannelOpenHandle>,
     }
     let id = channel.id();
     let (mut read, write) = channel.split();
-    let Some((program, terminal, env)) = setup(&mut read, &write, id, &cx).await else {
-        let _ = cx.handle.close(id).await;
-        return;
+    let (program, terminal, env) = match setup(&mut read, &write, id, &cx).await {
+        Some(Requested::Process(program, terminal, env)) => (program, terminal, env),
+        Some(Requested::Subsystem(name, subsystem)) => {
+            serve_subsystem(&mut read, &write, id, &cx, &name, subsystem.as_ref()).await;
+            return;
+        }
+        None => {
+            let _ = cx.handle.close(id).await;
+            return;
+        }
     };
     let identity = cx
         .info
@@ -66,6 +75,14 @@ pub(crate) async fn run(channel: Channel<Msg>, reply: Option<ChannelOpenHandle>,
     running(read, write, id, spawned, &cx).await;
 }
 
+/// What a session channel was asked to run.
+enum Requested {
+    /// A shell or a command, with its terminal and environment.
+    Process(Program, Option<Terminal>, Vec<(String, String)>),
+    /// A subsystem another crate serves.
+    Subsystem(String, Arc<dyn Subsystem>),
+}
+
 /// What a channel waits for before it starts: its pty, env and the request
 /// that says what to run. `None` when the client closed or was refused.
 async fn setup(
@@ -73,7 +90,7 @@ async fn setup(
     write: &ChannelWriteHalf<Msg>,
     id: ChannelId,
     cx: &Context,
-) -> Option<(Program, Option<Terminal>, Vec<(String, String)>)> {
+) -> Option<Requested> {
     let mut terminal = None;
     let mut env = Vec::new();
     loop {
@@ -129,7 +146,7 @@ async fn setup(
                         None => "shell".to_owned(),
                     });
                     let _ = cx.handle.channel_success(id).await;
-                    return Some((Program::Shell, terminal, env));
+                    return Some(Requested::Process(Program::Shell, terminal, env));
                 }
                 Err(refusal) => return refuse(write, id, cx, &refusal.0, Answer::ExitStatus).await,
             },
@@ -143,7 +160,7 @@ async fn setup(
                             ExecGrant::Shell => Program::ShellCommand(command),
                             ExecGrant::Direct(argv) => Program::Direct(argv),
                         };
-                        return Some((program, terminal, env));
+                        return Some(Requested::Process(program, terminal, env));
                     }
                     Err(refusal) => {
                         return refuse(write, id, cx, &refusal.0, Answer::ExitStatus).await;
@@ -151,8 +168,18 @@ async fn setup(
                 }
             }
             ChannelMsg::RequestSubsystem { name, .. } => {
-                let reason = format!("alknet: the subsystem {name:?} is not served");
-                return refuse(write, id, cx, &reason, Answer::Failure).await;
+                let Some(subsystem) = cx.shared.subsystems.get(&name) else {
+                    let reason = format!("alknet: the subsystem {name:?} is not served");
+                    return refuse(write, id, cx, &reason, Answer::Failure).await;
+                };
+                let identity = cx.info.identity();
+                if let Err(reason) = subsystem.admit(identity.as_ref()) {
+                    let reason = format!("alknet: {name}: {reason}");
+                    return refuse(write, id, cx, &reason, Answer::Failure).await;
+                }
+                cx.info.set_detail(format!("subsystem {}", shorten(&name)));
+                let _ = cx.handle.channel_success(id).await;
+                return Some(Requested::Subsystem(name, subsystem.clone()));
             }
             ChannelMsg::RequestX11 { .. } => {
                 let _ = cx.handle.channel_failure(id).await;
@@ -162,6 +189,39 @@ async fn setup(
             _ => {}
         }
     }
+}
+
+/// Runs a subsystem on the channel's data until it ends, the client
+/// closes, or `admin/kill` stops the channel; then ends the channel as
+/// OpenSSH ends a subsystem's (exit status 0, EOF, close).
+async fn serve_subsystem(
+    read: &mut ChannelReadHalf,
+    write: &ChannelWriteHalf<Msg>,
+    id: ChannelId,
+    cx: &Context,
+    name: &str,
+    subsystem: &dyn Subsystem,
+) {
+    let io = SubsystemIo {
+        reader: Box::pin(Counted {
+            inner: read.make_reader(),
+            info: cx.info.clone(),
+        }),
+        writer: Box::pin(Counted {
+            inner: write.make_writer(),
+            info: cx.info.clone(),
+        }),
+        info: cx.info.clone(),
+    };
+    tokio::select! {
+        () = subsystem.serve(io) => {}
+        () = cx.killed.cancelled() => {
+            tracing::info!(channel = %id, subsystem = name, "SSH subsystem stopped by the operator");
+        }
+    }
+    let _ = cx.handle.exit_status_request(id, 0).await;
+    let _ = write.eof().await;
+    let _ = cx.handle.close(id).await;
 }
 
 /// How a refusal is answered.

@@ -21,6 +21,8 @@ pub struct Facts<'a> {
     pub metrics: Option<SocketAddr>,
     /// SSH, when served.
     pub ssh: Option<&'a Ssh>,
+    /// SFTP's root directory, when SFTP is served.
+    pub sftp_root: Option<&'a Path>,
     /// The admin token, when this start created the data directory: the
     /// one secret the text banner prints too, never stored anywhere.
     pub admin_token: Option<&'a str>,
@@ -45,6 +47,14 @@ impl Ssh {
     }
 }
 
+/// The text banner's SFTP line.
+pub fn sftp_text(root: &Path) -> String {
+    format!(
+        "sftp: alknet/sftp and the SSH subsystem `sftp`; root {}",
+        root.display()
+    )
+}
+
 /// Prints the banner as one line on standard output. Times are RFC 3339, as
 /// in every other `--json` output.
 pub fn print_json(facts: &Facts<'_>) -> anyhow::Result<()> {
@@ -64,6 +74,7 @@ pub fn print_json(facts: &Facts<'_>) -> anyhow::Result<()> {
             "host_key": ssh.host_key,
             "plain": ssh.plain.map(|addr| addr.to_string()),
         })),
+        "sftp": facts.sftp_root.map(|root| json!({ "root": root })),
         "admin_token": facts.admin_token,
         "pid": std::process::id(),
         "version": env!("CARGO_PKG_VERSION"),

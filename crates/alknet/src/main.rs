@@ -15,6 +15,7 @@ mod reload;
 mod sections;
 mod serve;
 mod service;
+mod sftp_subsystem;
 mod ssh_client;
 mod upstreams;
 mod vault_cmd;

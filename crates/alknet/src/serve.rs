@@ -14,6 +14,7 @@ use alknet_core::tls::ServerIdentity;
 use alknet_core::{IdentityProvider, NodeConfig, NodeKey};
 use alknet_http::config::{DecoyKind, HttpSection};
 use alknet_identity::StoreIdentities;
+use alknet_sftp::{Sftp, SftpHandler, SftpSection};
 use alknet_ssh::{SshHandler, SshSection};
 use alknet_supervisors::{Node, ShutdownReason};
 use anyhow::Context;
@@ -24,6 +25,7 @@ use crate::imports::{self, CredentialSource};
 use crate::keystore::{self, PassphraseSource};
 use crate::reload::{self, Reloader, SetLogFilter};
 use crate::sections::{Diagnostics, Imports, Metrics, Upstreams};
+use crate::sftp_subsystem::SftpSubsystem;
 use crate::{metrics_endpoint, service, upstreams, vault_keys};
 
 pub struct ServeArgs {
@@ -281,6 +283,16 @@ async fn serve(
         &identities,
         diagnostics.fault,
     )?;
+    let sftp_section: &SftpSection = config.section();
+    let sftp = if sftp_section.enabled {
+        Some(Sftp::new(sftp_section, dir.root())?)
+    } else {
+        None
+    };
+    let ssh = ssh.map(|ssh| match &sftp {
+        Some(sftp) => ssh.with_subsystem("sftp", SftpSubsystem(sftp.clone())),
+        None => ssh,
+    });
     let ssh_listener = ssh_plain_listener(ssh_section, ssh.is_some())?;
     let ssh_banner = ssh.as_ref().map(|ssh| crate::banner::Ssh {
         host_key: ssh.host_key().to_owned(),
@@ -299,6 +311,7 @@ async fn serve(
                 .flatten(),
         )
         .protocols(ssh)
+        .protocols(sftp.clone().map(SftpHandler::new))
         .plain_listeners(ssh_listener.map(|listener| (alknet_ssh::ALPN, listener)))
         .start()
         .await
@@ -356,6 +369,7 @@ async fn serve(
             console: serves_console,
             metrics: metrics_addr,
             ssh: ssh_banner.as_ref(),
+            sftp_root: sftp.as_ref().map(Sftp::root),
             admin_token: admin_token.as_deref(),
         })?;
     } else {
@@ -376,6 +390,9 @@ async fn serve(
         }
         if let Some(ssh) = &ssh_banner {
             println!("{}", ssh.text());
+        }
+        if let Some(sftp) = &sftp {
+            println!("{}", crate::banner::sftp_text(sftp.root()));
         }
         println!("serving: {}", alpns.join(", "));
     }

@@ -25,6 +25,7 @@ pub fn registry() -> SectionRegistry {
         .with::<Imports>()
         .with::<Metrics>()
         .with::<alknet_ssh::SshSection>()
+        .with::<alknet_sftp::SftpSection>()
 }
 
 /// The configuration at `path`, or every default without a file.

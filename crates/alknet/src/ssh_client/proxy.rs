@@ -53,6 +53,12 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     result.map(|()| ExitCode::SUCCESS)
 }
 
+/// Bytes moved per read of standard input or of the stream. Each read of
+/// standard input is a hop through the runtime's blocking pool, so a bulk
+/// transfer (scp, sftp) pays for it once per chunk: large chunks keep that
+/// cost small next to the copying.
+const PIPE_CHUNK: usize = 256 * 1024;
+
 /// Copies standard input to the stream and the stream to standard output
 /// until the node ends the stream. The end of standard input only finishes
 /// our side: the node may still be answering.
@@ -61,7 +67,7 @@ async fn pipe(args: &StreamArgs, alpn: &str) -> anyhow::Result<()> {
     let (send, recv) = (&mut node.stream.send, &mut node.stream.recv);
     let upstream = async {
         let mut stdin = tokio::io::stdin();
-        let mut buf = vec![0u8; 32 * 1024];
+        let mut buf = vec![0u8; PIPE_CHUNK];
         loop {
             let n = stdin
                 .read(&mut buf)
@@ -81,7 +87,7 @@ async fn pipe(args: &StreamArgs, alpn: &str) -> anyhow::Result<()> {
     };
     let downstream = async {
         let mut stdout = tokio::io::stdout();
-        let mut buf = vec![0u8; 32 * 1024];
+        let mut buf = vec![0u8; PIPE_CHUNK];
         loop {
             let n = match recv.read(&mut buf).await {
                 Ok(n) => n,
