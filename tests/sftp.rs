@@ -49,7 +49,12 @@ impl Node {
         let ssh_key = fixture.key("alice");
         fixture.allow(&ssh_key, "alice", scopes);
         let certificate = client_certificate(fixture.client.path(), "alice-tls");
-        allow_fingerprint(&fixture, &certificate_fingerprint(&certificate), "alice", scopes);
+        allow_fingerprint(
+            &fixture,
+            &certificate_fingerprint(&certificate),
+            "alice",
+            scopes,
+        );
         Self {
             fixture,
             ssh_key,
@@ -127,13 +132,24 @@ fn certificate_fingerprint(key: &Path) -> String {
         .output()
         .expect("openssl runs");
     assert!(out.status.success());
-    format!("ed25519:{}", hex::encode(&out.stdout[out.stdout.len() - 32..]))
+    format!(
+        "ed25519:{}",
+        hex::encode(&out.stdout[out.stdout.len() - 32..])
+    )
 }
 
 fn allow_fingerprint(fixture: &Fixture, fingerprint: &str, id: &str, scopes: &str) {
     let data_dir = fixture.node.data_dir.path().to_str().unwrap();
     let out = run(&[
-        "peer", "add", fingerprint, "--id", id, "--scopes", scopes, "--data-dir", data_dir,
+        "peer",
+        "add",
+        fingerprint,
+        "--id",
+        id,
+        "--scopes",
+        scopes,
+        "--data-dir",
+        data_dir,
     ]);
     assert!(out.status.success(), "{out:?}");
 }
@@ -161,9 +177,16 @@ fn random_file(path: &Path, len: usize, seed: u64) {
 }
 
 fn sha256(path: &Path) -> String {
-    let out = Command::new("sha256sum").arg(path).output().expect("sha256sum");
+    let out = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("sha256sum");
     assert!(out.status.success());
-    text(&out.stdout).split_whitespace().next().unwrap().to_owned()
+    text(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
 }
 
 fn assert_ok(out: &Output, what: &str) {
@@ -187,7 +210,11 @@ fn a_256_mib_file_goes_up_and_down_intact_every_way() {
         let batch = format!("put big.bin {name}\nget {name} back-{n}.bin\n");
         let out = node.batch(way, work.path(), &batch);
         assert_ok(&out, &format!("{way:?}"));
-        assert_eq!(sha256(&node.root().join(&name)), expected, "{way:?}: uploaded");
+        assert_eq!(
+            sha256(&node.root().join(&name)),
+            expected,
+            "{way:?}: uploaded"
+        );
         let back = work.path().join(format!("back-{n}.bin"));
         assert_eq!(sha256(&back), expected, "{way:?}: downloaded");
         std::fs::remove_file(back).unwrap();
@@ -220,8 +247,14 @@ fn reget_and_reput_resume_partial_transfers() {
             "reget remote.bin local.bin\nreput source.bin half.bin\n",
         );
         assert_ok(&out, &format!("{way:?}"));
-        assert!(std::fs::read(work.path().join("local.bin")).unwrap() == resumed(local_part), "{way:?}: reget");
-        assert!(std::fs::read(node.root().join("half.bin")).unwrap() == resumed(remote_part), "{way:?}: reput");
+        assert!(
+            std::fs::read(work.path().join("local.bin")).unwrap() == resumed(local_part),
+            "{way:?}: reget"
+        );
+        assert!(
+            std::fs::read(node.root().join("half.bin")).unwrap() == resumed(remote_part),
+            "{way:?}: reput"
+        );
     }
 }
 
@@ -293,11 +326,18 @@ fn everyday_commands_and_mistakes_print_what_openssh_prints() {
     let (ours, theirs) = (masked(&ours, ""), masked(&theirs, root.to_str().unwrap()));
     assert_eq!(ours, theirs, "alknet (left) and OpenSSH (right) differ");
     assert!(ours.iter().any(|l| l.contains("not found")), "{ours:#?}");
-    assert_eq!(std::fs::read(work.path().join("linked.txt")).unwrap(), b"twelve bytes");
+    assert_eq!(
+        std::fs::read(work.path().join("linked.txt")).unwrap(),
+        b"twelve bytes"
+    );
     // df: the file system's totals, in OpenSSH's layout.
     let df = node.batch(Way::Direct, work.path(), "df -h\n");
     assert_ok(&df, "df");
-    assert!(text(&df.stdout).contains("%Capacity"), "{}", text(&df.stdout));
+    assert!(
+        text(&df.stdout).contains("%Capacity"),
+        "{}",
+        text(&df.stdout)
+    );
 }
 
 #[test]
@@ -348,7 +388,10 @@ put x.txt absolute/planted.txt
         assert_ok(&out, &format!("{way:?}"));
         for n in 1..=6 {
             let got = std::fs::read_to_string(work.path().join(n.to_string())).unwrap();
-            assert_eq!(got, "decoy\n", "{way:?}: download {n} reached the host's /etc");
+            assert_eq!(
+                got, "decoy\n",
+                "{way:?}: download {n} reached the host's /etc"
+            );
         }
         assert!(root.join("etc/planted.txt").exists());
         assert!(!Path::new("/etc/planted.txt").exists());
@@ -388,7 +431,9 @@ fn a_link_swapped_during_opens_never_leads_out() {
         })
     };
     let work = tempfile::tempdir().unwrap();
-    let batch: String = (0..300).map(|n| format!("-get swap/passwd got-{n}\n")).collect();
+    let batch: String = (0..300)
+        .map(|n| format!("-get swap/passwd got-{n}\n"))
+        .collect();
     let out = node.batch(Way::Direct, work.path(), &batch);
     stop.store(true, Ordering::Relaxed);
     let flips = flipper.join().unwrap();
@@ -417,7 +462,10 @@ fn a_read_only_identity_gets_but_changes_nothing() {
     for way in EVERY_WAY {
         let out = node.batch(way, work.path(), "get there.txt\nls -l\n");
         assert_ok(&out, &format!("{way:?} get"));
-        assert_eq!(std::fs::read(work.path().join("there.txt")).unwrap(), b"there");
+        assert_eq!(
+            std::fs::read(work.path().join("there.txt")).unwrap(),
+            b"there"
+        );
         for refused in [
             "put up.txt",
             "rm there.txt",
@@ -458,7 +506,13 @@ fn a_write_grant_with_a_path_stays_inside_it() {
     let out = node.batch(Way::Direct, work.path(), "put f.txt incoming/f.txt\n");
     assert_ok(&out, "put inside");
     assert!(root.join("incoming/f.txt").exists());
-    for outside in ["f.txt", "private/f.txt", "incoming/out/f.txt", "incoming/up/f.txt", "incoming/../f.txt"] {
+    for outside in [
+        "f.txt",
+        "private/f.txt",
+        "incoming/out/f.txt",
+        "incoming/up/f.txt",
+        "incoming/../f.txt",
+    ] {
         let out = node.batch(Way::Direct, work.path(), &format!("put f.txt {outside}\n"));
         assert!(!out.status.success(), "put {outside} was allowed");
     }
@@ -482,7 +536,7 @@ fn sshfs_mounts_and_git_works_inside() {
         node.fixture.node.addr
     );
     let mounted = Command::new("sshfs")
-        .arg(format!("127.0.0.1:/"))
+        .arg("127.0.0.1:/")
         .arg(mount.path())
         .args(["-F", "/dev/null", "-o"])
         .arg(proxy)
@@ -511,15 +565,28 @@ fn sshfs_mounts_and_git_works_inside() {
     let source = tempfile::NamedTempFile::new().unwrap();
     random_file(source.path(), 2 << 20, 3);
     let sh = |script: &str| {
-        let out = Command::new("sh").arg("-ec").arg(script).current_dir(m).output().unwrap();
+        let out = Command::new("sh")
+            .arg("-ec")
+            .arg(script)
+            .current_dir(m)
+            .output()
+            .unwrap();
         assert_ok(&out, script);
         text(&out.stdout)
     };
-    sh(&format!("cp {} copied.bin && mv copied.bin moved.bin", source.path().display()));
-    assert_eq!(sha256(&node.root().join("moved.bin")), sha256(source.path()));
+    sh(&format!(
+        "cp {} copied.bin && mv copied.bin moved.bin",
+        source.path().display()
+    ));
+    assert_eq!(
+        sha256(&node.root().join("moved.bin")),
+        sha256(source.path())
+    );
     assert!(sh("ls -l").contains("moved.bin"));
-    sh("mkdir repo && cd repo && git init -q && echo hello > f && git add f \
-        && git -c user.email=t@example.org -c user.name=t commit -qm first && git fsck --no-progress");
+    sh(
+        "mkdir repo && cd repo && git init -q && echo hello > f && git add f \
+        && git -c user.email=t@example.org -c user.name=t commit -qm first && git fsck --no-progress",
+    );
     let log = Command::new("git")
         .args(["log", "--format=%s"])
         .current_dir(node.root().join("repo"))
@@ -593,7 +660,11 @@ fn sessions_show_in_the_tree_and_a_kill_ends_one() {
         }),
         "sftp over SSH ended after the kill"
     );
-    assert_eq!(direct.try_wait().unwrap(), None, "the other session serves on");
+    assert_eq!(
+        direct.try_wait().unwrap(),
+        None,
+        "the other session serves on"
+    );
     let local = tempfile::NamedTempFile::new().unwrap();
     let put = format!("put {} still-here", local.path().display());
     writeln!(direct.stdin.as_mut().unwrap(), "{put}").unwrap();
@@ -686,7 +757,11 @@ fn a_handle_flood_and_an_oversized_packet_end_only_their_session() {
             other => panic!("unexpected reply type {other}"),
         }
     }
-    assert_eq!((handles, refused), (16, 24), "handles past sftp.max_open_handles fail");
+    assert_eq!(
+        (handles, refused),
+        (16, 24),
+        "handles past sftp.max_open_handles fail"
+    );
     // A packet declared far over sftp.max_packet closes the session.
     let _ = raw
         .child
@@ -701,7 +776,13 @@ fn a_handle_flood_and_an_oversized_packet_end_only_their_session() {
     let work = tempfile::tempdir().unwrap();
     let out = node.batch(Way::Subsystem(Route::Quic), work.path(), "ls\n");
     assert_ok(&out, "a later session");
-    assert!(node.fixture.node.log().iter().any(|l| l.contains("sftp.max_packet")));
+    assert!(
+        node.fixture
+            .node
+            .log()
+            .iter()
+            .any(|l| l.contains("sftp.max_packet"))
+    );
 }
 
 #[test]

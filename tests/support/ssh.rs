@@ -2,8 +2,8 @@
 //! `sftp`, `scp`): client keys, peer entries, strict host-key checking
 //! against the key the vault derives, and the three routes in.
 
-use std::path::{Path, PathBuf};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use alknet_call::CallClient;
@@ -202,4 +202,3 @@ pub fn output(command: &mut Command) -> Output {
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
-

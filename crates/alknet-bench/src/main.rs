@@ -7,6 +7,8 @@ mod calls;
 mod chaos;
 mod connect;
 mod gateway;
+mod openssh;
+mod sftp;
 mod soak;
 mod ssh;
 mod websocket;
@@ -67,6 +69,11 @@ enum Bench {
     /// proxy` over QUIC) and against OpenSSH `sshd` on loopback: streams
     /// through exec channels and `-L`, and `ssh host true` round trips.
     Ssh(ssh::Args),
+    /// Stock `sftp` against alknet's SFTP (the SSH subsystem over plain
+    /// TCP, TCP+TLS and QUIC; `alknet/sftp` over QUIC) and against OpenSSH
+    /// `sshd` with `sftp-server`: one large file and many small ones, each
+    /// way.
+    Sftp(sftp::Args),
     /// The child process of `ws-memory`, which holds the sessions open.
     #[command(hide = true)]
     WsMemoryClient(websocket::ClientArgs),
@@ -86,6 +93,7 @@ fn main() -> anyhow::Result<()> {
         Bench::Chaos(args) => runtime.block_on(chaos::run(args)),
         Bench::Soak(args) => runtime.block_on(soak::run(args)),
         Bench::Ssh(args) => runtime.block_on(ssh::run(args)),
+        Bench::Sftp(args) => runtime.block_on(sftp::run(args)),
         Bench::WsMemoryClient(args) => runtime.block_on(websocket::client(args)),
     }
 }

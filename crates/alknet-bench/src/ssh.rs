@@ -12,13 +12,18 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 
-use alknet_bench::node_process::{NodeProcess, alknet_beside_me};
+use alknet_bench::node_process::alknet_beside_me;
+
+use crate::openssh::{
+    SshNode, Sshd, check, client_options, cpu_of, free_port, keygen, timed, wait_listening,
+    write_payload,
+};
 
 /// `alknet-bench ssh`.
 #[derive(Debug, clap::Args)]
@@ -69,35 +74,11 @@ fn run_blocking(args: &Args) -> anyhow::Result<()> {
     let file = dir.path().join("payload");
     write_payload(&file, args.mib << 20)?;
 
-    let node = NodeProcess::start(&bin, "[ssh]\nlisten = \"127.0.0.1:0\"\n")?;
-    let plain = node
-        .banner
-        .iter()
-        .find_map(|l| {
-            l.split("plain SSH on ")
-                .nth(1)?
-                .split(';')
-                .next()?
-                .parse()
-                .ok()
-        })
-        .context("the banner names no plain SSH address")?;
-    let node_id = node
-        .banner
-        .iter()
-        .find_map(|l| l.strip_prefix("alknet node "))
-        .context("the banner names no node id")?
-        .trim()
-        .to_owned();
-    let added = Command::new(&bin)
-        .args(["peer", "add"])
-        .arg(key.with_extension("pub"))
-        .args(["--id", "bench", "--scopes", "admin", "--data-dir"])
-        .arg(node.data_dir())
-        .output()?;
-    if !added.status.success() {
-        bail!("peer add: {}", String::from_utf8_lossy(&added.stderr));
-    }
+    let SshNode {
+        node,
+        plain,
+        node_id,
+    } = SshNode::start(&bin, &key, "")?;
     let mut sshd = Sshd::start(&args.sshd, dir.path(), &key)?;
 
     let targets = [
@@ -127,31 +108,10 @@ fn run_blocking(args: &Args) -> anyhow::Result<()> {
             children: false,
         },
     ];
+    let options = client_options(&key, &args.cipher, &args.kex);
     let ssh = |target: &Target| -> Command {
         let mut command = Command::new("ssh");
-        command
-            .args(["-F", "/dev/null", "-i"])
-            .arg(&key)
-            .args([
-                "-o",
-                "IdentitiesOnly=yes",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "LogLevel=ERROR",
-                "-o",
-                "Compression=no",
-                "-c",
-                &args.cipher,
-                "-o",
-                &format!("KexAlgorithms={}", args.kex),
-            ])
-            .args(&target.reach)
-            .arg("127.0.0.1");
+        command.args(&options).args(&target.reach).arg("127.0.0.1");
         command
     };
     let bytes = (args.mib << 20) as f64;
@@ -260,66 +220,6 @@ fn plain_port(addr: SocketAddr) -> u16 {
     addr.port()
 }
 
-fn check(status: std::process::ExitStatus, what: &str) -> anyhow::Result<()> {
-    if status.success() {
-        Ok(())
-    } else {
-        bail!("ssh ({what}) failed: {status}")
-    }
-}
-
-fn timed(run: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<Duration> {
-    let started = Instant::now();
-    run()?;
-    Ok(started.elapsed())
-}
-
-fn keygen(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
-    let path = dir.join(name);
-    let status = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(&path)
-        .status()
-        .context("ssh-keygen")?;
-    check(status, "ssh-keygen")?;
-    Ok(path)
-}
-
-/// Bytes that do not compress (a xorshift stream).
-fn write_payload(path: &Path, len: usize) -> anyhow::Result<()> {
-    let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
-    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-    let mut block = vec![0u8; 1 << 16];
-    let mut left = len;
-    while left > 0 {
-        for chunk in block.chunks_mut(8) {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
-        }
-        let n = left.min(block.len());
-        file.write_all(&block[..n])?;
-        left -= n;
-    }
-    file.flush()?;
-    Ok(())
-}
-
-/// CPU time of `pid` (and, for sshd, of its reaped children).
-fn cpu_of(pid: u32, children: bool) -> anyhow::Result<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let after_name = stat.rsplit_once(')').context("malformed stat")?.1;
-    let fields: Vec<u64> = after_name
-        .split_whitespace()
-        .skip(11)
-        .take(4)
-        .map(|f| f.parse().unwrap_or(0))
-        .collect();
-    let ticks = fields[0] + fields[1] + if children { fields[2] + fields[3] } else { 0 };
-    Ok(Duration::from_millis(ticks * 10))
-}
-
 /// Pushes `len` bytes up and then down through `ssh -L` to loopback
 /// servers that sink and source them.
 fn through_forward(ssh: &mut Command, len: usize) -> anyhow::Result<(Duration, Duration)> {
@@ -408,73 +308,6 @@ impl Forward {
 }
 
 impl Drop for Forward {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// Waits until `port` accepts (a probe connection is harmless here: its
-/// channel ends at once).
-fn wait_listening(port: u16) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            bail!("nothing listens on {port}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(())
-}
-
-/// OpenSSH's server on a loopback port, with a temporary configuration.
-struct Sshd {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Sshd {
-    fn start(sshd: &Path, dir: &Path, client_key: &Path) -> anyhow::Result<Self> {
-        let host_key = keygen(dir, "sshd_host")?;
-        let authorized = dir.join("authorized_keys");
-        std::fs::copy(client_key.with_extension("pub"), &authorized)?;
-        let port = free_port()?;
-        let config = dir.join("sshd_config");
-        std::fs::write(
-            &config,
-            format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\n\
-                 PidFile none\nUsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\n\
-                 PasswordAuthentication no\nKbdInteractiveAuthentication no\nLogLevel ERROR\n",
-                host_key.display(),
-                authorized.display()
-            ),
-        )?;
-        // The privilege-separation directory sshd insists on.
-        std::fs::create_dir_all("/run/sshd")?;
-        let child = Command::new(sshd)
-            .args(["-D", "-e", "-f"])
-            .arg(&config)
-            .stdin(Stdio::null())
-            .spawn()
-            .with_context(|| format!("cannot run {}", sshd.display()))?;
-        wait_listening(port)?;
-        Ok(Self {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        })
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Sshd {
     fn drop(&mut self) {
         self.stop();
     }

@@ -84,4 +84,3 @@ max_in_flight = 64
         Ok(())
     }
 }
-

@@ -41,7 +41,11 @@ pub struct Directory {
 impl Directory {
     /// The directory at `path`, which must exist.
     pub fn open(path: &Path) -> io::Result<Self> {
-        let fd = rustix::fs::open(path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+        let fd = rustix::fs::open(
+            path,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
         Self::from_fd(fd)
     }
 
@@ -100,7 +104,10 @@ impl Directory {
         if name.is_empty() || name == "." || name == ".." {
             return Err(Errno::BUSY.into());
         }
-        Ok((self.resolve(dir, OFlags::PATH | OFlags::DIRECTORY, Mode::empty())?, name))
+        Ok((
+            self.resolve(dir, OFlags::PATH | OFlags::DIRECTORY, Mode::empty())?,
+            name,
+        ))
     }
 }
 
@@ -137,7 +144,9 @@ impl Storage for Directory {
         let fd = self.resolve(path, flags, mode)?;
         let stat = rustix::fs::fstat(&fd)?;
         match FileType::from_raw_mode(stat.st_mode) {
-            FileType::RegularFile => Ok(DirectoryFile { file: File::from(fd) }),
+            FileType::RegularFile => Ok(DirectoryFile {
+                file: File::from(fd),
+            }),
             FileType::Directory => Err(Errno::ISDIR.into()),
             _ => Err(io::Error::other("not a regular file")),
         }
@@ -219,7 +228,11 @@ impl Storage for Directory {
 
     fn create_dir(&self, path: &str, mode: u32) -> io::Result<()> {
         let (dir, name) = self.parent(path)?;
-        Ok(rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(mode & 0o7777))?)
+        Ok(rustix::fs::mkdirat(
+            dir,
+            name,
+            Mode::from_raw_mode(mode & 0o7777),
+        )?)
     }
 
     fn remove_dir(&self, path: &str) -> io::Result<()> {
@@ -235,7 +248,9 @@ impl Storage for Directory {
         } else {
             RenameFlags::NOREPLACE
         };
-        Ok(rustix::fs::renameat_with(from_dir, from_name, to_dir, to_name, flags)?)
+        Ok(rustix::fs::renameat_with(
+            from_dir, from_name, to_dir, to_name, flags,
+        )?)
     }
 
     fn read_link(&self, path: &str) -> io::Result<String> {
@@ -252,7 +267,13 @@ impl Storage for Directory {
     fn hard_link(&self, existing: &str, link: &str) -> io::Result<()> {
         let (from_dir, from_name) = self.parent(existing)?;
         let (to_dir, to_name) = self.parent(link)?;
-        Ok(rustix::fs::linkat(from_dir, from_name, to_dir, to_name, AtFlags::empty())?)
+        Ok(rustix::fs::linkat(
+            from_dir,
+            from_name,
+            to_dir,
+            to_name,
+            AtFlags::empty(),
+        )?)
     }
 
     fn canonicalize(&self, path: &str) -> io::Result<String> {
@@ -339,10 +360,22 @@ impl StorageFile for DirectoryFile {
 
     fn copy_to(&self, from_offset: u64, length: u64, to: &Self, to_offset: u64) -> io::Result<()> {
         let (mut from, mut at) = (from_offset, to_offset);
-        let end = if length == 0 { u64::MAX } else { from_offset.saturating_add(length) };
+        let end = if length == 0 {
+            u64::MAX
+        } else {
+            from_offset.saturating_add(length)
+        };
         while from < end {
-            let want = usize::try_from(end - from).unwrap_or(usize::MAX).min(1 << 30);
-            match rustix::fs::copy_file_range(&self.file, Some(&mut from), &to.file, Some(&mut at), want) {
+            let want = usize::try_from(end - from)
+                .unwrap_or(usize::MAX)
+                .min(1 << 30);
+            match rustix::fs::copy_file_range(
+                &self.file,
+                Some(&mut from),
+                &to.file,
+                Some(&mut at),
+                want,
+            ) {
                 Ok(0) => return Ok(()),
                 Ok(_) => {}
                 Err(Errno::INTR) => {}

@@ -75,9 +75,8 @@ impl Sftp {
     /// `data_dir`. The root is created (mode 0700) if missing.
     pub fn new(section: &SftpSection, data_dir: &Path) -> io::Result<Self> {
         let root = Self::root_of(section, data_dir);
-        let root = Directory::open_or_create(&root).map_err(|e| {
-            io::Error::new(e.kind(), format!("sftp.root {}: {e}", root.display()))
-        })?;
+        let root = Directory::open_or_create(&root)
+            .map_err(|e| io::Error::new(e.kind(), format!("sftp.root {}: {e}", root.display())))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 root,

@@ -77,13 +77,14 @@ fn mode_string(mode: u32) -> String {
     let mut text = String::with_capacity(10);
     text.push(kind);
     let bit = |mask: u32, c: char| if mode & mask != 0 { c } else { '-' };
-    let exec = |mask: u32, special: u32, set: char, unset: char| {
-        match (mode & mask != 0, mode & special != 0) {
-            (true, true) => set,
-            (false, true) => unset,
-            (true, false) => 'x',
-            (false, false) => '-',
-        }
+    let exec = |mask: u32, special: u32, set: char, unset: char| match (
+        mode & mask != 0,
+        mode & special != 0,
+    ) {
+        (true, true) => set,
+        (false, true) => unset,
+        (true, false) => 'x',
+        (false, false) => '-',
     };
     text.push(bit(0o400, 'r'));
     text.push(bit(0o200, 'w'));
@@ -105,7 +106,8 @@ fn mtime_string(mtime: u32) -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let recent = now.saturating_sub(365 * 24 * 3600 / 2) < u64::from(mtime) && now >= u64::from(mtime);
+    let recent =
+        now.saturating_sub(365 * 24 * 3600 / 2) < u64::from(mtime) && now >= u64::from(mtime);
     let formatted = if recent {
         when.format(format_description!(
             "[month repr:short] [day padding:space] [hour]:[minute]"

@@ -8,8 +8,7 @@ use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use russh_sftp::protocol::{
-    Attrs, ExtendedReply, File, Handle as HandleReply, Name, OpenFlags, Packet, StatusCode,
-    Version,
+    Attrs, ExtendedReply, File, Handle as HandleReply, Name, OpenFlags, Packet, StatusCode, Version,
 };
 use serde::Deserialize;
 
@@ -81,7 +80,10 @@ pub(crate) fn changes(packet: &Packet) -> bool {
         | Packet::Symlink(_) => true,
         Packet::Extended(extended) => !matches!(
             extended.request.as_str(),
-            "statvfs@openssh.com" | "fstatvfs@openssh.com" | "limits@openssh.com" | "expand-path@openssh.com"
+            "statvfs@openssh.com"
+                | "fstatvfs@openssh.com"
+                | "limits@openssh.com"
+                | "expand-path@openssh.com"
         ),
         _ => false,
     }
@@ -189,15 +191,23 @@ async fn reply<S: Storage>(
     match (packet, queued) {
         (Packet::Open(open), _) => {
             let options = open_options(open.pflags, &open.attrs);
-            let need = if options.writes() { Need::Write } else { Need::Read };
+            let need = if options.writes() {
+                Need::Write
+            } else {
+                Need::Read
+            };
             let Some(place) = session.place(need, &open.filename) else {
                 return denied(id);
             };
             match at(session, place, move |s, p| s.open(p, options)).await {
-                Ok(file) => new_handle(session, id, Opened::File {
-                    file,
-                    writable: need == Need::Write,
-                }),
+                Ok(file) => new_handle(
+                    session,
+                    id,
+                    Opened::File {
+                        file,
+                        writable: need == Need::Write,
+                    },
+                ),
                 Err(e) => status::error(id, &e),
             }
         }
@@ -206,10 +216,14 @@ async fn reply<S: Storage>(
                 return denied(id);
             };
             match at(session, place, |s, p| Ok((s.open_dir(p)?, s.clone()))).await {
-                Ok((dir, storage)) => new_handle(session, id, Opened::Dir {
-                    dir: std::sync::Mutex::new(dir),
-                    storage,
-                }),
+                Ok((dir, storage)) => new_handle(
+                    session,
+                    id,
+                    Opened::Dir {
+                        dir: std::sync::Mutex::new(dir),
+                        storage,
+                    },
+                ),
                 Err(e) => status::error(id, &e),
             }
         }
@@ -226,34 +240,47 @@ async fn reply<S: Storage>(
             if !session.handles.contains(&name) {
                 return status(id, StatusCode::Failure);
             }
-            done(id, blocking(move || match &handle.opened {
-                Opened::File { file, .. } => file.write_at(&write.data, write.offset),
-                Opened::Dir { .. } => Err(rustix::io::Errno::BADF.into()),
-            })
-            .await)
+            done(
+                id,
+                blocking(move || match &handle.opened {
+                    Opened::File { file, .. } => file.write_at(&write.data, write.offset),
+                    Opened::Dir { .. } => Err(rustix::io::Errno::BADF.into()),
+                })
+                .await,
+            )
         }
         (Packet::Fstat(_), Some((_, handle))) => match &handle.opened {
-            Opened::File { .. } => attrs_reply(id, blocking(move || match &handle.opened {
-                Opened::File { file, .. } => file.attributes(),
-                Opened::Dir { .. } => Err(rustix::io::Errno::BADF.into()),
-            })
-            .await),
+            Opened::File { .. } => attrs_reply(
+                id,
+                blocking(move || match &handle.opened {
+                    Opened::File { file, .. } => file.attributes(),
+                    Opened::Dir { .. } => Err(rustix::io::Errno::BADF.into()),
+                })
+                .await,
+            ),
             Opened::Dir { .. } => status(id, StatusCode::Failure),
         },
         (Packet::FSetStat(set), Some((_, handle))) => match &handle.opened {
-            Opened::File { writable: true, .. } => done(id, blocking(move || match &handle.opened {
-                Opened::File { file, .. } => file.set_attributes(&set.attrs),
-                Opened::Dir { .. } => Err(rustix::io::Errno::BADF.into()),
-            })
-            .await),
-            Opened::File { writable: false, .. } => denied(id),
+            Opened::File { writable: true, .. } => done(
+                id,
+                blocking(move || match &handle.opened {
+                    Opened::File { file, .. } => file.set_attributes(&set.attrs),
+                    Opened::Dir { .. } => Err(rustix::io::Errno::BADF.into()),
+                })
+                .await,
+            ),
+            Opened::File {
+                writable: false, ..
+            } => denied(id),
             Opened::Dir { .. } => status(id, StatusCode::Failure),
         },
         (Packet::ReadDir(_), Some((_, handle))) => {
             let names = session.names.clone();
             let listed = blocking(move || match &handle.opened {
                 Opened::Dir { dir, storage } => {
-                    let mut dir = dir.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let mut dir = dir
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
                     let entries = storage.read_dir(&mut dir, ENTRIES_PER_REPLY)?;
                     Ok(entries
                         .into_iter()
@@ -279,7 +306,10 @@ async fn reply<S: Storage>(
             let Some(place) = session.place(Need::Write, &set.path) else {
                 return denied(id);
             };
-            done(id, at(session, place, move |s, p| s.set_attributes(p, &set.attrs)).await)
+            done(
+                id,
+                at(session, place, move |s, p| s.set_attributes(p, &set.attrs)).await,
+            )
         }
         (Packet::Remove(remove), _) => {
             let Some(place) = session.place(Need::Write, &remove.filename) else {
@@ -292,7 +322,10 @@ async fn reply<S: Storage>(
                 return denied(id);
             };
             let mode = mkdir.attrs.permissions.unwrap_or(0o777);
-            done(id, at(session, place, move |s, p| s.create_dir(p, mode)).await)
+            done(
+                id,
+                at(session, place, move |s, p| s.create_dir(p, mode)).await,
+            )
         }
         (Packet::RmDir(rmdir), _) => {
             let Some(place) = session.place(Need::Write, &rmdir.path) else {
@@ -305,11 +338,14 @@ async fn reply<S: Storage>(
                 return denied(id);
             }
             let raw = path::normalize(&real.path);
-            name_reply(id, blocking({
-                let root = session.storage.clone();
-                move || root.canonicalize(&raw)
-            })
-            .await)
+            name_reply(
+                id,
+                blocking({
+                    let root = session.storage.clone();
+                    move || root.canonicalize(&raw)
+                })
+                .await,
+            )
         }
         (Packet::Rename(rename), _) => {
             rename_reply(session, id, &rename.oldpath, &rename.newpath, false).await
@@ -327,7 +363,10 @@ async fn reply<S: Storage>(
             let Some(place) = session.place(Need::Write, &link_path) else {
                 return denied(id);
             };
-            done(id, at(session, place, move |s, p| s.symlink(&target, p)).await)
+            done(
+                id,
+                at(session, place, move |s, p| s.symlink(&target, p)).await,
+            )
         }
         (Packet::Extended(extended), queued) => {
             extension(session, id, &extended.request, &extended.data, queued).await
@@ -412,7 +451,10 @@ async fn rename_reply<S: Storage>(
     ) else {
         return denied(id);
     };
-    two_paths(session, id, from, to, move |s, from, to| s.rename(from, to, replace)).await
+    two_paths(session, id, from, to, move |s, from, to| {
+        s.rename(from, to, replace)
+    })
+    .await
 }
 
 /// Runs `work` on two paths of one grant. Paths under different grants
@@ -429,7 +471,10 @@ async fn two_paths<S: Storage>(
         return status(id, StatusCode::Failure);
     }
     let root = session.storage.clone();
-    done(id, blocking(move || work(&first.storage(&root)?, &first.path, &second.path)).await)
+    done(
+        id,
+        blocking(move || work(&first.storage(&root)?, &first.path, &second.path)).await,
+    )
 }
 
 async fn extension<S: Storage>(
@@ -472,19 +517,25 @@ async fn extension<S: Storage>(
             None => malformed(),
         },
         "fstatvfs@openssh.com" => match queued {
-            Some((_, handle)) => stats_reply(id, blocking(move || match &handle.opened {
-                Opened::File { file, .. } => file.fs_stats(),
-                Opened::Dir { .. } => Err(rustix::io::Errno::BADF.into()),
-            })
-            .await),
+            Some((_, handle)) => stats_reply(
+                id,
+                blocking(move || match &handle.opened {
+                    Opened::File { file, .. } => file.fs_stats(),
+                    Opened::Dir { .. } => Err(rustix::io::Errno::BADF.into()),
+                })
+                .await,
+            ),
             None => status(id, StatusCode::Failure),
         },
         "fsync@openssh.com" => match queued {
-            Some((_, handle)) => done(id, blocking(move || match &handle.opened {
-                Opened::File { file, .. } => file.sync(),
-                Opened::Dir { .. } => Err(rustix::io::Errno::BADF.into()),
-            })
-            .await),
+            Some((_, handle)) => done(
+                id,
+                blocking(move || match &handle.opened {
+                    Opened::File { file, .. } => file.sync(),
+                    Opened::Dir { .. } => Err(rustix::io::Errno::BADF.into()),
+                })
+                .await,
+            ),
             None => status(id, StatusCode::Failure),
         },
         "limits@openssh.com" => {
@@ -517,16 +568,24 @@ async fn extension<S: Storage>(
             };
             match (&from.opened, &to.opened) {
                 (Opened::File { .. }, Opened::File { writable: true, .. }) => {}
-                (Opened::File { .. }, Opened::File { writable: false, .. }) => return denied(id),
+                (
+                    Opened::File { .. },
+                    Opened::File {
+                        writable: false, ..
+                    },
+                ) => return denied(id),
                 _ => return status(id, StatusCode::Failure),
             }
-            done(id, blocking(move || match (&from.opened, &to.opened) {
-                (Opened::File { file: from, .. }, Opened::File { file: to, .. }) => {
-                    from.copy_to(copy.read_offset, copy.length, to, copy.write_offset)
-                }
-                _ => Err(rustix::io::Errno::BADF.into()),
-            })
-            .await)
+            done(
+                id,
+                blocking(move || match (&from.opened, &to.opened) {
+                    (Opened::File { file: from, .. }, Opened::File { file: to, .. }) => {
+                        from.copy_to(copy.read_offset, copy.length, to, copy.write_offset)
+                    }
+                    _ => Err(rustix::io::Errno::BADF.into()),
+                })
+                .await,
+            )
         }
         "users-groups-by-id@openssh.com" => {
             let Some((uids, gids)) = id_lists(data) else {
@@ -535,8 +594,14 @@ async fn extension<S: Storage>(
             // Bounded by the packet: at most max_packet / 4 ids.
             let names = session.names.clone();
             let named = blocking(move || {
-                let users: Vec<String> = uids.iter().map(|&u| names.user(u).unwrap_or_default()).collect();
-                let groups: Vec<String> = gids.iter().map(|&g| names.group(g).unwrap_or_default()).collect();
+                let users: Vec<String> = uids
+                    .iter()
+                    .map(|&u| names.user(u).unwrap_or_default())
+                    .collect();
+                let groups: Vec<String> = gids
+                    .iter()
+                    .map(|&g| names.group(g).unwrap_or_default())
+                    .collect();
                 Ok((users, groups))
             })
             .await;
@@ -575,7 +640,7 @@ fn id_lists(data: &[u8]) -> Option<(Vec<u32>, Vec<u32>)> {
         Some(blob)
     }
     fn ids(blob: &[u8]) -> Option<Vec<u32>> {
-        if blob.len() % 4 != 0 {
+        if !blob.len().is_multiple_of(4) {
             return None;
         }
         Some(

@@ -19,9 +19,9 @@ use std::sync::Arc;
 use alknet_core::ConnectionInfo;
 use alknet_core::log_limit::LogLimit;
 use bytes::{Bytes, BytesMut};
+use futures::future::Either;
 use russh_sftp::protocol::Packet;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
-use futures::future::Either;
 use tokio::sync::{OwnedSemaphorePermit, RwLock, Semaphore, mpsc};
 use tokio::task::JoinSet;
 
@@ -173,7 +173,11 @@ async fn read_packet(
     };
     if length == 0 || length > max_packet {
         if BAD_PACKET.admit() {
-            tracing::warn!(length, max_packet, "SFTP packet over sftp.max_packet; closing the session");
+            tracing::warn!(
+                length,
+                max_packet,
+                "SFTP packet over sftp.max_packet; closing the session"
+            );
         }
         return Err(SessionError::TooLong(length));
     }

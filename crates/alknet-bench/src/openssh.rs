@@ -1,0 +1,249 @@
+//! What the OpenSSH benchmarks share: OpenSSH's `sshd` on a loopback port,
+//! client keys, payloads, timing and the CPU time of a server process.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use alknet_bench::node_process::NodeProcess;
+
+/// An `alknet serve` with SSH on its port and on a plain listener, and a
+/// client key it admits with the `admin` scope.
+pub(crate) struct SshNode {
+    pub(crate) node: NodeProcess,
+    /// The plain SSH listener (`[ssh] listen`).
+    pub(crate) plain: SocketAddr,
+    /// `ed25519:<hex>`, for `alknet proxy --pin`.
+    pub(crate) node_id: String,
+}
+
+impl SshNode {
+    pub(crate) fn start(bin: &Path, client_key: &Path, extra_config: &str) -> anyhow::Result<Self> {
+        let node = NodeProcess::start(
+            bin,
+            &format!("[ssh]\nlisten = \"127.0.0.1:0\"\n{extra_config}"),
+        )?;
+        let plain = node
+            .banner
+            .iter()
+            .find_map(|l| {
+                l.split("plain SSH on ")
+                    .nth(1)?
+                    .split(';')
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .context("the banner names no plain SSH address")?;
+        let node_id = node
+            .banner
+            .iter()
+            .find_map(|l| l.strip_prefix("alknet node "))
+            .context("the banner names no node id")?
+            .trim()
+            .to_owned();
+        let this = Self {
+            node,
+            plain,
+            node_id,
+        };
+        this.admit(bin, &client_key.with_extension("pub").display().to_string())?;
+        Ok(this)
+    }
+
+    /// Adds `peer` (a key file or `ed25519:<hex>`) with the `admin` scope.
+    pub(crate) fn admit(&self, bin: &Path, peer: &str) -> anyhow::Result<()> {
+        let added = Command::new(bin)
+            .args([
+                "peer",
+                "add",
+                peer,
+                "--id",
+                "bench",
+                "--scopes",
+                "admin",
+                "--data-dir",
+            ])
+            .arg(self.node.data_dir())
+            .output()?;
+        if !added.status.success() {
+            bail!("peer add: {}", String::from_utf8_lossy(&added.stderr));
+        }
+        Ok(())
+    }
+}
+
+/// The options every benchmark client (`ssh`, `sftp`) runs with: only the
+/// bench's key, no host checking, and the same cipher and key exchange for
+/// every server.
+pub(crate) fn client_options(key: &Path, cipher: &str, kex: &str) -> Vec<String> {
+    let mut options = vec!["-F".to_owned(), "/dev/null".to_owned(), "-i".to_owned()];
+    options.push(key.display().to_string());
+    for option in [
+        "IdentitiesOnly=yes",
+        "BatchMode=yes",
+        "StrictHostKeyChecking=no",
+        "UserKnownHostsFile=/dev/null",
+        "LogLevel=ERROR",
+        "Compression=no",
+    ] {
+        options.push("-o".to_owned());
+        options.push(option.to_owned());
+    }
+    options.extend([
+        "-c".to_owned(),
+        cipher.to_owned(),
+        "-o".to_owned(),
+        format!("KexAlgorithms={kex}"),
+    ]);
+    options
+}
+
+pub(crate) fn check(status: std::process::ExitStatus, what: &str) -> anyhow::Result<()> {
+    if status.success() {
+        Ok(())
+    } else {
+        bail!("{what} failed: {status}")
+    }
+}
+
+pub(crate) fn timed(run: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    run()?;
+    Ok(started.elapsed())
+}
+
+pub(crate) fn keygen(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let path = dir.join(name);
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&path)
+        .status()
+        .context("ssh-keygen")?;
+    check(status, "ssh-keygen")?;
+    Ok(path)
+}
+
+/// Bytes that do not compress (a xorshift stream).
+pub(crate) fn write_payload(path: &Path, len: usize) -> anyhow::Result<()> {
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut block = vec![0u8; 1 << 16];
+    let mut left = len;
+    while left > 0 {
+        for chunk in block.chunks_mut(8) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
+        }
+        let n = left.min(block.len());
+        file.write_all(&block[..n])?;
+        left -= n;
+    }
+    file.flush()?;
+    Ok(())
+}
+
+/// CPU time of `pid` (and, for sshd, of its reaped children).
+pub(crate) fn cpu_of(pid: u32, children: bool) -> anyhow::Result<Duration> {
+    if children {
+        wait_reaped(pid);
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after_name = stat.rsplit_once(')').context("malformed stat")?.1;
+    let fields: Vec<u64> = after_name
+        .split_whitespace()
+        .skip(11)
+        .take(4)
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    let ticks = fields[0] + fields[1] + if children { fields[2] + fields[3] } else { 0 };
+    Ok(Duration::from_millis(ticks * 10))
+}
+
+/// Waits (up to 5 s) until `pid` has no children left: a child's CPU time
+/// counts for its parent only once the parent reaped it, and sshd reaps a
+/// connection's process a moment after the client exits.
+fn wait_reaped(pid: u32) {
+    let children = format!("/proc/{pid}/task/{pid}/children");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        match std::fs::read_to_string(&children) {
+            Ok(list) if !list.trim().is_empty() => std::thread::sleep(Duration::from_millis(5)),
+            _ => return,
+        }
+    }
+}
+
+pub(crate) fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Waits until `port` accepts (a probe connection is harmless here: its
+/// channel ends at once).
+pub(crate) fn wait_listening(port: u16) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            bail!("nothing listens on {port}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// OpenSSH's server on a loopback port, with a temporary configuration.
+pub(crate) struct Sshd {
+    pub(crate) child: Child,
+    pub(crate) addr: SocketAddr,
+}
+
+impl Sshd {
+    pub(crate) fn start(sshd: &Path, dir: &Path, client_key: &Path) -> anyhow::Result<Self> {
+        let host_key = keygen(dir, "sshd_host")?;
+        let authorized = dir.join("authorized_keys");
+        std::fs::copy(client_key.with_extension("pub"), &authorized)?;
+        let port = free_port()?;
+        let config = dir.join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\n\
+                 PidFile none\nUsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\n\
+                 PasswordAuthentication no\nKbdInteractiveAuthentication no\nLogLevel ERROR\n\
+                 Subsystem sftp /usr/lib/openssh/sftp-server\n",
+                host_key.display(),
+                authorized.display()
+            ),
+        )?;
+        // The privilege-separation directory sshd insists on.
+        std::fs::create_dir_all("/run/sshd")?;
+        let child = Command::new(sshd)
+            .args(["-D", "-e", "-f"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot run {}", sshd.display()))?;
+        wait_listening(port)?;
+        Ok(Self {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        })
+    }
+
+    pub(crate) fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
