@@ -131,7 +131,14 @@ async fn serve_prints_where_to_connect_and_serves_echo_on_one_port() {
     alpns.sort_unstable();
     assert_eq!(
         alpns,
-        ["alknet/call", "alknet/echo", "alknet/ssh", "h2", "http/1.1"],
+        [
+            "alknet/call",
+            "alknet/echo",
+            "alknet/sftp",
+            "alknet/ssh",
+            "h2",
+            "http/1.1"
+        ],
         "{stdout}"
     );
     let endpoint = quic_endpoint();

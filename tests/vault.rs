@@ -114,7 +114,17 @@ fn snapshot(dir: &Path) -> BTreeMap<String, u64> {
         .filter(|path| !path.ends_with("serve.lock"))
         .map(|path| {
             let mut hasher = DefaultHasher::new();
-            std::fs::read(&path).unwrap().hash(&mut hasher);
+            if path.is_dir() {
+                // A directory (SFTP's `files`): its names.
+                let mut names: Vec<_> = std::fs::read_dir(&path)
+                    .unwrap()
+                    .map(|entry| entry.unwrap().file_name())
+                    .collect();
+                names.sort();
+                names.hash(&mut hasher);
+            } else {
+                std::fs::read(&path).unwrap().hash(&mut hasher);
+            }
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
             (name, hasher.finish())
         })
@@ -417,11 +427,14 @@ fn a_sealed_vault_needs_its_passphrase_and_a_wrong_one_changes_nothing() {
     let node = Serving::start(&data, &[], &[("CREDENTIALS_DIRECTORY", &credentials)]);
     assert_eq!(node.node_id, format!("ed25519:{ABOUT_IDENTITY}"));
     node.stop();
-    // The identity store is the node's to update; every other file is as it was.
+    // The identity store is the node's to update, and SFTP's root is made
+    // (empty) on the first start; every other file is as it was.
     let mut after = snapshot(&data);
     let mut unchanged = before.clone();
     after.remove("identities.redb");
     unchanged.remove("identities.redb");
+    assert_eq!(std::fs::read_dir(data.join("files")).unwrap().count(), 0);
+    after.remove("files");
     assert_eq!(after, unchanged, "serving changed the data directory");
 }
 

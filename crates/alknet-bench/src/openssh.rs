@@ -11,6 +11,18 @@ use anyhow::{Context, bail};
 
 use alknet_bench::node_process::NodeProcess;
 
+/// What a benchmark starts from: the alknet binary (`bin`, else the one
+/// beside the benchmark), a scratch directory, and a client key in it.
+pub(crate) fn prepare(bin: Option<&Path>) -> anyhow::Result<(PathBuf, tempfile::TempDir, PathBuf)> {
+    let bin = match bin {
+        Some(bin) => bin.to_owned(),
+        None => alknet_bench::node_process::alknet_beside_me()?,
+    };
+    let dir = tempfile::tempdir()?;
+    let key = keygen(dir.path(), "client")?;
+    Ok((bin, dir, key))
+}
+
 /// An `alknet serve` with SSH on its port and on a plain listener, and a
 /// client key it admits with the `admin` scope.
 pub(crate) struct SshNode {

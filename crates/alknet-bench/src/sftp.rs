@@ -19,9 +19,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use alknet_bench::node_process::alknet_beside_me;
-
-use crate::openssh::{SshNode, Sshd, check, client_options, cpu_of, keygen, timed, write_payload};
+use crate::openssh::{SshNode, Sshd, check, client_options, cpu_of, prepare, timed, write_payload};
 
 /// OpenSSH's SFTP server on Debian.
 const SFTP_SERVER: &str = "/usr/lib/openssh/sftp-server";
@@ -72,12 +70,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 fn run_blocking(args: &Args) -> anyhow::Result<()> {
-    let bin = match &args.bin {
-        Some(bin) => bin.clone(),
-        None => alknet_beside_me()?,
-    };
-    let dir = tempfile::tempdir()?;
-    let key = keygen(dir.path(), "client")?;
+    let (bin, dir, key) = prepare(args.bin.as_deref())?;
     let large = dir.path().join("large.bin");
     write_payload(&large, args.mib << 20)?;
     let small = dir.path().join("small");

@@ -18,10 +18,8 @@ use std::time::Duration;
 
 use anyhow::bail;
 
-use alknet_bench::node_process::alknet_beside_me;
-
 use crate::openssh::{
-    SshNode, Sshd, check, client_options, cpu_of, free_port, keygen, timed, wait_listening,
+    SshNode, Sshd, check, client_options, cpu_of, free_port, prepare, timed, wait_listening,
     write_payload,
 };
 
@@ -65,12 +63,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 fn run_blocking(args: &Args) -> anyhow::Result<()> {
-    let bin = match &args.bin {
-        Some(bin) => bin.clone(),
-        None => alknet_beside_me()?,
-    };
-    let dir = tempfile::tempdir()?;
-    let key = keygen(dir.path(), "client")?;
+    let (bin, dir, key) = prepare(args.bin.as_deref())?;
     let file = dir.path().join("payload");
     write_payload(&file, args.mib << 20)?;
 

@@ -158,12 +158,24 @@ impl Storage for Directory {
     }
 
     fn read_dir(&self, dir: &mut Dir, max: usize) -> io::Result<Vec<DirEntry>> {
+        // `..` of the root is the root itself, as in a chroot: never the
+        // directory above it on the host.
+        let at_root = {
+            let listed = rustix::fs::fstat(dir.fd()?)?;
+            let root = rustix::fs::fstat(self.root.as_fd())?;
+            (listed.st_dev, listed.st_ino) == (root.st_dev, root.st_ino)
+        };
         let mut entries = Vec::new();
         while entries.len() < max {
             let Some(entry) = dir.read() else { break };
             let entry = entry?;
             let name = entry.file_name();
-            let stat = match rustix::fs::statat(dir.fd()?, name, AtFlags::SYMLINK_NOFOLLOW) {
+            let looked_up = if at_root && name.to_bytes() == b".." {
+                c"."
+            } else {
+                name
+            };
+            let stat = match rustix::fs::statat(dir.fd()?, looked_up, AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(stat) => stat,
                 // Removed since it was listed: skip it, as `ls` would.
                 Err(Errno::NOENT) => continue,

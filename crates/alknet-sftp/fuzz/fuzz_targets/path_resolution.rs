@@ -68,12 +68,10 @@ const BASE_MODE: u32 = 0o753;
 const OUTSIDE_DIR_MODE: u32 = 0o751;
 const SECRET_MODE: u32 = 0o640;
 
-/// Whether to check the `..` entry of a listing of a storage's `/` too.
-/// `Directory::read_dir` gives it the attributes of `statat(dir, "..")`,
-/// which for the storage's own `/` are those of the directory above it on
-/// the host (here `base/`). Known and reported; turn this on once the
-/// listing shows `/`'s own attributes for it.
-const CHECK_ROOT_DOTDOT: bool = false;
+/// Whether to check the `..` entry of a listing of a storage's `/` too:
+/// `Directory::read_dir` once gave it the attributes of the directory above
+/// the root on the host (here `base/`); it now shows `/` itself there.
+const CHECK_ROOT_DOTDOT: bool = true;
 
 const S_IFMT: u32 = 0o170000;
 const S_IFDIR: u32 = 0o040000;
