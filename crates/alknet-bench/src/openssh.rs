@@ -259,3 +259,22 @@ impl Drop for Sshd {
         self.stop();
     }
 }
+
+/// Prints each row's figures divided by the first row's, as a table headed
+/// `ratio to <baseline>` with `columns`.
+pub(crate) fn print_ratios(baseline: &str, columns: &[&str], rows: &[(&str, Vec<f64>)]) {
+    let Some(((_, base), others)) = rows.split_first() else {
+        return;
+    };
+    println!();
+    println!("| ratio to {baseline} | {} |", columns.join(" | "));
+    println!("|---|{}", "---|".repeat(columns.len()));
+    for (name, figures) in others {
+        let ratios: Vec<String> = figures
+            .iter()
+            .zip(base)
+            .map(|(figure, base)| format!("{:.2}", figure / base))
+            .collect();
+        println!("| {name} | {} |", ratios.join(" | "));
+    }
+}

@@ -19,7 +19,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use crate::openssh::{SshNode, Sshd, check, client_options, cpu_of, prepare, timed, write_payload};
+use crate::openssh::{
+    SshNode, Sshd, check, client_options, cpu_of, prepare, print_ratios, timed, write_payload,
+};
 
 /// OpenSSH's SFTP server on Debian.
 const SFTP_SERVER: &str = "/usr/lib/openssh/sftp-server";
@@ -250,19 +252,15 @@ fn run_blocking(args: &Args) -> anyhow::Result<()> {
         );
         rows.push((target.name, row));
     }
-    let base = &rows[0].1;
-    println!();
-    println!("| ratio to sshd + sftp-server | put | get | put files | get files |");
-    println!("|---|---|---|---|---|");
-    for (name, row) in &rows[1..] {
-        println!(
-            "| {name} | {:.2} | {:.2} | {:.2} | {:.2} |",
-            row.put / base.put,
-            row.get / base.get,
-            row.put_files / base.put_files,
-            row.get_files / base.get_files,
-        );
-    }
+    let figures: Vec<(&str, Vec<f64>)> = rows
+        .iter()
+        .map(|(name, r)| (*name, vec![r.put, r.get, r.put_files, r.get_files]))
+        .collect();
+    print_ratios(
+        "sshd + sftp-server",
+        &["put", "get", "put files", "get files"],
+        &figures,
+    );
     sshd.stop();
     drop(node);
     Ok(())

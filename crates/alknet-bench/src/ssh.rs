@@ -19,8 +19,8 @@ use std::time::Duration;
 use anyhow::bail;
 
 use crate::openssh::{
-    SshNode, Sshd, check, client_options, cpu_of, free_port, prepare, timed, wait_listening,
-    write_payload,
+    SshNode, Sshd, check, client_options, cpu_of, free_port, prepare, print_ratios, timed,
+    wait_listening, write_payload,
 };
 
 /// `alknet-bench ssh`.
@@ -180,21 +180,21 @@ fn run_blocking(args: &Args) -> anyhow::Result<()> {
         );
         rows.push((target.name, row));
     }
-    let base = &rows[0].1;
-    println!();
-    println!("| ratio to sshd | up | down | -L up | -L down | p50 | p99 |");
-    println!("|---|---|---|---|---|---|---|");
-    for (name, row) in &rows[1..] {
-        println!(
-            "| {name} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
-            row.up / base.up,
-            row.down / base.down,
-            row.forward_up / base.forward_up,
-            row.forward_down / base.forward_down,
-            row.p50.as_secs_f64() / base.p50.as_secs_f64(),
-            row.p99.as_secs_f64() / base.p99.as_secs_f64(),
-        );
-    }
+    let figures: Vec<(&str, Vec<f64>)> = rows
+        .iter()
+        .map(|(name, r)| {
+            let (p50, p99) = (r.p50.as_secs_f64(), r.p99.as_secs_f64());
+            (
+                *name,
+                vec![r.up, r.down, r.forward_up, r.forward_down, p50, p99],
+            )
+        })
+        .collect();
+    print_ratios(
+        "sshd",
+        &["up", "down", "-L up", "-L down", "p50", "p99"],
+        &figures,
+    );
     sshd.stop();
     drop(node);
     Ok(())

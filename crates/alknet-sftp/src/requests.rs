@@ -168,6 +168,19 @@ async fn blocking<T: Send + 'static>(
         .unwrap_or_else(|panicked| Err(io::Error::other(panicked.to_string())))
 }
 
+/// `work` on the blocking pool with the handle's file; a directory's
+/// handle is `EBADF`.
+async fn on_file<S: Storage, T: Send + 'static>(
+    handle: Arc<Handle<S>>,
+    work: impl FnOnce(&S::File) -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    blocking(move || match &handle.opened {
+        Opened::File { file, .. } => work(file),
+        Opened::Dir { .. } => Err(rustix::io::Errno::BADF.into()),
+    })
+    .await
+}
+
 /// `work` on the storage at `place`.
 async fn at<S: Storage, T: Send + 'static>(
     session: &Session<S>,
@@ -242,32 +255,19 @@ async fn reply<S: Storage>(
             }
             done(
                 id,
-                blocking(move || match &handle.opened {
-                    Opened::File { file, .. } => file.write_at(&write.data, write.offset),
-                    Opened::Dir { .. } => Err(rustix::io::Errno::BADF.into()),
-                })
-                .await,
+                on_file(handle, move |file| file.write_at(&write.data, write.offset)).await,
             )
         }
         (Packet::Fstat(_), Some((_, handle))) => match &handle.opened {
-            Opened::File { .. } => attrs_reply(
-                id,
-                blocking(move || match &handle.opened {
-                    Opened::File { file, .. } => file.attributes(),
-                    Opened::Dir { .. } => Err(rustix::io::Errno::BADF.into()),
-                })
-                .await,
-            ),
+            Opened::File { .. } => {
+                attrs_reply(id, on_file(handle, move |file| file.attributes()).await)
+            }
             Opened::Dir { .. } => status(id, StatusCode::Failure),
         },
         (Packet::FSetStat(set), Some((_, handle))) => match &handle.opened {
             Opened::File { writable: true, .. } => done(
                 id,
-                blocking(move || match &handle.opened {
-                    Opened::File { file, .. } => file.set_attributes(&set.attrs),
-                    Opened::Dir { .. } => Err(rustix::io::Errno::BADF.into()),
-                })
-                .await,
+                on_file(handle, move |file| file.set_attributes(&set.attrs)).await,
             ),
             Opened::File {
                 writable: false, ..
@@ -517,25 +517,13 @@ async fn extension<S: Storage>(
             None => malformed(),
         },
         "fstatvfs@openssh.com" => match queued {
-            Some((_, handle)) => stats_reply(
-                id,
-                blocking(move || match &handle.opened {
-                    Opened::File { file, .. } => file.fs_stats(),
-                    Opened::Dir { .. } => Err(rustix::io::Errno::BADF.into()),
-                })
-                .await,
-            ),
+            Some((_, handle)) => {
+                stats_reply(id, on_file(handle, move |file| file.fs_stats()).await)
+            }
             None => status(id, StatusCode::Failure),
         },
         "fsync@openssh.com" => match queued {
-            Some((_, handle)) => done(
-                id,
-                blocking(move || match &handle.opened {
-                    Opened::File { file, .. } => file.sync(),
-                    Opened::Dir { .. } => Err(rustix::io::Errno::BADF.into()),
-                })
-                .await,
-            ),
+            Some((_, handle)) => done(id, on_file(handle, move |file| file.sync()).await),
             None => status(id, StatusCode::Failure),
         },
         "limits@openssh.com" => {
@@ -675,10 +663,7 @@ fn extended_reply(id: u32, value: &impl serde::Serialize) -> Packet {
 /// Reads up to `len` bytes at `offset` into a `DATA` reply, encoded here
 /// to read straight into the reply's buffer.
 async fn read_data<S: Storage>(id: u32, handle: Arc<Handle<S>>, offset: u64, len: u32) -> Bytes {
-    let read = blocking(move || {
-        let Opened::File { file, .. } = &handle.opened else {
-            return Err(rustix::io::Errno::BADF.into());
-        };
+    let read = on_file(handle, move |file| {
         // length, type, id, data length, data
         let header = 4 + 1 + 4 + 4;
         let mut buffer = BytesMut::zeroed(header + len as usize);
