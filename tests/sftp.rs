@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use alknet_e2e::eventually_blocking;
 use alknet_e2e::process::{alknet_bin, run};
-use alknet_e2e::ssh::{Fixture, Route, output, text};
+use alknet_e2e::ssh::{Fixture, Route, certificate_fingerprint, client_certificate, output, text};
 use serde_json::{Value, json};
 
 /// OpenSSH's own SFTP server, which `sftp -D` runs without SSH.
@@ -110,32 +110,6 @@ fn batch_output(command: &mut Command, batch: &str) -> Output {
         .write_all(batch.as_bytes())
         .expect("batch written");
     child.wait_with_output().expect("sftp ends")
-}
-
-/// A new Ed25519 key as PKCS#8 PEM, the form `alknet proxy --key` takes.
-fn client_certificate(dir: &Path, name: &str) -> PathBuf {
-    let path = dir.join(format!("{name}.pem"));
-    let made = Command::new("openssl")
-        .args(["genpkey", "-algorithm", "ed25519", "-out"])
-        .arg(&path)
-        .status()
-        .expect("openssl runs");
-    assert!(made.success());
-    path
-}
-
-/// `ed25519:<hex>` of a PEM key: the last 32 bytes of its public DER.
-fn certificate_fingerprint(key: &Path) -> String {
-    let out = Command::new("openssl")
-        .args(["pkey", "-pubout", "-outform", "DER", "-in"])
-        .arg(key)
-        .output()
-        .expect("openssl runs");
-    assert!(out.status.success());
-    format!(
-        "ed25519:{}",
-        hex::encode(&out.stdout[out.stdout.len() - 32..])
-    )
 }
 
 fn allow_fingerprint(fixture: &Fixture, fingerprint: &str, id: &str, scopes: &str) {

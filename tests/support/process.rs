@@ -112,6 +112,18 @@ impl NodeProcess {
         let data_dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(data_dir.path().join("alknet.toml"), config_toml).expect("write config");
         setup(data_dir.path());
+        Self::serve(data_dir, env)
+    }
+
+    /// Starts `alknet serve` again on this node's data directory, once the
+    /// process has exited (after [`Self::kill`], a crash, a signal).
+    pub fn restart(mut self) -> Self {
+        let _ = self.child.wait();
+        let data_dir = std::mem::replace(&mut self.data_dir, tempfile::tempdir().expect("tempdir"));
+        Self::serve(data_dir, &[])
+    }
+
+    fn serve(data_dir: tempfile::TempDir, env: &[(&str, &std::ffi::OsStr)]) -> Self {
         let mut command = Command::new(alknet_bin());
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])

@@ -178,11 +178,47 @@ pub struct Admin<'a> {
 }
 
 impl Admin<'_> {
+    /// The operation's output or its error.
+    pub fn call_result(
+        &self,
+        operation: &str,
+        input: Value,
+    ) -> Result<Value, alknet_call::CallError> {
+        self.runtime.block_on(self.client.call(operation, input))
+    }
+
     pub fn call(&self, operation: &str, input: Value) -> Value {
         self.runtime
             .block_on(self.client.call(operation, input))
             .unwrap_or_else(|error| panic!("{operation}: {error:?}"))
     }
+}
+
+/// A new Ed25519 key (PKCS#8 PEM) for `alknet proxy --key`: a client
+/// certificate's key, named `<name>.pem` in `dir`.
+pub fn client_certificate(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.pem"));
+    let made = Command::new("openssl")
+        .args(["genpkey", "-algorithm", "ed25519", "-out"])
+        .arg(&path)
+        .status()
+        .expect("openssl runs");
+    assert!(made.success());
+    path
+}
+
+/// `ed25519:<hex>` of a PEM key: the last 32 bytes of its public DER.
+pub fn certificate_fingerprint(key: &Path) -> String {
+    let out = Command::new("openssl")
+        .args(["pkey", "-pubout", "-outform", "DER", "-in"])
+        .arg(key)
+        .output()
+        .expect("openssl runs");
+    assert!(out.status.success());
+    format!(
+        "ed25519:{}",
+        hex::encode(&out.stdout[out.stdout.len() - 32..])
+    )
 }
 
 /// The `ed25519:<hex>` a peer entry names an Ed25519 SSH key by: its raw key,

@@ -7,6 +7,7 @@ mod calls;
 mod chaos;
 mod connect;
 mod gateway;
+mod git;
 mod openssh;
 mod sftp;
 mod soak;
@@ -74,6 +75,11 @@ enum Bench {
     /// `sshd` with `sftp-server`: one large file and many small ones, each
     /// way.
     Sftp(sftp::Args),
+    /// Stock `git` clones and pushes a generated repository (5,000 commits,
+    /// 55 MiB) over alknet (smart HTTP over HTTPS; SSH on the plain
+    /// listener and over QUIC) and over `git daemon` (git://) and OpenSSH
+    /// `sshd`: wall time and server CPU per operation.
+    Git(git::Args),
     /// The child process of `ws-memory`, which holds the sessions open.
     #[command(hide = true)]
     WsMemoryClient(websocket::ClientArgs),
@@ -94,6 +100,7 @@ fn main() -> anyhow::Result<()> {
         Bench::Soak(args) => runtime.block_on(soak::run(args)),
         Bench::Ssh(args) => runtime.block_on(ssh::run(args)),
         Bench::Sftp(args) => runtime.block_on(sftp::run(args)),
+        Bench::Git(args) => runtime.block_on(git::run(args)),
         Bench::WsMemoryClient(args) => runtime.block_on(websocket::client(args)),
     }
 }

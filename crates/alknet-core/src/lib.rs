@@ -19,6 +19,8 @@ pub mod connection;
 #[cfg(feature = "runtime")]
 pub mod control;
 #[cfg(feature = "runtime")]
+pub mod counted;
+#[cfg(feature = "runtime")]
 pub mod fault;
 pub mod fingerprint;
 #[cfg(feature = "runtime")]
@@ -27,6 +29,7 @@ pub mod identity;
 #[cfg(feature = "runtime")]
 pub mod log_limit;
 pub mod node_key;
+pub mod pattern;
 pub mod protocol_keys;
 #[cfg(feature = "runtime")]
 pub mod stall;
@@ -43,6 +46,8 @@ pub use connection::{
 };
 #[cfg(feature = "runtime")]
 pub use control::NodeControl;
+#[cfg(feature = "runtime")]
+pub use counted::Counted;
 pub use fingerprint::Fingerprint;
 #[cfg(feature = "runtime")]
 pub use handler::{

@@ -38,6 +38,7 @@ pub mod limits;
 pub mod openapi;
 mod response_body;
 mod scope;
+pub use scope::connection_of;
 pub mod status;
 mod stealth;
 mod watchdog;

@@ -44,3 +44,13 @@ impl ConnectionScope {
         }
     }
 }
+
+/// The connection `request` arrived on, when [`crate::HttpHandler`] serves
+/// it: an extra route that runs actors of its own lists them under it
+/// ([`Connection::tree`]).
+pub fn connection_of<B>(request: &axum::http::Request<B>) -> Option<&Connection> {
+    request
+        .extensions()
+        .get::<ConnectionScope>()
+        .map(|scope| &scope.connection)
+}

@@ -19,6 +19,7 @@
 pub mod access;
 mod auth;
 mod channel;
+pub mod command;
 pub mod config;
 mod connection;
 mod forward;
@@ -36,6 +37,7 @@ use alknet_core::protocol_keys::ProtocolKey;
 use alknet_core::{Connection, HandlerError, IdentityProvider, Protocol, ProtocolHandler, close};
 use russh::MethodKind;
 
+pub use command::{Command, CommandRequest};
 pub use config::SshSection;
 pub use subsystem::{Subsystem, SubsystemIo};
 
@@ -65,6 +67,8 @@ pub(crate) struct Shared {
     pub(crate) fault_injection: bool,
     /// Subsystems by name (`sftp`).
     pub(crate) subsystems: HashMap<String, Arc<dyn Subsystem>>,
+    /// Commands served in place of a process, by name (`git-upload-pack`).
+    pub(crate) commands: HashMap<String, Arc<dyn Command>>,
     /// The host key's public half, `ssh-ed25519 AAAA…`.
     host_key: String,
 }
@@ -113,6 +117,7 @@ impl SshHandler {
                 user_cas,
                 fault_injection: false,
                 subsystems: HashMap::new(),
+                commands: HashMap::new(),
                 host_key: host_key_line,
             }),
         }
@@ -132,6 +137,16 @@ impl SshHandler {
             shared
                 .subsystems
                 .insert(name.to_owned(), Arc::new(subsystem));
+        }
+        self
+    }
+
+    /// Serves `command` for `exec` requests whose first word is `name`
+    /// (`git-upload-pack`), instead of running a process. Call before the
+    /// handler is registered.
+    pub fn with_command(mut self, name: &str, command: impl Command) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.commands.insert(name.to_owned(), Arc::new(command));
         }
         self
     }

@@ -4,6 +4,7 @@
 use std::process::ExitStatus;
 use std::sync::Arc;
 
+use alknet_core::Counted;
 use bytes::Bytes;
 use nix::sys::signal::Signal;
 use russh::server::{ChannelOpenHandle, Msg};
@@ -14,8 +15,9 @@ use tokio_util::task::AbortOnDropHandle;
 
 use crate::access::ExecGrant;
 use crate::channel::Context;
+use crate::command::{Command, CommandRequest};
 use crate::process::{self, Launch, Program, Spawned, Terminal};
-use crate::subsystem::{Counted, Subsystem, SubsystemIo};
+use crate::subsystem::{Subsystem, SubsystemIo};
 
 /// Variables a client may set, as OpenSSH's default `AcceptEnv` plus git's.
 fn accepted_env(name: &str) -> bool {
@@ -39,6 +41,10 @@ pub(crate) async fn run(channel: Channel<Msg>, reply: Option<ChannelOpenHandle>,
         Some(Requested::Process(program, terminal, env)) => (program, terminal, env),
         Some(Requested::Subsystem(name, subsystem)) => {
             serve_subsystem(&mut read, &write, id, &cx, &name, subsystem.as_ref()).await;
+            return;
+        }
+        Some(Requested::Command(command, args, env)) => {
+            serve_command(&mut read, &write, id, &cx, command.as_ref(), args, env).await;
             return;
         }
         None => {
@@ -81,6 +87,8 @@ enum Requested {
     Process(Program, Option<Terminal>, Vec<(String, String)>),
     /// A subsystem another crate serves.
     Subsystem(String, Arc<dyn Subsystem>),
+    /// A command another crate serves, with its arguments and environment.
+    Command(Arc<dyn Command>, Vec<String>, Vec<(String, String)>),
 }
 
 /// What a channel waits for before it starts: its pty, env and the request
@@ -152,6 +160,11 @@ async fn setup(
             },
             ChannelMsg::Exec { command, .. } => {
                 let command = String::from_utf8_lossy(&command).into_owned();
+                if let Some((served, args)) = served_command(cx, &command) {
+                    cx.info.set_detail(format!("exec: {}", shorten(&command)));
+                    let _ = cx.handle.channel_success(id).await;
+                    return Some(Requested::Command(served, args, env));
+                }
                 match cx.access.exec(&command) {
                     Ok(grant) => {
                         cx.info.set_detail(format!("exec: {}", shorten(&command)));
@@ -191,6 +204,68 @@ async fn setup(
     }
 }
 
+/// The command another crate serves for `command_line`, with its
+/// arguments, if its first word names one. A line that does not split
+/// (an open quote) is served too, with no arguments, so that the command
+/// answers it rather than the shell scopes.
+fn served_command(cx: &Context, command_line: &str) -> Option<(Arc<dyn Command>, Vec<String>)> {
+    let first = command_line.split_whitespace().next()?;
+    let served = cx.shared.commands.get(first)?.clone();
+    let args = shlex::split(command_line)
+        .map(|words| words.into_iter().skip(1).collect())
+        .unwrap_or_default();
+    Some((served, args))
+}
+
+/// Runs a command another crate serves until it ends, the client closes,
+/// or `admin/kill` stops the channel; then reports its exit status.
+async fn serve_command(
+    read: &mut ChannelReadHalf,
+    write: &ChannelWriteHalf<Msg>,
+    id: ChannelId,
+    cx: &Context,
+    command: &dyn Command,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+) {
+    let request = CommandRequest {
+        args,
+        env,
+        io: channel_io(read, write, cx),
+        stderr: Box::pin(write.make_writer_ext(Some(1))),
+    };
+    let status = tokio::select! {
+        status = command.serve(request) => status,
+        () = cx.killed.cancelled() => {
+            tracing::info!(channel = %id, "SSH command stopped by the operator");
+            crate::command::KILLED_STATUS
+        }
+    };
+    let _ = cx.handle.exit_status_request(id, status).await;
+    let _ = write.eof().await;
+    let _ = cx.handle.close(id).await;
+}
+
+/// The channel's data as a service sees it, its bytes counted into the
+/// channel's tree entry.
+fn channel_io<'a>(
+    read: &'a mut ChannelReadHalf,
+    write: &'a ChannelWriteHalf<Msg>,
+    cx: &Context,
+) -> SubsystemIo<'a> {
+    SubsystemIo {
+        reader: Box::pin(Counted {
+            inner: read.make_reader(),
+            info: cx.info.clone(),
+        }),
+        writer: Box::pin(Counted {
+            inner: write.make_writer(),
+            info: cx.info.clone(),
+        }),
+        info: cx.info.clone(),
+    }
+}
+
 /// Runs a subsystem on the channel's data until it ends, the client
 /// closes, or `admin/kill` stops the channel; then ends the channel as
 /// OpenSSH ends a subsystem's (exit status 0, EOF, close).
@@ -202,19 +277,8 @@ async fn serve_subsystem(
     name: &str,
     subsystem: &dyn Subsystem,
 ) {
-    let io = SubsystemIo {
-        reader: Box::pin(Counted {
-            inner: read.make_reader(),
-            info: cx.info.clone(),
-        }),
-        writer: Box::pin(Counted {
-            inner: write.make_writer(),
-            info: cx.info.clone(),
-        }),
-        info: cx.info.clone(),
-    };
     tokio::select! {
-        () = subsystem.serve(io) => {}
+        () = subsystem.serve(channel_io(read, write, cx)) => {}
         () = cx.killed.cancelled() => {
             tracing::info!(channel = %id, subsystem = name, "SSH subsystem stopped by the operator");
         }

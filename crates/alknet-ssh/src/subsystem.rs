@@ -4,14 +4,12 @@
 //! about them but [`Subsystem::admit`]; the channel's actor, tree entry,
 //! byte counts and `admin/kill` work as for any channel.
 
-use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use alknet_core::{ConnectionInfo, Identity};
 use futures::future::BoxFuture;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 /// A service run on a session channel's data.
 pub trait Subsystem: Send + Sync + 'static {
@@ -32,45 +30,4 @@ pub struct SubsystemIo<'a> {
     /// The channel's entry in the tree (identity, detail); its bytes are
     /// counted already.
     pub info: Arc<ConnectionInfo>,
-}
-
-/// Counts a channel's bytes into its tree entry as they pass.
-pub(crate) struct Counted<T> {
-    pub(crate) inner: T,
-    pub(crate) info: Arc<ConnectionInfo>,
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        self.info.stats().record_in(buf.filled().len() - before);
-        polled
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(written)) = polled {
-            self.info.stats().record_out(written);
-        }
-        polled
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
 }

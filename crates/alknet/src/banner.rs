@@ -23,6 +23,8 @@ pub struct Facts<'a> {
     pub ssh: Option<&'a Ssh>,
     /// SFTP's root directory, when SFTP is served.
     pub sftp_root: Option<&'a Path>,
+    /// Where git repositories live, when git is served.
+    pub git_root: Option<&'a Path>,
     /// The admin token, when this start created the data directory: the
     /// one secret the text banner prints too, never stored anywhere.
     pub admin_token: Option<&'a str>,
@@ -55,6 +57,14 @@ pub fn sftp_text(root: &Path) -> String {
     )
 }
 
+/// The text banner's git line.
+pub fn git_text(listen: SocketAddr, root: &Path) -> String {
+    format!(
+        "git: https://{listen}/git/<name>.git, SSH git-upload-pack/git-receive-pack, alknet/git; repositories in {}",
+        root.display()
+    )
+}
+
 /// Prints the banner as one line on standard output. Times are RFC 3339, as
 /// in every other `--json` output.
 pub fn print_json(facts: &Facts<'_>) -> anyhow::Result<()> {
@@ -75,6 +85,7 @@ pub fn print_json(facts: &Facts<'_>) -> anyhow::Result<()> {
             "plain": ssh.plain.map(|addr| addr.to_string()),
         })),
         "sftp": facts.sftp_root.map(|root| json!({ "root": root })),
+        "git": facts.git_root.map(|root| json!({ "root": root })),
         "admin_token": facts.admin_token,
         "pid": std::process::id(),
         "version": env!("CARGO_PKG_VERSION"),

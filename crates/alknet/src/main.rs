@@ -6,6 +6,8 @@ mod call;
 mod connect;
 mod credentials;
 mod data_dir;
+mod git_cmd;
+mod git_command;
 mod identities;
 mod imports;
 mod keystore;
@@ -147,6 +149,12 @@ enum Command {
     Peer {
         #[command(subcommand)]
         command: PeerCommand,
+    },
+    /// Manage hosted git repositories, in the data directory or on a
+    /// running node (--connect).
+    Git {
+        #[command(subcommand)]
+        command: git_cmd::GitCommand,
     },
     /// Inspect a running node (needs the `admin` scope).
     Admin {
@@ -518,6 +526,7 @@ fn main() -> ExitCode {
             } => identities::PeerName::read(&fingerprint)
                 .and_then(|peer| identities::peer_remove(&dir.data_dir, &peer, json)),
         },
+        Command::Git { command } => git_cmd::run(command),
         Command::Admin { command } => match command {
             AdminCommand::Tree { connect, json } => admin::tree(admin::TreeArgs { connect, json }),
         },

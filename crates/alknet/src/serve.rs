@@ -12,6 +12,7 @@ use alknet_core::config::{Config, LogFormat};
 use alknet_core::protocol_keys::{KeyDeclaration, ProtocolKeys};
 use alknet_core::tls::ServerIdentity;
 use alknet_core::{IdentityProvider, NodeConfig, NodeKey};
+use alknet_git::{Git, GitHandler, GitSection, Service};
 use alknet_http::config::{DecoyKind, HttpSection};
 use alknet_identity::StoreIdentities;
 use alknet_sftp::{Sftp, SftpHandler, SftpSection};
@@ -21,6 +22,7 @@ use anyhow::Context;
 
 use crate::credentials::{self, Credentials};
 use crate::data_dir::{self, DataDir, InitOptions};
+use crate::git_command::GitCommand;
 use crate::imports::{self, CredentialSource};
 use crate::keystore::{self, PassphraseSource};
 use crate::reload::{self, Reloader, SetLogFilter};
@@ -265,6 +267,14 @@ async fn serve(
         tracing::info!(operations = ?imported, "imported HTTP operations");
     }
     let mcp_jobs = imports::mcp_jobs(imports, &dir, &source)?;
+    let git_section: &GitSection = config.section();
+    let git = if git_section.enabled {
+        let git = Git::new(git_section, dir.root())?;
+        alknet_git::ops::register(&registry, &git)?;
+        Some(git)
+    } else {
+        None
+    };
     let http = http_section.enabled.then(|| {
         http_handler(
             &config.node,
@@ -273,6 +283,9 @@ async fn serve(
             &registry,
             &identities,
             &sessions,
+            git.iter()
+                .map(|git| alknet_git::http::route(git.clone()))
+                .collect(),
         )
     });
     let serves_console = http_section.enabled && http_section.console;
@@ -293,6 +306,15 @@ async fn serve(
         Some(sftp) => ssh.with_subsystem("sftp", SftpSubsystem(sftp.clone())),
         None => ssh,
     });
+    let ssh = ssh.map(|mut ssh| {
+        for service in [Service::UploadPack, Service::ReceivePack] {
+            if let Some(git) = &git {
+                let git = git.clone();
+                ssh = ssh.with_command(service.name(), GitCommand { git, service });
+            }
+        }
+        ssh
+    });
     let ssh_listener = ssh_plain_listener(ssh_section, ssh.is_some())?;
     let ssh_banner = ssh.as_ref().map(|ssh| crate::banner::Ssh {
         host_key: ssh.host_key().to_owned(),
@@ -312,6 +334,7 @@ async fn serve(
         )
         .protocols(ssh)
         .protocols(sftp.clone().map(SftpHandler::new))
+        .protocols(git.clone().map(GitHandler::new))
         .plain_listeners(ssh_listener.map(|listener| (alknet_ssh::ALPN, listener)))
         .start()
         .await
@@ -370,6 +393,7 @@ async fn serve(
             metrics: metrics_addr,
             ssh: ssh_banner.as_ref(),
             sftp_root: sftp.as_ref().map(Sftp::root),
+            git_root: git.as_ref().map(|git| git.repositories().root()),
             admin_token: admin_token.as_deref(),
         })?;
     } else {
@@ -393,6 +417,12 @@ async fn serve(
         }
         if let Some(sftp) = &sftp {
             println!("{}", crate::banner::sftp_text(sftp.root()));
+        }
+        if let Some(git) = &git {
+            println!(
+                "{}",
+                crate::banner::git_text(node.local_addr(), git.repositories().root())
+            );
         }
         println!("serving: {}", alpns.join(", "));
     }
@@ -509,6 +539,7 @@ fn http_handler(
     registry: &Arc<Registry>,
     identities: &Arc<dyn IdentityProvider>,
     sessions: &SessionLimits,
+    extra: Vec<alknet_http::ExtraRoute>,
 ) -> alknet_http::HttpHandler {
     let settings = alknet_http::HttpSettings {
         call_timeout: config.limits.call_timeout,
@@ -521,7 +552,13 @@ fn http_handler(
         public_paths: http.public_paths.clone(),
         ..alknet_http::HttpSettings::default()
     };
-    let handler = alknet_http::HttpHandler::new(registry.clone(), identities.clone(), settings);
+    let handler = alknet_http::HttpHandler::with_extra_routes(
+        registry.clone(),
+        identities.clone(),
+        settings,
+        extra,
+    )
+    .expect("the node's own routes avoid the built-in paths");
     if !http.mcp {
         return handler;
     }

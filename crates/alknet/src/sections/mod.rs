@@ -26,6 +26,7 @@ pub fn registry() -> SectionRegistry {
         .with::<Metrics>()
         .with::<alknet_ssh::SshSection>()
         .with::<alknet_sftp::SftpSection>()
+        .with::<alknet_git::GitSection>()
 }
 
 /// The configuration at `path`, or every default without a file.

@@ -37,6 +37,12 @@ pub struct ProxyArgs {
     /// refused.
     #[arg(long, default_value_t = 256, requires = "socks5")]
     pub max_connections: usize,
+    /// With --alpn alknet/git: the service and repository (`git-upload-pack
+    /// team/app.git`, what git-remote-ext's `%S <repo>` gives), sent to the
+    /// node as git daemon's request line before the pipe starts, for `git
+    /// clone "ext::alknet proxy --alpn alknet/git HOST:PORT %S team/app.git"`.
+    #[arg(value_name = "SERVICE REPO", num_args = 2, conflicts_with = "socks5")]
+    pub git_request: Vec<String>,
 }
 
 pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
@@ -44,7 +50,10 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     let result = runtime.block_on(async {
         match args.socks5 {
             Some(listen) => super::socks5::serve(&args, listen).await,
-            None => pipe(&args.stream, &args.alpn).await,
+            None => {
+                let first = git_request_line(&args)?;
+                pipe(&args.stream, &args.alpn, first.as_deref()).await
+            }
         }
     });
     // A read of standard input may still be blocked in the runtime's thread
@@ -59,12 +68,51 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
 /// cost small next to the copying.
 const PIPE_CHUNK: usize = 256 * 1024;
 
+/// git daemon's request line for `SERVICE REPO` (a pkt-line), with the
+/// protocol version git asks for in `GIT_PROTOCOL` as an extra parameter.
+fn git_request_line(args: &ProxyArgs) -> anyhow::Result<Option<Vec<u8>>> {
+    let [service, repo] = args.git_request.as_slice() else {
+        return Ok(None);
+    };
+    if args.alpn != "alknet/git" {
+        anyhow::bail!("SERVICE REPO is for --alpn alknet/git only");
+    }
+    if !matches!(service.as_str(), "git-upload-pack" | "git-receive-pack") {
+        anyhow::bail!(
+            "unknown git service {service:?}: expected git-upload-pack or git-receive-pack"
+        );
+    }
+    let host = args.stream.target.as_deref().unwrap_or("node");
+    let mut payload = format!("{service} {repo}\0host={host}\0");
+    if let Ok(protocol) = std::env::var("GIT_PROTOCOL")
+        && !protocol.is_empty()
+    {
+        payload.push('\0');
+        for parameter in protocol.split(':') {
+            payload.push_str(parameter);
+            payload.push('\0');
+        }
+    }
+    if payload.len() + 4 > 4096 {
+        anyhow::bail!("the repository name is too long");
+    }
+    let mut line = format!("{:04x}", payload.len() + 4).into_bytes();
+    line.extend_from_slice(payload.as_bytes());
+    Ok(Some(line))
+}
+
 /// Copies standard input to the stream and the stream to standard output
-/// until the node ends the stream. The end of standard input only finishes
-/// our side: the node may still be answering.
-async fn pipe(args: &StreamArgs, alpn: &str) -> anyhow::Result<()> {
+/// until the node ends the stream, after sending `first` if given. The end
+/// of standard input only finishes our side: the node may still be
+/// answering.
+async fn pipe(args: &StreamArgs, alpn: &str, first: Option<&[u8]>) -> anyhow::Result<()> {
     let mut node = super::open(args, alpn).await?;
     let (send, recv) = (&mut node.stream.send, &mut node.stream.recv);
+    if let Some(first) = first {
+        send.write_all(first)
+            .await
+            .context("the connection with the node broke")?;
+    }
     let upstream = async {
         let mut stdin = tokio::io::stdin();
         let mut buf = vec![0u8; PIPE_CHUNK];

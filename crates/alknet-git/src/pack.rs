@@ -1,0 +1,256 @@
+//! Pack negotiation: the system `git upload-pack` / `git receive-pack`,
+//! one process per request, with its standard streams tied to the client.
+//!
+//! gix has no server side, so git itself negotiates. The node decides
+//! everything before a process starts (who may do what, how many run at
+//! once) and fixes what git may do once running: `receive.fsckObjects`,
+//! `receive.maxInputSize`, the node's own hooks, and an environment with
+//! no configuration but the repository's. A process whose client goes
+//! away is killed.
+
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::events::PUSH_LOG_ENV;
+
+/// The two services git's transports ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Service {
+    /// Clone and fetch.
+    UploadPack,
+    /// Push.
+    ReceivePack,
+}
+
+impl Service {
+    /// The service as the protocol names it (`git-upload-pack`).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "git-upload-pack" => Some(Self::UploadPack),
+            "git-receive-pack" => Some(Self::ReceivePack),
+            _ => None,
+        }
+    }
+
+    /// `git-upload-pack` or `git-receive-pack`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::UploadPack => "git-upload-pack",
+            Self::ReceivePack => "git-receive-pack",
+        }
+    }
+
+    fn subcommand(self) -> &'static str {
+        &self.name()[4..]
+    }
+}
+
+/// How the process talks to its client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// One conversation on one stream (SSH, `alknet/git`).
+    Stateful,
+    /// One request of smart HTTP (`--stateless-rpc`).
+    StatelessRpc,
+    /// Smart HTTP's `info/refs` (`--stateless-rpc --advertise-refs`).
+    AdvertiseRefs,
+}
+
+/// The value of `GIT_PROTOCOL` a client asked for, if it is one git can
+/// take (`version=2`, colon-separated `key=value` items).
+pub fn protocol_value(requested: &str) -> Option<String> {
+    let plausible = !requested.is_empty()
+        && requested.len() <= 256
+        && requested
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b':' | b'.' | b'_' | b'-'));
+    plausible.then(|| requested.to_owned())
+}
+
+/// Everything a process is started with.
+pub(crate) struct Launch {
+    pub(crate) program: PathBuf,
+    pub(crate) service: Service,
+    pub(crate) mode: Mode,
+    pub(crate) directory: PathBuf,
+    pub(crate) protocol: Option<String>,
+    pub(crate) max_push_size: u64,
+    pub(crate) hooks: PathBuf,
+    pub(crate) push_log: Option<PathBuf>,
+}
+
+/// A running pack process.
+pub struct Running {
+    pub(crate) child: Child,
+    pub(crate) stdin: Option<ChildStdin>,
+    pub(crate) stdout: ChildStdout,
+    pub(crate) stderr: ChildStderr,
+    /// Held until the process is done: one of `git.max_concurrent`.
+    pub(crate) _permit: OwnedSemaphorePermit,
+    pub(crate) finish: crate::Finish,
+}
+
+pub(crate) fn spawn(
+    launch: Launch,
+) -> std::io::Result<(Child, ChildStdin, ChildStdout, ChildStderr)> {
+    let mut command = Command::new(&launch.program);
+    command
+        .arg("-c")
+        .arg("receive.fsckObjects=true")
+        .arg("-c")
+        .arg(format!("receive.maxInputSize={}", launch.max_push_size))
+        .arg("-c")
+        .arg(format!("core.hooksPath={}", launch.hooks.display()))
+        // Pushes that change many references apply all or none of them
+        // when the client asks (`--atomic`); reporting stays per reference.
+        .arg("-c")
+        .arg("receive.advertiseAtomic=true")
+        .arg(launch.service.subcommand());
+    match launch.mode {
+        Mode::Stateful => {}
+        Mode::StatelessRpc => {
+            command.arg("--stateless-rpc");
+        }
+        Mode::AdvertiseRefs => {
+            command.arg("--stateless-rpc").arg("--advertise-refs");
+        }
+    }
+    if launch.service == Service::UploadPack {
+        // Only the directory given, never `<dir>/.git`.
+        command.arg("--strict");
+    }
+    command.arg(&launch.directory);
+    command
+        .env_clear()
+        .env(
+            "PATH",
+            std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
+        )
+        .env("HOME", &launch.directory)
+        // The operator's ~/.gitconfig and /etc/gitconfig do not change
+        // what the node serves.
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_TERMINAL_PROMPT", "0");
+    if let Some(protocol) = &launch.protocol {
+        command.env("GIT_PROTOCOL", protocol);
+    }
+    if let Some(log) = &launch.push_log {
+        command.env(PUSH_LOG_ENV, log);
+    }
+    command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command.spawn()?;
+    let (Some(stdin), Some(stdout), Some(stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        return Err(std::io::Error::other("the pack process has no pipes"));
+    };
+    Ok((child, stdin, stdout, stderr))
+}
+
+/// What git writes on stderr that is worth keeping for the log, in bytes.
+const STDERR_KEPT: usize = 4096;
+
+impl Running {
+    /// Runs a stateful conversation (SSH, `alknet/git`): the client's bytes
+    /// to the process, the process's to the client, its stderr to
+    /// `stderr` when the transport has one (SSH), until the process exits
+    /// or the client goes away (the process is then killed).
+    pub async fn converse(
+        self,
+        mut reader: impl AsyncRead + Unpin + Send,
+        mut writer: impl AsyncWrite + Unpin + Send,
+        mut stderr: Option<impl AsyncWrite + Unpin + Send>,
+    ) -> Option<ExitStatus> {
+        let Self {
+            mut child,
+            stdin,
+            mut stdout,
+            stderr: mut errors_from_git,
+            _permit,
+            finish,
+        } = self;
+        let mut stdin = stdin;
+        let input = async {
+            if let Some(pipe) = &mut stdin {
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    match reader.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if pipe.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            // EOF to git: the client said all it will.
+            drop(stdin.take());
+            std::future::pending::<()>().await
+        };
+        let output = async {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match stdout.read(&mut buf).await {
+                    Ok(0) => return writer.flush().await.is_ok(),
+                    Err(_) => return false,
+                    Ok(n) => {
+                        if writer.write_all(&buf[..n]).await.is_err() {
+                            return false;
+                        }
+                    }
+                }
+            }
+        };
+        let errors = keep_stderr(&mut errors_from_git, stderr.as_mut());
+        let (delivered, kept) = tokio::select! {
+            both = async { tokio::join!(output, errors) } => both,
+            () = input => unreachable!("the input side never ends by itself"),
+        };
+        if !delivered {
+            // The client is gone: nothing the process does now reaches it.
+            let _ = child.start_kill();
+        }
+        let status = child.wait().await.ok();
+        // The client learns the end only now, with the process reaped, its
+        // slot free and a push's events out: its next request (smart HTTP
+        // makes two) never finds its own previous one still counted.
+        drop(_permit);
+        finish.done(status, &kept).await;
+        // End of output is the client's end of input (and for a pipe, the
+        // only way its reader learns it).
+        let _ = writer.shutdown().await;
+        status
+    }
+}
+
+/// Reads git's stderr to its end, passing it to `sink` when there is one,
+/// and returns its first bytes for the log.
+pub(crate) async fn keep_stderr(
+    errors: &mut ChildStderr,
+    mut sink: Option<&mut (impl AsyncWrite + Unpin + Send)>,
+) -> Vec<u8> {
+    let mut kept = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    while let Ok(n) = errors.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        if let Some(sink) = &mut sink {
+            let _ = sink.write_all(&buf[..n]).await;
+            let _ = sink.flush().await;
+        }
+        let room = STDERR_KEPT.saturating_sub(kept.len());
+        kept.extend_from_slice(&buf[..n.min(room)]);
+    }
+    kept
+}
