@@ -134,6 +134,7 @@ async fn serve_prints_where_to_connect_and_serves_echo_on_one_port() {
         [
             "alknet/call",
             "alknet/echo",
+            "alknet/git",
             "alknet/sftp",
             "alknet/ssh",
             "h2",

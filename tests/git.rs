@@ -890,3 +890,157 @@ fn alknet_git_refuses_malformed_request_lines() {
         "no process started"
     );
 }
+
+/// Smart HTTP details git relies on: a gzipped request body is inflated,
+/// protocol v2 is asked for with `Git-Protocol`, and a request without a
+/// token for a private repository gets `401` with `WWW-Authenticate: Basic`.
+#[test]
+fn smart_http_inflates_gzip_bodies_and_asks_for_basic_credentials() {
+    let node = Node::start("git:write:*", "");
+    let token = node.token("alice", "git:write:*");
+    node.admin("git/create", json!({ "name": "wire" }));
+    node.local_repo("src", 1);
+    assert_ok(
+        node.git_in("src")
+            .args(["push", &node.https("wire", Some(&token)), "main"]),
+    );
+    let head = node.head("src");
+    let curl = |extra: &[&str], body: Option<Vec<u8>>| {
+        let mut curl = Command::new("curl");
+        curl.args(["-sS", "-i", "--cacert"])
+            .arg(node.fixture.client.path().join("ca.pem"))
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        let mut child = curl.spawn().unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        std::io::Write::write_all(&mut stdin, &body.unwrap_or_default()).unwrap();
+        drop(stdin);
+        text(&child.wait_with_output().unwrap().stdout)
+    };
+    let base = format!("https://{}/git/wire.git", node.fixture.node.addr);
+    // ls-refs (protocol v2) with a gzipped body.
+    let mut gzip = Command::new("gzip")
+        .arg("-c")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        gzip.stdin.as_mut().unwrap(),
+        b"0014command=ls-refs\n0001000bsymrefs0000",
+    )
+    .unwrap();
+    drop(gzip.stdin.take());
+    let gzipped = gzip.wait_with_output().unwrap().stdout;
+    let answer = curl(
+        &[
+            "-X",
+            "POST",
+            "--data-binary",
+            "@-",
+            "-H",
+            "Content-Type: application/x-git-upload-pack-request",
+            "-H",
+            "Content-Encoding: gzip",
+            "-H",
+            "Git-Protocol: version=2",
+            "-H",
+            &format!("Authorization: Bearer {token}"),
+            &format!("{base}/git-upload-pack"),
+        ],
+        Some(gzipped),
+    );
+    assert!(
+        answer.contains("application/x-git-upload-pack-result"),
+        "{answer}"
+    );
+    assert!(
+        answer.contains(&format!("{head} refs/heads/main")),
+        "{answer}"
+    );
+    // No token: 401 and the Basic challenge git's credential helpers answer.
+    let answer = curl(
+        &[&format!("{base}/info/refs?service=git-upload-pack")],
+        None,
+    );
+    assert!(answer.starts_with("HTTP/2 401"), "{answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("www-authenticate: basic realm=\"alknet git\""),
+        "{answer}"
+    );
+    // v0 advertisement: the service line first.
+    let answer = curl(
+        &[
+            "-H",
+            &format!("Authorization: Bearer {token}"),
+            &format!("{base}/info/refs?service=git-upload-pack"),
+        ],
+        None,
+    );
+    assert!(
+        answer.contains("001e# service=git-upload-pack\n0000"),
+        "{answer}"
+    );
+}
+
+/// `alknet git create|list|delete` in a data directory, while the node
+/// serves it, and on the node with `--connect`.
+#[test]
+fn the_git_cli_manages_repositories() {
+    let node = Node::start("git:write:*", "");
+    let data_dir = node
+        .fixture
+        .node
+        .data_dir
+        .path()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let run = |args: &[&str]| alknet_e2e::process::run(args);
+    let created = run(&["git", "create", "team/cli", "--data-dir", &data_dir]);
+    assert!(created.status.success(), "{created:?}");
+    assert!(text(&created.stdout).starts_with("created team/cli"));
+    let refused = run(&["git", "create", "../out", "--data-dir", &data_dir]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("invalid repository name"),
+        "{refused:?}"
+    );
+    // The node serves what the CLI made, at once.
+    let token = node.token("alice", "git:write:*");
+    node.local_repo("src", 1);
+    assert_ok(
+        node.git_in("src")
+            .args(["push", &node.https("team/cli", Some(&token)), "main"]),
+    );
+    let addr = node.fixture.node.addr.to_string();
+    let listed = run(&[
+        "git",
+        "list",
+        "--connect",
+        &addr,
+        "--pin",
+        &node.fixture.node.node_id,
+        "--token",
+        &token,
+    ]);
+    assert_eq!(text(&listed.stdout).trim(), "team/cli", "{listed:?}");
+    let admin = node.fixture.node.admin_token();
+    let deleted = run(&[
+        "git",
+        "delete",
+        "team/cli",
+        "--connect",
+        &addr,
+        "--pin",
+        &node.fixture.node.node_id,
+        "--token",
+        &admin,
+    ]);
+    assert!(deleted.status.success(), "{deleted:?}");
+    let listed = run(&["git", "list", "--data-dir", &data_dir]);
+    assert_eq!(text(&listed.stdout).trim(), "");
+}

@@ -793,6 +793,7 @@ fn serve_json_prints_the_banner_as_one_object() {
     let alpns = created["alpns"].as_array().unwrap();
     assert!(alpns.contains(&"alknet/call".into()) && alpns.contains(&"h2".into()));
     assert_eq!(created["sftp"]["root"], s(&data.join("files")), "{created}");
+    assert_eq!(created["git"]["root"], s(&data.join("git")), "{created}");
     assert_eq!(
         created["console"],
         format!("https://{addr}/console").as_str()
