@@ -427,14 +427,21 @@ fn a_sealed_vault_needs_its_passphrase_and_a_wrong_one_changes_nothing() {
     let node = Serving::start(&data, &[], &[("CREDENTIALS_DIRECTORY", &credentials)]);
     assert_eq!(node.node_id, format!("ed25519:{ABOUT_IDENTITY}"));
     node.stop();
-    // The identity store is the node's to update, and SFTP's root is made
-    // (empty) on the first start; every other file is as it was.
+    // The identity store is the node's to update, and SFTP's and git's
+    // roots are made (without files or repositories) on the first start;
+    // every other file is as it was.
     let mut after = snapshot(&data);
     let mut unchanged = before.clone();
     after.remove("identities.redb");
     unchanged.remove("identities.redb");
     assert_eq!(std::fs::read_dir(data.join("files")).unwrap().count(), 0);
     after.remove("files");
+    let git_root: Vec<_> = std::fs::read_dir(data.join("git"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert_eq!(git_root, [".alknet"], "only the node's scratch directory");
+    after.remove("git");
     assert_eq!(after, unchanged, "serving changed the data directory");
 }
 
