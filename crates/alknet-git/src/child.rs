@@ -14,14 +14,14 @@ use tokio_util::task::AbortOnDropHandle;
 pub(crate) const ACTOR_NAME: &str = "git-pack";
 
 /// Runs `task` as a `git-pack` actor linked under `connection`'s actor and
-/// listed with `info`; without a tree (a router served some other way) it
-/// runs as a plain task.
+/// listed with `info`; without a tree (a connection the node's supervisors
+/// did not accept) it runs as a plain task.
 pub(crate) fn spawn_under(
-    connection: Option<&Connection>,
+    connection: &Connection,
     info: Arc<ConnectionInfo>,
     task: BoxFuture<'static, ()>,
 ) {
-    let Some(tree) = connection.and_then(|c| c.tree().cloned()) else {
+    let Some(tree) = connection.tree().cloned() else {
         tokio::spawn(task);
         return;
     };

@@ -140,17 +140,13 @@ impl ProtocolHandler for GitHandler {
                 return Err(HandlerError::PeerViolation(error.to_string()));
             }
         };
-        let identity = info.identity();
-        let running = self
-            .git
-            .authorize(identity.as_ref(), &request.repo, request.service)
-            .inspect(|authorized| {
-                info.set_detail(format!("{} {}", authorized.service.name(), authorized.repo));
-            })
-            .and_then(|authorized| {
-                self.git
-                    .start(authorized, Mode::Stateful, request.protocol.as_deref())
-            });
+        let running = self.git.open(
+            &info,
+            &request.repo,
+            request.service,
+            Mode::Stateful,
+            request.protocol.as_deref(),
+        );
         let running = match running {
             Ok(running) => running,
             Err(refusal) => {

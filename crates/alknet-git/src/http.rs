@@ -129,12 +129,17 @@ async fn serve(git: &Git, state: &AppState, request: Request) -> Response {
         (Endpoint::Rpc(service), &Method::POST) => *service,
         _ => return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here"),
     };
-    let connection = alknet_http::connection_of(&request).cloned();
-    let token = presented_token(request.headers());
-    let presented = match &connection {
-        Some(c) => PresentedToken::resolve_from(&*state.identities, token, c.remote(), "git-http"),
-        None => PresentedToken::resolve(&*state.identities, token),
+    // A pack is listed under its connection: a router served outside the
+    // HTTP handler has none to list it under.
+    let Some(connection) = alknet_http::connection_of(&request).cloned() else {
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "git is served by the node's HTTP handler only",
+        );
     };
+    let token = presented_token(request.headers());
+    let presented =
+        PresentedToken::resolve_from(&*state.identities, token, connection.remote(), "git-http");
     let identity: Option<Identity> = match presented {
         PresentedToken::Anonymous => None,
         PresentedToken::Identity(identity) => Some(identity),
@@ -167,7 +172,7 @@ async fn serve(git: &Git, state: &AppState, request: Request) -> Response {
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("gzip") || v.eq_ignore_ascii_case("x-gzip"));
-    let detail = format!("{} {} (http)", service.name(), authorized.repo);
+    let detail = format!("{authorized} (http)");
     let mode = match endpoint {
         Endpoint::InfoRefs => Mode::AdvertiseRefs,
         Endpoint::Rpc(_) => Mode::StatelessRpc,
@@ -176,10 +181,7 @@ async fn serve(git: &Git, state: &AppState, request: Request) -> Response {
         Ok(running) => running,
         Err(refusal) => return refused(&refusal),
     };
-    let info = Arc::new(match &connection {
-        Some(c) => c.info().carried(),
-        None => return text(StatusCode::INTERNAL_SERVER_ERROR, "no connection"),
-    });
+    let info = Arc::new(connection.info().carried());
     info.set_identity(identity);
     info.set_detail(detail);
 
@@ -228,7 +230,7 @@ async fn serve(git: &Git, state: &AppState, request: Request) -> Response {
             .converse(input, writer, None::<tokio::io::Sink>)
             .await;
     };
-    crate::child::spawn_under(connection.as_ref(), info, Box::pin(task));
+    crate::child::spawn_under(&connection, info, Box::pin(task));
     let kind = match mode {
         Mode::AdvertiseRefs => "advertisement",
         _ => "result",

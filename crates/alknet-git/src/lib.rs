@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::sync::Arc;
 
-use alknet_core::Identity;
+use alknet_core::{ConnectionInfo, Identity};
 use tokio::sync::Semaphore;
 
 pub use access::{Access, Grant};
@@ -108,6 +108,13 @@ pub struct Authorized {
     pub service: Service,
     /// Who asked (`None`: anonymous, reading a public repository).
     pub identity: Option<String>,
+}
+
+impl std::fmt::Display for Authorized {
+    /// What the tree shows: `git-upload-pack team/app`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.service.name(), self.repo)
+    }
 }
 
 impl Git {
@@ -207,6 +214,22 @@ impl Git {
         })
     }
 
+    /// [`Git::authorize`] then [`Git::start`], for a transport with nothing
+    /// to check in between; `info` (the tree entry carrying the request)
+    /// shows what it serves.
+    pub fn open(
+        &self,
+        info: &ConnectionInfo,
+        repo: &str,
+        service: Service,
+        mode: Mode,
+        protocol: Option<&str>,
+    ) -> Result<Running, Refusal> {
+        let authorized = self.authorize(info.identity().as_ref(), repo, service)?;
+        info.set_detail(authorized.to_string());
+        self.start(authorized, mode, protocol)
+    }
+
     /// Starts the process for an authorized request, if fewer than
     /// `git.max_concurrent` run. `protocol` is the client's `GIT_PROTOCOL`
     /// (`version=2`), passed on when git can take it.
@@ -289,27 +312,31 @@ impl Finish {
         let Some(log) = push_log else { return };
         // The hook ran only if git updated references; a failed push may
         // still have updated some (without --atomic).
-        let read = tokio::task::spawn_blocking(move || {
-            let list = std::fs::read_to_string(&log);
+        let repos = git.inner.repos.clone();
+        let repo = request.repo.clone();
+        let identity_id = request.identity.clone();
+        // One trip to the blocking pool: read and remove the hook's list,
+        // and record the push if it changed anything.
+        let events = tokio::task::spawn_blocking(move || {
+            let list = std::fs::read_to_string(&log).ok()?;
             let _ = std::fs::remove_file(&log);
-            list
+            let at = now();
+            let events = events::parse_updates(&list, &repo, identity_id.as_deref(), &at);
+            if !events.is_empty() {
+                let last = repos::LastPush {
+                    at,
+                    identity: identity_id,
+                };
+                if let Err(error) = repos.record_push(&repo, &last) {
+                    tracing::warn!(repo = %repo, "cannot record the push: {error}");
+                }
+            }
+            Some(events)
         })
         .await;
-        let Ok(Ok(list)) = read else {
+        let Ok(Some(events)) = events else {
             return;
         };
-        let at = now();
-        let events = events::parse_updates(&list, &request.repo, request.identity.as_deref(), &at);
-        if events.is_empty() {
-            return;
-        }
-        let repos = git.inner.repos.clone();
-        let name = request.repo.clone();
-        let last = repos::LastPush {
-            at,
-            identity: request.identity.clone(),
-        };
-        let _ = tokio::task::spawn_blocking(move || repos.record_push(&name, &last)).await;
         for event in events {
             tracing::info!(repo = %event.repo, reference = %event.reference, old = %event.old, new = %event.new, identity, "git push accepted");
             git.inner.events.publish(event);

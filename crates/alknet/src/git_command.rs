@@ -31,19 +31,13 @@ impl Command for GitCommand {
                 let _ = stderr.write_all(usage.as_bytes()).await;
                 return REFUSED;
             };
-            let identity = io.info.identity();
             let protocol = env
                 .iter()
                 .find(|(name, _)| name == "GIT_PROTOCOL")
                 .map(|(_, value)| value.as_str());
             let running = self
                 .git
-                .authorize(identity.as_ref(), repo, self.service)
-                .inspect(|authorized| {
-                    io.info
-                        .set_detail(format!("{} {}", self.service.name(), authorized.repo));
-                })
-                .and_then(|authorized| self.git.start(authorized, Mode::Stateful, protocol));
+                .open(&io.info, repo, self.service, Mode::Stateful, protocol);
             let running = match running {
                 Ok(running) => running,
                 Err(refusal) => {
