@@ -137,6 +137,8 @@ async fn serve_prints_where_to_connect_and_serves_echo_on_one_port() {
             "alknet/git",
             "alknet/sftp",
             "alknet/ssh",
+            "doq",
+            "dot",
             "h2",
             "http/1.1"
         ],

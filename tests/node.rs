@@ -510,3 +510,66 @@ fn serde_kind(node: &TreeNode) -> String {
 fn serde_json_value(node: &TreeNode) -> serde_json::Value {
     serde_json::to_value(node).unwrap()
 }
+
+/// Fails its first run, panics in its second, then runs until stopped.
+struct Flaky(Arc<AtomicU64>);
+
+impl alknet_core::service::Service for Flaky {
+    const NAME: &'static str = "flaky";
+
+    async fn run(&self) -> Result<(), alknet_core::service::ServiceError> {
+        match self.0.fetch_add(1, Ordering::SeqCst) {
+            0 => Err(alknet_core::service::ServiceError::new("first run fails")),
+            1 => panic!("second run panics"),
+            _ => std::future::pending().await,
+        }
+    }
+}
+
+/// Finishes at once.
+struct OneShot;
+
+impl alknet_core::service::Service for OneShot {
+    const NAME: &'static str = "one-shot";
+
+    async fn run(&self) -> Result<(), alknet_core::service::ServiceError> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_are_restarted_after_errors_and_panics_and_not_after_finishing() {
+    let runs = Arc::new(AtomicU64::new(0));
+    let tls = alknet_core::tls::ServerIdentity::new(
+        &alknet_core::NodeKey::generate(),
+        alknet_e2e::generate_certificate("localhost"),
+        None,
+    )
+    .expect("server identity");
+    let node = alknet_supervisors::Node::builder(test_config(), tls)
+        .protocol(EchoHandler)
+        .service(Flaky(runs.clone()))
+        .service(OneShot)
+        .start()
+        .await
+        .expect("node starts");
+    let restarted = eventually(Duration::from_secs(10), || {
+        let tree = tree(&node);
+        let flaky = tree.find("service/flaky").map(|s| s.restarts);
+        flaky == Some(2) && tree.find("service/one-shot").is_none()
+    })
+    .await;
+    assert!(restarted, "{:#?}", tree(&node));
+    assert_eq!(runs.load(Ordering::SeqCst), 3);
+    // The rest of the node never noticed.
+    let endpoint = quic_endpoint();
+    let connection = quic_connect(&endpoint, node.local_addr(), &[ECHO])
+        .await
+        .unwrap();
+    assert_eq!(
+        quic_echo(&connection, b"still here").await.unwrap(),
+        b"still here"
+    );
+    node.shutdown();
+    assert_eq!(node.wait().await, ShutdownReason::Requested);
+}

@@ -4,6 +4,7 @@
 //! node (root supervisor)                      root.rs
 //! ├── proto/<name>     one per protocol       protocol_supervisor.rs
 //! │   └── <name>-conn  one per connection     connection_actor.rs
+//! ├── service/<name>   long-lived work a protocol needs  service_actor.rs
 //! ├── router           ALPN → protocol supervisor; admission control
 //! ├── listener/quic    accepts QUIC connections
 //! └── listener/tcp     accepts TCP+TLS connections
@@ -35,6 +36,7 @@ mod protocol_entry;
 mod protocol_supervisor;
 mod root;
 mod router;
+mod service_actor;
 mod shutdown;
 mod state;
 pub mod tree;

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use alknet_core::service::ErasedService;
 use alknet_core::tls::{self, ServerIdentity};
 use alknet_core::{
     Alpn, CertificatePolicy, ErasedHandler, IdentityProvider, NoIdentities, NodeConfig,
@@ -34,6 +35,7 @@ impl Node {
             identities: Arc::new(NoIdentities),
             handlers: Vec::new(),
             plain: Vec::new(),
+            services: Vec::new(),
         }
     }
 }
@@ -46,6 +48,7 @@ pub struct NodeBuilder {
     identities: Arc<dyn IdentityProvider>,
     handlers: Vec<ErasedHandler>,
     plain: Vec<(&'static str, std::net::TcpListener)>,
+    services: Vec<ErasedService>,
 }
 
 impl NodeBuilder {
@@ -88,6 +91,19 @@ impl NodeBuilder {
         })
     }
 
+    /// Runs `service` for as long as the node runs, as the actor
+    /// `service/<name>`, restarted when it fails (see
+    /// [`alknet_core::service`]). Services start before any protocol.
+    pub fn service(mut self, service: impl Into<ErasedService>) -> Self {
+        self.services.push(service.into());
+        self
+    }
+
+    /// Runs each of `services`, as [`Self::service`].
+    pub fn services<S: Into<ErasedService>>(self, services: impl IntoIterator<Item = S>) -> Self {
+        services.into_iter().fold(self, Self::service)
+    }
+
     /// Binds the shared port, starts the supervision tree and begins
     /// accepting.
     pub async fn start(self) -> Result<NodeHandle, StartError> {
@@ -97,6 +113,7 @@ impl NodeBuilder {
             identities,
             handlers,
             plain,
+            services,
         } = self;
         let protocols = Registrations::of(&config, handlers)?;
         let plain = plain
@@ -135,6 +152,7 @@ impl NodeBuilder {
             tls_acceptor: tokio_rustls::TlsAcceptor::from(tcp_config),
             without_alpn: protocols.without_alpn,
             plain,
+            services,
             by_alpn: protocols.by_alpn,
             shutdown_requests: shutdown_tx.clone(),
         }));

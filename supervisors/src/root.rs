@@ -1,10 +1,12 @@
-//! The root supervisor: starts the protocol supervisors, the router and the
-//! listeners (in that order, so nothing is accepted before it can be served)
-//! and restarts each one-for-one under its restart intensity.
+//! The root supervisor: starts the services, the protocol supervisors, the
+//! router and the listeners (in that order, so nothing is accepted before it
+//! can be served) and restarts each one-for-one under its restart intensity.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use alknet_core::service::ErasedService;
 
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 
@@ -15,11 +17,13 @@ use crate::policy::{ExitKind, RestartDecision, RestartIntensity, RestartTracker,
 use crate::protocol_entry::ProtocolEntry;
 use crate::protocol_supervisor::{ProtocolArgs, ProtocolSupervisor};
 use crate::router::{Router, RouterArgs};
+use crate::service_actor::{ServiceActor, ServiceArgs};
 use crate::state::NodeState;
 
 /// One permanent child of the root.
 #[derive(Clone)]
 enum ChildSpec {
+    Service(ErasedService),
     Protocol(Arc<ProtocolEntry>),
     Router,
     Listener(ListenerKind),
@@ -28,6 +32,7 @@ enum ChildSpec {
 impl ChildSpec {
     fn name(&self) -> String {
         match self {
+            Self::Service(service) => service.tree_name(),
             Self::Protocol(entry) => entry.supervisor_name.clone(),
             Self::Router => "router".into(),
             Self::Listener(kind) => kind.name().into(),
@@ -64,6 +69,16 @@ impl RootState {
         let restarts = slot.restarts;
         let node = self.node.clone();
         let spawned = match &slot.spec {
+            ChildSpec::Service(service) => {
+                let args = ServiceArgs {
+                    node,
+                    service: service.clone(),
+                    restarts,
+                };
+                Actor::spawn_linked(None, ServiceActor, args, cell)
+                    .await
+                    .map(|(r, _)| r.get_cell())
+            }
             ChildSpec::Protocol(entry) => {
                 let args = ProtocolArgs {
                     node,
@@ -116,22 +131,24 @@ impl Actor for RootSupervisor {
             max_restarts: supervision.max_restarts,
             window: supervision.restart_window,
         };
-        // Start order: protocols (the router's targets), router, then the
-        // listeners, so nothing is accepted before it can be served.
+        // Start order: services (which protocols may use), protocols (the
+        // router's targets), router, then the listeners, so nothing is
+        // accepted before it can be served.
         let mut specs: Vec<(ChildSpec, RestartIntensity)> = node
-            .protocols()
+            .services
             .iter()
-            .map(|entry| {
-                let (max_restarts, window) = node.config.restart_intensity_for(&entry.alpn);
-                (
-                    ChildSpec::Protocol(entry.clone()),
-                    RestartIntensity {
-                        max_restarts,
-                        window,
-                    },
-                )
-            })
+            .map(|service| (ChildSpec::Service(service.clone()), node_intensity))
             .collect();
+        specs.extend(node.protocols().iter().map(|entry| {
+            let (max_restarts, window) = node.config.restart_intensity_for(&entry.alpn);
+            (
+                ChildSpec::Protocol(entry.clone()),
+                RestartIntensity {
+                    max_restarts,
+                    window,
+                },
+            )
+        }));
         specs.push((ChildSpec::Router, node_intensity));
         specs.push((ChildSpec::Listener(ListenerKind::Quic), node_intensity));
         specs.push((ChildSpec::Listener(ListenerKind::Tcp), node_intensity));
@@ -144,8 +161,13 @@ impl Actor for RootSupervisor {
         let slots = specs
             .into_iter()
             .map(|(spec, intensity)| ChildSlot {
+                // A service that returns `Ok` is done; everything else is
+                // always restarted.
+                restart: match spec {
+                    ChildSpec::Service(_) => RestartType::Transient,
+                    _ => RestartType::Permanent,
+                },
                 spec,
-                restart: RestartType::Permanent,
                 tracker: RestartTracker::new(intensity),
                 restarts: 0,
                 current: None,

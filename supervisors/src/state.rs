@@ -10,6 +10,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use alknet_core::close;
+use alknet_core::service::ErasedService;
 use alknet_core::{Alpn, Connection, IdentityProvider, NodeConfig};
 use ractor::ActorRef;
 use tokio::sync::mpsc;
@@ -35,6 +36,8 @@ pub(crate) struct NodeState {
     pub(crate) without_alpn: Option<Alpn>,
     /// Plain TCP listeners, each serving one protocol without TLS.
     pub(crate) plain: Vec<PlainSocket>,
+    /// Long-lived services, each run by its own actor.
+    pub(crate) services: Vec<ErasedService>,
     /// Every registered protocol once, by tree name.
     entries: Vec<Arc<ProtocolEntry>>,
     by_alpn: HashMap<Alpn, Arc<ProtocolEntry>>,
@@ -52,6 +55,7 @@ pub(crate) struct NodeParts {
     pub(crate) tls_acceptor: tokio_rustls::TlsAcceptor,
     pub(crate) without_alpn: Option<Alpn>,
     pub(crate) plain: Vec<PlainSocket>,
+    pub(crate) services: Vec<ErasedService>,
     pub(crate) by_alpn: HashMap<Alpn, Arc<ProtocolEntry>>,
     pub(crate) shutdown_requests: mpsc::UnboundedSender<ShutdownReason>,
 }
@@ -86,6 +90,7 @@ impl NodeState {
             ],
             without_alpn: parts.without_alpn,
             plain: parts.plain,
+            services: parts.services,
             entries,
             by_alpn: parts.by_alpn,
             router: RwLock::new(None),

@@ -32,6 +32,8 @@ pub mod node_key;
 pub mod pattern;
 pub mod protocol_keys;
 #[cfg(feature = "runtime")]
+pub mod service;
+#[cfg(feature = "runtime")]
 pub mod stall;
 #[cfg(feature = "runtime")]
 pub mod tls;

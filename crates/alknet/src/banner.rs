@@ -25,6 +25,8 @@ pub struct Facts<'a> {
     pub sftp_root: Option<&'a Path>,
     /// Where git repositories live, when git is served.
     pub git_root: Option<&'a Path>,
+    /// DNS, when served.
+    pub dns: Option<&'a Dns>,
     /// The admin token, when this start created the data directory: the
     /// one secret the text banner prints too, never stored anywhere.
     pub admin_token: Option<&'a str>,
@@ -46,6 +48,37 @@ impl Ssh {
             None => String::new(),
         };
         format!("ssh: alknet/ssh{plain}; host key {}", self.host_key)
+    }
+}
+
+/// What the banner says about DNS.
+pub struct Dns {
+    /// The zones answered, fully qualified.
+    pub zones: Vec<String>,
+    /// Whether `/dns-query` is served.
+    pub doh: bool,
+    /// The plain UDP/TCP address (`[dns] listen`), if any.
+    pub plain: Option<SocketAddr>,
+    /// Where zone files live.
+    pub zone_dir: std::path::PathBuf,
+}
+
+impl Dns {
+    /// The text banner's line.
+    pub fn text(&self) -> String {
+        let mut transports = vec!["doq".to_owned(), "dot".to_owned()];
+        if self.doh {
+            transports.push("https /dns-query".to_owned());
+        }
+        if let Some(addr) = self.plain {
+            transports.push(format!("plain UDP and TCP on {addr}"));
+        }
+        let zones = if self.zones.is_empty() {
+            "no zones yet ([[dns.zones]])".to_owned()
+        } else {
+            format!("zones {}", self.zones.join(" "))
+        };
+        format!("dns: {}; {zones}", transports.join(", "))
     }
 }
 
@@ -86,6 +119,12 @@ pub fn print_json(facts: &Facts<'_>) -> anyhow::Result<()> {
         })),
         "sftp": facts.sftp_root.map(|root| json!({ "root": root })),
         "git": facts.git_root.map(|root| json!({ "root": root })),
+        "dns": facts.dns.map(|dns| json!({
+            "zones": dns.zones,
+            "doh": dns.doh,
+            "plain": dns.plain.map(|addr| addr.to_string()),
+            "zone_dir": dns.zone_dir,
+        })),
         "admin_token": facts.admin_token,
         "pid": std::process::id(),
         "version": env!("CARGO_PKG_VERSION"),

@@ -409,6 +409,27 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
+/// Calls one operation on the node; `None` when it failed (reported on
+/// standard error, as every client command reports a failed call).
+pub fn call_reporting(
+    args: &ConnectArgs,
+    operation: &str,
+    input: serde_json::Value,
+) -> anyhow::Result<Option<serde_json::Value>> {
+    runtime()?.block_on(async move {
+        args.with_session(operation, async |client| {
+            match client.call(operation, input).await {
+                Ok(output) => Ok(Some(output)),
+                Err(error) => {
+                    report(&error, args);
+                    Ok(None)
+                }
+            }
+        })
+        .await
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

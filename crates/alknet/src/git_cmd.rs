@@ -69,7 +69,7 @@ pub fn run(command: GitCommand) -> anyhow::Result<ExitCode> {
         GitCommand::Delete { name, place } => ("git/delete", json!({ "name": name }), place, false),
     };
     let output = if place.connect.connect.is_some() {
-        match remote(&place.connect, operation, input)? {
+        match connect::call_reporting(&place.connect, operation, input)? {
             Some(output) => output,
             None => return Ok(ExitCode::FAILURE),
         }
@@ -78,22 +78,6 @@ pub fn run(command: GitCommand) -> anyhow::Result<ExitCode> {
     };
     print(operation, &output, json_out)?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Calls the operation on the node; `None` when it failed (reported).
-fn remote(args: &ConnectArgs, operation: &str, input: Value) -> anyhow::Result<Option<Value>> {
-    connect::runtime()?.block_on(async move {
-        args.with_session(operation, async |client| {
-            match client.call(operation, input).await {
-                Ok(output) => Ok(Some(output)),
-                Err(error) => {
-                    connect::report(&error, args);
-                    Ok(None)
-                }
-            }
-        })
-        .await
-    })
 }
 
 /// Does the same in the data directory, with the node's `[git]` settings.

@@ -6,6 +6,7 @@ mod call;
 mod connect;
 mod credentials;
 mod data_dir;
+mod dns_cmd;
 mod git_cmd;
 mod git_command;
 mod identities;
@@ -155,6 +156,12 @@ enum Command {
     Git {
         #[command(subcommand)]
         command: git_cmd::GitCommand,
+    },
+    /// Change and list the records of a running node's DNS zones
+    /// (--connect; needs dns:write:<zone> to change).
+    Dns {
+        #[command(subcommand)]
+        command: dns_cmd::DnsCommand,
     },
     /// Inspect a running node (needs the `admin` scope).
     Admin {
@@ -527,6 +534,7 @@ fn main() -> ExitCode {
                 .and_then(|peer| identities::peer_remove(&dir.data_dir, &peer, json)),
         },
         Command::Git { command } => git_cmd::run(command),
+        Command::Dns { command } => dns_cmd::run(command),
         Command::Admin { command } => match command {
             AdminCommand::Tree { connect, json } => admin::tree(admin::TreeArgs { connect, json }),
         },

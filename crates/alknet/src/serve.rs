@@ -12,6 +12,7 @@ use alknet_core::config::{Config, LogFormat};
 use alknet_core::protocol_keys::{KeyDeclaration, ProtocolKeys};
 use alknet_core::tls::ServerIdentity;
 use alknet_core::{IdentityProvider, NodeConfig, NodeKey};
+use alknet_dns::{Dns, DnsSection, DoqHandler, DotHandler, UdpDns};
 use alknet_git::{Git, GitHandler, GitSection, Service};
 use alknet_http::config::{DecoyKind, HttpSection};
 use alknet_identity::StoreIdentities;
@@ -275,6 +276,22 @@ async fn serve(
     } else {
         None
     };
+    let dns_section: &DnsSection = config.section();
+    let dns = if dns_section.enabled {
+        let dns = Dns::new(dns_section, dir.root())?;
+        alknet_dns::ops::register(&registry, &dns)?;
+        Some(dns)
+    } else {
+        None
+    };
+    let dns_plain = dns_plain_sockets(dns_section, dns.as_ref())?;
+    let mut extra_routes: Vec<alknet_http::ExtraRoute> = git
+        .iter()
+        .map(|git| alknet_git::http::route(git.clone()))
+        .collect();
+    if dns_section.doh {
+        extra_routes.extend(dns.iter().map(|dns| alknet_dns::doh::route(dns.clone())));
+    }
     let http = http_section.enabled.then(|| {
         http_handler(
             &config.node,
@@ -283,9 +300,7 @@ async fn serve(
             &registry,
             &identities,
             &sessions,
-            git.iter()
-                .map(|git| alknet_git::http::route(git.clone()))
-                .collect(),
+            extra_routes,
         )
     });
     let serves_console = http_section.enabled && http_section.console;
@@ -335,7 +350,15 @@ async fn serve(
         .protocols(ssh)
         .protocols(sftp.clone().map(SftpHandler::new))
         .protocols(git.clone().map(GitHandler::new))
+        .protocols(dns.clone().map(DoqHandler::new))
+        .protocols(dns.clone().map(DotHandler::new))
         .plain_listeners(ssh_listener.map(|listener| (alknet_ssh::ALPN, listener)))
+        .plain_listeners(
+            dns_plain
+                .tcp
+                .map(|listener| (alknet_dns::DOT_ALPN, listener)),
+        )
+        .services(dns_plain.udp)
         .start()
         .await
         .map_err(|error| match &error {
@@ -382,6 +405,17 @@ async fn serve(
     let hangups = reload_signal();
     admin.attach(node.clone());
     let alpns: Vec<String> = node.alpns().iter().map(ToString::to_string).collect();
+    let dns_banner = dns.as_ref().map(|dns| crate::banner::Dns {
+        zones: dns
+            .section()
+            .origins()
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        doh: dns_section.doh && http_section.enabled,
+        plain: dns_plain.addr,
+        zone_dir: alknet_dns::Dns::zone_dir(dir.root()),
+    });
     if let Some(admin_token) = &json_banner {
         crate::banner::print_json(&crate::banner::Facts {
             node_id: node_key.node_id().to_string(),
@@ -394,6 +428,7 @@ async fn serve(
             ssh: ssh_banner.as_ref(),
             sftp_root: sftp.as_ref().map(Sftp::root),
             git_root: git.as_ref().map(|git| git.repositories().root()),
+            dns: dns_banner.as_ref(),
             admin_token: admin_token.as_deref(),
         })?;
     } else {
@@ -423,6 +458,9 @@ async fn serve(
                 "{}",
                 crate::banner::git_text(node.local_addr(), git.repositories().root())
             );
+        }
+        if let Some(dns) = &dns_banner {
+            println!("{}", dns.text());
         }
         println!("serving: {}", alpns.join(", "));
     }
@@ -459,6 +497,34 @@ async fn serve(
         ShutdownReason::Requested => Ok(ExitCode::SUCCESS),
         ShutdownReason::Escalated { .. } => Ok(ExitCode::from(1)),
     }
+}
+
+/// Plain DNS sockets (`[dns] listen`), bound before the node starts so that
+/// an address in use is reported at once.
+struct DnsPlain {
+    udp: Option<UdpDns>,
+    tcp: Option<std::net::TcpListener>,
+    addr: Option<std::net::SocketAddr>,
+}
+
+fn dns_plain_sockets(section: &DnsSection, dns: Option<&Dns>) -> anyhow::Result<DnsPlain> {
+    let (Some(dns), Some(listen)) = (dns, section.listen) else {
+        return Ok(DnsPlain {
+            udp: None,
+            tcp: None,
+            addr: None,
+        });
+    };
+    let (udp, tcp) = alknet_dns::udp::bind_plain(listen)
+        .with_context(|| format!("cannot listen for plain DNS on {listen} ([dns] listen)"))?;
+    tcp.set_nonblocking(true)?;
+    let udp = UdpDns::new(dns.clone(), udp)?;
+    let addr = udp.local_addr()?;
+    Ok(DnsPlain {
+        udp: Some(udp),
+        tcp: Some(tcp),
+        addr: Some(addr),
+    })
 }
 
 /// The call protocol, served on every node: discovery, plus the diagnostic

@@ -27,6 +27,7 @@ pub fn registry() -> SectionRegistry {
         .with::<alknet_ssh::SshSection>()
         .with::<alknet_sftp::SftpSection>()
         .with::<alknet_git::GitSection>()
+        .with::<alknet_dns::DnsSection>()
 }
 
 /// The configuration at `path`, or every default without a file.

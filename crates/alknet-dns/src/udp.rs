@@ -1,0 +1,122 @@
+//! Plain DNS over UDP (`[dns] listen`): a node service reading one socket.
+//!
+//! Answers are built inline (the zone path never waits), sized to the
+//! requester's EDNS payload and truncated past it, and pass the
+//! response-rate limiter ([`crate::rate`]) first. The socket belongs to the
+//! service value, not to one run of it: a restarted service resumes on the
+//! same port.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use alknet_core::log_limit::LogLimit;
+use alknet_core::service::{Service, ServiceError};
+use hickory_proto::op::Message;
+use hickory_proto::serialize::binary::BinEncodable;
+
+use crate::Dns;
+use crate::answer::{Reply, Transport};
+use crate::rate::{RateLimiter, Verdict};
+
+/// How many source networks the rate limiter tracks per second.
+const MAX_SOURCES: usize = 65_536;
+
+/// A failed send or receive: logged a few lines a window.
+static SOCKET_ERROR: LogLimit = LogLimit::warn("DNS UDP socket error");
+
+/// Plain DNS on a UDP socket.
+#[derive(Debug)]
+pub struct UdpDns {
+    dns: Dns,
+    socket: Arc<std::net::UdpSocket>,
+}
+
+impl UdpDns {
+    /// Serves `dns` on `socket` (bound by the caller, so that an address in
+    /// use is reported before the node starts).
+    pub fn new(dns: Dns, socket: std::net::UdpSocket) -> std::io::Result<Self> {
+        socket.set_nonblocking(true)?;
+        Ok(Self {
+            dns,
+            socket: Arc::new(socket),
+        })
+    }
+
+    /// The address it answers on.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+}
+
+impl Service for UdpDns {
+    const NAME: &'static str = "dns-udp";
+
+    async fn run(&self) -> Result<(), ServiceError> {
+        let socket = tokio::net::UdpSocket::from_std(self.socket.try_clone()?)?;
+        let mut limiter = RateLimiter::new(self.dns.section().response_rate_limit, MAX_SOURCES);
+        let started = Instant::now();
+        let mut buffer = vec![0u8; usize::from(u16::MAX)];
+        loop {
+            let (length, source) = match socket.recv_from(&mut buffer).await {
+                Ok(received) => received,
+                Err(error) => {
+                    if SOCKET_ERROR.admit() {
+                        tracing::warn!("DNS UDP receive failed: {error}");
+                    }
+                    continue;
+                }
+            };
+            // Port 0 cannot be answered; it is only ever forged.
+            if source.port() == 0 {
+                continue;
+            }
+            let verdict = limiter.check(source.ip(), started.elapsed().as_secs());
+            if verdict == Verdict::Drop {
+                continue;
+            }
+            let Reply::Send(answered) = self
+                .dns
+                .answerer()
+                .answer(&buffer[..length], Transport::Udp)
+            else {
+                continue;
+            };
+            let bytes = match verdict {
+                Verdict::Truncate => match truncated(&answered.bytes) {
+                    Some(bytes) => bytes,
+                    None => continue,
+                },
+                _ => answered.bytes,
+            };
+            if let Err(error) = socket.send_to(&bytes, source).await
+                && SOCKET_ERROR.admit()
+            {
+                tracing::warn!(%source, "DNS UDP send failed: {error}");
+            }
+        }
+    }
+}
+
+/// `response` without its records, TC set.
+fn truncated(response: &[u8]) -> Option<Vec<u8>> {
+    Message::from_vec(response).ok()?.truncate().to_bytes().ok()
+}
+
+/// Binds UDP and TCP to `addr`; with port 0, to one port number the system
+/// picks for both.
+pub fn bind_plain(
+    addr: SocketAddr,
+) -> std::io::Result<(std::net::UdpSocket, std::net::TcpListener)> {
+    let attempts = if addr.port() == 0 { 20 } else { 1 };
+    let mut last = None;
+    for _ in 0..attempts {
+        let udp = std::net::UdpSocket::bind(addr)?;
+        let port = udp.local_addr()?.port();
+        match std::net::TcpListener::bind(SocketAddr::new(addr.ip(), port)) {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(error) => last = Some(error),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no free port")))
+}
