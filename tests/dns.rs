@@ -526,7 +526,7 @@ fn dot_pipelines_answers_formerr_on_garbage_and_closes_idle_streams() {
 }
 
 #[test]
-fn the_tree_shows_the_dns_protocols_and_the_udp_service() {
+fn the_tree_shows_the_dns_protocols_and_services() {
     let dns = DnsNode::start("");
     // A DoT connection held open shows under proto/dot.
     let _held = dns
@@ -538,6 +538,8 @@ fn the_tree_shows_the_dns_protocols_and_the_udp_service() {
         tree.contains("proto/doq")
             && tree.contains("proto/dot")
             && tree.contains("service/dns-udp")
+            && tree.contains("service/pkarr-publisher")
+            && tree.contains("service/pkarr-cache")
             && tree.contains("dot-conn")
     });
     assert!(found, "{}", dns.call("admin/tree", json!({})).unwrap());

@@ -135,6 +135,7 @@ fn upstream(
     prefix: &str,
 ) -> UpstreamOptions {
     UpstreamOptions {
+        locate: None,
         addr,
         transport,
         verification: ServerVerification::Insecure,

@@ -85,6 +85,9 @@ pub enum ConnectError {
     /// The session could not start.
     #[error("cannot start the session: {0}")]
     Session(String),
+    /// Where to dial could not be found (an upstream named by node id).
+    #[error("cannot locate: {0}")]
+    Unlocated(String),
 }
 
 /// A call session from the dialling side.

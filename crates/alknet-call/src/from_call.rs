@@ -28,11 +28,21 @@ use crate::registry::{
     OpType, OperationDef, OperationSpec, RegistrationError, Registry, Visibility,
 };
 
+/// Finds where an upstream is each time it is dialled: for an upstream
+/// named by node id alone, whose address is published rather than
+/// configured (the node's pkarr record).
+pub trait Locate: Send + Sync {
+    /// The address to dial now.
+    fn locate(&self) -> futures::future::BoxFuture<'_, Result<SocketAddr, String>>;
+}
+
 /// Where and how to reach the upstream node.
 #[derive(Clone)]
 pub struct UpstreamOptions {
-    /// Its address.
+    /// Its address (unused with [`Self::locate`]).
     pub addr: SocketAddr,
+    /// Finds its address before each dial, instead of [`Self::addr`].
+    pub locate: Option<Arc<dyn Locate>>,
     /// QUIC or TCP+TLS.
     pub transport: Transport,
     /// Pin its node id, or accept any certificate.
@@ -117,7 +127,11 @@ impl Link {
             idle_timeout: self.options.idle_timeout,
             ..ClientOptions::default()
         };
-        let client = Arc::new(CallClient::connect(self.options.addr, options).await?);
+        let addr = match &self.options.locate {
+            Some(locate) => locate.locate().await.map_err(ConnectError::Unlocated)?,
+            None => self.options.addr,
+        };
+        let client = Arc::new(CallClient::connect(addr, options).await?);
         *current = Some(client.clone());
         Ok(client)
     }

@@ -5,6 +5,12 @@
 //! here panics on any input: a message that does not parse gets FORMERR when
 //! its header can be read, and nothing otherwise; a response is never
 //! answered (two servers cannot be made to loop).
+//!
+//! Names under a pkarr key (`<z32>.`, `_alknet.<z32>.`) are answered from
+//! that key's signed packet ([`crate::resolver`]). When the packet is not
+//! at hand, [`Answerer::answer`] says [`Reply::Resolve`] and the transport
+//! calls [`Answerer::answer_resolving`], which may wait for relays; the
+//! zone path never waits.
 
 use std::sync::Arc;
 
@@ -12,7 +18,9 @@ use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode}
 use hickory_proto::rr::rdata::HINFO;
 use hickory_proto::rr::{DNSClass, LowerName, RData, Record, RecordType};
 use hickory_proto::serialize::binary::BinEncodable;
+use pkarr::{PublicKey, SignedPacket};
 
+use crate::resolver::Resolver;
 use crate::store::ZoneStore;
 use crate::zone::{Found, Zone};
 
@@ -41,6 +49,9 @@ pub enum Reply {
     Send(Answered),
     /// Send nothing: not a query, or too short to have a header.
     Drop,
+    /// The name is under this pkarr key, whose packet must be fetched:
+    /// call [`Answerer::answer_resolving`].
+    Resolve(PublicKey),
 }
 
 /// A response and what a transport needs to know about it.
@@ -55,20 +66,70 @@ pub struct Answered {
     pub max_age: u32,
 }
 
-/// Answers queries from the node's zones.
+/// A pkarr packet looked up for a request.
+type Looked = Result<Option<SignedPacket>, ()>;
+
+/// What filling a response came to.
+enum Filled {
+    /// Done; the response may be cached this long.
+    Done(u32),
+    /// The packet of this key is needed first.
+    Resolve(PublicKey),
+}
+
+/// Answers queries from the node's zones and pkarr packets.
 #[derive(Clone, Debug)]
 pub struct Answerer {
     zones: Arc<ZoneStore>,
+    pkarr: Option<Pkarr>,
+}
+
+#[derive(Clone, Debug)]
+struct Pkarr {
+    resolver: Arc<Resolver>,
+    /// The node's own key: its answers are authoritative.
+    own: Option<PublicKey>,
 }
 
 impl Answerer {
     /// Answers from `zones`.
     pub fn new(zones: Arc<ZoneStore>) -> Self {
-        Self { zones }
+        Self { zones, pkarr: None }
     }
 
-    /// The response to `request`, sized for `transport`.
+    /// Also answers pkarr names, through `resolver`; `own` is the node's key.
+    pub fn with_pkarr(mut self, resolver: Arc<Resolver>, own: Option<PublicKey>) -> Self {
+        self.pkarr = Some(Pkarr { resolver, own });
+        self
+    }
+
+    /// The response to `request`, sized for `transport`, from what is at
+    /// hand; [`Reply::Resolve`] when a pkarr packet must be fetched first.
     pub fn answer(&self, request: &[u8], transport: Transport) -> Reply {
+        self.respond(request, transport, None)
+    }
+
+    /// The response to `request`, fetching a pkarr packet when needed.
+    pub async fn answer_resolving(&self, request: &[u8], transport: Transport) -> Reply {
+        match self.answer(request, transport) {
+            Reply::Resolve(key) => {
+                let looked = match &self.pkarr {
+                    Some(pkarr) => pkarr.resolver.resolve(&key).await.map_err(|error| {
+                        tracing::debug!(key = %key.to_z32(), "pkarr lookup failed: {error}");
+                    }),
+                    None => Ok(None),
+                };
+                match self.respond(request, transport, Some(looked)) {
+                    // Never loop: a second Resolve means nothing was found.
+                    Reply::Resolve(_) => Reply::Drop,
+                    reply => reply,
+                }
+            }
+            reply => reply,
+        }
+    }
+
+    fn respond(&self, request: &[u8], transport: Transport, looked: Option<Looked>) -> Reply {
         let message = match Message::from_vec(request) {
             Ok(message) => message,
             Err(_) => return format_error(request),
@@ -92,15 +153,17 @@ impl Answerer {
             edns.set_max_payload(UDP_PAYLOAD);
             response.set_edns(edns);
         }
-        let max_age = self.fill(&message, &mut response);
-        encode(response, limit, max_age)
+        match self.fill(&message, &mut response, looked) {
+            Filled::Done(max_age) => encode(response, limit, max_age),
+            Filled::Resolve(key) => Reply::Resolve(key),
+        }
     }
 
-    /// Fills `response` for `request`; returns its cache lifetime.
-    fn fill(&self, request: &Message, response: &mut Message) -> u32 {
+    /// Fills `response` for `request`.
+    fn fill(&self, request: &Message, response: &mut Message, looked: Option<Looked>) -> Filled {
         let code = |response: &mut Message, code| {
             response.metadata.response_code = code;
-            0
+            Filled::Done(0)
         };
         if request.edns.as_ref().is_some_and(|edns| edns.version() > 0) {
             return code(response, ResponseCode::BADVERS);
@@ -122,11 +185,83 @@ impl Answerer {
         }
         let zones = self.zones.current();
         let asked = LowerName::new(query.name());
-        let Some(zone) = zones.zone_for(&asked) else {
+        if let Some(zone) = zones.zone_for(&asked) {
+            response.metadata.authoritative = true;
+            return Filled::Done(answer_in_zone(zone, query, response));
+        }
+        let (Some(pkarr), Some(key)) = (&self.pkarr, pkarr_key(query.name())) else {
             return code(response, ResponseCode::Refused);
         };
-        response.metadata.authoritative = true;
-        answer_in_zone(zone, query, response)
+        let looked = match looked {
+            Some(looked) => looked,
+            None => match pkarr.resolver.known(&key) {
+                Some(known) => Ok(known),
+                None => return Filled::Resolve(key),
+            },
+        };
+        match looked {
+            Ok(Some(packet)) => {
+                response.metadata.authoritative = pkarr.own.as_ref() == Some(&key);
+                Filled::Done(answer_from_packet(&packet, query, response))
+            }
+            Ok(None) => code(response, ResponseCode::NXDomain),
+            Err(()) => code(response, ResponseCode::ServFail),
+        }
+    }
+}
+
+/// The pkarr key a name is under: its last label, when that is a key's
+/// z-base-32 form.
+pub fn pkarr_key(name: &hickory_proto::rr::Name) -> Option<PublicKey> {
+    let last = name.iter().next_back()?;
+    if last.len() != 52 {
+        return None;
+    }
+    PublicKey::try_from(
+        std::str::from_utf8(last)
+            .ok()?
+            .to_ascii_lowercase()
+            .as_str(),
+    )
+    .ok()
+}
+
+/// Answers `query` from a pkarr packet: the records at the asked name of
+/// the asked type (or its CNAME), NODATA when the name has others or names
+/// below it, NXDOMAIN otherwise.
+fn answer_from_packet(packet: &SignedPacket, query: &Query, response: &mut Message) -> u32 {
+    let Ok(records) = Message::from_vec(&packet.encoded_packet()) else {
+        response.metadata.response_code = ResponseCode::ServFail;
+        return 0;
+    };
+    let asked = LowerName::new(query.name());
+    let kind = query.query_type();
+    let mut exists = false;
+    let mut max_age = u32::MAX;
+    for record in &records.answers {
+        let owner = LowerName::new(&record.name);
+        if owner != asked {
+            exists |= asked.zone_of(&owner);
+            continue;
+        }
+        exists = true;
+        let wanted = record.record_type() == kind
+            || (record.record_type() == RecordType::CNAME && kind != RecordType::CNAME);
+        if wanted {
+            let mut record = record.clone();
+            record.name = query.name().clone();
+            max_age = max_age.min(record.ttl);
+            response.add_answer(record);
+        }
+    }
+    if !exists {
+        response.metadata.response_code = ResponseCode::NXDomain;
+    }
+    if max_age == u32::MAX {
+        // Nothing to cache by: as long as the packet lives.
+        packet.ttl(pkarr::DEFAULT_MINIMUM_TTL, pkarr::DEFAULT_MAXIMUM_TTL)
+    } else {
+        max_age
     }
 }
 
@@ -332,7 +467,7 @@ mod tests {
     fn ask(answerer: &Answerer, request: &[u8]) -> Message {
         match answerer.answer(request, Transport::Udp) {
             Reply::Send(answered) => Message::from_vec(&answered.bytes).unwrap(),
-            Reply::Drop => panic!("no response"),
+            other => panic!("no response: {other:?}"),
         }
     }
 
@@ -454,5 +589,78 @@ mod tests {
         // With EDNS the datagram may be larger: 60 A records fit in 1232.
         let edns = ask(&answerer, &query("big.example.net.", RecordType::A, true));
         assert!(!edns.metadata.truncation);
+    }
+
+    #[tokio::test]
+    async fn pkarr_names_are_answered_from_signed_packets() {
+        use crate::packets::PacketStore;
+        use crate::publish::NodeRecord;
+
+        let dir = tempfile::tempdir().unwrap();
+        let zones = Arc::new(ZoneStore::open(dir.path(), &[]).unwrap());
+        let store = Arc::new(PacketStore::open(&dir.path().join("pkarr"), 10).unwrap());
+        let keypair = pkarr::Keypair::random();
+        let record = NodeRecord {
+            node_id: "ed25519:00".into(),
+            port: 4433,
+            addresses: vec!["127.0.0.1".parse().unwrap()],
+            alpns: vec!["alknet/call".into(), "doq".into()],
+            ttl: 600,
+        };
+        store.put(record.sign(&keypair).unwrap()).await.unwrap();
+        let tls = rustls::ClientConfig::builder_with_provider(alknet_core::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .build()
+            .unwrap();
+        let resolver = Arc::new(Resolver::new(store, Vec::new(), http, 10));
+        let answerer = Answerer::new(zones).with_pkarr(resolver, Some(keypair.public_key()));
+        let z32 = keypair.public_key().to_z32();
+
+        let txt = ask(
+            &answerer,
+            &query(&format!("_alknet.{z32}."), RecordType::TXT, false),
+        );
+        assert!(txt.metadata.authoritative);
+        assert_eq!(txt.answers.len(), 1);
+        assert!(
+            txt.answers[0].data.to_string().contains("port=4433"),
+            "{txt:?}"
+        );
+        let address = ask(&answerer, &query(&format!("{z32}."), RecordType::A, false));
+        assert_eq!(address.answers[0].data.to_string(), "127.0.0.1");
+        assert_eq!(address.answers[0].ttl, 600);
+        let nodata = ask(
+            &answerer,
+            &query(&format!("{z32}."), RecordType::AAAA, false),
+        );
+        assert_eq!(nodata.metadata.response_code, ResponseCode::NoError);
+        assert!(nodata.answers.is_empty());
+        let nx = ask(
+            &answerer,
+            &query(&format!("nope.{z32}."), RecordType::A, false),
+        );
+        assert_eq!(nx.metadata.response_code, ResponseCode::NXDomain);
+
+        // Another key is not at hand: it must be looked up, and with no
+        // relay to ask it does not exist.
+        let other = pkarr::Keypair::random().public_key().to_z32();
+        let request = query(&format!("{other}."), RecordType::A, false);
+        assert!(matches!(
+            answerer.answer(&request, Transport::Udp),
+            Reply::Resolve(_)
+        ));
+        let Reply::Send(answered) = answerer.answer_resolving(&request, Transport::Udp).await
+        else {
+            panic!("no answer");
+        };
+        assert_eq!(answered.code, ResponseCode::NXDomain);
+        // Not a key: refused as outside every zone.
+        let refused = ask(&answerer, &query("a.b.c.", RecordType::A, false));
+        assert_eq!(refused.metadata.response_code, ResponseCode::Refused);
     }
 }

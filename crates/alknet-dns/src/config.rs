@@ -1,6 +1,6 @@
 //! `[dns]`: which transports answer, the zones, and the bounds.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -143,6 +143,107 @@ idle_timeout_secs = 30
                 ));
             }
             seen.push(origin);
+        }
+        Ok(())
+    }
+}
+
+/// `[pkarr]`: the node's signed packet, its relay, and the relays it uses.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PkarrSection {
+    /// Sign and publish the node's packet (its addresses and `_alknet`
+    /// dialing details under its z-base-32 name).
+    pub publish: bool,
+    /// Serve the pkarr relay API at `/pkarr/<z32>` (needs `[http]`).
+    pub relay: bool,
+    /// Relays to publish the node's packet to and resolve other keys from:
+    /// base URLs, the key is appended (`https://relay.example/pkarr`).
+    /// Their certificates are checked against the system's roots and
+    /// `[import.client] ca_bundle`.
+    pub relays: Vec<String>,
+    /// The addresses to publish. Empty: the listen address, unless it is
+    /// unspecified (`0.0.0.0`, `::`), in which case none.
+    pub addresses: Vec<IpAddr>,
+    /// TTL of the published records, in seconds.
+    pub ttl: u32,
+    /// Seconds between publications.
+    pub republish_secs: u64,
+    /// Packets the relay keeps (one per key).
+    pub max_stored: usize,
+    /// Other keys' packets kept in memory.
+    pub cache_size: usize,
+}
+
+impl Default for PkarrSection {
+    fn default() -> Self {
+        Self {
+            publish: true,
+            relay: true,
+            relays: Vec::new(),
+            addresses: Vec::new(),
+            ttl: 3600,
+            republish_secs: 3000,
+            max_stored: 10_000,
+            cache_size: 10_000,
+        }
+    }
+}
+
+impl ConfigSection for PkarrSection {
+    const KEY: &'static str = "pkarr";
+    const TEMPLATE: &'static str = r#"[pkarr]
+# Sign the node's pkarr packet with the node key and answer its name
+# (<z32>.) over DNS: its addresses and an _alknet TXT (node id, port,
+# ALPNs). See docs/dns.md.
+publish = true
+# Serve the pkarr relay API at https://<node>/pkarr/<z32>, so stock pkarr
+# clients can publish to and resolve from this node.
+relay = true
+# Relays to publish to and to resolve other keys from (base URLs):
+# relays = ["https://relay.example/pkarr"]
+relays = []
+# Addresses to publish; empty: the listen address unless it is 0.0.0.0 or ::.
+addresses = []
+# TTL of the published records, in seconds.
+ttl = 3600
+# Seconds between publications (before the records expire).
+republish_secs = 3000
+# Packets the relay keeps, one per key.
+max_stored = 10000
+# Other keys' packets kept in memory.
+cache_size = 10000
+"#;
+
+    fn validate(&self, _node: &NodeConfig) -> Result<(), InvalidKey> {
+        for (index, relay) in self.relays.iter().enumerate() {
+            if !(relay.starts_with("https://") || relay.starts_with("http://")) {
+                return Err(InvalidKey::new(
+                    format!("pkarr.relays[{index}]"),
+                    "an http:// or https:// URL",
+                ));
+            }
+        }
+        if !(60..=86_400).contains(&self.ttl) {
+            return Err(InvalidKey::new("pkarr.ttl", "seconds from 60 to 86400"));
+        }
+        if !(60..=86_400).contains(&self.republish_secs) {
+            return Err(InvalidKey::new(
+                "pkarr.republish_secs",
+                "seconds from 60 to 86400",
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.max_stored) {
+            return Err(InvalidKey::new(
+                "pkarr.max_stored",
+                "a number from 1 to 1000000",
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.cache_size) {
+            return Err(InvalidKey::new(
+                "pkarr.cache_size",
+                "a number from 1 to 1000000",
+            ));
         }
         Ok(())
     }

@@ -73,7 +73,11 @@ async fn serve(dns: &Dns, request: Request) -> Response {
             return response;
         }
     };
-    match dns.answerer().answer(&message, Transport::Stream) {
+    match dns
+        .answerer()
+        .answer_resolving(&message, Transport::Stream)
+        .await
+    {
         Reply::Send(answered) => {
             let cache = format!("max-age={}", answered.max_age);
             (
@@ -89,7 +93,7 @@ async fn serve(dns: &Dns, request: Request) -> Response {
             )
                 .into_response()
         }
-        Reply::Drop => problem(StatusCode::BAD_REQUEST, "not a DNS query"),
+        Reply::Drop | Reply::Resolve(_) => problem(StatusCode::BAD_REQUEST, "not a DNS query"),
     }
 }
 

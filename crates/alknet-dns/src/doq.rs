@@ -116,13 +116,17 @@ async fn serve_stream(
             return;
         }
     };
-    let outcome =
-        check(&frame).and_then(
-            |message| match dns.answerer().answer(message, Transport::Stream) {
-                Reply::Send(answered) => Ok(answered.bytes),
-                Reply::Drop => Err(Violation::NotAQuery),
-            },
-        );
+    let outcome = match check(&frame) {
+        Ok(message) => match dns
+            .answerer()
+            .answer_resolving(message, Transport::Stream)
+            .await
+        {
+            Reply::Send(answered) => Ok(answered.bytes),
+            Reply::Drop | Reply::Resolve(_) => Err(Violation::NotAQuery),
+        },
+        Err(violation) => Err(violation),
+    };
     let response = match outcome {
         Ok(response) => response,
         Err(violation) => {

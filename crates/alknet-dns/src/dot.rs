@@ -74,7 +74,14 @@ impl ProtocolHandler for DotHandler {
                 violation = Some("a zero-length message");
                 break;
             };
-            match self.dns.answerer().answer(&message, Transport::Stream) {
+            // A pkarr name not at hand holds the queries behind it for at
+            // most one relay timeout.
+            match self
+                .dns
+                .answerer()
+                .answer_resolving(&message, Transport::Stream)
+                .await
+            {
                 Reply::Send(answered) => {
                     let mut frame = Vec::with_capacity(answered.bytes.len() + 2);
                     frame.extend_from_slice(&(answered.bytes.len() as u16).to_be_bytes());
@@ -83,7 +90,7 @@ impl ProtocolHandler for DotHandler {
                         break;
                     }
                 }
-                Reply::Drop => {
+                Reply::Drop | Reply::Resolve(_) => {
                     violation = Some("a message that is not a DNS query");
                     break;
                 }

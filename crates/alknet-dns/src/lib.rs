@@ -19,8 +19,13 @@ pub mod config;
 pub mod doh;
 mod doq;
 mod dot;
+pub mod locate;
 pub mod ops;
+pub mod packets;
+pub mod publish;
 pub mod rate;
+pub mod relay;
+pub mod resolver;
 pub mod store;
 pub mod udp;
 pub mod zone;
@@ -29,9 +34,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use answer::{Answerer, Reply, Transport};
-pub use config::DnsSection;
+pub use config::{DnsSection, PkarrSection};
 pub use doq::DoqHandler;
 pub use dot::DotHandler;
+pub use resolver::Resolver;
 pub use store::{StoreError, ZoneStore};
 pub use udp::UdpDns;
 
@@ -52,22 +58,50 @@ struct Inner {
     store: Arc<ZoneStore>,
     answerer: Answerer,
     section: DnsSection,
+    resolver: Option<Arc<Resolver>>,
 }
 
 impl Dns {
     /// Loads the zones `section` names from `<data_dir>/dns/zones`.
     pub fn new(section: &DnsSection, data_dir: &Path) -> Result<Self, StoreError> {
+        Self::with_pkarr(section, data_dir, None)
+    }
+
+    /// [`Self::new`], answering pkarr names through `resolver` too; `own` is
+    /// the node's key, whose answers are authoritative.
+    pub fn with_pkarr(
+        section: &DnsSection,
+        data_dir: &Path,
+        pkarr: Option<(Arc<Resolver>, pkarr::PublicKey)>,
+    ) -> Result<Self, StoreError> {
         let store = Arc::new(ZoneStore::open(
             &Self::zone_dir(data_dir),
             &section.origins(),
         )?);
+        let mut answerer = Answerer::new(store.clone());
+        let mut resolver = None;
+        if let Some((pkarr_resolver, own)) = pkarr {
+            answerer = answerer.with_pkarr(pkarr_resolver.clone(), Some(own));
+            resolver = Some(pkarr_resolver);
+        }
         Ok(Self {
             inner: Arc::new(Inner {
-                answerer: Answerer::new(store.clone()),
+                answerer,
                 store,
                 section: section.clone(),
+                resolver,
             }),
         })
+    }
+
+    /// Where the pkarr packets of a data directory live.
+    pub fn packet_dir(data_dir: &Path) -> PathBuf {
+        data_dir.join("dns").join("pkarr")
+    }
+
+    /// The pkarr resolver, when pkarr names are answered.
+    pub fn resolver(&self) -> Option<&Arc<Resolver>> {
+        self.inner.resolver.as_ref()
     }
 
     /// Where the zone files of a data directory live.

@@ -17,20 +17,21 @@ use alknet_core::pattern::matches;
 use hickory_proto::rr::{LowerName, Name, RData, RecordType};
 use serde_json::{Value, json};
 
-use crate::Dns;
 use crate::config::zone_origin;
 use crate::store::{StoreError, parse_value, present, record_type};
 use crate::zone::{MAX_SET, MAX_TTL, Zone, ZoneError, fqdn};
+use crate::{Dns, locate};
 
 /// The TTL of a set whose `ttl` is not given.
 pub const DEFAULT_TTL: u32 = 3600;
 
-/// Registers `dns/set`, `dns/delete` and `dns/list`.
+/// Registers `dns/set`, `dns/delete`, `dns/list` and `dns/resolve`.
 pub fn register(registry: &Registry, dns: &Dns) -> Result<(), RegistrationError> {
     registry.register_all(vec![
         set(dns.clone()),
         delete(dns.clone()),
         list(dns.clone()),
+        resolve(dns.clone()),
     ])
 }
 
@@ -266,6 +267,61 @@ fn list(dns: Dns) -> OperationDef {
                     })
                     .collect();
                 Ok(json!({"zones": zones}))
+            }
+        })
+}
+
+fn resolve(dns: Dns) -> OperationDef {
+    OperationDef::query("dns/resolve")
+        .description(
+            "What this node sees for a name: a node id (ed25519:<hex>), a pkarr key \
+             (<z32>) or a name under one, or a name in one of its zones; with where \
+             the node of a pkarr key is reached",
+        )
+        .input_schema(json!({
+            "type": "object",
+            "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 255}},
+            "required": ["name"],
+            "additionalProperties": false
+        }))
+        .unary(move |_cx, input| {
+            let dns = dns.clone();
+            async move {
+                let text = input["name"].as_str().unwrap_or_default();
+                if let (Some(key), Some(resolver)) = (locate::key_of(text), dns.resolver()) {
+                    let packet = resolver
+                        .resolve(&key)
+                        .await
+                        .map_err(|error| CallError::unavailable(error.to_string(), 5))?
+                        .ok_or_else(|| {
+                            CallError::not_found(format!(
+                                "no pkarr packet is published for {}.",
+                                key.to_z32()
+                            ))
+                        })?;
+                    let records: Vec<Value> =
+                        hickory_proto::op::Message::from_vec(&packet.encoded_packet())
+                            .map(|message| message.answers.iter().map(record_json).collect())
+                            .unwrap_or_default();
+                    let node = locate::locate(resolver, &key).await.ok();
+                    return Ok(json!({
+                        "name": format!("{}.", key.to_z32()),
+                        "records": records,
+                        "node": node,
+                    }));
+                }
+                let name = parse_name(&input)?;
+                let zones = dns.store().current();
+                let zone = zones.zone_for(&LowerName::new(&name)).ok_or_else(|| {
+                    CallError::not_found(format!(
+                        "{name} is neither a pkarr name nor inside a zone of this node"
+                    ))
+                })?;
+                Ok(json!({
+                    "name": name.to_string(),
+                    "records": records_at(zone, &name, None),
+                    "node": null,
+                }))
             }
         })
 }

@@ -14,11 +14,14 @@ use alknet_core::log_limit::LogLimit;
 use alknet_core::service::{Service, ServiceError};
 use hickory_proto::op::Message;
 use hickory_proto::serialize::binary::BinEncodable;
+use tokio::sync::Semaphore;
 
 use crate::Dns;
 use crate::answer::{Reply, Transport};
 use crate::rate::{RateLimiter, Verdict};
 
+/// pkarr lookups the UDP service waits for at once.
+const MAX_LOOKUPS: usize = 64;
 /// How many source networks the rate limiter tracks per second.
 const MAX_SOURCES: usize = 65_536;
 
@@ -53,7 +56,8 @@ impl Service for UdpDns {
     const NAME: &'static str = "dns-udp";
 
     async fn run(&self) -> Result<(), ServiceError> {
-        let socket = tokio::net::UdpSocket::from_std(self.socket.try_clone()?)?;
+        let socket = Arc::new(tokio::net::UdpSocket::from_std(self.socket.try_clone()?)?);
+        let lookups = Arc::new(Semaphore::new(MAX_LOOKUPS));
         let mut limiter = RateLimiter::new(self.dns.section().response_rate_limit, MAX_SOURCES);
         let started = Instant::now();
         let mut buffer = vec![0u8; usize::from(u16::MAX)];
@@ -75,12 +79,40 @@ impl Service for UdpDns {
             if verdict == Verdict::Drop {
                 continue;
             }
-            let Reply::Send(answered) = self
+            let answered = match self
                 .dns
                 .answerer()
                 .answer(&buffer[..length], Transport::Udp)
-            else {
-                continue;
+            {
+                Reply::Send(answered) => answered,
+                Reply::Drop => continue,
+                // A pkarr packet to fetch: off the receive loop, a bounded
+                // number at once; past that the query goes unanswered (the
+                // client retries).
+                Reply::Resolve(_) => {
+                    let Ok(permit) = lookups.clone().try_acquire_owned() else {
+                        continue;
+                    };
+                    let (dns, socket) = (self.dns.clone(), socket.clone());
+                    let request = buffer[..length].to_vec();
+                    tokio::spawn(async move {
+                        let reply = dns
+                            .answerer()
+                            .answer_resolving(&request, Transport::Udp)
+                            .await;
+                        if let Reply::Send(answered) = reply {
+                            let bytes = match verdict {
+                                Verdict::Truncate => truncated(&answered.bytes),
+                                _ => Some(answered.bytes),
+                            };
+                            if let Some(bytes) = bytes {
+                                let _ = socket.send_to(&bytes, source).await;
+                            }
+                        }
+                        drop(permit);
+                    });
+                    continue;
+                }
             };
             let bytes = match verdict {
                 Verdict::Truncate => match truncated(&answered.bytes) {

@@ -61,6 +61,35 @@ pub struct Dns {
     pub plain: Option<SocketAddr>,
     /// Where zone files live.
     pub zone_dir: std::path::PathBuf,
+    /// pkarr, when served.
+    pub pkarr: Option<Pkarr>,
+}
+
+/// What the banner says about pkarr.
+pub struct Pkarr {
+    /// The node's DNS name, `<z32>.`.
+    pub name: String,
+    /// Whether its packet is published.
+    pub publish: bool,
+    /// Whether `/pkarr/<z32>` is served.
+    pub relay: bool,
+    /// How many relays it publishes to and resolves from.
+    pub relays: usize,
+}
+
+impl Pkarr {
+    /// The text banner's line.
+    pub fn text(&self) -> String {
+        let mut parts = vec![format!("name {}", self.name)];
+        if !self.publish {
+            parts.push("not published".to_owned());
+        }
+        if self.relay {
+            parts.push("relay /pkarr/<z32>".to_owned());
+        }
+        parts.push(format!("{} upstream relay(s)", self.relays));
+        format!("pkarr: {}", parts.join(", "))
+    }
 }
 
 impl Dns {
@@ -124,6 +153,12 @@ pub fn print_json(facts: &Facts<'_>) -> anyhow::Result<()> {
             "doh": dns.doh,
             "plain": dns.plain.map(|addr| addr.to_string()),
             "zone_dir": dns.zone_dir,
+            "pkarr": dns.pkarr.as_ref().map(|pkarr| json!({
+                "name": pkarr.name,
+                "publish": pkarr.publish,
+                "relay": pkarr.relay,
+                "relays": pkarr.relays,
+            })),
         })),
         "admin_token": facts.admin_token,
         "pid": std::process::id(),

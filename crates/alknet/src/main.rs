@@ -15,6 +15,7 @@ mod keystore;
 mod metrics_endpoint;
 mod output;
 mod reload;
+mod resolve_cmd;
 mod sections;
 mod serve;
 mod service;
@@ -163,6 +164,9 @@ enum Command {
         #[command(subcommand)]
         command: dns_cmd::DnsCommand,
     },
+    /// What a running node sees for a node id, a pkarr key or a name
+    /// (pkarr records, and where a node is reached).
+    Resolve(resolve_cmd::ResolveArgs),
     /// Inspect a running node (needs the `admin` scope).
     Admin {
         #[command(subcommand)]
@@ -535,6 +539,7 @@ fn main() -> ExitCode {
         },
         Command::Git { command } => git_cmd::run(command),
         Command::Dns { command } => dns_cmd::run(command),
+        Command::Resolve(args) => resolve_cmd::run(args),
         Command::Admin { command } => match command {
             AdminCommand::Tree { connect, json } => admin::tree(admin::TreeArgs { connect, json }),
         },

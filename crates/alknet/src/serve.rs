@@ -12,7 +12,8 @@ use alknet_core::config::{Config, LogFormat};
 use alknet_core::protocol_keys::{KeyDeclaration, ProtocolKeys};
 use alknet_core::tls::ServerIdentity;
 use alknet_core::{IdentityProvider, NodeConfig, NodeKey};
-use alknet_dns::{Dns, DnsSection, DoqHandler, DotHandler, UdpDns};
+use alknet_dns::publish::{CacheSweeper, NodeRecord, Publisher};
+use alknet_dns::{Dns, DnsSection, DoqHandler, DotHandler, PkarrSection, UdpDns};
 use alknet_git::{Git, GitHandler, GitSection, Service};
 use alknet_http::config::{DecoyKind, HttpSection};
 use alknet_identity::StoreIdentities;
@@ -253,7 +254,6 @@ async fn serve(
     let sessions = session_limits(&config.node);
     let (call, registry) = call_handler(diagnostics, &admin, identities.clone(), &sessions)?;
     let call_limits = call.live_limits();
-    let upstreams = upstreams::options(config.section::<Upstreams>(), &node_key)?;
     // HTTP imports join the registry before anything listens; MCP imports
     // follow in the background once the node runs.
     let outbound = Arc::new(alknet_adapters::outbound::Outbound::new(
@@ -277,20 +277,41 @@ async fn serve(
         None
     };
     let dns_section: &DnsSection = config.section();
+    let pkarr_section: &PkarrSection = config.section();
+    let mut pkarr = if dns_section.enabled {
+        Some(pkarr_parts(pkarr_section, &dir, &node_key, &outbound)?)
+    } else {
+        None
+    };
     let dns = if dns_section.enabled {
-        let dns = Dns::new(dns_section, dir.root())?;
+        let resolver = pkarr
+            .as_ref()
+            .map(|parts| (parts.resolver.clone(), parts.own.clone()));
+        let dns = Dns::with_pkarr(dns_section, dir.root(), resolver)?;
         alknet_dns::ops::register(&registry, &dns)?;
         Some(dns)
     } else {
         None
     };
     let dns_plain = dns_plain_sockets(dns_section, dns.as_ref())?;
+    let upstreams = upstreams::options(
+        config.section::<Upstreams>(),
+        &node_key,
+        dns.as_ref().and_then(Dns::resolver),
+    )?;
     let mut extra_routes: Vec<alknet_http::ExtraRoute> = git
         .iter()
         .map(|git| alknet_git::http::route(git.clone()))
         .collect();
     if dns_section.doh {
         extra_routes.extend(dns.iter().map(|dns| alknet_dns::doh::route(dns.clone())));
+    }
+    if pkarr_section.relay {
+        extra_routes.extend(
+            pkarr
+                .iter()
+                .map(|parts| alknet_dns::relay::route(parts.packets.clone())),
+        );
     }
     let http = http_section.enabled.then(|| {
         http_handler(
@@ -359,6 +380,12 @@ async fn serve(
                 .map(|listener| (alknet_dns::DOT_ALPN, listener)),
         )
         .services(dns_plain.udp)
+        .services(pkarr.as_mut().and_then(|parts| parts.publisher.take()))
+        .services(
+            pkarr
+                .as_ref()
+                .map(|parts| CacheSweeper(parts.resolver.clone())),
+        )
         .start()
         .await
         .map_err(|error| match &error {
@@ -405,6 +432,16 @@ async fn serve(
     let hangups = reload_signal();
     admin.attach(node.clone());
     let alpns: Vec<String> = node.alpns().iter().map(ToString::to_string).collect();
+    // The node's pkarr record can be said only now: its port and ALPNs.
+    if let Some(parts) = &pkarr {
+        let _ = parts.record.send(Some(NodeRecord {
+            node_id: node_key.node_id().to_string(),
+            port: node.local_addr().port(),
+            addresses: NodeRecord::addresses_for(&pkarr_section.addresses, node.local_addr()),
+            alpns: alpns.clone(),
+            ttl: pkarr_section.ttl,
+        }));
+    }
     let dns_banner = dns.as_ref().map(|dns| crate::banner::Dns {
         zones: dns
             .section()
@@ -415,6 +452,12 @@ async fn serve(
         doh: dns_section.doh && http_section.enabled,
         plain: dns_plain.addr,
         zone_dir: alknet_dns::Dns::zone_dir(dir.root()),
+        pkarr: pkarr.as_ref().map(|parts| crate::banner::Pkarr {
+            name: format!("{}.", parts.own.to_z32()),
+            publish: pkarr_section.publish,
+            relay: pkarr_section.relay && http_section.enabled,
+            relays: pkarr_section.relays.len(),
+        }),
     });
     if let Some(admin_token) = &json_banner {
         crate::banner::print_json(&crate::banner::Facts {
@@ -461,6 +504,9 @@ async fn serve(
         }
         if let Some(dns) = &dns_banner {
             println!("{}", dns.text());
+            if let Some(pkarr) = &dns.pkarr {
+                println!("{}", pkarr.text());
+            }
         }
         println!("serving: {}", alpns.join(", "));
     }
@@ -497,6 +543,59 @@ async fn serve(
         ShutdownReason::Requested => Ok(ExitCode::SUCCESS),
         ShutdownReason::Escalated { .. } => Ok(ExitCode::from(1)),
     }
+}
+
+/// The pkarr side of DNS: the packet store (the relay's and the node's own
+/// packet), the resolver, and the publisher with the channel that hands it
+/// the node's record once the node listens.
+struct PkarrParts {
+    packets: Arc<alknet_dns::packets::PacketStore>,
+    resolver: Arc<alknet_dns::Resolver>,
+    own: pkarr::PublicKey,
+    publisher: Option<Publisher>,
+    record: tokio::sync::watch::Sender<Option<NodeRecord>>,
+}
+
+fn pkarr_parts(
+    section: &PkarrSection,
+    dir: &DataDir,
+    node_key: &NodeKey,
+    outbound: &alknet_adapters::outbound::Outbound,
+) -> anyhow::Result<PkarrParts> {
+    let packets = Arc::new(
+        alknet_dns::packets::PacketStore::open(
+            &alknet_dns::Dns::packet_dir(dir.root()),
+            section.max_stored,
+        )
+        .context("cannot open the pkarr packet store")?,
+    );
+    // Relays are checked against the system roots and [import.client]
+    // ca_bundle, like every other outbound HTTPS request of the node.
+    let http = outbound.raw_client(false);
+    let resolver = Arc::new(alknet_dns::Resolver::new(
+        packets.clone(),
+        section.relays.clone(),
+        http.clone(),
+        section.cache_size,
+    ));
+    let (record, waiting) = tokio::sync::watch::channel(None);
+    let publisher = section.publish.then(|| {
+        Publisher::new(
+            &node_key.seed(),
+            waiting,
+            packets.clone(),
+            section.relays.clone(),
+            http,
+            std::time::Duration::from_secs(section.republish_secs),
+        )
+    });
+    Ok(PkarrParts {
+        packets,
+        resolver,
+        own: pkarr::Keypair::from_secret_key(&node_key.seed()).public_key(),
+        publisher,
+        record,
+    })
 }
 
 /// Plain DNS sockets (`[dns] listen`), bound before the node starts so that

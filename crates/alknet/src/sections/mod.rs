@@ -28,6 +28,7 @@ pub fn registry() -> SectionRegistry {
         .with::<alknet_sftp::SftpSection>()
         .with::<alknet_git::GitSection>()
         .with::<alknet_dns::DnsSection>()
+        .with::<alknet_dns::PkarrSection>()
 }
 
 /// The configuration at `path`, or every default without a file.

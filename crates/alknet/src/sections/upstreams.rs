@@ -24,7 +24,7 @@ impl ConfigSection for Upstreams {
 # control, and are named <prefix>/<name> when a prefix is set. An upstream that
 # is unreachable at start is retried in the background.
 # [[upstreams]]
-# address = "192.0.2.10:4433"
+# address = "192.0.2.10:4433"       # omit to find it by the pin's pkarr record
 # pin = "ed25519:<64 hex digits>"   # or: insecure = true
 # transport = "quic"                # or "tcp"
 # token = "alk_..."                 # without it, this node's key identifies it
@@ -51,6 +51,12 @@ impl ConfigSection for Upstreams {
                 }
                 _ => {}
             }
+            if upstream.address.is_none() && upstream.pin.is_none() {
+                return Err(InvalidKey::new(
+                    key("address"),
+                    "an address, or a pin to find the upstream by its pkarr record",
+                ));
+            }
             if upstream.idle_timeout < Duration::from_millis(100) {
                 return Err(InvalidKey::new(key("idle_timeout"), "at least \"100ms\""));
             }
@@ -64,8 +70,10 @@ impl ConfigSection for Upstreams {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Upstream {
-    /// Its address.
-    pub address: SocketAddr,
+    /// Its address. Omitted: found before each dial from the pkarr record
+    /// of the node `pin` names (docs/dns.md).
+    #[serde(default)]
+    pub address: Option<SocketAddr>,
     /// Its node id (`ed25519:<hex>`); required unless `insecure`.
     #[serde(default)]
     pub pin: Option<String>,
