@@ -83,21 +83,7 @@ impl DnsNode {
     }
 
     fn token(&self, id: &str, scopes: &str) -> String {
-        let out = alknet_e2e::process::run(&[
-            "token",
-            "create",
-            "--id",
-            id,
-            "--scopes",
-            scopes,
-            "--json",
-            "--data-dir",
-            self.node.data_dir.path().to_str().unwrap(),
-        ]);
-        alknet_e2e::process::json_stdout(&out)["token"]
-            .as_str()
-            .expect("token")
-            .to_owned()
+        alknet_e2e::process::create_token(self.node.data_dir.path(), id, scopes)
     }
 
     fn example_records(&self) {
@@ -421,21 +407,25 @@ fn framed(message: &[u8]) -> Vec<u8> {
     frame
 }
 
+/// One well-formed DoQ query for `www.example.net` A on a new connection:
+/// the framed response.
+async fn doq_exchange(endpoint: &quinn::Endpoint, addr: SocketAddr) -> Vec<u8> {
+    let connection = quic_connect(endpoint, addr, &["doq"]).await.unwrap();
+    let (mut send, mut recv) = connection.open_bi().await.unwrap();
+    send.write_all(&framed(&query("www.example.net.", RecordType::A, 0)))
+        .await
+        .unwrap();
+    send.finish().unwrap();
+    recv.read_to_end(65_537).await.unwrap()
+}
+
 #[test]
 fn doq_answers_id_zero_and_closes_on_protocol_errors() {
     let dns = DnsNode::start("");
     dns.set("www.example.net", "A", &["192.0.2.1"], 300);
     dns.runtime.block_on(async {
         let endpoint = quic_endpoint();
-        let connection = quic_connect(&endpoint, dns.node.addr, &["doq"])
-            .await
-            .unwrap();
-        let (mut send, mut recv) = connection.open_bi().await.unwrap();
-        send.write_all(&framed(&query("www.example.net.", RecordType::A, 0)))
-            .await
-            .unwrap();
-        send.finish().unwrap();
-        let response = recv.read_to_end(65_537).await.unwrap();
+        let response = doq_exchange(&endpoint, dns.node.addr).await;
         let reply = Message::from_vec(&response[2..]).unwrap();
         assert_eq!(
             usize::from(u16::from_be_bytes([response[0], response[1]])),
@@ -468,15 +458,7 @@ fn doq_answers_id_zero_and_closes_on_protocol_errors() {
             }
         }
         // The node lives on.
-        let connection = quic_connect(&endpoint, dns.node.addr, &["doq"])
-            .await
-            .unwrap();
-        let (mut send, mut recv) = connection.open_bi().await.unwrap();
-        send.write_all(&framed(&query("www.example.net.", RecordType::A, 0)))
-            .await
-            .unwrap();
-        send.finish().unwrap();
-        assert!(recv.read_to_end(65_537).await.unwrap().len() > 2);
+        assert!(doq_exchange(&endpoint, dns.node.addr).await.len() > 2);
     });
 }
 
@@ -543,4 +525,39 @@ fn the_tree_shows_the_dns_protocols_and_services() {
             && tree.contains("dot-conn")
     });
     assert!(found, "{}", dns.call("admin/tree", json!({})).unwrap());
+}
+
+#[test]
+fn a_doq_connection_over_the_cap_is_closed_with_doq_excessive_load() {
+    let dns = DnsNode::start("[protocols.\"doq\"]\nmax_connections = 1");
+    dns.set("www.example.net", "A", &["192.0.2.1"], 300);
+    dns.runtime.block_on(async {
+        let endpoint = quic_endpoint();
+        let held = quic_connect(&endpoint, dns.node.addr, &["doq"])
+            .await
+            .unwrap();
+        // The first connection is served…
+        let (mut send, mut recv) = held.open_bi().await.unwrap();
+        send.write_all(&framed(&query("www.example.net.", RecordType::A, 0)))
+            .await
+            .unwrap();
+        send.finish().unwrap();
+        assert!(recv.read_to_end(65_537).await.unwrap().len() > 2);
+        // …and while it is held, a second one is refused with RFC 9250's
+        // code for load (0x4), not the node's generic refusal (0x2), which
+        // would read as DOQ_PROTOCOL_ERROR.
+        let refused = quic_connect(&endpoint, dns.node.addr, &["doq"])
+            .await
+            .unwrap();
+        let closed = tokio::time::timeout(Duration::from_secs(10), refused.closed())
+            .await
+            .expect("the node closes the connection");
+        match closed {
+            quinn::ConnectionError::ApplicationClosed(close) => {
+                assert_eq!(close.error_code, quinn::VarInt::from_u32(0x4), "{close:?}");
+            }
+            other => panic!("closed with {other:?}"),
+        }
+        drop(held);
+    });
 }

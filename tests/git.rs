@@ -63,20 +63,7 @@ impl Node {
 
     /// A token for `id` with `scopes`.
     fn token(&self, id: &str, scopes: &str) -> String {
-        let out = alknet_e2e::process::run(&[
-            "token",
-            "create",
-            "--id",
-            id,
-            "--scopes",
-            scopes,
-            "--json",
-            "--data-dir",
-            self.fixture.node.data_dir.path().to_str().unwrap(),
-        ]);
-        assert!(out.status.success(), "{out:?}");
-        let created: Value = serde_json::from_slice(&out.stdout).unwrap();
-        created["token"].as_str().expect("token").to_owned()
+        alknet_e2e::process::create_token(self.fixture.node.data_dir.path(), id, scopes)
     }
 
     /// `git` with no configuration but ours, trusting the node.

@@ -109,7 +109,7 @@ async fn route(node: &Arc<NodeState>, connection: Connection) {
             if REFUSED_OVER_CAP.admit() {
                 tracing::info!(%alpn, %remote, cap, "connection refused: {REFUSED_REASON}");
             }
-            connection.close(close::REFUSED, REFUSED_REASON);
+            connection.close(entry.handler.protocol().refused_code, REFUSED_REASON);
             return;
         }
     };
@@ -125,7 +125,7 @@ async fn route(node: &Arc<NodeState>, connection: Connection) {
         if SUPERVISOR_RESTARTING.admit() {
             tracing::warn!(%alpn, %remote, "protocol supervisor is restarting; connection refused");
         }
-        connection.close(close::REFUSED, "protocol restarting");
+        connection.close(entry.handler.protocol().refused_code, "protocol restarting");
         return;
     };
     let args = ConnectionArgs {
@@ -139,7 +139,7 @@ async fn route(node: &Arc<NodeState>, connection: Connection) {
         if SPAWN_FAILED.admit() {
             tracing::warn!(%alpn, %remote, "cannot start connection actor: {error}");
         }
-        connection.close(close::REFUSED, "protocol restarting");
+        connection.close(entry.handler.protocol().refused_code, "protocol restarting");
     }
 }
 

@@ -57,6 +57,26 @@ pub fn output_of(mut command: Command) -> std::process::Output {
     command.stdin(Stdio::null()).output().expect("alknet runs")
 }
 
+/// A new token for `id` with `scopes` (comma-separated), created in the
+/// data directory `data_dir` with `alknet token create`.
+pub fn create_token(data_dir: &Path, id: &str, scopes: &str) -> String {
+    let out = run(&[
+        "token",
+        "create",
+        "--id",
+        id,
+        "--scopes",
+        scopes,
+        "--json",
+        "--data-dir",
+        data_dir.to_str().expect("a UTF-8 path"),
+    ]);
+    json_stdout(&out)["token"]
+        .as_str()
+        .expect("token")
+        .to_owned()
+}
+
 /// The standard output of a successful run, as JSON.
 pub fn json_stdout(out: &std::process::Output) -> serde_json::Value {
     assert!(

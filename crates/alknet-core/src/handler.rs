@@ -115,6 +115,10 @@ pub struct Protocol {
     pub name: Option<&'static str>,
     /// Its connection actors' name; defaults to `<last part of name>-conn`.
     pub connection_name: Option<&'static str>,
+    /// The QUIC application code a connection refused by admission is
+    /// closed with: [`crate::close::REFUSED`] unless the protocol's own
+    /// standard names one (DNS over QUIC: `DOQ_EXCESSIVE_LOAD`).
+    pub refused_code: u32,
 }
 
 impl Protocol {
@@ -128,6 +132,7 @@ impl Protocol {
             without_alpn: None,
             name: None,
             connection_name: None,
+            refused_code: crate::close::REFUSED,
         }
     }
 
@@ -158,6 +163,12 @@ impl Protocol {
     /// Its connection actors are called `name`.
     pub const fn connection_actors_named(mut self, name: &'static str) -> Self {
         self.connection_name = Some(name);
+        self
+    }
+
+    /// Connections refused by admission are closed with `code`.
+    pub const fn refusing_with(mut self, code: u32) -> Self {
+        self.refused_code = code;
         self
     }
 

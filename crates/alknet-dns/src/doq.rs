@@ -30,6 +30,9 @@ pub mod code {
     pub const PROTOCOL_ERROR: u32 = 0x2;
     /// The request was abandoned (here: not sent in time).
     pub const REQUEST_CANCELLED: u32 = 0x3;
+    /// The server is closing the connection under load (here: the
+    /// connection cap, `[protocols."doq"] max_connections`).
+    pub const EXCESSIVE_LOAD: u32 = 0x4;
 }
 
 /// How long a client has to send a whole query and its FIN on a stream.
@@ -55,7 +58,8 @@ impl ProtocolHandler for DoqHandler {
     const PROTOCOL: Protocol = Protocol::new(&[DOQ_ALPN])
         .on(Transports::QuicOnly)
         .web_certificate()
-        .named("doq");
+        .named("doq")
+        .refusing_with(code::EXCESSIVE_LOAD);
 
     async fn handle(&self, connection: Connection) -> Result<(), HandlerError> {
         let slots = Arc::new(Semaphore::new(self.dns.section().max_in_flight));

@@ -19,7 +19,7 @@ use pkarr::{Keypair, SignedPacket};
 
 use crate::packets::{PacketStore, PutError};
 use crate::relay::MEDIA_TYPE;
-use crate::resolver::{RELAY_TIMEOUT, Resolver, error_chain};
+use crate::resolver::{RELAY_TIMEOUT, Resolver, error_chain, relay_bases};
 
 /// The record owner of the node's dialing details.
 pub const ALKNET_LABEL: &str = "_alknet";
@@ -119,10 +119,7 @@ impl Publisher {
             keypair: Keypair::from_secret_key(seed),
             record,
             store,
-            relays: relays
-                .into_iter()
-                .map(|relay| relay.trim_end_matches('/').to_owned())
-                .collect(),
+            relays: relay_bases(relays),
             http,
             interval,
         }

@@ -67,10 +67,7 @@ impl Resolver {
     ) -> Self {
         Self {
             store,
-            relays: relays
-                .into_iter()
-                .map(|relay| relay.trim_end_matches('/').to_owned())
-                .collect(),
+            relays: relay_bases(relays),
             http,
             cache: Mutex::new(HashMap::new()),
             cache_size,
@@ -185,6 +182,14 @@ impl Resolver {
         cache.retain(|_, cached| cached.expires > now);
         cache.len()
     }
+}
+
+/// Relay base URLs as keys are appended to them: without a final `/`.
+pub(crate) fn relay_bases(relays: Vec<String>) -> Vec<String> {
+    relays
+        .into_iter()
+        .map(|relay| relay.trim_end_matches('/').to_owned())
+        .collect()
 }
 
 /// `error` and its causes, `: `-separated (reqwest's own message names only
