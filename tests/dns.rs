@@ -356,8 +356,9 @@ fn a_udp_flood_from_one_network_is_rate_limited() {
             full += 1;
         }
     }
-    // The burst spans at most two one-second windows.
-    assert!((20..=40).contains(&full), "{full} full answers");
+    // The burst takes milliseconds to send, and the node answers it within
+    // two one-second windows, three on a loaded machine: 20 a window.
+    assert!((20..=60).contains(&full), "{full} full answers");
     assert!(truncated > 0, "over the limit, some answers are truncated");
     assert!(
         full + truncated < sent as usize,
