@@ -1,5 +1,6 @@
 """Fixtures: a real `alknet serve` on an ephemeral loopback port."""
 
+import asyncio
 import os
 import pathlib
 import signal
@@ -9,6 +10,8 @@ import threading
 import queue
 
 import pytest
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.quic.events import ConnectionTerminated
 
 
 def _binary() -> str:
@@ -69,3 +72,17 @@ def echo_node():
     node = Node("[diagnostics]\necho = true\n")
     yield node
     node.stop()
+
+
+class Recorder(QuicConnectionProtocol):
+    """An aioquic client protocol that remembers how its connection was
+    terminated (the error code the node closed it with)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.terminated: asyncio.Future = asyncio.get_event_loop().create_future()
+
+    def quic_event_received(self, event):
+        if isinstance(event, ConnectionTerminated) and not self.terminated.done():
+            self.terminated.set_result(event)
+        super().quic_event_received(event)

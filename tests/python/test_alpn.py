@@ -7,9 +7,10 @@ import ssl
 
 import pytest
 from aioquic.asyncio import connect
-from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import ConnectionTerminated
+
+from conftest import Recorder
 
 NO_APPLICATION_PROTOCOL = 120
 
@@ -43,19 +44,6 @@ def test_tcp_unknown_alpn_gets_alert_no_application_protocol(echo_node):
     assert "alert no application protocol" in message, failure.value
     # The node keeps serving.
     assert tls_echo(echo_node.port, b"still serving") == b"still serving"
-
-
-class Recorder(QuicConnectionProtocol):
-    """Remembers how the connection was terminated."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.terminated: asyncio.Future = asyncio.get_event_loop().create_future()
-
-    def quic_event_received(self, event):
-        if isinstance(event, ConnectionTerminated) and not self.terminated.done():
-            self.terminated.set_result(event)
-        super().quic_event_received(event)
 
 
 def quic_config(alpns: list[str]) -> QuicConfiguration:

@@ -18,11 +18,10 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 from aioquic.asyncio import connect
-from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import ConnectionTerminated
 
-from conftest import Node, _binary
+from conftest import Node, Recorder, _binary
 
 DOQ_PROTOCOL_ERROR = 0x2
 TIMEOUT = 5
@@ -151,19 +150,6 @@ def test_all_transports_give_identical_answers(dns_node):
 
 
 # DoQ framing, checked with aioquic directly: dnspython always sends id 0.
-
-
-class Recorder(QuicConnectionProtocol):
-    """Remembers how the connection was terminated."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.terminated: asyncio.Future = asyncio.get_event_loop().create_future()
-
-    def quic_event_received(self, event):
-        if isinstance(event, ConnectionTerminated) and not self.terminated.done():
-            self.terminated.set_result(event)
-        super().quic_event_received(event)
 
 
 def doq_config() -> QuicConfiguration:

@@ -19,6 +19,7 @@ pub mod config;
 pub mod doh;
 mod doq;
 mod dot;
+mod durable;
 pub mod locate;
 pub mod ops;
 pub mod packets;

@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
@@ -127,7 +126,7 @@ impl PacketStore {
         let path = self.dir.join(key.to_z32());
         let payload = packet.to_relay_payload();
         let written = path.clone();
-        tokio::task::spawn_blocking(move || write_durably(&written, &payload))
+        tokio::task::spawn_blocking(move || crate::durable::write(&written, &payload))
             .await
             .map_err(|_| PutError::Io {
                 path: path.clone(),
@@ -140,27 +139,4 @@ impl PacketStore {
             .insert(key.to_bytes(), packet);
         Ok(())
     }
-}
-
-fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent()
-        && !dir.exists()
-    {
-        fs::create_dir_all(dir)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
-        }
-    }
-    let temporary = path.with_extension("tmp");
-    let mut file = fs::File::create(&temporary)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    fs::rename(&temporary, path)?;
-    if let Some(dir) = path.parent() {
-        fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }

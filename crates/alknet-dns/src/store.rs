@@ -11,7 +11,6 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -98,23 +97,11 @@ pub struct ZoneStore {
 }
 
 impl ZoneStore {
-    /// Loads each of `origins` from `dir` (created, mode 0700, when there is
-    /// a zone), starting a zone with only an SOA where no file exists yet. Files of zones not
+    /// Loads each of `origins` from `dir` (created, mode 0700, with the first
+    /// zone file: a node without zones leaves no trace), starting a zone
+    /// with only an SOA where no file exists yet. Files of zones not
     /// named are left alone.
     pub fn open(dir: &Path, origins: &[Name]) -> Result<Self, StoreError> {
-        let io = |source| StoreError::Io {
-            path: dir.to_owned(),
-            source,
-        };
-        // A node without zones leaves no trace in its data directory.
-        if !origins.is_empty() {
-            fs::create_dir_all(dir).map_err(io)?;
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io)?;
-            }
-        }
         let mut by_origin = HashMap::new();
         for origin in origins {
             let origin = fqdn(origin).to_lowercase();
@@ -297,20 +284,7 @@ fn write_zone(dir: &Path, zone: &Zone) -> Result<(), StoreError> {
         ));
     }
     let path = file_of(dir, zone.origin());
-    let temporary = path.with_extension("zone.tmp");
-    let io = |path: &Path| {
-        let path = path.to_owned();
-        move |source| StoreError::Io { path, source }
-    };
-    let mut file = fs::File::create(&temporary).map_err(io(&temporary))?;
-    file.write_all(text.as_bytes()).map_err(io(&temporary))?;
-    file.sync_all().map_err(io(&temporary))?;
-    drop(file);
-    fs::rename(&temporary, &path).map_err(io(&path))?;
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(dir))?;
-    Ok(())
+    crate::durable::write(&path, text.as_bytes()).map_err(|source| StoreError::Io { path, source })
 }
 
 /// The record types a value may be given as, by name (`"A"`, `"txt"`).
