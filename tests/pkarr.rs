@@ -3,7 +3,7 @@
 //! PUT — verified, newest wins, durable across `kill -9` — and refuses
 //! forged, stale and future packets; and a second node, given the first as
 //! its relay, publishes there and resolves the first node's `_alknet`
-//! record over DoQ.
+//! record over DoQ; the same through a Mainline DHT testnet on loopback.
 
 use std::path::Path;
 use std::process::Command;
@@ -214,6 +214,160 @@ fn an_upstream_named_by_node_id_alone_is_found_through_pkarr() {
             std::fs::write(data.join("a.pem"), bundle).unwrap();
         },
     );
+    b_reaches_a_by_id_alone(&a, &b, &a_name);
+}
+
+/// The Mainline DHT, offline: a five-node testnet on loopback (mainline's
+/// own), nodes A and B on it with no relay. A publishes its packet there; B
+/// answers A's `_alknet` record over DoQ from the DHT, and reaches A through
+/// an upstream named by A's id alone.
+#[test]
+fn nodes_find_each_other_through_a_loopback_mainline_dht() {
+    let testnet = mainline::Testnet::builder(5)
+        .build()
+        .expect("a loopback DHT testnet");
+    let dht_config = format!(
+        "[dns]\n[pkarr]\ndht = true\ndht_listen = \"127.0.0.1:0\"\ndht_bootstrap = {:?}\n",
+        testnet.bootstrap
+    );
+    let a = NodeProcess::start(&dht_config);
+    let a_name = pkarr_name(&a);
+    assert!(
+        a.stdout
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|line| line.contains("DHT on udp 127.0.0.1:")),
+        "the banner names the DHT socket"
+    );
+    assert!(
+        on_dht(&testnet, &a_name, "_alknet", &a.node_id),
+        "A's packet never reached the DHT: {:?}",
+        a.log()
+    );
+    let b = NodeProcess::start(&format!(
+        "{dht_config}[[upstreams]]\npin = \"{id}\"\nprefix = \"a\"\nexternal = true\n",
+        id = a.node_id,
+    ));
+    let mut txt = String::new();
+    let resolved = eventually_blocking(Duration::from_secs(20), || {
+        txt = kdig_quic(&b, &format!("_alknet.{a_name}"), "TXT");
+        txt.contains(&format!("port={}", a.addr.port()))
+    });
+    assert!(
+        resolved,
+        "B did not resolve A from the DHT: {txt:?} {:?}",
+        b.log()
+    );
+    assert!(txt.contains(&format!("id={}", a.node_id)), "{txt}");
+    b_reaches_a_by_id_alone(&a, &b, &a_name);
+}
+
+/// pkarr's own client (unmodified, `tests/pkarr-client`) against the relay
+/// of node A, which is on a loopback DHT: it publishes a packet and reads it
+/// back; A put it on the DHT, where node B (no relay) finds it; and A's relay
+/// answers it a key that only the DHT knows (B's).
+#[test]
+fn a_stock_pkarr_client_publishes_to_the_relay_and_reads_back() {
+    let testnet = mainline::Testnet::builder(5)
+        .build()
+        .expect("a loopback DHT testnet");
+    let dht_config = format!(
+        "[dns]\n[pkarr]\ndht = true\ndht_listen = \"127.0.0.1:0\"\ndht_bootstrap = {:?}\n",
+        testnet.bootstrap
+    );
+    let a = NodeProcess::start(&dht_config);
+    let relay = format!("https://127.0.0.1:{}/pkarr", a.addr.port());
+    // The client trusts A's certificates through the system roots' variable.
+    let roots = a.data_dir.path().join("roots.pem");
+    let mut bundle = std::fs::read(a.data_dir.path().join("node.crt")).unwrap();
+    bundle.extend(std::fs::read(a.data_dir.path().join("web.crt")).unwrap());
+    std::fs::write(&roots, bundle).unwrap();
+    let client = |args: &[&str]| {
+        let out = Command::new(alknet_e2e::process::pkarr_client())
+            .args(args)
+            .env("SSL_CERT_FILE", &roots)
+            .output()
+            .expect("pkarr-client runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let secret = "42".repeat(32);
+    let (ok, key, err) = client(&["publish", &relay, &secret, "_hello", "from a stock client"]);
+    assert!(ok, "publish failed: {err}");
+    let key = key.trim().to_owned();
+    let (ok, records, err) = client(&["resolve", &relay, &key]);
+    assert!(ok, "resolve failed: {err}");
+    assert_eq!(records.trim(), format!("_hello.{key} from a stock client"));
+    // A forwarded it to the DHT, where B, with no relay, finds it.
+    assert!(
+        on_dht(&testnet, &key, "_hello", "from a stock client"),
+        "A never put the client's packet on the DHT: {:?}",
+        a.log()
+    );
+    let b = NodeProcess::start(&dht_config);
+    let mut txt = String::new();
+    let forwarded = eventually_blocking(Duration::from_secs(30), || {
+        txt = kdig_quic(&b, &format!("_hello.{key}"), "TXT");
+        txt.contains("from a stock client")
+    });
+    assert!(
+        forwarded,
+        "B never found the client's packet on the DHT: {txt:?}"
+    );
+    // B's own packet is on the DHT only; A's relay answers it from there.
+    let b_name = pkarr_name(&b);
+    assert!(
+        on_dht(&testnet, &b_name, "_alknet", &b.node_id),
+        "B never published"
+    );
+    let mut records = String::new();
+    let relayed = eventually_blocking(Duration::from_secs(30), || {
+        let (_, out, _) = client(&["resolve", &relay, &b_name]);
+        records = out;
+        records.contains(&format!("port={}", b.addr.port()))
+    });
+    assert!(
+        relayed,
+        "A's relay never answered B's key from the DHT: {records:?}"
+    );
+    // An unknown key is a 404 the client reports as not found.
+    let (ok, _, err) = client(&["resolve", &relay, &Keypair::random().public_key().to_z32()]);
+    assert!(!ok && err.contains("not found"), "{err}");
+}
+
+/// Whether pkarr's own DHT client finds, within 30 s, the packet of `z32`
+/// on `testnet` with a record `name` whose data holds `text`.
+fn on_dht(testnet: &mainline::Testnet, z32: &str, name: &str, text: &str) -> bool {
+    let key = pkarr::PublicKey::try_from(z32).unwrap();
+    let mut config = pkarr::dht::DhtConfig::default();
+    config.bootstrap = Some(
+        testnet
+            .bootstrap
+            .iter()
+            .map(|node| node.parse().unwrap())
+            .collect(),
+    );
+    config.bind_address = Some(std::net::Ipv4Addr::LOCALHOST);
+    let reader = pkarr::dht::DhtClient::build(config).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    eventually_blocking(Duration::from_secs(30), || {
+        let response = runtime.block_on(reader.resolve(&key, None));
+        response.first().is_some_and(|packet| {
+            packet
+                .resource_records(name)
+                .any(|record| format!("{:?}", record.rdata).contains(text))
+        })
+    })
+}
+
+/// B, whose upstream names A by node id alone, found A: it imported A's
+/// operations (`a/dns/resolve` runs on A), and `alknet resolve` on B prints
+/// where A is.
+fn b_reaches_a_by_id_alone(a: &NodeProcess, b: &NodeProcess, a_name: &str) {
     // B imports A's operations once it found A: `a/dns/resolve` appears.
     let token = b.admin_token();
     let call = |operation: &str, input: &str| {

@@ -28,6 +28,36 @@ pub fn alknet_bin() -> PathBuf {
     bin
 }
 
+/// pkarr's own client behind a small CLI (`tests/pkarr-client`, its own
+/// workspace so its crypto provider stays out of the node): `$ALKNET_PKARR_CLIENT`,
+/// or built into `target/pkarr-client` on first use (tests/run builds it
+/// before the tests run).
+pub fn pkarr_client() -> PathBuf {
+    if let Some(path) = std::env::var_os("ALKNET_PKARR_CLIENT") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test> → target/pkarr-client
+    let target_dir = exe
+        .ancestors()
+        .nth(3)
+        .expect("test binary lives in target/<profile>/deps")
+        .join("pkarr-client");
+    let bin = target_dir.join("debug").join("pkarr-client");
+    if !bin.exists() {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("pkarr-client/Cargo.toml");
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "--locked", "--manifest-path"])
+            .arg(&manifest)
+            .arg("--target-dir")
+            .arg(&target_dir)
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "cannot build {}", manifest.display());
+    }
+    bin
+}
+
 /// Runs `alknet` with `args` to completion.
 pub fn run(args: &[&str]) -> std::process::Output {
     Command::new(alknet_bin())

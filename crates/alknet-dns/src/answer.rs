@@ -617,7 +617,7 @@ mod tests {
             .use_preconfigured_tls(tls)
             .build()
             .unwrap();
-        let resolver = Arc::new(Resolver::new(store, Vec::new(), http, 10));
+        let resolver = Arc::new(Resolver::new(store, Vec::new(), http, None, 10));
         let answerer = Answerer::new(zones).with_pkarr(resolver, Some(keypair.public_key()));
         let z32 = keypair.public_key().to_z32();
 

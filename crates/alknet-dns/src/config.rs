@@ -1,6 +1,6 @@
 //! `[dns]`: which transports answer, the zones, and the bounds.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -162,6 +162,14 @@ pub struct PkarrSection {
     /// Their certificates are checked against the system's roots and
     /// `[import.client] ca_bundle`.
     pub relays: Vec<String>,
+    /// Join the Mainline DHT: publish the node's packet there and resolve
+    /// keys no relay knows from it.
+    pub dht: bool,
+    /// DHT nodes to join through, `host:port`. Empty: mainline's public
+    /// bootstrap nodes.
+    pub dht_bootstrap: Vec<String>,
+    /// The DHT's UDP socket (IPv4). None: port 6881, else any.
+    pub dht_listen: Option<SocketAddrV4>,
     /// The addresses to publish. Empty: the listen address, unless it is
     /// unspecified (`0.0.0.0`, `::`), in which case none.
     pub addresses: Vec<IpAddr>,
@@ -181,6 +189,9 @@ impl Default for PkarrSection {
             publish: true,
             relay: true,
             relays: Vec::new(),
+            dht: false,
+            dht_bootstrap: Vec::new(),
+            dht_listen: None,
             addresses: Vec::new(),
             ttl: 3600,
             republish_secs: 3000,
@@ -203,6 +214,13 @@ relay = true
 # Relays to publish to and to resolve other keys from (base URLs):
 # relays = ["https://relay.example/pkarr"]
 relays = []
+# Join the Mainline DHT: publish there, resolve unknown keys from there.
+dht = false
+# DHT nodes to join through (host:port); empty: mainline's public ones.
+# dht_bootstrap = ["router.bittorrent.com:6881"]
+dht_bootstrap = []
+# The DHT's UDP socket (IPv4); unset: port 6881, else any free port.
+# dht_listen = "0.0.0.0:6881"
 # Addresses to publish; empty: the listen address unless it is 0.0.0.0 or ::.
 addresses = []
 # TTL of the published records, in seconds.
@@ -221,6 +239,17 @@ cache_size = 10000
                 return Err(InvalidKey::new(
                     format!("pkarr.relays[{index}]"),
                     "an http:// or https:// URL",
+                ));
+            }
+        }
+        for (index, node) in self.dht_bootstrap.iter().enumerate() {
+            let port = node
+                .rsplit_once(':')
+                .and_then(|(_, port)| port.parse::<u16>().ok());
+            if port.is_none_or(|port| port == 0) {
+                return Err(InvalidKey::new(
+                    format!("pkarr.dht_bootstrap[{index}]"),
+                    "host:port",
                 ));
             }
         }

@@ -12,10 +12,15 @@
 //!
 //! Zones live in memory ([`zone`]) and on disk as master files ([`store`]),
 //! changed through the call operations `dns/*` ([`ops`]).
+//!
+//! pkarr names (`<z32>.`) are answered from signed packets: the node's own
+//! ([`publish`]), those stock clients PUT to its relay ([`relay`]), and
+//! others' fetched from relays and the Mainline DHT ([`resolver`], [`dht`]).
 #![warn(missing_docs)]
 
 pub mod answer;
 pub mod config;
+pub mod dht;
 pub mod doh;
 mod doq;
 mod dot;
@@ -36,6 +41,7 @@ use std::sync::Arc;
 
 pub use answer::{Answerer, Reply, Transport};
 pub use config::{DnsSection, PkarrSection};
+pub use dht::Dht;
 pub use doq::DoqHandler;
 pub use dot::DotHandler;
 pub use resolver::Resolver;

@@ -17,6 +17,7 @@ use pkarr::dns::Name;
 use pkarr::dns::rdata::TXT;
 use pkarr::{Keypair, SignedPacket};
 
+use crate::dht::Dht;
 use crate::packets::{PacketStore, PutError};
 use crate::relay::MEDIA_TYPE;
 use crate::resolver::{RELAY_TIMEOUT, Resolver, error_chain, relay_bases};
@@ -82,9 +83,9 @@ impl NodeRecord {
 }
 
 /// `service/pkarr-publisher`: signs the node's packet, keeps it in the
-/// node's own store (so its relay and its DNS answer it) and PUTs it to
-/// each configured relay; again before its records expire, and a minute
-/// after a failure.
+/// node's own store (so its relay and its DNS answer it), PUTs it to each
+/// configured relay and puts it on the DHT when the node is on it; again
+/// before its records expire, and a minute after a failure.
 pub struct Publisher {
     keypair: Keypair,
     /// What to publish: known once the node listens (its port, its ALPNs).
@@ -92,6 +93,7 @@ pub struct Publisher {
     store: Arc<PacketStore>,
     relays: Vec<String>,
     http: reqwest::Client,
+    dht: Option<Dht>,
     interval: Duration,
 }
 
@@ -100,6 +102,7 @@ impl std::fmt::Debug for Publisher {
         f.debug_struct("Publisher")
             .field("record", &self.record)
             .field("relays", &self.relays)
+            .field("dht", &self.dht.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -113,6 +116,7 @@ impl Publisher {
         store: Arc<PacketStore>,
         relays: Vec<String>,
         http: reqwest::Client,
+        dht: Option<Dht>,
         interval: Duration,
     ) -> Self {
         Self {
@@ -121,6 +125,7 @@ impl Publisher {
             store,
             relays: relay_bases(relays),
             http,
+            dht,
             interval,
         }
     }
@@ -140,9 +145,19 @@ impl Publisher {
         }
     }
 
-    /// PUTs `packet` to every relay; true when all took it.
+    /// PUTs `packet` to every relay and puts it on the DHT; true when all
+    /// took it.
     async fn publish_remotely(&self, packet: &SignedPacket) -> bool {
         let mut all = true;
+        if let Some(dht) = &self.dht {
+            match dht.publish(packet).await {
+                Ok(nodes) => tracing::debug!(nodes, "pkarr packet put on the DHT"),
+                Err(error) => {
+                    all = false;
+                    tracing::warn!("the DHT did not take the node's pkarr packet: {error}");
+                }
+            }
+        }
         for relay in &self.relays {
             let url = format!("{relay}/{}", self.z32());
             let sent = self

@@ -4,9 +4,12 @@
 //! `PUT /pkarr/<z32>` with the relay payload (64-byte signature, 8-byte
 //! timestamp, DNS packet: at most 1,072 bytes) stores it when the signature
 //! verifies for that key and it is newer than the stored packet (409
-//! otherwise); `GET /pkarr/<z32>` returns the stored payload with
-//! `Cache-Control: max-age` from its TTL, or 404. No token is needed: a
-//! packet is its own authorization.
+//! otherwise), and when the node is on the Mainline DHT puts it there too
+//! ([`MAX_FORWARDS`] at once; past that the packet is stored only).
+//! `GET /pkarr/<z32>` returns the stored payload, else the one the DHT has
+//! (never another relay's: two relays naming each other must not loop),
+//! with `Cache-Control: max-age` from its TTL, or 404. No token is needed:
+//! a packet is its own authorization.
 
 use std::sync::Arc;
 
@@ -15,9 +18,12 @@ use axum::body::Body;
 use axum::extract::{Path, Request};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use pkarr::{PublicKey, SignedPacket};
+use pkarr::{PublicKey, SignedPacket, Timestamp};
 
-use crate::packets::{PacketStore, PutError};
+use tokio::sync::Semaphore;
+
+use crate::packets::PutError;
+use crate::resolver::{ResolveError, Resolver};
 
 /// The route's prefix.
 pub const PREFIX: &str = "/pkarr/";
@@ -26,18 +32,28 @@ pub const MEDIA_TYPE: &str = "application/pkarr.org/relays#payload";
 /// The largest payload: signature, timestamp and a 1000-byte packet.
 pub const MAX_PAYLOAD: usize = 64 + 8 + 1000;
 
-/// The `/pkarr/{key}` route over `store`.
-pub fn route(store: Arc<PacketStore>) -> ExtraRoute {
+/// Packets being put on the DHT for relay clients at once.
+pub const MAX_FORWARDS: usize = 16;
+
+/// The `/pkarr/{key}` route over the resolver's store (and its DHT).
+pub fn route(resolver: Arc<Resolver>) -> ExtraRoute {
+    let forwards = Arc::new(Semaphore::new(MAX_FORWARDS));
     ExtraRoute {
         path: format!("{PREFIX}{{key}}"),
         route: axum::routing::any(move |Path(key): Path<String>, request: Request| {
-            let store = store.clone();
-            async move { serve(&store, &key, request).await }
+            let resolver = resolver.clone();
+            let forwards = forwards.clone();
+            async move { serve(&resolver, &forwards, &key, request).await }
         }),
     }
 }
 
-async fn serve(store: &PacketStore, key: &str, request: Request) -> Response {
+async fn serve(
+    resolver: &Resolver,
+    forwards: &Arc<Semaphore>,
+    key: &str,
+    request: Request,
+) -> Response {
     let Ok(key) = PublicKey::try_from(key) else {
         return problem(
             StatusCode::BAD_REQUEST,
@@ -45,24 +61,13 @@ async fn serve(store: &PacketStore, key: &str, request: Request) -> Response {
         );
     };
     match *request.method() {
-        Method::GET | Method::HEAD => match store.get(&key) {
-            Some(packet) => {
-                let max_age = packet.ttl(pkarr::DEFAULT_MINIMUM_TTL, pkarr::DEFAULT_MAXIMUM_TTL);
-                let cache = format!("public, max-age={max_age}");
-                (
-                    [
-                        (header::CONTENT_TYPE, HeaderValue::from_static(MEDIA_TYPE)),
-                        (
-                            header::CACHE_CONTROL,
-                            HeaderValue::from_str(&cache)
-                                .unwrap_or(HeaderValue::from_static("no-store")),
-                        ),
-                    ],
-                    Body::from(packet.to_relay_payload()),
-                )
-                    .into_response()
+        Method::GET | Method::HEAD => match resolver.resolve_on_dht(&key).await {
+            Ok(Some(packet)) => stored(&packet, &request),
+            Ok(None) => problem(StatusCode::NOT_FOUND, "no packet for this key"),
+            Err(error @ ResolveError::Busy) => {
+                problem(StatusCode::SERVICE_UNAVAILABLE, &error.to_string())
             }
-            None => problem(StatusCode::NOT_FOUND, "no packet for this key"),
+            Err(error) => problem(StatusCode::BAD_GATEWAY, &error.to_string()),
         },
         Method::PUT => {
             let body = match axum::body::to_bytes(request.into_body(), MAX_PAYLOAD).await {
@@ -83,8 +88,11 @@ async fn serve(store: &PacketStore, key: &str, request: Request) -> Response {
                     );
                 }
             };
-            match store.put(packet).await {
-                Ok(()) => StatusCode::NO_CONTENT.into_response(),
+            match resolver.store().put(packet.clone()).await {
+                Ok(()) => {
+                    forward_to_dht(resolver, forwards, packet);
+                    StatusCode::NO_CONTENT.into_response()
+                }
                 Err(error @ PutError::NotNewer) => {
                     problem(StatusCode::CONFLICT, &error.to_string())
                 }
@@ -111,6 +119,61 @@ async fn serve(store: &PacketStore, key: &str, request: Request) -> Response {
             response
         }
     }
+}
+
+/// The relay payload of `packet`, with `Cache-Control: max-age` from its
+/// TTL and `Last-Modified` from its timestamp; 304 when the client's
+/// `If-Modified-Since` is not older (what pkarr's client sends for a packet
+/// it caches).
+fn stored(packet: &SignedPacket, request: &Request) -> Response {
+    let modified = packet.timestamp();
+    let not_newer = request
+        .headers()
+        .get(header::IF_MODIFIED_SINCE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| Timestamp::parse_http_date(value).ok())
+        // HTTP dates count whole seconds.
+        .is_some_and(|since| modified.as_u64() / 1_000_000 <= since.as_u64() / 1_000_000);
+    let max_age = packet.ttl(pkarr::DEFAULT_MINIMUM_TTL, pkarr::DEFAULT_MAXIMUM_TTL);
+    let headers = [
+        (
+            header::CACHE_CONTROL,
+            HeaderValue::from_str(&format!("public, max-age={max_age}"))
+                .unwrap_or(HeaderValue::from_static("no-store")),
+        ),
+        (
+            header::LAST_MODIFIED,
+            HeaderValue::from_str(&modified.format_http_date())
+                .unwrap_or(HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT")),
+        ),
+    ];
+    if not_newer {
+        return (StatusCode::NOT_MODIFIED, headers).into_response();
+    }
+    (
+        headers,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(MEDIA_TYPE))],
+        Body::from(packet.to_relay_payload()),
+    )
+        .into_response()
+}
+
+/// Puts a stored client packet on the DHT in the background, when the node
+/// is on it and a forwarding slot is free.
+fn forward_to_dht(resolver: &Resolver, forwards: &Arc<Semaphore>, packet: SignedPacket) {
+    let Some(dht) = resolver.dht().cloned() else {
+        return;
+    };
+    let Ok(slot) = forwards.clone().try_acquire_owned() else {
+        tracing::debug!(key = %packet.public_key().to_z32(), "DHT forwarding busy: packet stored only");
+        return;
+    };
+    tokio::spawn(async move {
+        let _slot = slot;
+        if let Err(error) = dht.publish(&packet).await {
+            tracing::debug!(key = %packet.public_key().to_z32(), "relay packet not put on the DHT: {error}");
+        }
+    });
 }
 
 fn problem(status: StatusCode, detail: &str) -> Response {

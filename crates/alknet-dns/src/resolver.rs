@@ -1,13 +1,14 @@
 //! Finding the signed packet of any pkarr key: the node's own store first
 //! (its own packet, and what clients published to its relay), then a cache,
-//! then the configured relays, asked at once; the newest valid answer wins.
+//! then the configured relays and the Mainline DHT, asked at once; the
+//! newest valid answer wins.
 //!
 //! Every bound is explicit: the cache holds at most `cache_size` keys,
 //! each for its packet's TTL (a miss for a minute), at most
 //! [`MAX_FETCHES`] fetches run at once (more fail at once: SERVFAIL rather
 //! than a queue an attacker can fill with random keys), a relay has
 //! [`RELAY_TIMEOUT`] to answer and [`MAX_PAYLOAD`](crate::relay::MAX_PAYLOAD)
-//! bytes to answer with.
+//! bytes to answer with, the DHT [`DHT_TIMEOUT`](crate::dht::DHT_TIMEOUT).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -17,6 +18,7 @@ use futures::future::join_all;
 use pkarr::{PublicKey, SignedPacket};
 use tokio::sync::Semaphore;
 
+use crate::dht::Dht;
 use crate::packets::PacketStore;
 use crate::relay::MAX_PAYLOAD;
 
@@ -34,8 +36,8 @@ pub enum ResolveError {
     /// Every fetch slot is taken.
     #[error("too many pkarr lookups in progress")]
     Busy,
-    /// No relay answered, and none is configured to.
-    #[error("no relay answered")]
+    /// Neither a relay nor the DHT answered.
+    #[error("no relay and no DHT node answered")]
     Unreachable,
 }
 
@@ -51,6 +53,7 @@ pub struct Resolver {
     store: Arc<PacketStore>,
     relays: Vec<String>,
     http: reqwest::Client,
+    dht: Option<Dht>,
     cache: Mutex<HashMap<[u8; 32], Cached>>,
     cache_size: usize,
     fetches: Semaphore,
@@ -58,21 +61,33 @@ pub struct Resolver {
 
 impl Resolver {
     /// A resolver over `store`, asking `relays` (base URLs, the key is
-    /// appended) with `http`.
+    /// appended) with `http`, and `dht` when the node is on it.
     pub fn new(
         store: Arc<PacketStore>,
         relays: Vec<String>,
         http: reqwest::Client,
+        dht: Option<Dht>,
         cache_size: usize,
     ) -> Self {
         Self {
             store,
             relays: relay_bases(relays),
             http,
+            dht,
             cache: Mutex::new(HashMap::new()),
             cache_size,
             fetches: Semaphore::new(MAX_FETCHES),
         }
+    }
+
+    /// The packets the node stores: its own and its relay clients'.
+    pub fn store(&self) -> &Arc<PacketStore> {
+        &self.store
+    }
+
+    /// The DHT, when the node is on it.
+    pub fn dht(&self) -> Option<&Dht> {
+        self.dht.as_ref()
     }
 
     /// The packet of `key` if it is known without asking anyone: stored, or
@@ -86,16 +101,46 @@ impl Resolver {
         (cached.expires > Instant::now()).then(|| cached.packet.clone())
     }
 
-    /// The packet of `key`: stored, cached, or fetched from the relays.
+    /// The packet of `key`: stored, cached, or fetched from the relays and
+    /// the DHT.
     pub async fn resolve(&self, key: &PublicKey) -> Result<Option<SignedPacket>, ResolveError> {
+        self.resolve_from(key, true).await
+    }
+
+    /// The packet of `key`: stored, cached, or fetched from the DHT only.
+    /// What the node's relay answers for keys it does not store: never
+    /// another relay, so two relays that name each other cannot loop.
+    pub async fn resolve_on_dht(
+        &self,
+        key: &PublicKey,
+    ) -> Result<Option<SignedPacket>, ResolveError> {
+        self.resolve_from(key, false).await
+    }
+
+    async fn resolve_from(
+        &self,
+        key: &PublicKey,
+        with_relays: bool,
+    ) -> Result<Option<SignedPacket>, ResolveError> {
         if let Some(known) = self.known(key) {
             return Ok(known);
         }
-        if self.relays.is_empty() {
+        let relays: &[String] = if with_relays { &self.relays } else { &[] };
+        if relays.is_empty() && self.dht.is_none() {
             return Ok(None);
         }
         let _slot = self.fetches.try_acquire().map_err(|_| ResolveError::Busy)?;
-        let answers = join_all(self.relays.iter().map(|relay| self.fetch(relay, key))).await;
+        let from_dht = async {
+            match &self.dht {
+                Some(dht) => Some(dht.resolve(key).await),
+                None => None,
+            }
+        };
+        let (mut answers, from_dht) = tokio::join!(
+            join_all(relays.iter().map(|relay| self.fetch(relay, key))),
+            from_dht
+        );
+        answers.extend(from_dht);
         let reached = answers.iter().any(Result::is_ok);
         let newest = answers
             .into_iter()
@@ -105,7 +150,11 @@ impl Resolver {
         if !reached {
             return Err(ResolveError::Unreachable);
         }
-        self.remember(key, newest.clone());
+        // A miss is remembered only when every source was asked: the
+        // relays a DHT-only lookup skipped may still know the key.
+        if newest.is_some() || relays.len() == self.relays.len() {
+            self.remember(key, newest.clone());
+        }
         Ok(newest)
     }
 

@@ -2,7 +2,7 @@
 //! scripts and supervisors that start a node and need its address, its id
 //! and (on a first start) its admin token without parsing the text.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, SocketAddrV4};
 use std::path::Path;
 
 use serde_json::json;
@@ -75,6 +75,8 @@ pub struct Pkarr {
     pub relay: bool,
     /// How many relays it publishes to and resolves from.
     pub relays: usize,
+    /// The DHT socket, when the node is on the Mainline DHT.
+    pub dht: Option<SocketAddrV4>,
 }
 
 impl Pkarr {
@@ -88,6 +90,9 @@ impl Pkarr {
             parts.push("relay /pkarr/<z32>".to_owned());
         }
         parts.push(format!("{} upstream relay(s)", self.relays));
+        if let Some(dht) = self.dht {
+            parts.push(format!("DHT on udp {dht}"));
+        }
         format!("pkarr: {}", parts.join(", "))
     }
 }
@@ -158,6 +163,7 @@ pub fn print_json(facts: &Facts<'_>) -> anyhow::Result<()> {
                 "publish": pkarr.publish,
                 "relay": pkarr.relay,
                 "relays": pkarr.relays,
+                "dht": pkarr.dht.map(|addr| addr.to_string()),
             })),
         })),
         "admin_token": facts.admin_token,

@@ -310,7 +310,7 @@ async fn serve(
         extra_routes.extend(
             pkarr
                 .iter()
-                .map(|parts| alknet_dns::relay::route(parts.packets.clone())),
+                .map(|parts| alknet_dns::relay::route(parts.resolver.clone())),
         );
     }
     let http = http_section.enabled.then(|| {
@@ -442,6 +442,10 @@ async fn serve(
             ttl: pkarr_section.ttl,
         }));
     }
+    let dht_addr = match pkarr.as_ref().and_then(|parts| parts.dht.as_ref()) {
+        Some(dht) => Some(dht.local_addr().await),
+        None => None,
+    };
     let dns_banner = dns.as_ref().map(|dns| crate::banner::Dns {
         zones: dns
             .section()
@@ -457,6 +461,7 @@ async fn serve(
             publish: pkarr_section.publish,
             relay: pkarr_section.relay && http_section.enabled,
             relays: pkarr_section.relays.len(),
+            dht: dht_addr,
         }),
     });
     if let Some(admin_token) = &json_banner {
@@ -545,15 +550,16 @@ async fn serve(
     }
 }
 
-/// The pkarr side of DNS: the packet store (the relay's and the node's own
-/// packet), the resolver, and the publisher with the channel that hands it
-/// the node's record once the node listens.
+/// The pkarr side of DNS: the resolver (over the packet store, which holds
+/// the relay's packets and the node's own, and the DHT when the node is on
+/// it), and the publisher with the channel that hands it the node's record
+/// once the node listens.
 struct PkarrParts {
-    packets: Arc<alknet_dns::packets::PacketStore>,
     resolver: Arc<alknet_dns::Resolver>,
     own: pkarr::PublicKey,
     publisher: Option<Publisher>,
     record: tokio::sync::watch::Sender<Option<NodeRecord>>,
+    dht: Option<alknet_dns::Dht>,
 }
 
 fn pkarr_parts(
@@ -572,10 +578,16 @@ fn pkarr_parts(
     // Relays are checked against the system roots and [import.client]
     // ca_bundle, like every other outbound HTTPS request of the node.
     let http = outbound.raw_client(false);
+    let dht = section
+        .dht
+        .then(|| alknet_dns::Dht::start(&section.dht_bootstrap, section.dht_listen))
+        .transpose()
+        .context("cannot join the Mainline DHT ([pkarr] dht)")?;
     let resolver = Arc::new(alknet_dns::Resolver::new(
         packets.clone(),
         section.relays.clone(),
         http.clone(),
+        dht.clone(),
         section.cache_size,
     ));
     let (record, waiting) = tokio::sync::watch::channel(None);
@@ -586,15 +598,16 @@ fn pkarr_parts(
             packets.clone(),
             section.relays.clone(),
             http,
+            dht.clone(),
             std::time::Duration::from_secs(section.republish_secs),
         )
     });
     Ok(PkarrParts {
-        packets,
         resolver,
         own: pkarr::Keypair::from_secret_key(&node_key.seed()).public_key(),
         publisher,
         record,
+        dht,
     })
 }
 
