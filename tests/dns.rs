@@ -508,6 +508,53 @@ fn dot_pipelines_answers_formerr_on_garbage_and_closes_idle_streams() {
     });
 }
 
+/// Stub resolvers (systemd-resolved, dnsperf) offer no ALPN, which on the
+/// node's port means HTTP: `[dns] dot_listen` serves them DNS over TLS, and
+/// closes a client that asked for another protocol there.
+#[test]
+fn dot_listen_serves_tls_clients_that_offer_no_alpn() {
+    let dns = DnsNode::start("dot_listen = \"127.0.0.1:0\"");
+    dns.set("www.example.net", "A", &["192.0.2.1"], 300);
+    let dot: SocketAddr = dns
+        .node
+        .stdout
+        .lock()
+        .unwrap()
+        .iter()
+        .find_map(|line| {
+            let rest = line.split("DoT for any TLS client on ").nth(1)?;
+            rest.split([',', ';']).next()?.parse().ok()
+        })
+        .expect("the banner names the DoT address");
+    dns.runtime.block_on(async {
+        for (id, alpns) in [(21u16, &[][..]), (22, &["dot"][..])] {
+            let mut stream = tls_connect(dot, alpns).await.unwrap();
+            stream
+                .write_all(&framed(&query("www.example.net.", RecordType::A, id)))
+                .await
+                .unwrap();
+            let mut length = [0u8; 2];
+            stream.read_exact(&mut length).await.unwrap();
+            let mut message = vec![0u8; usize::from(u16::from_be_bytes(length))];
+            stream.read_exact(&mut message).await.unwrap();
+            let reply = Message::from_vec(&message).unwrap();
+            assert_eq!(reply.metadata.id, id, "offering {alpns:?}");
+            assert_eq!(reply.answers.len(), 1, "offering {alpns:?}: {reply:?}");
+        }
+        // A client that wants HTTP/2 is at the wrong port: closed unanswered.
+        let mut stream = tls_connect(dot, &["h2"]).await.unwrap();
+        let _ = stream
+            .write_all(&framed(&query("www.example.net.", RecordType::A, 23)))
+            .await;
+        let mut rest = Vec::new();
+        let read =
+            tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest)).await;
+        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?} {rest:?}");
+    });
+    let tree = dns.call("admin/tree", json!({})).unwrap().to_string();
+    assert!(tree.contains("listener/tls"), "{tree}");
+}
+
 #[test]
 fn the_tree_shows_the_dns_protocols_and_services() {
     let dns = DnsNode::start("");

@@ -223,13 +223,7 @@ fn an_upstream_named_by_node_id_alone_is_found_through_pkarr() {
 /// an upstream named by A's id alone.
 #[test]
 fn nodes_find_each_other_through_a_loopback_mainline_dht() {
-    let testnet = mainline::Testnet::builder(5)
-        .build()
-        .expect("a loopback DHT testnet");
-    let dht_config = format!(
-        "[dns]\n[pkarr]\ndht = true\ndht_listen = \"127.0.0.1:0\"\ndht_bootstrap = {:?}\n",
-        testnet.bootstrap
-    );
+    let (testnet, dht_config) = loopback_dht();
     let a = NodeProcess::start(&dht_config);
     let a_name = pkarr_name(&a);
     assert!(
@@ -269,13 +263,7 @@ fn nodes_find_each_other_through_a_loopback_mainline_dht() {
 /// answers it a key that only the DHT knows (B's).
 #[test]
 fn a_stock_pkarr_client_publishes_to_the_relay_and_reads_back() {
-    let testnet = mainline::Testnet::builder(5)
-        .build()
-        .expect("a loopback DHT testnet");
-    let dht_config = format!(
-        "[dns]\n[pkarr]\ndht = true\ndht_listen = \"127.0.0.1:0\"\ndht_bootstrap = {:?}\n",
-        testnet.bootstrap
-    );
+    let (testnet, dht_config) = loopback_dht();
     let a = NodeProcess::start(&dht_config);
     let relay = format!("https://127.0.0.1:{}/pkarr", a.addr.port());
     // The client trusts A's certificates through the system roots' variable.
@@ -337,6 +325,19 @@ fn a_stock_pkarr_client_publishes_to_the_relay_and_reads_back() {
     // An unknown key is a 404 the client reports as not found.
     let (ok, _, err) = client(&["resolve", &relay, &Keypair::random().public_key().to_z32()]);
     assert!(!ok && err.contains("not found"), "{err}");
+}
+
+/// A five-node Mainline testnet on loopback (mainline's own), and the
+/// configuration of a node on it with no relay.
+fn loopback_dht() -> (mainline::Testnet, String) {
+    let testnet = mainline::Testnet::builder(5)
+        .build()
+        .expect("a loopback DHT testnet");
+    let config = format!(
+        "[dns]\n[pkarr]\ndht = true\ndht_listen = \"127.0.0.1:0\"\ndht_bootstrap = {:?}\n",
+        testnet.bootstrap
+    );
+    (testnet, config)
 }
 
 /// Whether pkarr's own DHT client finds, within 30 s, the packet of `z32`

@@ -1,6 +1,8 @@
 //! The two listeners: QUIC on UDP and TLS on TCP, same port number; and the
-//! plain TCP listeners a protocol may ask for on addresses of their own
-//! (`[ssh] listen`, for clients that cannot use a proxy command).
+//! TCP listeners a protocol may ask for on addresses of their own: plain
+//! (`[ssh] listen`, for clients that cannot use a proxy command) or TLS for
+//! one protocol whatever ALPN the client offers (`[dns] dot_listen`, for
+//! stub resolvers that offer none).
 //!
 //! A listener accepts, runs the TLS handshake far enough to know the ALPN and
 //! the client certificate (each handshake in its own task, bounded by the
@@ -33,7 +35,7 @@ use crate::state::NodeState;
 pub(crate) enum ListenerKind {
     Quic,
     Tcp,
-    /// The plain TCP listener at this index of [`NodeState::plain`].
+    /// The listener of its own at this index of [`NodeState::plain`].
     Plain(usize),
 }
 
@@ -73,9 +75,15 @@ impl Actor for Listener {
         myself: ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
+        let name = match args.kind {
+            ListenerKind::Plain(index) if args.node.plain.get(index).is_some_and(|p| p.tls) => {
+                "listener/tls"
+            }
+            kind => kind.name(),
+        };
         let registration = args.node.directory.register(
             myself.get_id(),
-            ActorInfo::new(args.kind.name(), ActorKind::Listener, args.restarts),
+            ActorInfo::new(name, ActorKind::Listener, args.restarts),
         );
         let node = args.node.clone();
         let accept_loop = match args.kind {
@@ -207,22 +215,11 @@ async fn accept_tcp(node: Arc<NodeState>) {
                 if node.is_shutting_down() {
                     continue;
                 }
-                // A real client's ClientHello is often here already (always
-                // when this loop lags behind a flood): such a handshake must
-                // not be taken for a silent one and evicted.
-                let progress = if has_spoken(&stream) {
-                    Progress::Answered
-                } else {
-                    Progress::Silent
-                };
-                let admitted = pending.admit(progress);
-                if admitted.evicted_one {
-                    log_eviction(ListenerKind::Tcp, &pending);
-                }
+                let slot = admit_handshake(&stream, &pending, ListenerKind::Tcp);
                 let _ = stream.set_nodelay(true);
                 let node = node.clone();
                 tokio::spawn(async move {
-                    handshake_tcp(node, stream, remote, admitted.slot).await;
+                    handshake_tcp(node, stream, remote, slot, None).await;
                 });
             }
             Err(error) => {
@@ -240,11 +237,13 @@ async fn accept_tcp(node: Arc<NodeState>) {
 /// A plain listener has no handshake: each accepted stream is a connection of
 /// its one protocol at once, admitted under the same caps as any other. The
 /// protocol bounds what an unauthenticated peer may do (SSH: a login grace
-/// time), as it does for its TLS connections.
+/// time), as it does for its TLS connections. A TLS one runs the handshake
+/// as the node's port does, then hands over its one protocol's connection.
 async fn accept_plain(node: Arc<NodeState>, index: usize) {
     let Some(plain) = node.plain.get(index) else {
         return;
     };
+    let pending = node.pending_handshakes[1].clone();
     loop {
         match plain.listener.accept().await {
             Ok((stream, remote)) => {
@@ -252,6 +251,15 @@ async fn accept_plain(node: Arc<NodeState>, index: usize) {
                     continue;
                 }
                 let _ = stream.set_nodelay(true);
+                if plain.tls {
+                    let slot = admit_handshake(&stream, &pending, ListenerKind::Plain(index));
+                    let node = node.clone();
+                    let alpn = plain.alpn.clone();
+                    tokio::spawn(async move {
+                        handshake_tcp(node, stream, remote, slot, Some(alpn)).await;
+                    });
+                    continue;
+                }
                 node.dispatch(Connection::from_stream(
                     stream,
                     plain.alpn.clone(),
@@ -270,6 +278,28 @@ async fn accept_plain(node: Arc<NodeState>, index: usize) {
     }
 }
 
+/// A place in `pending` for `stream`'s TLS handshake, evicting the oldest
+/// (silent ones first) when the table is full.
+fn admit_handshake(
+    stream: &tokio::net::TcpStream,
+    pending: &Arc<PendingHandshakes>,
+    kind: ListenerKind,
+) -> Slot {
+    // A real client's ClientHello is often here already (always when the
+    // accept loop lags behind a flood): such a handshake must not be taken
+    // for a silent one and evicted.
+    let progress = if has_spoken(stream) {
+        Progress::Answered
+    } else {
+        Progress::Silent
+    };
+    let admitted = pending.admit(progress);
+    if admitted.evicted_one {
+        log_eviction(kind, pending);
+    }
+    admitted.slot
+}
+
 /// Whether the peer has sent anything yet, without waiting for it or
 /// consuming it (the socket is non-blocking).
 fn has_spoken(stream: &tokio::net::TcpStream) -> bool {
@@ -277,11 +307,14 @@ fn has_spoken(stream: &tokio::net::TcpStream) -> bool {
     matches!(socket2::SockRef::from(stream).peek(&mut first), Ok(read) if read > 0)
 }
 
+/// The TLS handshake of a TCP connection, then its dispatch: to the protocol
+/// of the negotiated ALPN, or to `dedicated`'s on a listener of its own.
 async fn handshake_tcp(
     node: Arc<NodeState>,
     stream: tokio::net::TcpStream,
     remote: std::net::SocketAddr,
     slot: Slot,
+    dedicated: Option<Alpn>,
 ) {
     let timeout = node.config.limits.handshake_timeout;
     let handshake = async {
@@ -317,10 +350,19 @@ async fn handshake_tcp(
     let peer = session
         .peer_certificates()
         .and_then(|chain| chain.first().map(|leaf| Fingerprint::of_certificate(leaf)));
-    // docs/protocol.md §2 rule 4: a client that offers no ALPN is served by
-    // the protocol that claims such clients, if one does.
-    let Some(alpn) = negotiated.or_else(|| node.without_alpn.clone()) else {
-        tracing::debug!(%remote, "TLS client sent no ALPN; closing");
+    let chosen = match dedicated {
+        // A listener of its own serves its protocol to clients that offered
+        // its ALPN or none; one that wanted another is at the wrong port.
+        Some(alpn) => negotiated
+            .as_ref()
+            .is_none_or(|n| *n == alpn)
+            .then_some(alpn),
+        // docs/protocol.md §2 rule 4: a client that offers no ALPN is served
+        // by the protocol that claims such clients, if one does.
+        None => negotiated.or_else(|| node.without_alpn.clone()),
+    };
+    let Some(alpn) = chosen else {
+        tracing::debug!(%remote, "no protocol here for the TLS client's ALPN; closing");
         let mut tls = tls;
         let _ = tokio::io::AsyncWriteExt::shutdown(&mut tls).await;
         return;

@@ -47,7 +47,8 @@ pub struct NodeBuilder {
     tls: ServerIdentity,
     identities: Arc<dyn IdentityProvider>,
     handlers: Vec<ErasedHandler>,
-    plain: Vec<(&'static str, std::net::TcpListener)>,
+    /// Listeners of their own: ALPN, socket, and whether TLS runs on it.
+    plain: Vec<(&'static str, std::net::TcpListener, bool)>,
     services: Vec<ErasedService>,
 }
 
@@ -77,7 +78,18 @@ impl NodeBuilder {
     /// binds the socket, so an address in use is reported before anything
     /// starts.
     pub fn plain_listener(mut self, alpn: &'static str, listener: std::net::TcpListener) -> Self {
-        self.plain.push((alpn, listener));
+        self.plain.push((alpn, listener, false));
+        self
+    }
+
+    /// Also accepts TCP+TLS connections on `listener`, each a connection of
+    /// the protocol serving `alpn` whether the client offered that ALPN or
+    /// none (a client offering only others is closed after the handshake),
+    /// under that protocol's supervisor and caps. For protocols whose stock
+    /// clients send no ALPN to a port of their own (DNS over TLS on 853).
+    /// Handshakes are bounded as on the node's port, in its TCP table.
+    pub fn tls_listener(mut self, alpn: &'static str, listener: std::net::TcpListener) -> Self {
+        self.plain.push((alpn, listener, true));
         self
     }
 
@@ -88,6 +100,16 @@ impl NodeBuilder {
     ) -> Self {
         listeners.into_iter().fold(self, |node, (alpn, listener)| {
             node.plain_listener(alpn, listener)
+        })
+    }
+
+    /// Adds each of `listeners`, as [`Self::tls_listener`].
+    pub fn tls_listeners(
+        self,
+        listeners: impl IntoIterator<Item = (&'static str, std::net::TcpListener)>,
+    ) -> Self {
+        listeners.into_iter().fold(self, |node, (alpn, listener)| {
+            node.tls_listener(alpn, listener)
         })
     }
 
@@ -118,7 +140,7 @@ impl NodeBuilder {
         let protocols = Registrations::of(&config, handlers)?;
         let plain = plain
             .into_iter()
-            .map(|(alpn, listener)| plain_socket(&protocols, alpn, listener))
+            .map(|(alpn, listener, tls)| plain_socket(&protocols, alpn, listener, tls))
             .collect::<Result<Vec<_>, _>>()?;
         let identity = identity.presenting_the_node_to(&protocols.node_key);
         let quic_config = tls::quic_server_config(&identity, &protocols.quic)?;
@@ -192,6 +214,7 @@ fn plain_socket(
     protocols: &Registrations,
     alpn: &'static str,
     listener: std::net::TcpListener,
+    tls: bool,
 ) -> Result<PlainSocket, StartError> {
     let alpn = Alpn::new(alpn);
     if !protocols.by_alpn.contains_key(&alpn) {
@@ -203,7 +226,11 @@ fn plain_socket(
     let bind_error = |source| StartError::Bind { addr, source };
     listener.set_nonblocking(true).map_err(bind_error)?;
     let listener = tokio::net::TcpListener::from_std(listener).map_err(bind_error)?;
-    Ok(PlainSocket { alpn, listener })
+    Ok(PlainSocket {
+        alpn,
+        listener,
+        tls,
+    })
 }
 
 /// The registered protocols, checked, and the ALPN lists the listeners need.

@@ -60,10 +60,12 @@ pub(crate) struct NodeParts {
     pub(crate) shutdown_requests: mpsc::UnboundedSender<ShutdownReason>,
 }
 
-/// A plain TCP listener and the protocol its connections are.
+/// A TCP listener of its own and the protocol its connections are: plain
+/// (no TLS), or TLS whatever ALPN the client offers, if any.
 pub(crate) struct PlainSocket {
     pub(crate) alpn: Alpn,
     pub(crate) listener: tokio::net::TcpListener,
+    pub(crate) tls: bool,
 }
 
 impl NodeState {

@@ -6,6 +6,7 @@
 mod calls;
 mod chaos;
 mod connect;
+mod dns;
 mod gateway;
 mod git;
 mod openssh;
@@ -80,6 +81,14 @@ enum Bench {
     /// listener and over QUIC) and over `git daemon` (git://) and OpenSSH
     /// `sshd`: wall time and server CPU per operation.
     Git(git::Args),
+    /// Debian's `dnsperf` (UDP, TCP, DoT) and a DoQ client against
+    /// alknet's DNS, hickory-dns and Knot (`knotd`) answering one zone,
+    /// beside a floor server that does no DNS work: queries per second, p99
+    /// and server CPU per query.
+    Dns(dns::Args),
+    /// The floor server of `dns`: answers every query with itself.
+    #[command(hide = true)]
+    DnsFloor(dns::FloorArgs),
     /// The child process of `ws-memory`, which holds the sessions open.
     #[command(hide = true)]
     WsMemoryClient(websocket::ClientArgs),
@@ -101,6 +110,8 @@ fn main() -> anyhow::Result<()> {
         Bench::Ssh(args) => runtime.block_on(ssh::run(args)),
         Bench::Sftp(args) => runtime.block_on(sftp::run(args)),
         Bench::Git(args) => runtime.block_on(git::run(args)),
+        Bench::Dns(args) => runtime.block_on(dns::run(args)),
+        Bench::DnsFloor(args) => runtime.block_on(dns::floor(args)),
         Bench::WsMemoryClient(args) => runtime.block_on(websocket::client(args)),
     }
 }

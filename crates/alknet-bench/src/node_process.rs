@@ -31,8 +31,19 @@ impl NodeProcess {
     /// Writes `config_toml` as the data directory's `alknet.toml`, starts
     /// `bin serve` and returns once its banner says it serves.
     pub fn start(bin: &Path, config_toml: &str) -> anyhow::Result<Self> {
+        Self::start_with_setup(bin, config_toml, |_| Ok(()))
+    }
+
+    /// [`Self::start`], with `setup` run on the data directory first (to
+    /// put files where the node reads them at start, such as zone files).
+    pub fn start_with_setup(
+        bin: &Path,
+        config_toml: &str,
+        setup: impl FnOnce(&Path) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Self> {
         let data_dir = tempfile::tempdir()?;
         std::fs::write(data_dir.path().join("alknet.toml"), config_toml)?;
+        setup(data_dir.path())?;
         let mut child = Command::new(bin)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir.path())

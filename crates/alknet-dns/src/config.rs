@@ -17,6 +17,11 @@ pub struct DnsSection {
     pub enabled: bool,
     /// Also answer plain DNS on UDP and TCP at this address. Off unless set.
     pub listen: Option<SocketAddr>,
+    /// Also answer DNS over TLS at this address, to every TLS client (on the
+    /// node's port DoT needs the ALPN `dot`, which stub resolvers such as
+    /// systemd-resolved and dnsperf do not send). Off unless set; 853 is
+    /// DoT's port.
+    pub dot_listen: Option<SocketAddr>,
     /// Serve DNS over HTTPS at `/dns-query`.
     pub doh: bool,
     /// Responses per second one source (an IPv4 /24, an IPv6 /56) gets over
@@ -45,6 +50,7 @@ impl Default for DnsSection {
         Self {
             enabled: true,
             listen: None,
+            dot_listen: None,
             doh: true,
             response_rate_limit: 100,
             max_in_flight: 64,
@@ -100,6 +106,9 @@ impl ConfigSection for DnsSection {
 enabled = true
 # Also answer plain DNS on UDP and TCP at this address (off unless set):
 # listen = "127.0.0.1:5353"
+# Also answer DNS over TLS at this address, to any TLS client (stub resolvers
+# send no ALPN, which on the node's port is HTTP's; off unless set):
+# dot_listen = "0.0.0.0:853"
 # Serve DNS over HTTPS at https://<node>/dns-query.
 doh = true
 # Plain UDP responses per second to one source network (/24, /56); past it

@@ -1,6 +1,7 @@
-//! DNS over TLS (RFC 7858, ALPN `dot`) and plain DNS over TCP (RFC 7766,
-//! `[dns] listen`): the same framing on one stream, a 2-byte length before
-//! each message.
+//! DNS over TLS (RFC 7858: ALPN `dot` on the node's port, and any TLS
+//! client on `[dns] dot_listen`) and plain DNS over TCP (RFC 7766, `[dns]
+//! listen`): the same framing on one stream, a 2-byte length before each
+//! message.
 //!
 //! Queries may be pipelined: the reader keeps taking them while earlier
 //! answers are still being written, up to `[dns] max_in_flight` waiting

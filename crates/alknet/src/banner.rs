@@ -59,6 +59,8 @@ pub struct Dns {
     pub doh: bool,
     /// The plain UDP/TCP address (`[dns] listen`), if any.
     pub plain: Option<SocketAddr>,
+    /// The DoT address for any TLS client (`[dns] dot_listen`), if any.
+    pub dot: Option<SocketAddr>,
     /// Where zone files live.
     pub zone_dir: std::path::PathBuf,
     /// pkarr, when served.
@@ -103,6 +105,9 @@ impl Dns {
         let mut transports = vec!["doq".to_owned(), "dot".to_owned()];
         if self.doh {
             transports.push("https /dns-query".to_owned());
+        }
+        if let Some(addr) = self.dot {
+            transports.push(format!("DoT for any TLS client on {addr}"));
         }
         if let Some(addr) = self.plain {
             transports.push(format!("plain UDP and TCP on {addr}"));
@@ -157,6 +162,7 @@ pub fn print_json(facts: &Facts<'_>) -> anyhow::Result<()> {
             "zones": dns.zones,
             "doh": dns.doh,
             "plain": dns.plain.map(|addr| addr.to_string()),
+            "dot_listen": dns.dot.map(|addr| addr.to_string()),
             "zone_dir": dns.zone_dir,
             "pkarr": dns.pkarr.as_ref().map(|pkarr| json!({
                 "name": pkarr.name,

@@ -379,6 +379,11 @@ async fn serve(
                 .tcp
                 .map(|listener| (alknet_dns::DOT_ALPN, listener)),
         )
+        .tls_listeners(
+            dns_plain
+                .dot
+                .map(|listener| (alknet_dns::DOT_ALPN, listener)),
+        )
         .services(dns_plain.udp)
         .services(pkarr.as_mut().and_then(|parts| parts.publisher.take()))
         .services(
@@ -455,6 +460,7 @@ async fn serve(
             .collect(),
         doh: dns_section.doh && http_section.enabled,
         plain: dns_plain.addr,
+        dot: dns_plain.dot_addr,
         zone_dir: alknet_dns::Dns::zone_dir(dir.root()),
         pkarr: pkarr.as_ref().map(|parts| crate::banner::Pkarr {
             name: format!("{}.", parts.own.to_z32()),
@@ -617,26 +623,39 @@ struct DnsPlain {
     udp: Option<UdpDns>,
     tcp: Option<std::net::TcpListener>,
     addr: Option<std::net::SocketAddr>,
+    /// `[dns] dot_listen`: DoT for clients that offer no ALPN.
+    dot: Option<std::net::TcpListener>,
+    dot_addr: Option<std::net::SocketAddr>,
 }
 
 fn dns_plain_sockets(section: &DnsSection, dns: Option<&Dns>) -> anyhow::Result<DnsPlain> {
-    let (Some(dns), Some(listen)) = (dns, section.listen) else {
-        return Ok(DnsPlain {
-            udp: None,
-            tcp: None,
-            addr: None,
-        });
+    let mut sockets = DnsPlain {
+        udp: None,
+        tcp: None,
+        addr: None,
+        dot: None,
+        dot_addr: None,
     };
-    let (udp, tcp) = alknet_dns::udp::bind_plain(listen)
-        .with_context(|| format!("cannot listen for plain DNS on {listen} ([dns] listen)"))?;
-    tcp.set_nonblocking(true)?;
-    let udp = UdpDns::new(dns.clone(), udp)?;
-    let addr = udp.local_addr()?;
-    Ok(DnsPlain {
-        udp: Some(udp),
-        tcp: Some(tcp),
-        addr: Some(addr),
-    })
+    let Some(dns) = dns else {
+        return Ok(sockets);
+    };
+    if let Some(listen) = section.listen {
+        let (udp, tcp) = alknet_dns::udp::bind_plain(listen)
+            .with_context(|| format!("cannot listen for plain DNS on {listen} ([dns] listen)"))?;
+        tcp.set_nonblocking(true)?;
+        let udp = UdpDns::new(dns.clone(), udp)?;
+        sockets.addr = Some(udp.local_addr()?);
+        sockets.udp = Some(udp);
+        sockets.tcp = Some(tcp);
+    }
+    if let Some(listen) = section.dot_listen {
+        let dot = std::net::TcpListener::bind(listen).with_context(|| {
+            format!("cannot listen for DNS over TLS on {listen} ([dns] dot_listen)")
+        })?;
+        sockets.dot_addr = Some(dot.local_addr()?);
+        sockets.dot = Some(dot);
+    }
+    Ok(sockets)
 }
 
 /// The call protocol, served on every node: discovery, plus the diagnostic
