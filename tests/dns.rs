@@ -163,12 +163,45 @@ fn every_transport_and_stock_client_gives_the_same_answers() {
         ("dig udp", vec!["-p".into(), plain.clone(), "+notcp".into()]),
         ("dig +tcp", vec!["-p".into(), plain.clone(), "+tcp".into()]),
     ];
+    // The node's own pkarr name, answered from the packet it signs (its
+    // publisher stores it a moment after start).
+    let z32 = dns
+        .node
+        .stdout
+        .lock()
+        .unwrap()
+        .iter()
+        .find_map(|line| {
+            Some(
+                line.strip_prefix("pkarr: name ")?
+                    .split('.')
+                    .next()?
+                    .to_owned(),
+            )
+        })
+        .expect("the banner names the node's pkarr name");
+    let (alknet, apex, absent) = (
+        format!("_alknet.{z32}"),
+        z32.clone(),
+        format!("nothing.{z32}"),
+    );
+    let signed = eventually_blocking(Duration::from_secs(10), || {
+        let args: Vec<String> = ["-p", &plain, "@127.0.0.1", &alknet, "TXT"]
+            .map(str::to_owned)
+            .to_vec();
+        seen("dig", &args).records.len() == 1
+    });
+    assert!(signed, "the node never answered its own pkarr name");
     let questions = [
         ("alias.example.net", "A", "NOERROR", 3),
         ("Example.NET", "TXT", "NOERROR", 2),
         ("nope.example.net", "A", "NXDOMAIN", 1),
         ("www.example.net", "AAAA", "NOERROR", 1),
         ("example.org", "A", "REFUSED", 0),
+        (alknet.as_str(), "TXT", "NOERROR", 1),
+        (apex.as_str(), "A", "NOERROR", 1),
+        (apex.as_str(), "AAAA", "NOERROR", 0),
+        (absent.as_str(), "A", "NXDOMAIN", 0),
     ];
     for (name, kind, status, records) in questions {
         let mut answers = Vec::new();

@@ -142,8 +142,21 @@ def test_zone_answers(dns_node, transport):
     assert refused.answer == []
 
 
+def pkarr_questions(node: DnsNode) -> list:
+    """The node's own pkarr name (from its banner), answered from the packet
+    it signs: its dialing record, its address, NODATA and NXDOMAIN."""
+    found = re.search(r"pkarr: name (\S+?)\.,", "".join(node.node.banner))
+    assert found, f"no pkarr name in the banner: {node.node.banner}"
+    z32 = found.group(1)
+    return [(f"_alknet.{z32}", "TXT"), (z32, "A"), (z32, "AAAA"), (f"nothing.{z32}", "A")]
+
+
 def test_all_transports_give_identical_answers(dns_node):
-    for name, rdtype in QUESTIONS:
+    pkarr = pkarr_questions(dns_node)
+    dialing = ask(dns_node, "udp", *pkarr[0])
+    assert dialing.rcode() == dns.rcode.NOERROR and len(dialing.answer) == 1, dialing
+    assert ask(dns_node, "udp", *pkarr[3]).rcode() == dns.rcode.NXDOMAIN
+    for name, rdtype in QUESTIONS + pkarr:
         seen = {t: sections(ask(dns_node, t, name, rdtype)) for t in TRANSPORTS}
         expected = seen["udp"]
         assert all(got == expected for got in seen.values()), (name, rdtype, seen)
