@@ -1,13 +1,14 @@
-//! Plain DNS over UDP (`[dns] listen`): a node service reading one socket.
+//! Plain DNS over UDP (`[dns] listen`): a node service reading one socket,
+//! one receive loop per core (at most [`MAX_LOOPS`]).
 //!
 //! Answers are built inline (the zone path never waits), sized to the
 //! requester's EDNS payload and truncated past it, and pass the
-//! response-rate limiter ([`crate::rate`]) first. The socket belongs to the
-//! service value, not to one run of it: a restarted service resumes on the
-//! same port.
+//! response-rate limiter ([`crate::rate`], one for all the loops) first.
+//! The socket belongs to the service value, not to one run of it: a
+//! restarted service resumes on the same port.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use alknet_core::log_limit::LogLimit;
@@ -24,6 +25,8 @@ use crate::rate::{RateLimiter, Verdict};
 const MAX_LOOKUPS: usize = 64;
 /// How many source networks the rate limiter tracks per second.
 const MAX_SOURCES: usize = 65_536;
+/// Receive loops on the socket at most, however many cores there are.
+pub const MAX_LOOPS: usize = 4;
 
 /// A failed send or receive: logged a few lines a window.
 static SOCKET_ERROR: LogLimit = LogLimit::warn("DNS UDP socket error");
@@ -56,76 +59,113 @@ impl Service for UdpDns {
     const NAME: &'static str = "dns-udp";
 
     async fn run(&self) -> Result<(), ServiceError> {
-        let socket = Arc::new(tokio::net::UdpSocket::from_std(self.socket.try_clone()?)?);
-        let lookups = Arc::new(Semaphore::new(MAX_LOOKUPS));
-        let mut limiter = RateLimiter::new(self.dns.section().response_rate_limit, MAX_SOURCES);
-        let started = Instant::now();
-        let mut buffer = vec![0u8; usize::from(u16::MAX)];
-        loop {
-            let (length, source) = match socket.recv_from(&mut buffer).await {
-                Ok(received) => received,
-                Err(error) => {
-                    if SOCKET_ERROR.admit() {
-                        tracing::warn!("DNS UDP receive failed: {error}");
-                    }
-                    continue;
+        let shared = Arc::new(Shared {
+            dns: self.dns.clone(),
+            socket: Arc::new(tokio::net::UdpSocket::from_std(self.socket.try_clone()?)?),
+            lookups: Arc::new(Semaphore::new(MAX_LOOKUPS)),
+            limiter: Mutex::new(RateLimiter::new(
+                self.dns.section().response_rate_limit,
+                MAX_SOURCES,
+            )),
+            started: Instant::now(),
+        });
+        let loops = std::thread::available_parallelism().map_or(1, usize::from);
+        let mut running = tokio::task::JoinSet::new();
+        for _ in 0..loops.clamp(1, MAX_LOOPS) {
+            running.spawn(receive_loop(shared.clone()));
+        }
+        // The loops never end but by panicking: the service fails with
+        // them, and its restart starts them all again (dropping the set
+        // stops the others).
+        match running.join_next().await {
+            Some(Err(error)) => Err(ServiceError::new(format!("a receive loop failed: {error}"))),
+            _ => Err(ServiceError::new("a receive loop ended")),
+        }
+    }
+}
+
+/// What the receive loops share.
+struct Shared {
+    dns: Dns,
+    socket: Arc<tokio::net::UdpSocket>,
+    /// pkarr lookups in progress, node-wide for this socket.
+    lookups: Arc<Semaphore>,
+    limiter: Mutex<RateLimiter>,
+    started: Instant,
+}
+
+async fn receive_loop(shared: Arc<Shared>) {
+    let Shared {
+        dns,
+        socket,
+        lookups,
+        ..
+    } = &*shared;
+    let mut buffer = vec![0u8; usize::from(u16::MAX)];
+    loop {
+        let (length, source) = match socket.recv_from(&mut buffer).await {
+            Ok(received) => received,
+            Err(error) => {
+                if SOCKET_ERROR.admit() {
+                    tracing::warn!("DNS UDP receive failed: {error}");
                 }
-            };
-            // Port 0 cannot be answered; it is only ever forged.
-            if source.port() == 0 {
                 continue;
             }
-            let verdict = limiter.check(source.ip(), started.elapsed().as_secs());
-            if verdict == Verdict::Drop {
-                continue;
-            }
-            let answered = match self
-                .dns
-                .answerer()
-                .answer(&buffer[..length], Transport::Udp)
-            {
-                Reply::Send(answered) => answered,
-                Reply::Drop => continue,
-                // A pkarr packet to fetch: off the receive loop, a bounded
-                // number at once; past that the query goes unanswered (the
-                // client retries).
-                Reply::Resolve(_) => {
-                    let Ok(permit) = lookups.clone().try_acquire_owned() else {
-                        continue;
-                    };
-                    let (dns, socket) = (self.dns.clone(), socket.clone());
-                    let request = buffer[..length].to_vec();
-                    tokio::spawn(async move {
-                        let reply = dns
-                            .answerer()
-                            .answer_resolving(&request, Transport::Udp)
-                            .await;
-                        if let Reply::Send(answered) = reply {
-                            let bytes = match verdict {
-                                Verdict::Truncate => truncated(&answered.bytes),
-                                _ => Some(answered.bytes),
-                            };
-                            if let Some(bytes) = bytes {
-                                let _ = socket.send_to(&bytes, source).await;
-                            }
+        };
+        // Port 0 cannot be answered; it is only ever forged.
+        if source.port() == 0 {
+            continue;
+        }
+        let verdict = shared
+            .limiter
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .check(source.ip(), shared.started.elapsed().as_secs());
+        if verdict == Verdict::Drop {
+            continue;
+        }
+        let answered = match dns.answerer().answer(&buffer[..length], Transport::Udp) {
+            Reply::Send(answered) => answered,
+            Reply::Drop => continue,
+            // A pkarr packet to fetch: off the receive loop, a bounded
+            // number at once; past that the query goes unanswered (the
+            // client retries).
+            Reply::Resolve(_) => {
+                let Ok(permit) = lookups.clone().try_acquire_owned() else {
+                    continue;
+                };
+                let (dns, socket) = (dns.clone(), socket.clone());
+                let request = buffer[..length].to_vec();
+                tokio::spawn(async move {
+                    let reply = dns
+                        .answerer()
+                        .answer_resolving(&request, Transport::Udp)
+                        .await;
+                    if let Reply::Send(answered) = reply {
+                        let bytes = match verdict {
+                            Verdict::Truncate => truncated(&answered.bytes),
+                            _ => Some(answered.bytes),
+                        };
+                        if let Some(bytes) = bytes {
+                            let _ = socket.send_to(&bytes, source).await;
                         }
-                        drop(permit);
-                    });
-                    continue;
-                }
-            };
-            let bytes = match verdict {
-                Verdict::Truncate => match truncated(&answered.bytes) {
-                    Some(bytes) => bytes,
-                    None => continue,
-                },
-                _ => answered.bytes,
-            };
-            if let Err(error) = socket.send_to(&bytes, source).await
-                && SOCKET_ERROR.admit()
-            {
-                tracing::warn!(%source, "DNS UDP send failed: {error}");
+                    }
+                    drop(permit);
+                });
+                continue;
             }
+        };
+        let bytes = match verdict {
+            Verdict::Truncate => match truncated(&answered.bytes) {
+                Some(bytes) => bytes,
+                None => continue,
+            },
+            _ => answered.bytes,
+        };
+        if let Err(error) = socket.send_to(&bytes, source).await
+            && SOCKET_ERROR.admit()
+        {
+            tracing::warn!(%source, "DNS UDP send failed: {error}");
         }
     }
 }
