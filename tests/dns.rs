@@ -443,6 +443,28 @@ fn framed(message: &[u8]) -> Vec<u8> {
 
 /// One well-formed DoQ query for `www.example.net` A on a new connection:
 /// the framed response.
+/// The node closes `connection` with application error `code` within 10 s.
+async fn assert_closed_with(connection: &quinn::Connection, code: u32) {
+    let closed = tokio::time::timeout(Duration::from_secs(10), connection.closed())
+        .await
+        .expect("the node closes the connection");
+    match closed {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(close.error_code, quinn::VarInt::from_u32(code), "{close:?}");
+        }
+        other => panic!("closed with {other:?}"),
+    }
+}
+
+/// One length-prefixed message from a DoT or TCP stream.
+async fn read_framed(stream: &mut (impl tokio::io::AsyncRead + Unpin)) -> Message {
+    let mut length = [0u8; 2];
+    stream.read_exact(&mut length).await.unwrap();
+    let mut message = vec![0u8; usize::from(u16::from_be_bytes(length))];
+    stream.read_exact(&mut message).await.unwrap();
+    Message::from_vec(&message).unwrap()
+}
+
 async fn doq_exchange(endpoint: &quinn::Endpoint, addr: SocketAddr) -> Vec<u8> {
     let connection = quic_connect(endpoint, addr, &["doq"]).await.unwrap();
     let (mut send, mut recv) = connection.open_bi().await.unwrap();
@@ -481,15 +503,7 @@ fn doq_answers_id_zero_and_closes_on_protocol_errors() {
             let (mut send, _recv) = connection.open_bi().await.unwrap();
             send.write_all(&bad).await.unwrap();
             send.finish().unwrap();
-            let closed = tokio::time::timeout(Duration::from_secs(10), connection.closed())
-                .await
-                .expect("the node closes the connection");
-            match closed {
-                quinn::ConnectionError::ApplicationClosed(close) => {
-                    assert_eq!(close.error_code, quinn::VarInt::from_u32(0x2), "{close:?}");
-                }
-                other => panic!("closed with {other:?}"),
-            }
+            assert_closed_with(&connection, 0x2).await;
         }
         // The node lives on.
         assert!(doq_exchange(&endpoint, dns.node.addr).await.len() > 2);
@@ -514,11 +528,7 @@ fn dot_pipelines_answers_formerr_on_garbage_and_closes_idle_streams() {
         let mut ids = Vec::new();
         let mut codes = Vec::new();
         for _ in 0..4 {
-            let mut length = [0u8; 2];
-            stream.read_exact(&mut length).await.unwrap();
-            let mut message = vec![0u8; usize::from(u16::from_be_bytes(length))];
-            stream.read_exact(&mut message).await.unwrap();
-            let reply = Message::from_vec(&message).unwrap();
+            let reply = read_framed(&mut stream).await;
             ids.push(reply.metadata.id);
             codes.push(reply.metadata.response_code);
         }
@@ -566,11 +576,7 @@ fn dot_listen_serves_tls_clients_that_offer_no_alpn() {
                 .write_all(&framed(&query("www.example.net.", RecordType::A, id)))
                 .await
                 .unwrap();
-            let mut length = [0u8; 2];
-            stream.read_exact(&mut length).await.unwrap();
-            let mut message = vec![0u8; usize::from(u16::from_be_bytes(length))];
-            stream.read_exact(&mut message).await.unwrap();
-            let reply = Message::from_vec(&message).unwrap();
+            let reply = read_framed(&mut stream).await;
             assert_eq!(reply.metadata.id, id, "offering {alpns:?}");
             assert_eq!(reply.answers.len(), 1, "offering {alpns:?}: {reply:?}");
         }
@@ -630,15 +636,7 @@ fn a_doq_connection_over_the_cap_is_closed_with_doq_excessive_load() {
         let refused = quic_connect(&endpoint, dns.node.addr, &["doq"])
             .await
             .unwrap();
-        let closed = tokio::time::timeout(Duration::from_secs(10), refused.closed())
-            .await
-            .expect("the node closes the connection");
-        match closed {
-            quinn::ConnectionError::ApplicationClosed(close) => {
-                assert_eq!(close.error_code, quinn::VarInt::from_u32(0x4), "{close:?}");
-            }
-            other => panic!("closed with {other:?}"),
-        }
+        assert_closed_with(&refused, 0x4).await;
         drop(held);
     });
 }

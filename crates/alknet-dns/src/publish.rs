@@ -17,10 +17,9 @@ use pkarr::dns::Name;
 use pkarr::dns::rdata::TXT;
 use pkarr::{Keypair, SignedPacket};
 
-use crate::dht::Dht;
-use crate::packets::{PacketStore, PutError};
+use crate::packets::PutError;
 use crate::relay::MEDIA_TYPE;
-use crate::resolver::{RELAY_TIMEOUT, Resolver, error_chain, relay_bases};
+use crate::resolver::{RELAY_TIMEOUT, Resolver, error_chain};
 
 /// The record owner of the node's dialing details.
 pub const ALKNET_LABEL: &str = "_alknet";
@@ -90,10 +89,8 @@ pub struct Publisher {
     keypair: Keypair,
     /// What to publish: known once the node listens (its port, its ALPNs).
     record: tokio::sync::watch::Receiver<Option<NodeRecord>>,
-    store: Arc<PacketStore>,
-    relays: Vec<String>,
-    http: reqwest::Client,
-    dht: Option<Dht>,
+    /// Its store, relays, HTTP client and DHT are where the packet goes.
+    resolver: Arc<Resolver>,
     interval: Duration,
 }
 
@@ -101,31 +98,25 @@ impl std::fmt::Debug for Publisher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Publisher")
             .field("record", &self.record)
-            .field("relays", &self.relays)
-            .field("dht", &self.dht.is_some())
+            .field("relays", &self.resolver.relays())
+            .field("dht", &self.resolver.dht().is_some())
             .finish_non_exhaustive()
     }
 }
 
 impl Publisher {
     /// Publishes the record `record` holds (once it holds one), signed with
-    /// the node's `seed`.
+    /// the node's `seed`, to `resolver`'s store, relays and DHT.
     pub fn new(
         seed: &[u8; 32],
         record: tokio::sync::watch::Receiver<Option<NodeRecord>>,
-        store: Arc<PacketStore>,
-        relays: Vec<String>,
-        http: reqwest::Client,
-        dht: Option<Dht>,
+        resolver: Arc<Resolver>,
         interval: Duration,
     ) -> Self {
         Self {
             keypair: Keypair::from_secret_key(seed),
             record,
-            store,
-            relays: relay_bases(relays),
-            http,
-            dht,
+            resolver,
             interval,
         }
     }
@@ -139,7 +130,7 @@ impl Publisher {
     /// DNS answers find it.
     async fn publish_locally(&self, record: &NodeRecord) -> Result<SignedPacket, ServiceError> {
         let packet = record.sign(&self.keypair).map_err(ServiceError::new)?;
-        match self.store.put(packet.clone()).await {
+        match self.resolver.store().put(packet.clone()).await {
             Ok(()) | Err(PutError::NotNewer) => Ok(packet),
             Err(error) => Err(ServiceError::new(error)),
         }
@@ -149,7 +140,7 @@ impl Publisher {
     /// took it.
     async fn publish_remotely(&self, packet: &SignedPacket) -> bool {
         let mut all = true;
-        if let Some(dht) = &self.dht {
+        if let Some(dht) = self.resolver.dht() {
             match dht.publish(packet).await {
                 Ok(nodes) => tracing::debug!(nodes, "pkarr packet put on the DHT"),
                 Err(error) => {
@@ -158,10 +149,11 @@ impl Publisher {
                 }
             }
         }
-        for relay in &self.relays {
+        for relay in self.resolver.relays() {
             let url = format!("{relay}/{}", self.z32());
             let sent = self
-                .http
+                .resolver
+                .http()
                 .put(&url)
                 .header(reqwest::header::CONTENT_TYPE, MEDIA_TYPE)
                 .timeout(RELAY_TIMEOUT)

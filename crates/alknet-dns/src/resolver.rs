@@ -71,7 +71,11 @@ impl Resolver {
     ) -> Self {
         Self {
             store,
-            relays: relay_bases(relays),
+            // Keys are appended to the base URLs: no final `/`.
+            relays: relays
+                .into_iter()
+                .map(|relay| relay.trim_end_matches('/').to_owned())
+                .collect(),
             http,
             dht,
             cache: Mutex::new(HashMap::new()),
@@ -88,6 +92,16 @@ impl Resolver {
     /// The DHT, when the node is on it.
     pub fn dht(&self) -> Option<&Dht> {
         self.dht.as_ref()
+    }
+
+    /// The relays' base URLs, without a final `/`.
+    pub fn relays(&self) -> &[String] {
+        &self.relays
+    }
+
+    /// The client relays are reached with.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
     /// The packet of `key` if it is known without asking anyone: stored, or
@@ -231,14 +245,6 @@ impl Resolver {
         cache.retain(|_, cached| cached.expires > now);
         cache.len()
     }
-}
-
-/// Relay base URLs as keys are appended to them: without a final `/`.
-pub(crate) fn relay_bases(relays: Vec<String>) -> Vec<String> {
-    relays
-        .into_iter()
-        .map(|relay| relay.trim_end_matches('/').to_owned())
-        .collect()
 }
 
 /// `error` and its causes, `: `-separated (reqwest's own message names only

@@ -447,7 +447,7 @@ async fn serve(
             ttl: pkarr_section.ttl,
         }));
     }
-    let dht_addr = match pkarr.as_ref().and_then(|parts| parts.dht.as_ref()) {
+    let dht_addr = match pkarr.as_ref().and_then(|parts| parts.resolver.dht()) {
         Some(dht) => Some(dht.local_addr().await),
         None => None,
     };
@@ -565,7 +565,6 @@ struct PkarrParts {
     own: pkarr::PublicKey,
     publisher: Option<Publisher>,
     record: tokio::sync::watch::Sender<Option<NodeRecord>>,
-    dht: Option<alknet_dns::Dht>,
 }
 
 fn pkarr_parts(
@@ -590,10 +589,10 @@ fn pkarr_parts(
         .transpose()
         .context("cannot join the Mainline DHT ([pkarr] dht)")?;
     let resolver = Arc::new(alknet_dns::Resolver::new(
-        packets.clone(),
+        packets,
         section.relays.clone(),
-        http.clone(),
-        dht.clone(),
+        http,
+        dht,
         section.cache_size,
     ));
     let (record, waiting) = tokio::sync::watch::channel(None);
@@ -601,10 +600,7 @@ fn pkarr_parts(
         Publisher::new(
             &node_key.seed(),
             waiting,
-            packets.clone(),
-            section.relays.clone(),
-            http,
-            dht.clone(),
+            resolver.clone(),
             std::time::Duration::from_secs(section.republish_secs),
         )
     });
@@ -613,7 +609,6 @@ fn pkarr_parts(
         own: pkarr::Keypair::from_secret_key(&node_key.seed()).public_key(),
         publisher,
         record,
-        dht,
     })
 }
 
