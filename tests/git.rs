@@ -536,14 +536,14 @@ fn concurrent_pushes_to_one_branch_one_wins() {
     node.admin("git/create", json!({ "name": "race" }));
     node.local_repo("base", 1);
     let url = node.https("race", Some(&token));
-    assert_ok(node.git_in("base").args(["push", &url, "main"]));
+    bounded(node.git_in("base").args(["push", &url, "main"]), &node);
     let mut heads = Vec::new();
     for side in ["a", "b"] {
-        assert_ok(node.git().args(["clone", "-q", &url, side]));
+        bounded(node.git().args(["clone", "-q", &url, side]), &node);
         // Enough data that the two pushes overlap.
         let blob = node.work.path().join(side).join("blob.bin");
         std::fs::write(&blob, random_bytes(4 << 20, side.len() as u64 + 7)).unwrap();
-        assert_ok(node.git_in(side).args(["add", "blob.bin"]));
+        bounded(node.git_in(side).args(["add", "blob.bin"]), &node);
         heads.push(node.commit(side, side));
     }
     let pushes: Vec<_> = ["a", "b"]
@@ -559,7 +559,7 @@ fn concurrent_pushes_to_one_branch_one_wins() {
         .collect();
     let results: Vec<Output> = pushes
         .into_iter()
-        .map(|p| p.wait_with_output().unwrap())
+        .map(|push| finished_within(push, Duration::from_secs(60), &node))
         .collect();
     let won: Vec<bool> = results.iter().map(|r| r.status.success()).collect();
     assert_eq!(
@@ -572,6 +572,42 @@ fn concurrent_pushes_to_one_branch_one_wins() {
     let refs = node.admin("git/refs", json!({ "name": "race" }));
     assert_eq!(refs["head_id"], heads[winner].as_str());
     node.fsck(&node.server_repo("race"));
+}
+
+/// `command` run to success within a minute (see [`finished_within`]).
+fn bounded(command: &mut Command, node: &Node) -> Output {
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("git runs");
+    let out = finished_within(child, Duration::from_secs(60), node);
+    assert!(
+        out.status.success(),
+        "{command:?} failed: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    out
+}
+
+/// `child`'s output once it exits; if it has not within `deadline`, it is
+/// killed and the test fails with what it and the node said, rather than
+/// hanging until the runner's timeout with nothing to go on.
+fn finished_within(mut child: std::process::Child, deadline: Duration, node: &Node) -> Output {
+    let exited = eventually_blocking(deadline, || child.try_wait().unwrap().is_some());
+    if !exited {
+        let _ = child.kill();
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        exited,
+        "git still running after {deadline:?}; it said {:?}; the node logged:\n{}",
+        text(&output.stderr),
+        node.fixture.node.log().join("\n")
+    );
+    output
 }
 
 /// `kill -9` of the node in the middle of a push: after a restart the

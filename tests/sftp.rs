@@ -616,7 +616,7 @@ fn sessions_show_in_the_tree_and_a_kill_ends_one() {
             "{detail}"
         );
     }
-    // Open a handle and see it counted.
+    // A command in flight, or just answered, when the kill comes.
     let stdin = over_ssh.stdin.as_mut().unwrap();
     std::fs::write(node.root().join("held.txt"), "x").unwrap();
     writeln!(stdin, "ls").unwrap();
@@ -626,6 +626,13 @@ fn sessions_show_in_the_tree_and_a_kill_ends_one() {
     })
     .expect("the SSH session's channel");
     admin.call("admin/kill", json!({ "id": id }));
+    // `sftp` waiting for its next command does not watch the connection:
+    // it learns of the kill when it next asks the server. So it gets one
+    // more command and the end of its input; a live session would run it
+    // and exit 0, a killed one fails ("Connection closed").
+    let mut stdin = over_ssh.stdin.take().unwrap();
+    let _ = writeln!(stdin, "ls");
+    drop(stdin);
     let mut status = None;
     assert!(
         eventually_blocking(Duration::from_secs(20), || {
@@ -633,6 +640,10 @@ fn sessions_show_in_the_tree_and_a_kill_ends_one() {
             status.is_some()
         }),
         "sftp over SSH ended after the kill"
+    );
+    assert!(
+        !status.unwrap().success(),
+        "sftp over SSH found its session gone: {status:?}"
     );
     assert_eq!(
         direct.try_wait().unwrap(),

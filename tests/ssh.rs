@@ -357,6 +357,61 @@ fn the_tree_lists_channels_and_killing_one_ends_it_and_its_process_only() {
     );
 }
 
+/// A channel killed while its client still sends: its process reads
+/// nothing, so the client's data backs up into russh's queue for the
+/// channel, which the connection's one loop waits on. The close must still
+/// go out.
+#[test]
+fn a_channel_killed_while_its_client_floods_it_still_closes() {
+    let fixture = Fixture::start("");
+    let key = fixture.key("alice");
+    fixture.allow(&key, "alice", "ssh:shell");
+    let admin = fixture.admin();
+    let sleeper = unique_sleep(303);
+    let mut flooding = fixture
+        .ssh(Route::Plain, &key)
+        .arg(&sleeper)
+        .stdin(std::fs::File::open("/dev/zero").unwrap())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ssh runs");
+    // Past the pipe to `sleep` and the channel's own stdin queue: the
+    // channel has stopped taking data, so the client's backs up in russh.
+    const BACKED_UP: u64 = 256 * 1024;
+    let mut victim = None;
+    assert!(
+        eventually_blocking(Duration::from_secs(20), || {
+            victim = find_channel(&tree(&admin)["root"], &format!("exec: {sleeper}"))
+                .filter(|(_, bytes_in)| *bytes_in >= BACKED_UP)
+                .map(|(id, _)| id);
+            victim.is_some()
+        }),
+        "the channel took {BACKED_UP} bytes"
+    );
+    admin.call("admin/kill", json!({"id": victim.unwrap()}));
+    assert!(
+        wait_exit(&mut flooding, Duration::from_secs(20)).is_some(),
+        "ssh saw its channel close"
+    );
+    assert!(
+        eventually_blocking(Duration::from_secs(10), || !processes_running(&sleeper)),
+        "the killed channel's process is gone"
+    );
+}
+
+/// The id and bytes in of the channel whose detail is `detail`.
+fn find_channel(tree: &Value, detail: &str) -> Option<(String, u64)> {
+    if tree["name"] == "ssh-channel" && tree["detail"] == detail {
+        return Some((tree["id"].as_str()?.to_owned(), tree["bytes_in"].as_u64()?));
+    }
+    tree["children"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find_map(|child| find_channel(child, detail))
+}
+
 #[test]
 fn a_panicking_ssh_connection_leaves_the_others_serving() {
     let fixture = Fixture::start("[diagnostics]\ncall_ops = true\nfault = true\n");

@@ -29,7 +29,11 @@ use crate::{Git, Refusal};
 /// Where the routes live.
 pub const PREFIX: &str = "/git/";
 
-/// Buffer between git's stdout and the response body.
+/// Buffer between git's stdout and the response body, and the most one
+/// body chunk takes from it: git writes a pack in 64 KiB pipe loads, and
+/// each chunk costs an HTTP/1.1 chunk header or an HTTP/2 frame and a TLS
+/// record, so chunks as large as git's writes (not `ReaderStream`'s 4 KiB
+/// default) keep that cost per pack small.
 const PIPE: usize = 64 * 1024;
 
 /// The most an upload-pack request (wants and haves) may inflate to.
@@ -235,7 +239,7 @@ async fn serve(git: &Git, state: &AppState, request: Request) -> Response {
         Mode::AdvertiseRefs => "advertisement",
         _ => "result",
     };
-    let mut response = Response::new(Body::from_stream(ReaderStream::new(output)));
+    let mut response = Response::new(Body::from_stream(ReaderStream::with_capacity(output, PIPE)));
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&format!("application/x-{}-{kind}", service.name())) {
         headers.insert(header::CONTENT_TYPE, value);

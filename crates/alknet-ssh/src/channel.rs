@@ -9,7 +9,7 @@ use alknet_core::log_limit::LogLimit;
 use alknet_core::{ChildActor, Connection, ConnectionInfo};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
 use russh::server::{ChannelOpenHandle, Handle, Msg};
-use russh::{Channel, ChannelOpenFailure};
+use russh::{Channel, ChannelOpenFailure, ChannelReadHalf};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
@@ -50,6 +50,23 @@ impl ChannelKind {
                 Err(_) => format!("forwarded-tcpip {listening}"),
             },
         }
+    }
+}
+
+/// Runs a channel's last steps (exit status, EOF, close) while discarding
+/// what the client still sends. russh's connection loop hands every
+/// incoming message to the channel's bounded queue and waits for room, so
+/// a queue nobody reads would stall that loop: these very messages would
+/// never leave, and neither would any other channel's.
+pub(crate) async fn finish_draining(read: &mut ChannelReadHalf, last: impl Future<Output = ()>) {
+    let drain = async {
+        while read.wait().await.is_some() {}
+        // The connection dropped the channel: the last steps fail at once.
+        std::future::pending::<()>().await
+    };
+    tokio::select! {
+        () = last => {}
+        () = drain => {}
     }
 }
 

@@ -106,7 +106,10 @@ pub(crate) async fn pump(channel: Channel<Msg>, stream: TcpStream, cx: &Context)
         () = cx.killed.cancelled() => {}
     }
     drop(towards_client);
-    let _ = cx.handle.close(id).await;
+    crate::channel::finish_draining(&mut read, async {
+        let _ = cx.handle.close(id).await;
+    })
+    .await;
 }
 
 async fn copy_counted(

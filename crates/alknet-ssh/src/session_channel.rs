@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::access::ExecGrant;
-use crate::channel::Context;
+use crate::channel::{Context, finish_draining};
 use crate::command::{Command, CommandRequest};
 use crate::process::{self, Launch, Program, Spawned, Terminal};
 use crate::subsystem::{Subsystem, SubsystemIo};
@@ -241,9 +241,12 @@ async fn serve_command(
             crate::command::KILLED_STATUS
         }
     };
-    let _ = cx.handle.exit_status_request(id, status).await;
-    let _ = write.eof().await;
-    let _ = cx.handle.close(id).await;
+    finish_draining(read, async {
+        let _ = cx.handle.exit_status_request(id, status).await;
+        let _ = write.eof().await;
+        let _ = cx.handle.close(id).await;
+    })
+    .await;
 }
 
 /// The channel's data as a service sees it, its bytes counted into the
@@ -283,9 +286,12 @@ async fn serve_subsystem(
             tracing::info!(channel = %id, subsystem = name, "SSH subsystem stopped by the operator");
         }
     }
-    let _ = cx.handle.exit_status_request(id, 0).await;
-    let _ = write.eof().await;
-    let _ = cx.handle.close(id).await;
+    finish_draining(read, async {
+        let _ = cx.handle.exit_status_request(id, 0).await;
+        let _ = write.eof().await;
+        let _ = cx.handle.close(id).await;
+    })
+    .await;
 }
 
 /// How a refusal is answered.
@@ -429,7 +435,7 @@ async fn running(
             () = cx.killed.cancelled() => break Ending::Killed,
         }
     };
-    match ending {
+    let exited = match ending {
         Ending::Exited(status) => {
             // Everything the process wrote reaches the client before its
             // exit status, as with sshd.
@@ -451,13 +457,22 @@ async fn running(
                 () = client_closed => {}
                 () = cx.killed.cancelled() => {}
             }
+            Some(status)
+        }
+        Ending::ClientClosed | Ending::Killed => None,
+    };
+    if let Some(status) = exited {
+        finish_draining(&mut read, async {
             report_exit(&cx.handle, id, status).await;
             let _ = write.eof().await;
-        }
-        Ending::ClientClosed | Ending::Killed => {}
+        })
+        .await;
     }
     drop(group);
-    let _ = cx.handle.close(id).await;
+    finish_draining(&mut read, async {
+        let _ = cx.handle.close(id).await;
+    })
+    .await;
 }
 
 async fn feed_stdin(

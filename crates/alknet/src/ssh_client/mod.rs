@@ -6,6 +6,7 @@ pub mod proxy;
 pub mod socks5;
 pub mod ssh_config;
 mod ssh_session;
+mod stdio;
 
 use std::fmt;
 use std::net::SocketAddr;

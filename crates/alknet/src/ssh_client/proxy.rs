@@ -46,7 +46,15 @@ pub struct ProxyArgs {
 }
 
 pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
-    let runtime = runtime()?;
+    // One stream needs one thread: QUIC's tasks and the copying then wake
+    // each other without crossing threads, packet after packet.
+    let runtime = match args.socks5 {
+        Some(_) => runtime()?,
+        None => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?,
+    };
     let result = runtime.block_on(async {
         match args.socks5 {
             Some(listen) => super::socks5::serve(&args, listen).await,
@@ -62,10 +70,10 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     result.map(|()| ExitCode::SUCCESS)
 }
 
-/// Bytes moved per read of standard input or of the stream. Each read of
-/// standard input is a hop through the runtime's blocking pool, so a bulk
-/// transfer (scp, sftp) pays for it once per chunk: large chunks keep that
-/// cost small next to the copying.
+/// Bytes moved per read of standard input or of the stream: a bulk
+/// transfer (scp, sftp) pays the per-read costs (a system call; for a
+/// terminal or a file, a hop through the runtime's blocking pool) once per
+/// chunk, so large chunks keep them small next to the copying.
 const PIPE_CHUNK: usize = 256 * 1024;
 
 /// git daemon's request line for `SERVICE REPO` (a pkt-line), with the
@@ -114,7 +122,7 @@ async fn pipe(args: &StreamArgs, alpn: &str, first: Option<&[u8]>) -> anyhow::Re
             .context("the connection with the node broke")?;
     }
     let upstream = async {
-        let mut stdin = tokio::io::stdin();
+        let mut stdin = super::stdio::input();
         let mut buf = vec![0u8; PIPE_CHUNK];
         loop {
             let n = stdin
@@ -134,7 +142,7 @@ async fn pipe(args: &StreamArgs, alpn: &str, first: Option<&[u8]>) -> anyhow::Re
         std::future::pending::<anyhow::Result<()>>().await
     };
     let downstream = async {
-        let mut stdout = tokio::io::stdout();
+        let mut stdout = super::stdio::output();
         let mut buf = vec![0u8; PIPE_CHUNK];
         loop {
             let n = match recv.read(&mut buf).await {

@@ -1,0 +1,85 @@
+//! Standard input and output for `alknet proxy`, as the runtime's own
+//! non-blocking I/O where they allow it.
+//!
+//! tokio's `stdin()` and `stdout()` do each read and write on the blocking
+//! thread pool: a hop to another thread and back per SSH packet, which an
+//! interactive session or an SFTP client waiting on one small reply after
+//! another pays in latency. What ssh and sftp hand a ProxyCommand are pipes
+//! (or a socket pair); those are put in non-blocking mode and polled by the
+//! runtime like the node's own sockets. A terminal or a file keeps tokio's
+//! `stdin()`/`stdout()`: making a terminal non-blocking would change it for
+//! the shell that shares it too.
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// Standard input, to read what the client sends.
+pub(super) fn input() -> Box<dyn AsyncRead + Send + Unpin> {
+    #[cfg(unix)]
+    if let Some(input) = unix::input() {
+        return input;
+    }
+    Box::new(tokio::io::stdin())
+}
+
+/// Standard output, to write what the node answers.
+pub(super) fn output() -> Box<dyn AsyncWrite + Send + Unpin> {
+    #[cfg(unix)]
+    if let Some(output) = unix::output() {
+        return output;
+    }
+    Box::new(tokio::io::stdout())
+}
+
+#[cfg(unix)]
+mod unix {
+    use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+    use nix::sys::stat::{SFlag, fstat};
+    use tokio::io::{AsyncRead, AsyncWrite};
+    use tokio::net::unix::pipe;
+
+    enum Kind {
+        Pipe,
+        Socket,
+    }
+
+    /// What `fd` is, if the runtime can poll it.
+    fn pollable(fd: BorrowedFd<'_>) -> Option<Kind> {
+        let stat = fstat(fd).ok()?;
+        match SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT {
+            SFlag::S_IFIFO => Some(Kind::Pipe),
+            SFlag::S_IFSOCK => Some(Kind::Socket),
+            _ => None,
+        }
+    }
+
+    /// A socket as a tokio stream. `UnixStream` only reads, writes and
+    /// shuts down through the descriptor, which works for any stream
+    /// socket a parent may hand over.
+    fn socket(fd: OwnedFd) -> Option<tokio::net::UnixStream> {
+        let socket = std::os::unix::net::UnixStream::from(fd);
+        socket.set_nonblocking(true).ok()?;
+        tokio::net::UnixStream::from_std(socket).ok()
+    }
+
+    pub(super) fn input() -> Option<Box<dyn AsyncRead + Send + Unpin>> {
+        let stdin = std::io::stdin();
+        let kind = pollable(stdin.as_fd())?;
+        // A duplicate: dropping ours must not close descriptor 0.
+        let fd = stdin.as_fd().try_clone_to_owned().ok()?;
+        match kind {
+            Kind::Pipe => Some(Box::new(pipe::Receiver::from_owned_fd(fd).ok()?)),
+            Kind::Socket => Some(Box::new(socket(fd)?)),
+        }
+    }
+
+    pub(super) fn output() -> Option<Box<dyn AsyncWrite + Send + Unpin>> {
+        let stdout = std::io::stdout();
+        let kind = pollable(stdout.as_fd())?;
+        let fd = stdout.as_fd().try_clone_to_owned().ok()?;
+        match kind {
+            Kind::Pipe => Some(Box::new(pipe::Sender::from_owned_fd(fd).ok()?)),
+            Kind::Socket => Some(Box::new(socket(fd)?)),
+        }
+    }
+}
