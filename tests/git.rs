@@ -253,6 +253,11 @@ fn output(command: &mut Command) -> Output {
 
 fn assert_ok(command: &mut Command) -> Output {
     let out = output(command);
+    succeeded(command, out)
+}
+
+/// `out`, after asserting that `command` succeeded.
+fn succeeded(command: &Command, out: Output) -> Output {
     assert!(
         out.status.success(),
         "{command:?} failed: {}{}",
@@ -583,13 +588,7 @@ fn bounded(command: &mut Command, node: &Node) -> Output {
         .spawn()
         .expect("git runs");
     let out = finished_within(child, Duration::from_secs(60), node);
-    assert!(
-        out.status.success(),
-        "{command:?} failed: {}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    out
+    succeeded(command, out)
 }
 
 /// `child`'s output once it exits; if it has not within `deadline`, it is
