@@ -666,11 +666,12 @@ async fn read_data<S: Storage>(id: u32, handle: Arc<Handle<S>>, offset: u64, len
     let read = on_file(handle, move |file| {
         // length, type, id, data length, data
         let header = 4 + 1 + 4 + 4;
-        let mut buffer = BytesMut::zeroed(header + len as usize);
+        let want = read_size(file.attributes()?.size, offset, len);
+        let mut buffer = BytesMut::zeroed(header + want);
         let mut filled = 0;
         // Fill the request like OpenSSH does: a short read is retried
         // until the end of the file.
-        while filled < len as usize {
+        while filled < want {
             let got = file.read_at(&mut buffer[header + filled..], offset + filled as u64)?;
             if got == 0 {
                 break;
@@ -693,6 +694,17 @@ async fn read_data<S: Storage>(id: u32, handle: Arc<Handle<S>>, offset: u64, len
         }
         Err(e) => encode(status::error(id, &e)),
     }
+}
+
+/// How much of a `READ` of `len` bytes at `offset` to take: what the file
+/// holds there by its size, so that a 4 KiB file read with OpenSSH's
+/// 255 KiB requests is neither a 255 KiB buffer to zero nor a second read
+/// to learn its end. A file whose size says nothing is there (at its end,
+/// or a special file that reports none) is still read, a little.
+fn read_size(size: Option<u64>, offset: u64, len: u32) -> usize {
+    const PROBE: u64 = 4096;
+    let held = size.map_or(PROBE, |size| size.saturating_sub(offset).max(PROBE));
+    usize::try_from(held.min(u64::from(len))).unwrap_or(len as usize)
 }
 
 /// A packet with its length, ready to write.
@@ -723,4 +735,27 @@ struct CopyData {
     length: u64,
     write_to: String,
     write_offset: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_size;
+
+    #[test]
+    fn a_read_takes_what_the_file_holds_at_its_offset() {
+        // A small file read whole with a large request.
+        assert_eq!(read_size(Some(4096), 0, 255 * 1024), 4096);
+        assert_eq!(read_size(Some(100_000), 8192, 255 * 1024), 91_808);
+        // Less than a probe left: a probe, in case the file has grown.
+        assert_eq!(read_size(Some(10_000), 8192, 255 * 1024), 4096);
+        // A large file: the request's length.
+        assert_eq!(read_size(Some(1 << 30), 0, 255 * 1024), 255 * 1024);
+        // At or past the end, and a file whose size says nothing: a probe.
+        assert_eq!(read_size(Some(4096), 4096, 255 * 1024), 4096);
+        assert_eq!(read_size(Some(0), 0, 255 * 1024), 4096);
+        assert_eq!(read_size(None, 0, 255 * 1024), 4096);
+        // Never more than asked.
+        assert_eq!(read_size(Some(1 << 30), 0, 100), 100);
+        assert_eq!(read_size(None, 0, 100), 100);
+    }
 }

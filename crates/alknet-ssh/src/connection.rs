@@ -53,6 +53,10 @@ pub(crate) async fn run(
     let _cut_on_exit = cut.drop_guard();
     let grace = tokio::time::sleep(shared.settings.login_grace_time);
     tokio::pin!(grace);
+    // russh reads each packet's length and then its body straight from the
+    // stream: unbuffered, that is three reads (the last one `EAGAIN`) per
+    // packet, which on the plain listener are three system calls.
+    let stream = tokio::io::BufReader::with_capacity(READ_BUFFER, stream);
     let starting = russh::server::run_stream(shared.russh.clone(), stream, handler);
     let mut session = tokio::select! {
         started = starting => match started {
@@ -102,6 +106,10 @@ pub(crate) async fn run(
         Err(error) => Err(HandlerError::PeerViolation(format!("SSH: {error}"))),
     }
 }
+
+/// How much one read from the connection's stream may take: a few SSH
+/// packets, or one of the largest data packets OpenSSH sends (32 KiB).
+const READ_BUFFER: usize = 64 * 1024;
 
 /// How long a disconnect message gets to reach the client before the stream
 /// is cut.
