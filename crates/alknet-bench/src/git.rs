@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 
 use crate::openssh::{
-    SshNode, Sshd, client_options, cpu_of, free_port, keygen, timed, wait_listening,
+    SshNode, Sshd, client_options, cpu_of, free_port, keygen, median, timed, wait_listening,
 };
 
 /// `alknet-bench git`.
@@ -487,19 +487,6 @@ fn print_tables(targets: &[(Route, anyhow::Result<Target>)], outcomes: &[Outcome
             ratio(|o| &o.push_cpu),
         );
     }
-}
-
-fn median(mut figures: Vec<f64>) -> Option<f64> {
-    if figures.is_empty() {
-        return None;
-    }
-    figures.sort_by(f64::total_cmp);
-    let middle = figures.len() / 2;
-    Some(if figures.len().is_multiple_of(2) {
-        (figures[middle - 1] + figures[middle]) / 2.0
-    } else {
-        figures[middle]
-    })
 }
 
 /// `git`, isolated from the user's and the system's configuration, never

@@ -278,3 +278,17 @@ pub(crate) fn print_ratios(baseline: &str, columns: &[&str], rows: &[(&str, Vec<
         println!("| {name} | {} |", ratios.join(" | "));
     }
 }
+
+/// The median of `figures`; `None` for none.
+pub(crate) fn median(mut figures: Vec<f64>) -> Option<f64> {
+    if figures.is_empty() {
+        return None;
+    }
+    figures.sort_by(f64::total_cmp);
+    let middle = figures.len() / 2;
+    Some(if figures.len().is_multiple_of(2) {
+        (figures[middle - 1] + figures[middle]) / 2.0
+    } else {
+        figures[middle]
+    })
+}

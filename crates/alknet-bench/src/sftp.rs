@@ -10,8 +10,11 @@
 //! the SFTP exchange itself costs on these cores.
 //!
 //! Measured: one large file put and got, and a directory of many small
-//! files put and got (`put -r`, `get -r`). Server CPU comes from `/proc`
-//! (sshd: its reaped per-connection children).
+//! files put and got (`put -r`, `get -r`), round after round with the
+//! servers taking turns, so that neither the disk's writeback of one
+//! server's files nor a busy moment of the machine lands on one server
+//! alone; the table has each figure's median. Server CPU comes from
+//! `/proc` (sshd: its reaped per-connection children).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -20,7 +23,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use crate::openssh::{
-    SshNode, Sshd, check, client_options, cpu_of, prepare, print_ratios, timed, write_payload,
+    SshNode, Sshd, check, client_options, cpu_of, median, prepare, print_ratios, timed,
+    write_payload,
 };
 
 /// OpenSSH's SFTP server on Debian.
@@ -50,6 +54,9 @@ pub struct Args {
     /// The key exchange every SSH server is asked for.
     #[arg(long, default_value = "curve25519-sha256")]
     kex: String,
+    /// Rounds; each server is measured once per round, in turn.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
 }
 
 /// One server under test.
@@ -176,73 +183,39 @@ fn run_blocking(args: &Args) -> anyhow::Result<()> {
 
     let large_bytes = (args.mib << 20) as f64;
     println!(
-        "SFTP: one {} MiB file, and {} files of {} bytes; cipher {}, key exchange {}",
-        args.mib, args.files, args.file_bytes, args.cipher, args.kex
+        "SFTP: one {} MiB file, and {} files of {} bytes; cipher {}, key exchange {}; median of {} rounds",
+        args.mib, args.files, args.file_bytes, args.cipher, args.kex, args.rounds
     );
+    let mut samples: Vec<Vec<Sample>> = targets.iter().map(|_| Vec::new()).collect();
+    for round in 1..=args.rounds.max(1) {
+        for (target, samples) in targets.iter().zip(&mut samples) {
+            eprintln!("round {round}: {}", target.name);
+            samples.push(measure(target, dir.path(), &large, args)?);
+        }
+    }
     println!(
         "| server | put MiB/s | get MiB/s | put files/s | get files/s | server CPU ms/GiB put, get | server CPU ms per 1000 files put, get |"
     );
     println!("|---|---|---|---|---|---|---|");
+    let gib = large_bytes / (1u64 << 30) as f64;
+    let thousands = args.files as f64 / 1000.0;
     let mut rows = Vec::new();
-    for target in &targets {
-        let cpu = || match target.pid {
-            Some(pid) => cpu_of(pid, target.children),
-            None => Ok(Duration::ZERO),
+    for (target, samples) in targets.iter().zip(&samples) {
+        let of = |figure: &dyn Fn(&Sample) -> f64| {
+            median(samples.iter().map(figure).collect()).unwrap_or(0.0)
         };
-        let down = dir.path().join("down");
-        let _ = std::fs::remove_dir_all(&down);
-        std::fs::create_dir(&down)?;
-        let remote = |name: &str| format!("{}/{name}", target.remote.trim_end_matches('/'));
-        let c0 = cpu()?;
-        let put = sftp(
-            target,
-            dir.path(),
-            &format!("put large.bin {}", remote("large.bin")),
-        )?;
-        let c1 = cpu()?;
-        let get = sftp(
-            target,
-            dir.path(),
-            &format!("get {} down/large.bin", remote("large.bin")),
-        )?;
-        let c2 = cpu()?;
-        let put_files = sftp(
-            target,
-            dir.path(),
-            &format!("put -r small {}", remote("small")),
-        )?;
-        let c3 = cpu()?;
-        let get_files = sftp(
-            target,
-            dir.path(),
-            &format!("get -r {} down/small", remote("small")),
-        )?;
-        let c4 = cpu()?;
-        verify(
-            &large,
-            &down.join("large.bin"),
-            &down.join("small"),
-            args.files,
-        )?;
-        let _ = std::fs::remove_file(target.local.join("large.bin"));
-        let _ = std::fs::remove_dir_all(target.local.join("small"));
-        let gib = large_bytes / (1u64 << 30) as f64;
-        let thousands = args.files as f64 / 1000.0;
-        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let rate = |seconds: f64, amount: f64| amount / seconds;
         let row = Row {
-            put: large_bytes / put.as_secs_f64() / 1048576.0,
-            get: large_bytes / get.as_secs_f64() / 1048576.0,
-            put_files: args.files as f64 / put_files.as_secs_f64(),
-            get_files: args.files as f64 / get_files.as_secs_f64(),
+            put: rate(of(&|s| s.put.as_secs_f64()), large_bytes / 1048576.0),
+            get: rate(of(&|s| s.get.as_secs_f64()), large_bytes / 1048576.0),
+            put_files: rate(of(&|s| s.put_files.as_secs_f64()), args.files as f64),
+            get_files: rate(of(&|s| s.get_files.as_secs_f64()), args.files as f64),
         };
+        let ms = |cpu: usize| of(&|s| s.cpu[cpu].as_secs_f64() * 1e3);
         let cpu_cells = match target.pid {
             Some(_) => (
-                format!("{:.0}, {:.0}", ms(c1 - c0) / gib, ms(c2 - c1) / gib),
-                format!(
-                    "{:.0}, {:.0}",
-                    ms(c3 - c2) / thousands,
-                    ms(c4 - c3) / thousands
-                ),
+                format!("{:.0}, {:.0}", ms(0) / gib, ms(1) / gib),
+                format!("{:.0}, {:.0}", ms(2) / thousands, ms(3) / thousands),
             ),
             None => ("–".into(), "–".into()),
         };
@@ -271,6 +244,65 @@ struct Row {
     get: f64,
     put_files: f64,
     get_files: f64,
+}
+
+/// One round's figures for one server: wall times, and the server's CPU
+/// for each of the four transfers.
+struct Sample {
+    put: Duration,
+    get: Duration,
+    put_files: Duration,
+    get_files: Duration,
+    cpu: [Duration; 4],
+}
+
+/// Puts and gets the large file and the small files once against `target`,
+/// checks what came back, and removes what was sent.
+fn measure(target: &Target, dir: &Path, large: &Path, args: &Args) -> anyhow::Result<Sample> {
+    let cpu = || match target.pid {
+        Some(pid) => cpu_of(pid, target.children),
+        None => Ok(Duration::ZERO),
+    };
+    let down = dir.join("down");
+    let _ = std::fs::remove_dir_all(&down);
+    std::fs::create_dir(&down)?;
+    let remote = |name: &str| format!("{}/{name}", target.remote.trim_end_matches('/'));
+    let c0 = cpu()?;
+    let put = sftp(
+        target,
+        dir,
+        &format!("put large.bin {}", remote("large.bin")),
+    )?;
+    let c1 = cpu()?;
+    let get = sftp(
+        target,
+        dir,
+        &format!("get {} down/large.bin", remote("large.bin")),
+    )?;
+    let c2 = cpu()?;
+    let put_files = sftp(target, dir, &format!("put -r small {}", remote("small")))?;
+    let c3 = cpu()?;
+    let get_files = sftp(
+        target,
+        dir,
+        &format!("get -r {} down/small", remote("small")),
+    )?;
+    let c4 = cpu()?;
+    verify(
+        large,
+        &down.join("large.bin"),
+        &down.join("small"),
+        args.files,
+    )?;
+    let _ = std::fs::remove_file(target.local.join("large.bin"));
+    let _ = std::fs::remove_dir_all(target.local.join("small"));
+    Ok(Sample {
+        put,
+        get,
+        put_files,
+        get_files,
+        cpu: [c1 - c0, c2 - c1, c3 - c2, c4 - c3],
+    })
 }
 
 /// Runs one `sftp -b` command against `target` from `cwd`, timed.
