@@ -461,15 +461,13 @@ async fn running(
         }
         Ending::ClientClosed | Ending::Killed => None,
     };
-    if let Some(status) = exited {
-        finish_draining(&mut read, async {
+    finish_draining(&mut read, async {
+        if let Some(status) = exited {
             report_exit(&cx.handle, id, status).await;
             let _ = write.eof().await;
-        })
-        .await;
-    }
-    drop(group);
-    finish_draining(&mut read, async {
+        }
+        // The process group ends before the channel closes (no orphans).
+        drop(group);
         let _ = cx.handle.close(id).await;
     })
     .await;
