@@ -206,10 +206,10 @@ fn run_blocking(args: &Args) -> anyhow::Result<()> {
         };
         let rate = |seconds: f64, amount: f64| amount / seconds;
         let row = Row {
-            put: rate(of(&|s| s.put.as_secs_f64()), large_bytes / 1048576.0),
-            get: rate(of(&|s| s.get.as_secs_f64()), large_bytes / 1048576.0),
-            put_files: rate(of(&|s| s.put_files.as_secs_f64()), args.files as f64),
-            get_files: rate(of(&|s| s.get_files.as_secs_f64()), args.files as f64),
+            put: rate(of(&|s| s.wall[0].as_secs_f64()), large_bytes / 1048576.0),
+            get: rate(of(&|s| s.wall[1].as_secs_f64()), large_bytes / 1048576.0),
+            put_files: rate(of(&|s| s.wall[2].as_secs_f64()), args.files as f64),
+            get_files: rate(of(&|s| s.wall[3].as_secs_f64()), args.files as f64),
         };
         let ms = |cpu: usize| of(&|s| s.cpu[cpu].as_secs_f64() * 1e3);
         let cpu_cells = match target.pid {
@@ -246,13 +246,10 @@ struct Row {
     get_files: f64,
 }
 
-/// One round's figures for one server: wall times, and the server's CPU
-/// for each of the four transfers.
+/// One round's figures for one server, per transfer (put, get, put -r,
+/// get -r): its wall time and the server's CPU.
 struct Sample {
-    put: Duration,
-    get: Duration,
-    put_files: Duration,
-    get_files: Duration,
+    wall: [Duration; 4],
     cpu: [Duration; 4],
 }
 
@@ -267,27 +264,21 @@ fn measure(target: &Target, dir: &Path, large: &Path, args: &Args) -> anyhow::Re
     let _ = std::fs::remove_dir_all(&down);
     std::fs::create_dir(&down)?;
     let remote = |name: &str| format!("{}/{name}", target.remote.trim_end_matches('/'));
-    let c0 = cpu()?;
-    let put = sftp(
-        target,
-        dir,
-        &format!("put large.bin {}", remote("large.bin")),
-    )?;
-    let c1 = cpu()?;
-    let get = sftp(
-        target,
-        dir,
-        &format!("get {} down/large.bin", remote("large.bin")),
-    )?;
-    let c2 = cpu()?;
-    let put_files = sftp(target, dir, &format!("put -r small {}", remote("small")))?;
-    let c3 = cpu()?;
-    let get_files = sftp(
-        target,
-        dir,
-        &format!("get -r {} down/small", remote("small")),
-    )?;
-    let c4 = cpu()?;
+    let transfers = [
+        format!("put large.bin {}", remote("large.bin")),
+        format!("get {} down/large.bin", remote("large.bin")),
+        format!("put -r small {}", remote("small")),
+        format!("get -r {} down/small", remote("small")),
+    ];
+    let mut sample = Sample {
+        wall: [Duration::ZERO; 4],
+        cpu: [Duration::ZERO; 4],
+    };
+    for (n, command) in transfers.iter().enumerate() {
+        let before = cpu()?;
+        sample.wall[n] = sftp(target, dir, command)?;
+        sample.cpu[n] = cpu()? - before;
+    }
     verify(
         large,
         &down.join("large.bin"),
@@ -296,13 +287,7 @@ fn measure(target: &Target, dir: &Path, large: &Path, args: &Args) -> anyhow::Re
     )?;
     let _ = std::fs::remove_file(target.local.join("large.bin"));
     let _ = std::fs::remove_dir_all(target.local.join("small"));
-    Ok(Sample {
-        put,
-        get,
-        put_files,
-        get_files,
-        cpu: [c1 - c0, c2 - c1, c3 - c2, c4 - c3],
-    })
+    Ok(sample)
 }
 
 /// Runs one `sftp -b` command against `target` from `cwd`, timed.

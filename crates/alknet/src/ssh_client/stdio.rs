@@ -43,14 +43,16 @@ mod unix {
         Socket,
     }
 
-    /// What `fd` is, if the runtime can poll it.
-    fn pollable(fd: BorrowedFd<'_>) -> Option<Kind> {
+    /// What `fd` is and a duplicate of it, if the runtime can poll it. A
+    /// duplicate: dropping ours must not close descriptor 0 or 1.
+    fn pollable(fd: BorrowedFd<'_>) -> Option<(Kind, OwnedFd)> {
         let stat = fstat(fd).ok()?;
-        match SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT {
-            SFlag::S_IFIFO => Some(Kind::Pipe),
-            SFlag::S_IFSOCK => Some(Kind::Socket),
-            _ => None,
-        }
+        let kind = match SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT {
+            SFlag::S_IFIFO => Kind::Pipe,
+            SFlag::S_IFSOCK => Kind::Socket,
+            _ => return None,
+        };
+        Some((kind, fd.try_clone_to_owned().ok()?))
     }
 
     /// A socket as a tokio stream. `UnixStream` only reads, writes and
@@ -63,23 +65,16 @@ mod unix {
     }
 
     pub(super) fn input() -> Option<Box<dyn AsyncRead + Send + Unpin>> {
-        let stdin = std::io::stdin();
-        let kind = pollable(stdin.as_fd())?;
-        // A duplicate: dropping ours must not close descriptor 0.
-        let fd = stdin.as_fd().try_clone_to_owned().ok()?;
-        match kind {
-            Kind::Pipe => Some(Box::new(pipe::Receiver::from_owned_fd(fd).ok()?)),
-            Kind::Socket => Some(Box::new(socket(fd)?)),
+        match pollable(std::io::stdin().as_fd())? {
+            (Kind::Pipe, fd) => Some(Box::new(pipe::Receiver::from_owned_fd(fd).ok()?)),
+            (Kind::Socket, fd) => Some(Box::new(socket(fd)?)),
         }
     }
 
     pub(super) fn output() -> Option<Box<dyn AsyncWrite + Send + Unpin>> {
-        let stdout = std::io::stdout();
-        let kind = pollable(stdout.as_fd())?;
-        let fd = stdout.as_fd().try_clone_to_owned().ok()?;
-        match kind {
-            Kind::Pipe => Some(Box::new(pipe::Sender::from_owned_fd(fd).ok()?)),
-            Kind::Socket => Some(Box::new(socket(fd)?)),
+        match pollable(std::io::stdout().as_fd())? {
+            (Kind::Pipe, fd) => Some(Box::new(pipe::Sender::from_owned_fd(fd).ok()?)),
+            (Kind::Socket, fd) => Some(Box::new(socket(fd)?)),
         }
     }
 }
