@@ -82,6 +82,57 @@ async fn echo_over_quic_concurrent_streams_and_over_tcp_on_the_same_port() {
     assert_eq!(details.bytes_out, expected);
 }
 
+/// Endpoints built on `alknet_core::udp` find loopback's large MTU and send
+/// datagrams of `MAX_DATAGRAM` bytes, ten per system call, without losing
+/// them: a batch the kernel refused (over 64 KiB in all) would vanish and
+/// show up as lost packets and a black hole that shrinks the MTU again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quic_grows_its_datagrams_to_the_path_and_loses_none() {
+    use alknet_core::udp::{MAX_DATAGRAM, client_endpoint, transport_config};
+
+    let node = start_node(test_config()).await;
+    let addr = node.local_addr();
+    let endpoint = client_endpoint(addr).expect("client endpoint");
+    let mut config = alknet_core::tls::quic_client_config(
+        alknet_core::tls::ServerVerification::Insecure,
+        None,
+        &[alknet_core::Alpn::new(ECHO)],
+    )
+    .expect("client config");
+    config.transport_config(Arc::new(transport_config()));
+    let conn = endpoint
+        .connect_with(config, addr, "localhost")
+        .expect("connect parameters")
+        .await
+        .expect("QUIC handshake");
+
+    // Written and read at once: the echo stalls if its answers go unread.
+    let sent = payload(7, 32 << 20);
+    let (mut send, mut recv) = conn.open_bi().await.expect("stream");
+    let writer = tokio::spawn({
+        let sent = sent.clone();
+        async move {
+            send.write_all(&sent).await?;
+            send.finish()?;
+            anyhow::Ok(())
+        }
+    });
+    let echoed = recv.read_to_end(sent.len() + 1).await.expect("echo");
+    writer.await.expect("writer task").expect("write");
+    assert!(echoed == sent, "the echo differs from what was sent");
+    let path = conn.stats().path;
+    assert_eq!(path.current_mtu, MAX_DATAGRAM, "{path:#?}");
+    assert_eq!(path.black_holes_detected, 0, "{path:#?}");
+    // Loopback drops nothing unless a socket buffer overflows; a handful is
+    // scheduling noise, a refused batch would be thousands.
+    assert!(path.lost_packets < 100, "{path:#?}");
+    assert!(
+        conn.stats().udp_tx.bytes / conn.stats().udp_tx.ios > 2 * u64::from(MAX_DATAGRAM),
+        "datagrams are not batched: {:#?}",
+        conn.stats().udp_tx
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_alpn_fails_the_handshake_on_both_transports() {
     let node = start_node(test_config()).await;

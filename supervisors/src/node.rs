@@ -151,7 +151,7 @@ impl NodeBuilder {
             source,
         })?;
         let endpoint = quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
+            alknet_core::udp::endpoint_config(),
             Some(quic_config),
             udp,
             Arc::new(quinn::TokioRuntime),
@@ -321,11 +321,21 @@ fn bind_pair(addr: SocketAddr) -> Result<(std::net::UdpSocket, std::net::TcpList
     let attempts = if addr.port() == 0 { 20 } else { 1 };
     let mut last_error = None;
     for _ in 0..attempts {
-        let udp = std::net::UdpSocket::bind(addr).map_err(bind_err)?;
+        let (udp, buffers) = alknet_core::udp::bind(addr).map_err(bind_err)?;
         let port = udp.local_addr().map_err(bind_err)?.port();
         match std::net::TcpListener::bind(SocketAddr::new(addr.ip(), port)) {
             Ok(tcp) => {
                 tcp.set_nonblocking(true).map_err(bind_err)?;
+                if buffers.receive_is_short() {
+                    tracing::warn!(
+                        granted = buffers.receive,
+                        requested = alknet_core::udp::REQUESTED,
+                        "the kernel capped the QUIC socket's receive buffer: bursts \
+                         will drop datagrams and slow uploads; raise it with \
+                         `sysctl -w net.core.rmem_max={}`",
+                        alknet_core::udp::REQUESTED
+                    );
+                }
                 return Ok((udp, tcp));
             }
             Err(error) => last_error = Some(error),

@@ -110,7 +110,7 @@ impl CallClient {
         let (connection, endpoint) = match options.transport {
             Transport::Quic => {
                 let mut config = tls::quic_client_config(options.verification, key, &alpns)?;
-                let mut transport = quinn::TransportConfig::default();
+                let mut transport = alknet_core::udp::transport_config();
                 transport
                     .max_idle_timeout(Some(
                         quinn::IdleTimeout::try_from(options.idle_timeout)
@@ -118,14 +118,7 @@ impl CallClient {
                     ))
                     .keep_alive_interval(Some(options.idle_timeout / 3));
                 config.transport_config(Arc::new(transport));
-                let bind: SocketAddr = if addr.is_ipv6() {
-                    "[::]:0"
-                } else {
-                    "0.0.0.0:0"
-                }
-                .parse()
-                .expect("valid wildcard address");
-                let endpoint = quinn::Endpoint::client(bind)?;
+                let endpoint = alknet_core::udp::client_endpoint(addr)?;
                 let connection = endpoint
                     .connect_with(config, addr, "localhost")
                     .map_err(|e| ConnectError::Quic(e.to_string()))?

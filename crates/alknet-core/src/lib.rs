@@ -39,6 +39,8 @@ pub mod stall;
 pub mod tls;
 #[cfg(feature = "runtime")]
 pub mod tree;
+#[cfg(feature = "runtime")]
+pub mod udp;
 
 pub use alpn::Alpn;
 pub use config::{ConfigError, NodeConfig};

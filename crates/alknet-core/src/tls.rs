@@ -257,13 +257,13 @@ pub fn quic_server_config(
         quinn::crypto::rustls::QuicServerConfig::try_from(server_config(identity, alpns, true)?)
             .map_err(|e| TlsError::Quic(e.to_string()))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    let transport =
-        Arc::get_mut(&mut config.transport).expect("fresh transport config is unshared");
+    let mut transport = crate::udp::transport_config();
     transport.max_concurrent_bidi_streams(256u32.into());
     // quinn's default lets a peer have its every stream's window unread at
     // once (256 × 1.25 MB); a handler that stops reading (backpressure) must
     // not make the node buffer that much per connection.
     transport.receive_window(CONNECTION_RECEIVE_WINDOW.into());
+    config.transport_config(Arc::new(transport));
     Ok(config)
 }
 

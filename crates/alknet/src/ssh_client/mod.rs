@@ -347,19 +347,14 @@ async fn dial_one(
             // An interactive session sits idle for hours: keep-alives keep
             // the connection (and NAT bindings) up; a vanished node is
             // noticed after QUIC_IDLE_TIMEOUT.
-            let mut transport = quinn::TransportConfig::default();
+            let mut transport = alknet_core::udp::transport_config();
             transport
                 .max_idle_timeout(Some(
                     quinn::IdleTimeout::try_from(QUIC_IDLE_TIMEOUT).expect("a small timeout"),
                 ))
                 .keep_alive_interval(Some(QUIC_IDLE_TIMEOUT / 3));
             config.transport_config(Arc::new(transport));
-            let bind: SocketAddr = if addr.is_ipv6() {
-                (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-            } else {
-                (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
-            };
-            let endpoint = quinn::Endpoint::client(bind).map_err(DialError::local)?;
+            let endpoint = alknet_core::udp::client_endpoint(addr).map_err(DialError::local)?;
             let quic = endpoint
                 .connect_with(config, addr, "localhost")
                 .map_err(DialError::local)?
