@@ -8,18 +8,20 @@
 //! through `ssh -L`, and sequential `ssh host true` round trips. Raw TCP over
 //! loopback, with no SSH at all, is the floor: what the two shared cores
 //! give a byte stream. Server CPU comes from `/proc` (sshd: the listener's
-//! reaped per-connection children).
+//! reaped per-connection children). The servers take turns in each of
+//! `--rounds` rounds, so a slow spell of the machine falls on all of them
+//! alike; the table has medians.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::bail;
 
 use crate::openssh::{
-    SshNode, Sshd, check, client_options, cpu_of, free_port, prepare, print_ratios, timed,
+    SshNode, Sshd, check, client_options, cpu_of, free_port, median, prepare, print_ratios, timed,
     wait_listening, write_payload,
 };
 
@@ -35,9 +37,13 @@ pub struct Args {
     /// Bytes streamed each way, in MiB.
     #[arg(long, default_value_t = 256)]
     mib: usize,
-    /// Sequential `ssh host true` runs per server.
+    /// Sequential `ssh host true` runs per server, spread over the rounds.
     #[arg(long, default_value_t = 1000)]
     round_trips: usize,
+    /// Rounds; each server takes its turn in every round, and the table has
+    /// each figure's median (the round trips' percentiles are over all).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// The cipher every server is asked for.
     #[arg(long, default_value = "chacha20-poly1305@openssh.com")]
     cipher: String,
@@ -102,111 +108,145 @@ fn run_blocking(args: &Args) -> anyhow::Result<()> {
         },
     ];
     let options = client_options(&key, &args.cipher, &args.kex);
-    let ssh = |target: &Target| -> Command {
-        let mut command = Command::new("ssh");
-        command.args(&options).args(&target.reach).arg("127.0.0.1");
-        command
-    };
     let bytes = (args.mib << 20) as f64;
     let floor = raw_tcp(args.mib << 20)?;
+    let rounds = args.rounds.max(1);
     println!(
-        "SSH, {} MiB each way, cipher {}, key exchange {}; raw TCP floor {:.0} MiB/s",
+        "SSH, {} MiB each way, cipher {}, key exchange {}; median of {} rounds; raw TCP floor {:.0} MiB/s",
         args.mib,
         args.cipher,
         args.kex,
+        rounds,
         bytes / floor.as_secs_f64() / 1048576.0
     );
+    let mut samples: Vec<Vec<Sample>> = targets.iter().map(|_| Vec::new()).collect();
+    for round in 0..rounds {
+        // The round trips are spread over the rounds, so more rounds do not
+        // lengthen the slowest part of the run.
+        let trips = args.round_trips / rounds + usize::from(round < args.round_trips % rounds);
+        for (target, samples) in targets.iter().zip(&mut samples) {
+            eprintln!("round {}: {}", round + 1, target.name);
+            samples.push(measure(target, &options, &file, args.mib << 20, trips)?);
+        }
+    }
     println!(
         "| server | up MiB/s | down MiB/s | -L up MiB/s | -L down MiB/s | `true` p50 ms | p99 ms | server CPU ms/GiB up, down | server CPU ms per `true` |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
+    let gib = bytes / (1u64 << 30) as f64;
     let mut rows = Vec::new();
-    for target in &targets {
-        let cpu = |target: &Target| cpu_of(target.pid, target.children);
-        let before = cpu(target)?;
-        let up = timed(|| {
-            let status = ssh(target)
-                .arg("cat > /dev/null")
-                .stdin(std::fs::File::open(&file)?)
-                .stdout(Stdio::null())
-                .status()?;
-            check(status, "upload")
-        })?;
-        let after_up = cpu(target)?;
-        let down = timed(|| {
-            let status = ssh(target)
-                .arg(format!("cat {}", file.display()))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .status()?;
-            check(status, "download")
-        })?;
-        let after_down = cpu(target)?;
-        let (forward_up, forward_down) = through_forward(&mut ssh(target), args.mib << 20)?;
-        let before_trips = cpu(target)?;
-        let mut trips = Vec::with_capacity(args.round_trips);
-        for _ in 0..args.round_trips {
-            let took = timed(|| {
-                let status = ssh(target).arg("true").stdin(Stdio::null()).status()?;
-                check(status, "true")
-            })?;
-            trips.push(took);
-        }
-        let after_trips = cpu(target)?;
-        trips.sort();
-        let percentile = |p: f64| trips[((trips.len() as f64 - 1.0) * p) as usize];
-        let rate = |took: Duration| bytes / took.as_secs_f64() / 1048576.0;
-        let gib = bytes / (1u64 << 30) as f64;
-        let row = Row {
-            up: rate(up),
-            down: rate(down),
-            forward_up: rate(forward_up),
-            forward_down: rate(forward_down),
-            p50: percentile(0.5),
-            p99: percentile(0.99),
+    for (target, samples) in targets.iter().zip(&samples) {
+        let of = |figure: &dyn Fn(&Sample) -> f64| {
+            median(samples.iter().map(figure).collect()).unwrap_or(0.0)
         };
+        let rate = |n: usize| bytes / of(&|s| s.wall[n].as_secs_f64()) / 1048576.0;
+        let mut trips: Vec<Duration> = samples.iter().flat_map(|s| s.trips.clone()).collect();
+        trips.sort();
+        let percentile = |p: f64| {
+            trips
+                .get(((trips.len().max(1) - 1) as f64 * p) as usize)
+                .copied()
+                .unwrap_or_default()
+        };
+        let trip_cpu: Duration = samples.iter().map(|s| s.cpu[2]).sum();
+        let row = vec![
+            rate(0),
+            rate(1),
+            rate(2),
+            rate(3),
+            percentile(0.5).as_secs_f64(),
+            percentile(0.99).as_secs_f64(),
+        ];
         println!(
             "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {:.0}, {:.0} | {:.2} |",
             target.name,
-            row.up,
-            row.down,
-            row.forward_up,
-            row.forward_down,
-            row.p50.as_secs_f64() * 1e3,
-            row.p99.as_secs_f64() * 1e3,
-            (after_up - before).as_secs_f64() * 1e3 / gib,
-            (after_down - after_up).as_secs_f64() * 1e3 / gib,
-            (after_trips - before_trips).as_secs_f64() * 1e3 / args.round_trips as f64,
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            row[4] * 1e3,
+            row[5] * 1e3,
+            of(&|s| s.cpu[0].as_secs_f64()) * 1e3 / gib,
+            of(&|s| s.cpu[1].as_secs_f64()) * 1e3 / gib,
+            trip_cpu.as_secs_f64() * 1e3 / trips.len().max(1) as f64,
         );
         rows.push((target.name, row));
     }
-    let figures: Vec<(&str, Vec<f64>)> = rows
-        .iter()
-        .map(|(name, r)| {
-            let (p50, p99) = (r.p50.as_secs_f64(), r.p99.as_secs_f64());
-            (
-                *name,
-                vec![r.up, r.down, r.forward_up, r.forward_down, p50, p99],
-            )
-        })
-        .collect();
     print_ratios(
         "sshd",
         &["up", "down", "-L up", "-L down", "p50", "p99"],
-        &figures,
+        &rows,
     );
     sshd.stop();
     drop(node);
     Ok(())
 }
 
-struct Row {
-    up: f64,
-    down: f64,
-    forward_up: f64,
-    forward_down: f64,
-    p50: Duration,
-    p99: Duration,
+/// One round's figures for one server.
+struct Sample {
+    /// Streaming up and down through an exec channel, then through `-L`.
+    wall: [Duration; 4],
+    /// The server's CPU while streaming up, down (exec), and over the round
+    /// trips.
+    cpu: [Duration; 3],
+    /// Each `ssh host true`.
+    trips: Vec<Duration>,
+}
+
+/// Streams `len` bytes each way through an exec channel and through `-L`,
+/// then runs `ssh host true` `trips` times, against `target`.
+fn measure(
+    target: &Target,
+    options: &[String],
+    file: &Path,
+    len: usize,
+    trips: usize,
+) -> anyhow::Result<Sample> {
+    let ssh = || -> Command {
+        let mut command = Command::new("ssh");
+        command.args(options).args(&target.reach).arg("127.0.0.1");
+        command
+    };
+    let cpu = || cpu_of(target.pid, target.children);
+    let before = cpu()?;
+    let up = timed(|| {
+        let status = ssh()
+            .arg("cat > /dev/null")
+            .stdin(std::fs::File::open(file)?)
+            .stdout(Stdio::null())
+            .status()?;
+        check(status, "upload")
+    })?;
+    let after_up = cpu()?;
+    let down = timed(|| {
+        let status = ssh()
+            .arg(format!("cat {}", file.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .status()?;
+        check(status, "download")
+    })?;
+    let after_down = cpu()?;
+    let (forward_up, forward_down) = through_forward(&mut ssh(), len)?;
+    let before_trips = cpu()?;
+    let trips = (0..trips)
+        .map(|_| {
+            timed(|| {
+                let status = ssh().arg("true").stdin(Stdio::null()).status()?;
+                check(status, "true")
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let after_trips = cpu()?;
+    Ok(Sample {
+        wall: [up, down, forward_up, forward_down],
+        cpu: [
+            after_up - before,
+            after_down - after_up,
+            after_trips - before_trips,
+        ],
+        trips,
+    })
 }
 
 fn plain_port(addr: SocketAddr) -> u16 {
