@@ -292,3 +292,28 @@ pub(crate) fn median(mut figures: Vec<f64>) -> Option<f64> {
         figures[middle]
     })
 }
+
+/// Measures every target in each of `rounds` rounds (at least one), the
+/// targets taking turns within a round, so that a slow spell of the machine
+/// falls on all of them alike. `measure` gets the round, from 0; the result
+/// has each target's samples, in the targets' order.
+pub(crate) fn take_turns<T, S>(
+    targets: &[T],
+    rounds: usize,
+    name: impl Fn(&T) -> &str,
+    mut measure: impl FnMut(&T, usize) -> anyhow::Result<S>,
+) -> anyhow::Result<Vec<Vec<S>>> {
+    let mut samples: Vec<Vec<S>> = targets.iter().map(|_| Vec::new()).collect();
+    for round in 0..rounds.max(1) {
+        for (target, samples) in targets.iter().zip(&mut samples) {
+            eprintln!("round {}: {}", round + 1, name(target));
+            samples.push(measure(target, round)?);
+        }
+    }
+    Ok(samples)
+}
+
+/// The median over `samples` of one `figure` of each; 0 for no samples.
+pub(crate) fn median_of<S>(samples: &[S], figure: impl Fn(&S) -> f64) -> f64 {
+    median(samples.iter().map(figure).collect()).unwrap_or(0.0)
+}

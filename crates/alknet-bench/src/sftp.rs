@@ -23,8 +23,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use crate::openssh::{
-    SshNode, Sshd, check, client_options, cpu_of, median, prepare, print_ratios, timed,
-    write_payload,
+    SshNode, Sshd, check, client_options, cpu_of, median_of, prepare, print_ratios, take_turns,
+    timed, write_payload,
 };
 
 /// OpenSSH's SFTP server on Debian.
@@ -186,13 +186,12 @@ fn run_blocking(args: &Args) -> anyhow::Result<()> {
         "SFTP: one {} MiB file, and {} files of {} bytes; cipher {}, key exchange {}; median of {} rounds",
         args.mib, args.files, args.file_bytes, args.cipher, args.kex, args.rounds
     );
-    let mut samples: Vec<Vec<Sample>> = targets.iter().map(|_| Vec::new()).collect();
-    for round in 1..=args.rounds.max(1) {
-        for (target, samples) in targets.iter().zip(&mut samples) {
-            eprintln!("round {round}: {}", target.name);
-            samples.push(measure(target, dir.path(), &large, args)?);
-        }
-    }
+    let samples = take_turns(
+        &targets,
+        args.rounds,
+        |target| target.name,
+        |target, _| measure(target, dir.path(), &large, args),
+    )?;
     println!(
         "| server | put MiB/s | get MiB/s | put files/s | get files/s | server CPU ms/GiB put, get | server CPU ms per 1000 files put, get |"
     );
@@ -201,9 +200,7 @@ fn run_blocking(args: &Args) -> anyhow::Result<()> {
     let thousands = args.files as f64 / 1000.0;
     let mut rows = Vec::new();
     for (target, samples) in targets.iter().zip(&samples) {
-        let of = |figure: &dyn Fn(&Sample) -> f64| {
-            median(samples.iter().map(figure).collect()).unwrap_or(0.0)
-        };
+        let of = |figure: &dyn Fn(&Sample) -> f64| median_of(samples, figure);
         let rate = |seconds: f64, amount: f64| amount / seconds;
         let row = Row {
             put: rate(of(&|s| s.wall[0].as_secs_f64()), large_bytes / 1048576.0),

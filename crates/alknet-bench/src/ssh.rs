@@ -21,8 +21,8 @@ use std::time::Duration;
 use anyhow::bail;
 
 use crate::openssh::{
-    SshNode, Sshd, check, client_options, cpu_of, free_port, median, prepare, print_ratios, timed,
-    wait_listening, write_payload,
+    SshNode, Sshd, check, client_options, cpu_of, free_port, median_of, prepare, print_ratios,
+    take_turns, timed, wait_listening, write_payload,
 };
 
 /// `alknet-bench ssh`.
@@ -119,16 +119,17 @@ fn run_blocking(args: &Args) -> anyhow::Result<()> {
         rounds,
         bytes / floor.as_secs_f64() / 1048576.0
     );
-    let mut samples: Vec<Vec<Sample>> = targets.iter().map(|_| Vec::new()).collect();
-    for round in 0..rounds {
-        // The round trips are spread over the rounds, so more rounds do not
-        // lengthen the slowest part of the run.
-        let trips = args.round_trips / rounds + usize::from(round < args.round_trips % rounds);
-        for (target, samples) in targets.iter().zip(&mut samples) {
-            eprintln!("round {}: {}", round + 1, target.name);
-            samples.push(measure(target, &options, &file, args.mib << 20, trips)?);
-        }
-    }
+    let samples = take_turns(
+        &targets,
+        rounds,
+        |target| target.name,
+        |target, round| {
+            // The round trips are spread over the rounds, so more rounds
+            // do not lengthen the slowest part of the run.
+            let trips = args.round_trips / rounds + usize::from(round < args.round_trips % rounds);
+            measure(target, &options, &file, args.mib << 20, trips)
+        },
+    )?;
     println!(
         "| server | up MiB/s | down MiB/s | -L up MiB/s | -L down MiB/s | `true` p50 ms | p99 ms | server CPU ms/GiB up, down | server CPU ms per `true` |"
     );
@@ -136,11 +137,12 @@ fn run_blocking(args: &Args) -> anyhow::Result<()> {
     let gib = bytes / (1u64 << 30) as f64;
     let mut rows = Vec::new();
     for (target, samples) in targets.iter().zip(&samples) {
-        let of = |figure: &dyn Fn(&Sample) -> f64| {
-            median(samples.iter().map(figure).collect()).unwrap_or(0.0)
-        };
+        let of = |figure: &dyn Fn(&Sample) -> f64| median_of(samples, figure);
         let rate = |n: usize| bytes / of(&|s| s.wall[n].as_secs_f64()) / 1048576.0;
-        let mut trips: Vec<Duration> = samples.iter().flat_map(|s| s.trips.clone()).collect();
+        let mut trips: Vec<Duration> = samples
+            .iter()
+            .flat_map(|s| s.trips.iter().copied())
+            .collect();
         trips.sort();
         let percentile = |p: f64| {
             trips
