@@ -9,6 +9,15 @@
 //! that descriptor, never through a path string; changing a file's
 //! attributes goes through `/proc/self/fd` of the resolved file, which
 //! names exactly that inode.
+//!
+//! The `*_cached` calls answer only what the kernel holds in memory, and
+//! `WouldBlock` otherwise ([`crate::storage`] says why). What that covers
+//! depends on the root's file system ([`Backing`]): on a RAM file system
+//! everything; on a local disk one, lookups the dentry cache holds
+//! (`RESOLVE_CACHED`), reads the page cache holds (`RWF_NOWAIT`) and the
+//! attributes of an open file; on anything else (NFS, FUSE), nothing. A
+//! file system mounted below the root is taken to be like the root's, except
+//! for reads and writes of an open file, whose own file system is asked.
 
 use std::fs::File;
 use std::io;
@@ -21,9 +30,11 @@ use rustix::fs::{
     AtFlags, CWD, Dir, FileType, Mode, OFlags, RenameFlags, ResolveFlags, Stat, Timespec,
     Timestamps,
 };
-use rustix::io::Errno;
+use rustix::io::{Errno, ReadWriteFlags};
 
-use crate::storage::{DirEntry, FileAttributes, FsStats, OpenOptions, Storage, StorageFile};
+use crate::storage::{
+    DirEntry, FileAttributes, FsStats, OpenOptions, Storage, StorageFile, would_wait,
+};
 
 /// How every path is resolved: inside the root, and never through
 /// `/proc`'s magic links (which could name any file).
@@ -36,6 +47,44 @@ pub struct Directory {
     /// Where the root is, as the kernel names it: what resolved paths are
     /// made relative to again.
     host: Arc<PathBuf>,
+    /// What the root's file system answers from memory.
+    backing: Backing,
+    /// The root's device: a file on another one was found through a mount.
+    device: u64,
+}
+
+/// What a file system answers from memory, without waiting on a disk or a
+/// network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Backing {
+    /// A RAM file system (tmpfs, ramfs): everything.
+    Memory,
+    /// A local disk file system (ext4, XFS, Btrfs, F2FS): cached lookups
+    /// and reads, and an open file's attributes.
+    Disk,
+    /// Anything else: nothing is assumed.
+    Other,
+}
+
+impl Backing {
+    /// The backing of the file system `fd` is on.
+    fn of(fd: impl AsFd) -> Self {
+        const TMPFS: u32 = 0x0102_1994;
+        const RAMFS: u32 = 0x8584_58f6;
+        const EXT4: u32 = 0xef53;
+        const XFS: u32 = 0x5846_5342;
+        const BTRFS: u32 = 0x9123_683e;
+        const F2FS: u32 = 0xf2f5_2010;
+        let Ok(stats) = rustix::fs::fstatfs(fd) else {
+            return Self::Other;
+        };
+        // The magic is 32 bits wide, whatever width the field has here.
+        match stats.f_type as u32 {
+            TMPFS | RAMFS => Self::Memory,
+            EXT4 | XFS | BTRFS | F2FS => Self::Disk,
+            _ => Self::Other,
+        }
+    }
 }
 
 impl Directory {
@@ -66,7 +115,10 @@ impl Directory {
 
     fn from_fd(fd: OwnedFd) -> io::Result<Self> {
         let host = host_path(&fd)?;
+        let device = rustix::fs::fstat(&fd)?.st_dev;
         Ok(Self {
+            backing: Backing::of(&fd),
+            device,
             root: Arc::new(fd),
             host: Arc::new(host),
         })
@@ -79,6 +131,26 @@ impl Directory {
 
     /// `path` (normalised, see [`crate::storage`]) resolved inside the root.
     fn resolve(&self, path: &str, flags: OFlags, mode: Mode) -> io::Result<OwnedFd> {
+        self.resolve_with(path, flags, mode, RESOLVE)
+    }
+
+    /// [`Self::resolve`] from the dentry cache only: `WouldBlock` where a
+    /// component would have to be read from the disk.
+    fn resolve_cached(&self, path: &str, flags: OFlags, mode: Mode) -> io::Result<OwnedFd> {
+        match self.resolve_with(path, flags, mode, RESOLVE | ResolveFlags::CACHED) {
+            // With RESOLVE_CACHED, EAGAIN is the kernel declining.
+            Err(e) if e.raw_os_error() == Some(Errno::AGAIN.raw_os_error()) => Err(would_wait()),
+            other => other,
+        }
+    }
+
+    fn resolve_with(
+        &self,
+        path: &str,
+        flags: OFlags,
+        mode: Mode,
+        resolve: ResolveFlags,
+    ) -> io::Result<OwnedFd> {
         let relative = path.trim_start_matches('/');
         let relative = if relative.is_empty() { "." } else { relative };
         // openat2 refuses flags that mean nothing with O_PATH.
@@ -88,12 +160,32 @@ impl Directory {
             flags | OFlags::CLOEXEC | OFlags::NOCTTY
         };
         loop {
-            match rustix::fs::openat2(self.root.as_fd(), relative, flags, mode, RESOLVE) {
+            match rustix::fs::openat2(self.root.as_fd(), relative, flags, mode, resolve) {
                 // A rename elsewhere raced with resolving `..`: the kernel
                 // asks to try again rather than risk a wrong answer.
-                Err(Errno::AGAIN) => continue,
+                Err(Errno::AGAIN) if !resolve.contains(ResolveFlags::CACHED) => continue,
                 other => return Ok(other?),
             }
+        }
+    }
+
+    /// An opened descriptor as a file, if it is a regular one.
+    fn file(&self, fd: OwnedFd) -> io::Result<DirectoryFile> {
+        let stat = rustix::fs::fstat(&fd)?;
+        match FileType::from_raw_mode(stat.st_mode) {
+            FileType::RegularFile => {
+                let backing = if stat.st_dev == self.device {
+                    self.backing
+                } else {
+                    Backing::of(&fd)
+                };
+                Ok(DirectoryFile {
+                    file: File::from(fd),
+                    backing,
+                })
+            }
+            FileType::Directory => Err(Errno::ISDIR.into()),
+            _ => Err(io::Error::other("not a regular file")),
         }
     }
 
@@ -119,37 +211,32 @@ impl Storage for Directory {
         Self::from_fd(self.resolve(path, OFlags::PATH | OFlags::DIRECTORY, Mode::empty())?)
     }
 
+    fn within_cached(&self, path: &str) -> io::Result<Self> {
+        let flags = OFlags::PATH | OFlags::DIRECTORY;
+        match self.backing {
+            Backing::Memory => self.within(path),
+            Backing::Disk => Self::from_fd(self.resolve_cached(path, flags, Mode::empty())?),
+            Backing::Other => Err(would_wait()),
+        }
+    }
+
     fn open(&self, path: &str, options: OpenOptions) -> io::Result<DirectoryFile> {
-        let mut flags = match (options.read, options.write || options.append) {
-            (true, true) => OFlags::RDWR,
-            (false, true) => OFlags::WRONLY,
-            _ => OFlags::RDONLY,
-        };
-        let mut mode = Mode::empty();
-        if options.create {
-            flags |= OFlags::CREATE;
-            if options.exclusive {
-                flags |= OFlags::EXCL;
+        let (flags, mode) = open_flags(options);
+        self.file(self.resolve(path, flags, mode)?)
+    }
+
+    fn open_cached(&self, path: &str, options: OpenOptions) -> io::Result<DirectoryFile> {
+        let (flags, mode) = open_flags(options);
+        let fd = match self.backing {
+            // Creating or truncating waits on a disk's journal; the kernel
+            // refuses it from the cache alone.
+            Backing::Memory => self.resolve(path, flags, mode)?,
+            Backing::Disk if !options.create && !options.truncate => {
+                self.resolve_cached(path, flags, mode)?
             }
-            mode = Mode::from_raw_mode(options.mode & 0o7777);
-        }
-        if options.truncate {
-            flags |= OFlags::TRUNC;
-        }
-        if options.append {
-            flags |= OFlags::APPEND;
-        }
-        // A FIFO would hold the opening thread until a writer came.
-        flags |= OFlags::NONBLOCK;
-        let fd = self.resolve(path, flags, mode)?;
-        let stat = rustix::fs::fstat(&fd)?;
-        match FileType::from_raw_mode(stat.st_mode) {
-            FileType::RegularFile => Ok(DirectoryFile {
-                file: File::from(fd),
-            }),
-            FileType::Directory => Err(Errno::ISDIR.into()),
-            _ => Err(io::Error::other("not a regular file")),
-        }
+            Backing::Disk | Backing::Other => return Err(would_wait()),
+        };
+        self.file(fd)
     }
 
     fn open_dir(&self, path: &str) -> io::Result<Dir> {
@@ -198,6 +285,23 @@ impl Storage for Directory {
             rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?
         };
         Ok(attributes(&stat))
+    }
+
+    fn stat_cached(&self, path: &str, follow: bool) -> io::Result<FileAttributes> {
+        match self.backing {
+            Backing::Memory => self.stat(path, follow),
+            Backing::Disk => {
+                // An O_PATH descriptor of the link itself is lstat's answer.
+                let flags = if follow {
+                    OFlags::PATH
+                } else {
+                    OFlags::PATH | OFlags::NOFOLLOW
+                };
+                let fd = self.resolve_cached(path, flags, Mode::empty())?;
+                Ok(attributes(&rustix::fs::fstat(fd)?))
+            }
+            Backing::Other => Err(would_wait()),
+        }
     }
 
     fn set_attributes(&self, path: &str, attrs: &FileAttributes) -> io::Result<()> {
@@ -322,6 +426,34 @@ impl Storage for Directory {
 #[derive(Debug)]
 pub struct DirectoryFile {
     file: File,
+    /// What its own file system answers from memory.
+    backing: Backing,
+}
+
+/// The `openat2` flags and creation mode for `options`.
+fn open_flags(options: OpenOptions) -> (OFlags, Mode) {
+    let mut flags = match (options.read, options.write || options.append) {
+        (true, true) => OFlags::RDWR,
+        (false, true) => OFlags::WRONLY,
+        _ => OFlags::RDONLY,
+    };
+    let mut mode = Mode::empty();
+    if options.create {
+        flags |= OFlags::CREATE;
+        if options.exclusive {
+            flags |= OFlags::EXCL;
+        }
+        mode = Mode::from_raw_mode(options.mode & 0o7777);
+    }
+    if options.truncate {
+        flags |= OFlags::TRUNC;
+    }
+    if options.append {
+        flags |= OFlags::APPEND;
+    }
+    // A FIFO would hold the opening thread until a writer came.
+    flags |= OFlags::NONBLOCK;
+    (flags, mode)
 }
 
 impl StorageFile for DirectoryFile {
@@ -334,12 +466,45 @@ impl StorageFile for DirectoryFile {
         }
     }
 
+    fn read_at_cached(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        match self.backing {
+            Backing::Memory => self.read_at(buf, offset),
+            Backing::Disk => loop {
+                let mut slices = [std::io::IoSliceMut::new(buf)];
+                match rustix::io::preadv2(&self.file, &mut slices, offset, ReadWriteFlags::NOWAIT) {
+                    Err(Errno::INTR) => continue,
+                    // Not in the page cache, or a file system that cannot say.
+                    Err(Errno::AGAIN | Errno::OPNOTSUPP) => return Err(would_wait()),
+                    other => return Ok(other?),
+                }
+            },
+            Backing::Other => Err(would_wait()),
+        }
+    }
+
     fn write_at(&self, data: &[u8], offset: u64) -> io::Result<()> {
         self.file.write_all_at(data, offset)
     }
 
+    fn write_at_cached(&self, data: &[u8], offset: u64) -> io::Result<()> {
+        // A disk's buffered write may be held back to let writeback catch up.
+        match self.backing {
+            Backing::Memory => self.write_at(data, offset),
+            Backing::Disk | Backing::Other => Err(would_wait()),
+        }
+    }
+
     fn attributes(&self) -> io::Result<FileAttributes> {
         Ok(attributes(&rustix::fs::fstat(&self.file)?))
+    }
+
+    fn attributes_cached(&self) -> io::Result<FileAttributes> {
+        // An open file's inode is in memory on a local file system; a
+        // network one may ask its server.
+        match self.backing {
+            Backing::Memory | Backing::Disk => self.attributes(),
+            Backing::Other => Err(would_wait()),
+        }
     }
 
     fn set_attributes(&self, attrs: &FileAttributes) -> io::Result<()> {

@@ -1,6 +1,10 @@
-//! What each SFTP request does: scope check, then the storage call on the
-//! blocking pool, then the reply. Status codes follow OpenSSH's
-//! `sftp-server` ([`crate::status`]).
+//! What each SFTP request does: scope check, then the storage call, then
+//! the reply. Status codes follow OpenSSH's `sftp-server`
+//! ([`crate::status`]).
+//!
+//! Storage calls block, so they run on the blocking pool, except that the
+//! calls of a small-file transfer (open, stat, fstat, read, write) first try
+//! their `_cached` twin on the session's own thread ([`crate::storage`]).
 
 use std::collections::HashMap;
 use std::io;
@@ -17,7 +21,7 @@ use crate::handles::{Handle, Opened};
 use crate::path;
 use crate::session::Session;
 use crate::status::{self, done, status};
-use crate::storage::{FileAttributes, OpenOptions, Storage, StorageFile};
+use crate::storage::{FileAttributes, OpenOptions, Storage, StorageFile, declined};
 
 /// The extensions announced to clients, as OpenSSH announces them.
 const EXTENSIONS: &[(&str, &str)] = &[
@@ -168,6 +172,55 @@ async fn blocking<T: Send + 'static>(
         .unwrap_or_else(|panicked| Err(io::Error::other(panicked.to_string())))
 }
 
+/// Whether a storage call may wait for a disk or a network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wait {
+    /// No: from memory (a `_cached` call), on the session's thread.
+    No,
+    /// Yes: on the blocking pool.
+    Yes,
+}
+
+/// `work` from memory here, or on the blocking pool if it declines.
+async fn soon<T: Send + 'static>(
+    work: impl Fn(Wait) -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    match work(Wait::No) {
+        Err(e) if declined(&e) => blocking(move || work(Wait::Yes)).await,
+        answered => answered,
+    }
+}
+
+/// [`soon`] with the handle's file; a directory's handle is `EBADF`.
+async fn on_file_soon<S: Storage, T: Send + 'static>(
+    handle: Arc<Handle<S>>,
+    work: impl Fn(&S::File, Wait) -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    soon(move |wait| match &handle.opened {
+        Opened::File { file, .. } => work(file, wait),
+        Opened::Dir { .. } => Err(rustix::io::Errno::BADF.into()),
+    })
+    .await
+}
+
+/// [`soon`] on the storage at `place`.
+async fn at_soon<S: Storage, T: Send + 'static>(
+    session: &Session<S>,
+    place: Place,
+    work: impl Fn(&S, &str, Wait) -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    let root = session.storage.clone();
+    soon(move |wait| {
+        let storage = match (&place.within, wait) {
+            (None, _) => root.clone(),
+            (Some(prefix), Wait::No) => root.within_cached(prefix)?,
+            (Some(prefix), Wait::Yes) => root.within(prefix)?,
+        };
+        work(&storage, &place.path, wait)
+    })
+    .await
+}
+
 /// `work` on the blocking pool with the handle's file; a directory's
 /// handle is `EBADF`.
 async fn on_file<S: Storage, T: Send + 'static>(
@@ -212,7 +265,11 @@ async fn reply<S: Storage>(
             let Some(place) = session.place(need, &open.filename) else {
                 return denied(id);
             };
-            match at(session, place, move |s, p| s.open(p, options)).await {
+            let opened = at_soon(session, place, move |s, p, wait| match wait {
+                Wait::No => s.open_cached(p, options),
+                Wait::Yes => s.open(p, options),
+            });
+            match opened.await {
                 Ok(file) => new_handle(
                     session,
                     id,
@@ -253,15 +310,14 @@ async fn reply<S: Storage>(
             if !session.handles.contains(&name) {
                 return status(id, StatusCode::Failure);
             }
-            done(
-                id,
-                on_file(handle, move |file| file.write_at(&write.data, write.offset)).await,
-            )
+            let written = on_file_soon(handle, move |file, wait| match wait {
+                Wait::No => file.write_at_cached(&write.data, write.offset),
+                Wait::Yes => file.write_at(&write.data, write.offset),
+            });
+            done(id, written.await)
         }
         (Packet::Fstat(_), Some((_, handle))) => match &handle.opened {
-            Opened::File { .. } => {
-                attrs_reply(id, on_file(handle, move |file| file.attributes()).await)
-            }
+            Opened::File { .. } => attrs_reply(id, on_file_soon(handle, attributes).await),
             Opened::Dir { .. } => status(id, StatusCode::Failure),
         },
         (Packet::FSetStat(set), Some((_, handle))) => match &handle.opened {
@@ -413,7 +469,11 @@ async fn stat_reply<S: Storage>(session: &Session<S>, id: u32, raw: &str, follow
     let Some(place) = session.place(Need::Metadata, raw) else {
         return denied(id);
     };
-    attrs_reply(id, at(session, place, move |s, p| s.stat(p, follow)).await)
+    let attrs = at_soon(session, place, move |s, p, wait| match wait {
+        Wait::No => s.stat_cached(p, follow),
+        Wait::Yes => s.stat(p, follow),
+    });
+    attrs_reply(id, attrs.await)
 }
 
 fn attrs_reply(id: u32, attrs: io::Result<FileAttributes>) -> Packet {
@@ -663,16 +723,21 @@ fn extended_reply(id: u32, value: &impl serde::Serialize) -> Packet {
 /// Reads up to `len` bytes at `offset` into a `DATA` reply, encoded here
 /// to read straight into the reply's buffer.
 async fn read_data<S: Storage>(id: u32, handle: Arc<Handle<S>>, offset: u64, len: u32) -> Bytes {
-    let read = on_file(handle, move |file| {
+    let read = on_file_soon(handle, move |file, wait| {
         // length, type, id, data length, data
         let header = 4 + 1 + 4 + 4;
-        let want = read_size(file.attributes()?.size, offset, len);
+        let want = read_size(attributes(file, wait)?.size, offset, len);
         let mut buffer = BytesMut::zeroed(header + want);
         let mut filled = 0;
         // Fill the request like OpenSSH does: a short read is retried
         // until the end of the file.
         while filled < want {
-            let got = file.read_at(&mut buffer[header + filled..], offset + filled as u64)?;
+            let into = &mut buffer[header + filled..];
+            let at = offset + filled as u64;
+            let got = match wait {
+                Wait::No => file.read_at_cached(into, at)?,
+                Wait::Yes => file.read_at(into, at)?,
+            };
             if got == 0 {
                 break;
             }
@@ -693,6 +758,14 @@ async fn read_data<S: Storage>(id: u32, handle: Arc<Handle<S>>, offset: u64, len
             buffer.freeze()
         }
         Err(e) => encode(status::error(id, &e)),
+    }
+}
+
+/// A file's attributes, from memory or not.
+fn attributes<F: StorageFile>(file: &F, wait: Wait) -> io::Result<FileAttributes> {
+    match wait {
+        Wait::No => file.attributes_cached(),
+        Wait::Yes => file.attributes(),
     }
 }
 

@@ -7,10 +7,29 @@
 //! inside it. Its methods block; the session calls them on the blocking
 //! pool. [`crate::Directory`] is the implementation for a directory on
 //! disk.
+//!
+//! Most of what a small-file transfer asks (open, stat, read a few KiB,
+//! close) the kernel answers from memory in microseconds, and a hop to the
+//! blocking pool and back costs more than that: two thread wake-ups per
+//! request. So the calls such requests make have a `_cached` twin that
+//! answers only from memory and returns [`would_wait`] when it would have to
+//! wait on a disk or a network; the session runs the twin on its own thread
+//! and goes to the blocking pool only when it declines. The twins decline
+//! everything unless a storage says otherwise.
 
 use std::io;
 
 pub use russh_sftp::protocol::FileAttributes;
+
+/// The error a `_cached` call declines with: the call would have to wait.
+pub fn would_wait() -> io::Error {
+    io::ErrorKind::WouldBlock.into()
+}
+
+/// Whether `error` is a `_cached` call declining.
+pub(crate) fn declined(error: &io::Error) -> bool {
+    error.kind() == io::ErrorKind::WouldBlock
+}
 
 /// How a file is opened (SFTP's `pflags`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -63,14 +82,26 @@ pub trait Storage: Clone + Send + Sync + Sized + 'static {
     /// The same storage seen from `path`, which must be a directory: what
     /// a grant limited to `path` may reach. Links inside it cannot leave it.
     fn within(&self, path: &str) -> io::Result<Self>;
+    /// [`Storage::within`] from memory, or [`would_wait`].
+    fn within_cached(&self, _path: &str) -> io::Result<Self> {
+        Err(would_wait())
+    }
     /// Opens a file.
     fn open(&self, path: &str, options: OpenOptions) -> io::Result<Self::File>;
+    /// [`Storage::open`] from memory, or [`would_wait`].
+    fn open_cached(&self, _path: &str, _options: OpenOptions) -> io::Result<Self::File> {
+        Err(would_wait())
+    }
     /// Opens a directory for listing.
     fn open_dir(&self, path: &str) -> io::Result<Self::Dir>;
     /// Up to `max` further entries of `dir`; empty at its end.
     fn read_dir(&self, dir: &mut Self::Dir, max: usize) -> io::Result<Vec<DirEntry>>;
     /// A path's attributes, following a final symbolic link or not.
     fn stat(&self, path: &str, follow: bool) -> io::Result<FileAttributes>;
+    /// [`Storage::stat`] from memory, or [`would_wait`].
+    fn stat_cached(&self, _path: &str, _follow: bool) -> io::Result<FileAttributes> {
+        Err(would_wait())
+    }
     /// Sets the attributes present in `attrs` (size, owner, permissions,
     /// times), following a final symbolic link.
     fn set_attributes(&self, path: &str, attrs: &FileAttributes) -> io::Result<()>;
@@ -102,10 +133,24 @@ pub trait Storage: Clone + Send + Sync + Sized + 'static {
 pub trait StorageFile: Send + Sync + 'static {
     /// Reads from `offset` into `buf`; 0 at the end of the file.
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+    /// [`StorageFile::read_at`] from memory, or [`would_wait`]. It may
+    /// return fewer bytes than are there (the rest not being in memory).
+    fn read_at_cached(&self, _buf: &mut [u8], _offset: u64) -> io::Result<usize> {
+        Err(would_wait())
+    }
     /// Writes all of `data` at `offset` (at the end if opened to append).
     fn write_at(&self, data: &[u8], offset: u64) -> io::Result<()>;
+    /// [`StorageFile::write_at`] without waiting, or [`would_wait`] having
+    /// written nothing.
+    fn write_at_cached(&self, _data: &[u8], _offset: u64) -> io::Result<()> {
+        Err(would_wait())
+    }
     /// The file's attributes.
     fn attributes(&self) -> io::Result<FileAttributes>;
+    /// [`StorageFile::attributes`] from memory, or [`would_wait`].
+    fn attributes_cached(&self) -> io::Result<FileAttributes> {
+        Err(would_wait())
+    }
     /// Sets the attributes present in `attrs`.
     fn set_attributes(&self, attrs: &FileAttributes) -> io::Result<()>;
     /// Flushes the file's data and metadata to stable storage.
