@@ -171,3 +171,52 @@ async fn without_a_write_grant_nothing_is_created() {
     assert_eq!(&body[..4], &3u32.to_be_bytes(), "SSH_FX_PERMISSION_DENIED");
     assert!(!root.path().join("new").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_on_one_handle_leave_in_the_order_asked() {
+    const FSTAT: u8 = 8;
+    let root = tempfile::tempdir().unwrap();
+    let mut client = session(root.path(), &["sftp:read", "sftp:write"]);
+    start(&mut client).await;
+    send(
+        &mut client,
+        OPEN,
+        &open(1, "/file", READ | WRITE_FLAG | CREATE),
+    )
+    .await;
+    let (kind, _, body) = receive(&mut client).await;
+    assert_eq!(kind, HANDLE);
+    let handle = body[4..].to_vec();
+    // Writes (which may go to the blocking pool) and attribute requests
+    // (which may be answered at once) on one handle, without waiting.
+    let mut sent = Vec::new();
+    for n in 0..100u32 {
+        let id = 1000 + n;
+        if n % 2 == 0 {
+            let mut body = id.to_be_bytes().to_vec();
+            body.extend(string(&handle));
+            body.extend((u64::from(n) * 512).to_be_bytes());
+            body.extend(string(&[n as u8; 512]));
+            send(&mut client, WRITE, &body).await;
+        } else {
+            let mut body = id.to_be_bytes().to_vec();
+            body.extend(string(&handle));
+            send(&mut client, FSTAT, &body).await;
+        }
+        sent.push(id);
+    }
+    let mut received = Vec::new();
+    for _ in 0..100 {
+        let (kind, id, body) = receive(&mut client).await;
+        if id % 2 == 1 {
+            // What the fstat saw: every write before it, none after.
+            assert_eq!(kind, ATTRS, "{id}");
+            let size = u64::from_be_bytes(body[4..12].try_into().unwrap());
+            assert_eq!(size, u64::from(id - 1000) * 512, "{id}");
+        } else {
+            assert_eq!(kind, STATUS, "{id}");
+        }
+        received.push(id);
+    }
+    assert_eq!(received, sent);
+}
