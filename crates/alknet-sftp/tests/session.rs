@@ -100,6 +100,23 @@ fn with_path(id: u32, path: &str) -> Vec<u8> {
     body
 }
 
+/// Opens `path` to read and write, created if missing: its handle.
+async fn open_handle(client: &mut DuplexStream, path: &str) -> Vec<u8> {
+    send(client, OPEN, &open(1, path, READ | WRITE_FLAG | CREATE)).await;
+    let (kind, _, body) = receive(client).await;
+    assert_eq!(kind, HANDLE);
+    body[4..].to_vec()
+}
+
+/// A `WRITE` of `data` at `offset` to `handle`.
+fn write(id: u32, handle: &[u8], offset: u64, data: &[u8]) -> Vec<u8> {
+    let mut body = id.to_be_bytes().to_vec();
+    body.extend(string(handle));
+    body.extend(offset.to_be_bytes());
+    body.extend(string(data));
+    body
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pipelined_create_is_seen_by_the_requests_behind_it() {
     let root = tempfile::tempdir().unwrap();
@@ -132,22 +149,11 @@ async fn writes_on_one_handle_land_in_order() {
     let root = tempfile::tempdir().unwrap();
     let mut client = session(root.path(), &["sftp:write"]);
     start(&mut client).await;
-    send(
-        &mut client,
-        OPEN,
-        &open(1, "/same", READ | WRITE_FLAG | CREATE),
-    )
-    .await;
-    let (kind, _, body) = receive(&mut client).await;
-    assert_eq!(kind, HANDLE);
-    let handle = body[4..].to_vec();
+    let handle = open_handle(&mut client, "/same").await;
     // 64 overlapping writes to the same bytes: the last one sent wins only
     // if they ran in the order sent.
     for n in 0..64u32 {
-        let mut body = (100 + n).to_be_bytes().to_vec();
-        body.extend(string(&handle));
-        body.extend(0u64.to_be_bytes());
-        body.extend(string(&[n as u8; 4096]));
+        let body = write(100 + n, &handle, 0, &[n as u8; 4096]);
         send(&mut client, WRITE, &body).await;
     }
     for _ in 0..64 {
@@ -178,25 +184,14 @@ async fn replies_on_one_handle_leave_in_the_order_asked() {
     let root = tempfile::tempdir().unwrap();
     let mut client = session(root.path(), &["sftp:read", "sftp:write"]);
     start(&mut client).await;
-    send(
-        &mut client,
-        OPEN,
-        &open(1, "/file", READ | WRITE_FLAG | CREATE),
-    )
-    .await;
-    let (kind, _, body) = receive(&mut client).await;
-    assert_eq!(kind, HANDLE);
-    let handle = body[4..].to_vec();
+    let handle = open_handle(&mut client, "/file").await;
     // Writes (which may go to the blocking pool) and attribute requests
     // (which may be answered at once) on one handle, without waiting.
     let mut sent = Vec::new();
     for n in 0..100u32 {
         let id = 1000 + n;
         if n % 2 == 0 {
-            let mut body = id.to_be_bytes().to_vec();
-            body.extend(string(&handle));
-            body.extend((u64::from(n) * 512).to_be_bytes());
-            body.extend(string(&[n as u8; 512]));
+            let body = write(id, &handle, u64::from(n) * 512, &[n as u8; 512]);
             send(&mut client, WRITE, &body).await;
         } else {
             let mut body = id.to_be_bytes().to_vec();
