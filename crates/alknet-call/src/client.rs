@@ -88,6 +88,25 @@ pub enum ConnectError {
     /// Where to dial could not be found (an upstream named by node id).
     #[error("cannot locate: {0}")]
     Unlocated(String),
+    /// The node closed the connection as it opened, over its connection
+    /// limit: a reason to retry later, as the same refusal met by a call is.
+    #[error("the node refused the connection: {REFUSED_REASON}")]
+    Refused,
+}
+
+impl ConnectError {
+    /// The error a call meets when the node refuses its connection.
+    pub fn as_call_error(&self) -> Option<CallError> {
+        matches!(self, Self::Refused).then(|| CallError::unavailable(REFUSED_REASON, 1))
+    }
+}
+
+/// Whether `error` is the node refusing the connection (its limit).
+fn refused(error: &quinn::ConnectionError) -> bool {
+    matches!(
+        error,
+        quinn::ConnectionError::ApplicationClosed(close) if close.reason == REFUSED_REASON.as_bytes()
+    )
 }
 
 /// A call session from the dialling side.
@@ -123,7 +142,13 @@ impl CallClient {
                     .connect_with(config, addr, "localhost")
                     .map_err(|e| ConnectError::Quic(e.to_string()))?
                     .await
-                    .map_err(|e| ConnectError::Quic(e.to_string()))?;
+                    .map_err(|e| {
+                        if refused(&e) {
+                            ConnectError::Refused
+                        } else {
+                            ConnectError::Quic(e.to_string())
+                        }
+                    })?;
                 (
                     Connection::from_quic(connection, alpn, None),
                     Some(endpoint),
@@ -151,13 +176,19 @@ impl CallClient {
             },
         };
         let span = tracing::info_span!("call-client", remote = %addr);
+        // The node's refusal may arrive after the handshake, while the
+        // session opens.
+        let session_error = |e: String| match connection.quic().and_then(|c| c.close_reason()) {
+            Some(close) if refused(&close) => ConnectError::Refused,
+            _ => ConnectError::Session(e),
+        };
         let session = StreamFeed::start(config, connection.clone(), options.call_timeout, span)
             .await
-            .map_err(|e| ConnectError::Session(e.to_string()))?;
+            .map_err(|e| session_error(e.to_string()))?;
         session
             .open_stream()
             .await
-            .map_err(|e| ConnectError::Session(e.to_string()))?;
+            .map_err(|e| session_error(e.to_string()))?;
         let handle = session.handle();
         let stream_tasks = session.stream_tasks();
         let driver = tokio::spawn(session.drive(None));

@@ -20,7 +20,7 @@ pub struct CallArgs {
 
 pub fn run(args: CallArgs) -> anyhow::Result<ExitCode> {
     let input = read_input(args.input.as_deref())?;
-    connect::runtime()?.block_on(async move {
+    let result = connect::runtime()?.block_on(async {
         args.connect
             .with_session(&args.operation, async |client| {
                 match call(client, &args.operation, input).await {
@@ -35,7 +35,22 @@ pub fn run(args: CallArgs) -> anyhow::Result<ExitCode> {
                 }
             })
             .await
-    })
+    });
+    // A node that refuses the connection at once is answered as one that
+    // refuses it under the call: the call's error, status 1.
+    match result {
+        Err(error) => match error
+            .downcast_ref::<alknet_call::client::ConnectError>()
+            .and_then(alknet_call::client::ConnectError::as_call_error)
+        {
+            Some(refused) => {
+                connect::report(&refused, &args.connect);
+                Ok(ExitCode::FAILURE)
+            }
+            None => Err(error),
+        },
+        done => done,
+    }
 }
 
 /// The call's input: JSON text, `-` for standard input, or `@PATH` for a
