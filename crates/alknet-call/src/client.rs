@@ -109,6 +109,14 @@ fn refused(error: &quinn::ConnectionError) -> bool {
     )
 }
 
+/// Whether the node closed `connection` refusing it.
+fn closed_refused(connection: &Connection) -> bool {
+    connection
+        .quic()
+        .and_then(quinn::Connection::close_reason)
+        .is_some_and(|close| refused(&close))
+}
+
 /// A call session from the dialling side.
 pub struct CallClient {
     handle: SessionHandle,
@@ -178,9 +186,12 @@ impl CallClient {
         let span = tracing::info_span!("call-client", remote = %addr);
         // The node's refusal may arrive after the handshake, while the
         // session opens.
-        let session_error = |e: String| match connection.quic().and_then(|c| c.close_reason()) {
-            Some(close) if refused(&close) => ConnectError::Refused,
-            _ => ConnectError::Session(e),
+        let session_error = |e: String| {
+            if closed_refused(&connection) {
+                ConnectError::Refused
+            } else {
+                ConnectError::Session(e)
+            }
         };
         let session = StreamFeed::start(config, connection.clone(), options.call_timeout, span)
             .await
@@ -229,9 +240,7 @@ impl CallClient {
     /// "connection limit reached" is a reason to retry later, not the
     /// internal error a session that ends under its calls is (§9.3).
     fn explained(&self, error: CallError) -> CallError {
-        if error == CallError::internal("connection closed")
-            && self.close_reason().as_deref() == Some(REFUSED_REASON)
-        {
+        if error == CallError::internal("connection closed") && closed_refused(&self.connection) {
             return CallError::unavailable(REFUSED_REASON, 1);
         }
         error

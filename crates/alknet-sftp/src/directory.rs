@@ -124,6 +124,29 @@ impl Directory {
         })
     }
 
+    /// A directory found below this one's root as a root of its own.
+    fn below(&self, fd: OwnedFd) -> io::Result<Self> {
+        let host = host_path(&fd)?;
+        let device = rustix::fs::fstat(&fd)?.st_dev;
+        Ok(Self {
+            backing: self.backing_on(device, &fd),
+            device,
+            root: Arc::new(fd),
+            host: Arc::new(host),
+        })
+    }
+
+    /// The backing of `fd`, on `device`: the root's when it is the root's
+    /// device, which spares asking the file system (a grant's directory is
+    /// resolved for each of its requests).
+    fn backing_on(&self, device: u64, fd: &OwnedFd) -> Backing {
+        if device == self.device {
+            self.backing
+        } else {
+            Backing::of(fd)
+        }
+    }
+
     /// The directory's own path on the host.
     pub fn host_path(&self) -> &Path {
         &self.host
@@ -173,17 +196,10 @@ impl Directory {
     fn file(&self, fd: OwnedFd) -> io::Result<DirectoryFile> {
         let stat = rustix::fs::fstat(&fd)?;
         match FileType::from_raw_mode(stat.st_mode) {
-            FileType::RegularFile => {
-                let backing = if stat.st_dev == self.device {
-                    self.backing
-                } else {
-                    Backing::of(&fd)
-                };
-                Ok(DirectoryFile {
-                    file: File::from(fd),
-                    backing,
-                })
-            }
+            FileType::RegularFile => Ok(DirectoryFile {
+                backing: self.backing_on(stat.st_dev, &fd),
+                file: File::from(fd),
+            }),
             FileType::Directory => Err(Errno::ISDIR.into()),
             _ => Err(io::Error::other("not a regular file")),
         }
@@ -208,14 +224,14 @@ impl Storage for Directory {
     type Dir = Dir;
 
     fn within(&self, path: &str) -> io::Result<Self> {
-        Self::from_fd(self.resolve(path, OFlags::PATH | OFlags::DIRECTORY, Mode::empty())?)
+        self.below(self.resolve(path, OFlags::PATH | OFlags::DIRECTORY, Mode::empty())?)
     }
 
     fn within_cached(&self, path: &str) -> io::Result<Self> {
         let flags = OFlags::PATH | OFlags::DIRECTORY;
         match self.backing {
             Backing::Memory => self.within(path),
-            Backing::Disk => Self::from_fd(self.resolve_cached(path, flags, Mode::empty())?),
+            Backing::Disk => self.below(self.resolve_cached(path, flags, Mode::empty())?),
             Backing::Other => Err(would_wait()),
         }
     }
