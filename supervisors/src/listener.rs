@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use alknet_core::close;
 use alknet_core::log_limit::LogLimit;
-use alknet_core::{Alpn, Connection, Fingerprint};
+use alknet_core::{Alpn, Connection, Filling, Fingerprint};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use rustls::pki_types::CertificateDer;
 use tokio_util::task::AbortOnDropHandle;
@@ -367,6 +367,10 @@ async fn handshake_tcp(
         let _ = tokio::io::AsyncWriteExt::shutdown(&mut tls).await;
         return;
     };
-    node.dispatch(Connection::from_stream(tls, alpn, remote, peer))
+    // rustls hands out one record (at most 16 KiB) per read: reading every
+    // record that is ready at once gives a bulk upload a handler's buffer
+    // full per pass instead of a pass per record.
+    let stream = Filling::new(tls);
+    node.dispatch(Connection::from_stream(stream, alpn, remote, peer))
         .await;
 }

@@ -22,6 +22,8 @@ pub mod control;
 pub mod counted;
 #[cfg(feature = "runtime")]
 pub mod fault;
+#[cfg(feature = "runtime")]
+pub mod filling;
 pub mod fingerprint;
 #[cfg(feature = "runtime")]
 pub mod handler;
@@ -52,6 +54,8 @@ pub use connection::{
 pub use control::NodeControl;
 #[cfg(feature = "runtime")]
 pub use counted::Counted;
+#[cfg(feature = "runtime")]
+pub use filling::Filling;
 pub use fingerprint::Fingerprint;
 #[cfg(feature = "runtime")]
 pub use handler::{

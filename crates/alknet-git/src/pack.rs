@@ -11,6 +11,7 @@
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 
+use alknet_core::Filling;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::process::{Child, ChildStderr, ChildStdout, Command};
@@ -178,7 +179,7 @@ impl Running {
     /// or the client goes away (the process is then killed).
     pub async fn converse(
         self,
-        mut reader: impl AsyncRead + Unpin + Send,
+        reader: impl AsyncRead + Unpin + Send,
         mut writer: impl AsyncWrite + Unpin + Send,
         mut stderr: Option<impl AsyncWrite + Unpin + Send>,
     ) -> Option<ExitStatus> {
@@ -191,6 +192,9 @@ impl Running {
             finish,
         } = self;
         let mut stdin = stdin;
+        // A request body or an SSH channel yields one frame per read: each
+        // write to git takes every frame that has arrived instead.
+        let mut reader = Filling::new(reader);
         let input = async {
             if let Some(pipe) = &mut stdin {
                 let mut buf = vec![0u8; 64 * 1024];
