@@ -34,7 +34,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 
 use crate::openssh::{
-    SshNode, Sshd, client_options, cpu_of, free_port, keygen, median, timed, wait_listening,
+    SshNode, Sshd, client_options, cpu_of, free_port, keygen, median, reaped_children_cpu, timed,
+    wait_listening,
 };
 
 /// `alknet-bench git`.
@@ -182,6 +183,10 @@ struct Outcome {
     push: Vec<Duration>,
     clone_cpu: Vec<Duration>,
     push_cpu: Vec<Duration>,
+    /// The git client's own CPU: with the server's, it shows what each
+    /// route costs the two cores the client and server share.
+    clone_client_cpu: Vec<Duration>,
+    push_client_cpu: Vec<Duration>,
     error: Option<String>,
 }
 
@@ -371,10 +376,12 @@ fn measure(
     outcome: &mut Outcome,
 ) -> anyhow::Result<()> {
     let cpu = || cpu_of(target.pid, true).context("the server's CPU time");
+    let client_cpu = || reaped_children_cpu().context("the client's CPU time");
 
     let clone = scratch.join("clone.git");
     remove_if_present(&clone)?;
     let before = cpu()?;
+    let client_before = client_cpu()?;
     let took = timed(|| {
         output_of(
             target
@@ -387,6 +394,9 @@ fn measure(
         .map(drop)
     })?;
     let after = cpu()?;
+    outcome
+        .clone_client_cpu
+        .push(client_cpu()?.saturating_sub(client_before));
     expect_head(&clone, &source.head).context("the clone")?;
     std::fs::remove_dir_all(&clone)?;
     outcome.clone.push(took);
@@ -394,6 +404,7 @@ fn measure(
 
     let name = push_name(target.route, round);
     let before = cpu()?;
+    let client_before = client_cpu()?;
     let took = timed(|| {
         output_of(
             target
@@ -408,6 +419,9 @@ fn measure(
         .map(drop)
     })?;
     let after = cpu()?;
+    outcome
+        .push_client_cpu
+        .push(client_cpu()?.saturating_sub(client_before));
     let pushed = target.repos.join(format!("{name}.git"));
     expect_head(&pushed, &source.head)
         .with_context(|| format!("the pushed {}", pushed.display()))?;
@@ -425,9 +439,9 @@ fn print_tables(targets: &[(Route, anyhow::Result<Target>)], outcomes: &[Outcome
     let seconds = |d: &[Duration]| median(d.iter().map(Duration::as_secs_f64).collect());
     let millis = |d: &[Duration]| median(d.iter().map(|d| d.as_secs_f64() * 1e3).collect());
     println!(
-        "| route | clone s | push s | server CPU ms per clone | server CPU ms per push | rounds |"
+        "| route | clone s | push s | server CPU ms per clone | server CPU ms per push | client CPU ms per clone | client CPU ms per push | rounds |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for ((route, _), outcome) in targets.iter().zip(outcomes) {
         let cell = |figure: Option<f64>, precision: usize| match figure {
             Some(figure) => format!("{figure:.precision$}"),
@@ -439,12 +453,14 @@ fn print_tables(targets: &[(Route, anyhow::Result<Target>)], outcomes: &[Outcome
             ""
         };
         println!(
-            "| {}{failed} | {} | {} | {} | {} | {} |",
+            "| {}{failed} | {} | {} | {} | {} | {} | {} | {} |",
             route.label(),
             cell(seconds(&outcome.clone), 2),
             cell(seconds(&outcome.push), 2),
             cell(millis(&outcome.clone_cpu), 0),
             cell(millis(&outcome.push_cpu), 0),
+            cell(millis(&outcome.clone_client_cpu), 0),
+            cell(millis(&outcome.push_client_cpu), 0),
             outcome.clone.len().min(outcome.push.len()),
         );
     }
