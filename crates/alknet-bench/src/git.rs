@@ -19,7 +19,9 @@
 //! median of `--rounds` is reported, with the server's CPU per operation
 //! from `/proc`: the server process and its reaped children (sshd's and
 //! git daemon's per-connection processes, and the `git upload-pack` /
-//! `git receive-pack` that every one of these servers runs).
+//! `git receive-pack` that every one of these servers runs), and the
+//! client's CPU: the git processes the bench waited for, with everything
+//! they waited for in turn (`git-remote-https`, `pack-objects`).
 //!
 //! git speaks its default protocol (v2 for fetches) wherever the server
 //! takes it; sshd as configured here does not accept `GIT_PROTOCOL`, so

@@ -166,15 +166,13 @@ pub(crate) fn cpu_of(pid: u32, children: bool) -> anyhow::Result<Duration> {
     if children {
         wait_reaped(pid);
     }
-    let [user, system, children_user, children_system] = cpu_ticks(&pid.to_string())?;
-    let ticks = user
-        + system
-        + if children {
-            children_user + children_system
-        } else {
-            0
-        };
-    Ok(Duration::from_millis(ticks * 10))
+    let [user, system, reaped_user, reaped_system] = cpu_ticks(&pid.to_string())?;
+    let reaped = if children {
+        reaped_user + reaped_system
+    } else {
+        0
+    };
+    Ok(Duration::from_millis((user + system + reaped) * 10))
 }
 
 /// The CPU time of this process's children that it has waited for: the
