@@ -114,22 +114,25 @@ impl Directory {
     }
 
     fn from_fd(fd: OwnedFd) -> io::Result<Self> {
-        let host = host_path(&fd)?;
-        let device = rustix::fs::fstat(&fd)?.st_dev;
-        Ok(Self {
-            backing: Backing::of(&fd),
-            device,
-            root: Arc::new(fd),
-            host: Arc::new(host),
-        })
+        Self::rooted(fd, None)
     }
 
     /// A directory found below this one's root as a root of its own.
     fn below(&self, fd: OwnedFd) -> io::Result<Self> {
+        Self::rooted(fd, Some(self))
+    }
+
+    /// `fd` as a root; below `above`, it takes `above`'s backing when on
+    /// the same device.
+    fn rooted(fd: OwnedFd, above: Option<&Self>) -> io::Result<Self> {
         let host = host_path(&fd)?;
         let device = rustix::fs::fstat(&fd)?.st_dev;
+        let backing = match above {
+            Some(above) => above.backing_on(device, &fd),
+            None => Backing::of(&fd),
+        };
         Ok(Self {
-            backing: self.backing_on(device, &fd),
+            backing,
             device,
             root: Arc::new(fd),
             host: Arc::new(host),
