@@ -154,7 +154,7 @@ impl NodeBuilder {
             alknet_core::udp::endpoint_config(),
             Some(quic_config),
             udp,
-            Arc::new(quinn::TokioRuntime),
+            Arc::new(alknet_core::quic_runtime::QuicRuntime),
         )
         .map_err(|source| StartError::Bind {
             addr: local_addr,

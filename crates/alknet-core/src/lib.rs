@@ -34,6 +34,8 @@ pub mod node_key;
 pub mod pattern;
 pub mod protocol_keys;
 #[cfg(feature = "runtime")]
+pub mod quic_runtime;
+#[cfg(feature = "runtime")]
 pub mod service;
 #[cfg(feature = "runtime")]
 pub mod stall;

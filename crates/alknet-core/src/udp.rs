@@ -113,7 +113,7 @@ pub fn client_endpoint(remote: SocketAddr) -> io::Result<quinn::Endpoint> {
         endpoint_config(),
         None,
         socket,
-        Arc::new(quinn::TokioRuntime),
+        Arc::new(crate::quic_runtime::QuicRuntime),
     )
 }
 
