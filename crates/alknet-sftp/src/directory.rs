@@ -15,9 +15,11 @@
 //! depends on the root's file system ([`Backing`]): on a RAM file system
 //! everything; on a local disk one, lookups the dentry cache holds
 //! (`RESOLVE_CACHED`), reads the page cache holds (`RWF_NOWAIT`) and the
-//! attributes of an open file; on anything else (NFS, FUSE), nothing. A
-//! file system mounted below the root is taken to be like the root's, except
-//! for reads and writes of an open file, whose own file system is asked.
+//! attributes of an open file; on anything else (NFS, FUSE), nothing. What
+//! is mounted below the root may be any of these, so a `_cached` lookup
+//! never crosses a mount point (`RESOLVE_NO_XDEV`): one that would is left
+//! to the blocking call. An open file's reads and writes ask the file's own
+//! file system.
 
 use std::fs::File;
 use std::io;
@@ -160,12 +162,25 @@ impl Directory {
         self.resolve_with(path, flags, mode, RESOLVE)
     }
 
-    /// [`Self::resolve`] from the dentry cache only: `WouldBlock` where a
-    /// component would have to be read from the disk.
+    /// [`Self::resolve`] from memory only: `WouldBlock` where a component
+    /// would have to be read from the disk (the dentry cache is all a disk
+    /// root's lookups may use) or lies on another file system.
     fn resolve_cached(&self, path: &str, flags: OFlags, mode: Mode) -> io::Result<OwnedFd> {
-        match self.resolve_with(path, flags, mode, RESOLVE | ResolveFlags::CACHED) {
-            // With RESOLVE_CACHED, EAGAIN is the kernel declining.
-            Err(e) if e.raw_os_error() == Some(Errno::AGAIN.raw_os_error()) => Err(would_wait()),
+        let resolve = match self.backing {
+            Backing::Memory => RESOLVE | ResolveFlags::NO_XDEV,
+            Backing::Disk => RESOLVE | ResolveFlags::NO_XDEV | ResolveFlags::CACHED,
+            Backing::Other => return Err(would_wait()),
+        };
+        match self.resolve_with(path, flags, mode, resolve) {
+            // With RESOLVE_CACHED, EAGAIN is the kernel declining; with
+            // RESOLVE_NO_XDEV, EXDEV is a mount point on the way.
+            Err(e) if e.raw_os_error() == Some(Errno::XDEV.raw_os_error()) => Err(would_wait()),
+            Err(e)
+                if resolve.contains(ResolveFlags::CACHED)
+                    && e.raw_os_error() == Some(Errno::AGAIN.raw_os_error()) =>
+            {
+                Err(would_wait())
+            }
             other => other,
         }
     }
@@ -232,11 +247,7 @@ impl Storage for Directory {
 
     fn within_cached(&self, path: &str) -> io::Result<Self> {
         let flags = OFlags::PATH | OFlags::DIRECTORY;
-        match self.backing {
-            Backing::Memory => self.within(path),
-            Backing::Disk => self.below(self.resolve_cached(path, flags, Mode::empty())?),
-            Backing::Other => Err(would_wait()),
-        }
+        self.below(self.resolve_cached(path, flags, Mode::empty())?)
     }
 
     fn open(&self, path: &str, options: OpenOptions) -> io::Result<DirectoryFile> {
@@ -246,16 +257,12 @@ impl Storage for Directory {
 
     fn open_cached(&self, path: &str, options: OpenOptions) -> io::Result<DirectoryFile> {
         let (flags, mode) = open_flags(options);
-        let fd = match self.backing {
-            // Creating or truncating waits on a disk's journal; the kernel
-            // refuses it from the cache alone.
-            Backing::Memory => self.resolve(path, flags, mode)?,
-            Backing::Disk if !options.create && !options.truncate => {
-                self.resolve_cached(path, flags, mode)?
-            }
-            Backing::Disk | Backing::Other => return Err(would_wait()),
-        };
-        self.file(fd)
+        // Creating or truncating waits on a disk's journal; the kernel
+        // refuses it from the cache alone.
+        if self.backing == Backing::Disk && (options.create || options.truncate) {
+            return Err(would_wait());
+        }
+        self.file(self.resolve_cached(path, flags, mode)?)
     }
 
     fn open_dir(&self, path: &str) -> io::Result<Dir> {
@@ -307,20 +314,14 @@ impl Storage for Directory {
     }
 
     fn stat_cached(&self, path: &str, follow: bool) -> io::Result<FileAttributes> {
-        match self.backing {
-            Backing::Memory => self.stat(path, follow),
-            Backing::Disk => {
-                // An O_PATH descriptor of the link itself is lstat's answer.
-                let flags = if follow {
-                    OFlags::PATH
-                } else {
-                    OFlags::PATH | OFlags::NOFOLLOW
-                };
-                let fd = self.resolve_cached(path, flags, Mode::empty())?;
-                Ok(attributes(&rustix::fs::fstat(fd)?))
-            }
-            Backing::Other => Err(would_wait()),
-        }
+        // An O_PATH descriptor of the link itself is lstat's answer.
+        let flags = if follow {
+            OFlags::PATH
+        } else {
+            OFlags::PATH | OFlags::NOFOLLOW
+        };
+        let fd = self.resolve_cached(path, flags, Mode::empty())?;
+        Ok(attributes(&rustix::fs::fstat(fd)?))
     }
 
     fn set_attributes(&self, path: &str, attrs: &FileAttributes) -> io::Result<()> {

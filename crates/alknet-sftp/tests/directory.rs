@@ -176,3 +176,44 @@ fn on_a_ram_file_system_cached_calls_all_answer() {
     // lstat of the link, create and write.
     assert_eq!(cached_calls_agree_or_decline(&small_root(base.path())), 8);
 }
+
+#[test]
+fn cached_calls_leave_what_is_mounted_below_the_root_to_the_blocking_ones() {
+    // On Linux, /dev is a RAM file system with another one mounted at
+    // /dev/shm; elsewhere there is nothing to check.
+    use alknet_sftp::storage::OpenOptions;
+    const TMPFS: u32 = 0x0102_1994;
+    let ram = |path: &str| rustix::fs::statfs(path).is_ok_and(|s| s.f_type as u32 == TMPFS);
+    let device = |path: &std::path::Path| rustix::fs::stat(path).map(|s| s.st_dev).ok();
+    let shm = std::path::Path::new("/dev/shm");
+    if !ram("/dev") || !ram("/dev/shm") || device(shm) == device("/dev".as_ref()) {
+        eprintln!("no RAM file system mounted at /dev/shm below one at /dev: skipped");
+        return;
+    }
+    let below = tempfile::tempdir_in(shm).unwrap();
+    std::fs::write(below.path().join("small"), vec![7u8; 4096]).unwrap();
+    let name = below.path().file_name().unwrap().to_str().unwrap();
+    let (dir, file) = (format!("/shm/{name}"), format!("/shm/{name}/small"));
+    let read = OpenOptions {
+        read: true,
+        ..Default::default()
+    };
+
+    let root = Directory::open("/dev".as_ref()).unwrap();
+    // The blocking calls reach it; the cached ones decline, though both file
+    // systems answer from memory: the one below could have been a network.
+    assert_eq!(root.stat(&file, true).unwrap().size, Some(4096));
+    assert!(root.open(&file, read).is_ok());
+    assert!(root.within(&dir).is_ok());
+    for follow in [true, false] {
+        assert!(declined(&root.stat_cached(&file, follow).unwrap_err()));
+        assert!(declined(&root.stat_cached("/shm", follow).unwrap_err()));
+    }
+    assert!(declined(&root.open_cached(&file, read).unwrap_err()));
+    assert!(declined(&root.within_cached(&dir).unwrap_err()));
+    // On the root's own file system they answer.
+    assert!(root.stat_cached("/null", true).is_ok());
+    // From a root on the file system below, the same file is no crossing.
+    let inner = root.within(&dir).unwrap();
+    assert_eq!(inner.stat_cached("/small", true).unwrap().size, Some(4096));
+}
