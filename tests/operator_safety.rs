@@ -369,6 +369,27 @@ fn json_log_lines_are_json_objects() {
     assert!(started["node_id"].as_str().unwrap().starts_with("ed25519:"));
 }
 
+#[test]
+fn the_node_runs_as_many_workers_as_configured() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = initialised(tmp.path());
+    std::fs::write(
+        data.join("alknet.toml"),
+        "log_format = \"json\"\nworkers = 1\n",
+    )
+    .unwrap();
+    let mut node = ServeChild::serve(&["--data-dir", s(&data)], tmp.path(), None);
+    node.wait_serving();
+    let line = node.wait_for(
+        ServeChild::stderr,
+        "`runtime started` log line",
+        START_DEADLINE,
+        |l| l.contains("runtime started"),
+    );
+    let started: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(started["workers"], 1, "{line}");
+}
+
 /// One HTTP/1.1 request over TLS with `Authorization: Bearer <token>`; the
 /// response's status line.
 async fn request_with_token(addr: std::net::SocketAddr, token: &str) -> String {

@@ -90,10 +90,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let node_key = identity.node_key;
     drop(identity.vault);
     let set_log_filter = init_logging(filter, config.node.log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = runtime(config.node.workers).context("cannot start the async runtime")?;
+    tracing::info!(workers = runtime.metrics().num_workers(), "runtime started");
     // The lock is held until the node has stopped.
     runtime.block_on(serve(
         dir,
@@ -108,6 +106,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             json_banner: args.json.then_some(admin_token),
         },
     ))
+}
+
+/// The node's runtime: `workers` threads (`[node] workers`), or tokio's
+/// default, one per CPU core (or `TOKIO_WORKER_THREADS`).
+fn runtime(workers: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = workers {
+        builder.worker_threads(workers);
+    }
+    builder.enable_all().build()
 }
 
 /// What `run` prepared for `serve` besides the configuration.
@@ -882,6 +890,17 @@ mod tests {
 
     fn node_informs() -> bool {
         tracing::enabled!(target: "alknet_supervisors::router", tracing::Level::INFO)
+    }
+
+    #[test]
+    fn the_runtime_has_the_configured_workers_or_one_per_core() {
+        assert_eq!(runtime(Some(3)).unwrap().metrics().num_workers(), 3);
+        let cores = std::thread::available_parallelism().unwrap().get();
+        let default = std::env::var("TOKIO_WORKER_THREADS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(cores);
+        assert_eq!(runtime(None).unwrap().metrics().num_workers(), default);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! silently fall back to a default.
 //!
 //! This crate owns the node-wide keys ([`NodeConfig`]: `listen`, `log`, `log_format`,
-//! `[tls]`, `[limits]`, `[supervision]`, `[protocols."<alpn>"]`). Every other
+//! `workers`, `[tls]`, `[limits]`, `[supervision]`, `[protocols."<alpn>"]`). Every other
 //! top-level table belongs to the crate it configures, through
 //! [`ConfigSection`]; see the [`section`] module.
 

@@ -26,6 +26,8 @@ pub struct NodeConfig {
     pub log: String,
     /// How log lines are written.
     pub log_format: LogFormat,
+    /// Threads that run the node's tasks; `None` is one per CPU core.
+    pub workers: Option<usize>,
     /// Operator-supplied certificate for browser-facing TLS.
     pub tls: TlsSettings,
     /// Admission and handshake limits.
@@ -42,6 +44,7 @@ impl Default for NodeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 4433)),
             log: "info".to_owned(),
             log_format: LogFormat::Text,
+            workers: None,
             tls: TlsSettings::default(),
             limits: Limits::default(),
             supervision: Supervision::default(),
@@ -56,6 +59,7 @@ impl NodeConfig {
         "listen",
         "log",
         "log_format",
+        "workers",
         "tls",
         "limits",
         "supervision",

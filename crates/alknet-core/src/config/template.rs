@@ -17,6 +17,10 @@ log = "info"
 # How log lines are written on standard error: "text" for people, or "json"
 # (one object per line) for log collectors.
 log_format = "text"
+# Threads that run the node's work. Unset: one per CPU core. Where the node
+# shares a few cores with busy local clients, fewer threads hand work between
+# them less often (docs/operations.md has the trade-off). Needs a restart.
+# workers = 2
 
 [tls]
 # An operator certificate (PEM chain and key) for browser-facing TLS: used for

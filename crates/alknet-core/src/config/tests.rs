@@ -88,8 +88,8 @@ fn a_misspelt_section_names_the_file_and_the_key_and_lists_the_known_ones() {
     assert!(err.contains("line 1"), "{err}");
     assert!(
         err.contains(
-            "unknown field `toi`, expected one of `listen`, `log`, `log_format`, `tls`, \
-                      `limits`, `supervision`, `protocols`, `toy`"
+            "unknown field `toi`, expected one of `listen`, `log`, `log_format`, `workers`, \
+                      `tls`, `limits`, `supervision`, `protocols`, `toy`"
         ),
         "{err}"
     );
@@ -152,7 +152,12 @@ fn a_key_has_one_owner() {
 
 #[test]
 fn core_claims_exactly_the_keys_of_its_fields() {
-    let fields = toml::Table::try_from(NodeConfig::default()).unwrap();
+    // An unset option has no TOML form: set every one.
+    let every_key = NodeConfig {
+        workers: Some(1),
+        ..NodeConfig::default()
+    };
+    let fields = toml::Table::try_from(every_key).unwrap();
     let mut fields: Vec<&str> = fields.keys().map(String::as_str).collect();
     let mut keys = NodeConfig::KEYS.to_vec();
     fields.sort_unstable();
@@ -215,6 +220,21 @@ fn a_log_level_that_is_not_one_is_refused_naming_the_file_the_key_and_the_levels
         parse("log = \"warn,alknet_call=debug\"\n").unwrap().log,
         "warn,alknet_call=debug"
     );
+}
+
+#[test]
+fn workers_are_one_per_core_unless_set_within_bounds() {
+    assert_eq!(parse("").unwrap().workers, None);
+    assert_eq!(parse("workers = 1\n").unwrap().workers, Some(1));
+    for refused in ["workers = 0\n", "workers = 1025\n"] {
+        let err = parse(refused).unwrap_err().to_string();
+        assert!(
+            err.contains("workers") && err.contains("1 to 1024 threads"),
+            "{refused}: {err}"
+        );
+    }
+    let err = parse("workers = -1\n").unwrap_err().to_string();
+    assert!(err.contains("line 1"), "{err}");
 }
 
 #[test]

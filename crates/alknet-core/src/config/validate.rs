@@ -5,11 +5,21 @@ use super::limits::ABSOLUTE_MAX_FRAME;
 use super::log::check_log_filter;
 use super::node::NodeConfig;
 
+/// The most `workers` the node starts: far more threads than cores only
+/// adds switching between them.
+const MAX_WORKERS: usize = 1024;
+
 impl NodeConfig {
     /// Checks ranges and combinations serde cannot express. A section's own
     /// rules are its [`ConfigSection::validate`](super::ConfigSection::validate).
     pub fn validate(&self) -> Result<(), InvalidKey> {
         check_log_filter(&self.log).map_err(|expected| InvalidKey::new("log", expected))?;
+        if self
+            .workers
+            .is_some_and(|workers| workers == 0 || workers > MAX_WORKERS)
+        {
+            return Err(InvalidKey::new("workers", "1 to 1024 threads"));
+        }
         if self.limits.max_connections == 0 {
             return Err(InvalidKey::new(
                 "limits.max_connections",
