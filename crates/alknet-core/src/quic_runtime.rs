@@ -100,7 +100,11 @@ impl AsyncUdpSocket for Socket {
     fn try_send(&self, transmit: &Transmit) -> io::Result<()> {
         let sent = self.state.send(self.io.get_ref().into(), transmit);
         let full = matches!(&sent, Err(e) if e.kind() == io::ErrorKind::WouldBlock);
-        self.full.store(full, Ordering::Relaxed);
+        // Every connection's sends pass here, from any thread: write the
+        // flag only when it changes, so the common send only reads it.
+        if self.full.load(Ordering::Relaxed) != full {
+            self.full.store(full, Ordering::Relaxed);
+        }
         sent
     }
 
