@@ -48,12 +48,29 @@ impl Node {
         let data = fixture.node.data_dir.path();
         let mut bundle = std::fs::read(data.join("node.crt")).unwrap();
         bundle.extend(std::fs::read(data.join("web.crt")).unwrap());
-        std::fs::write(fixture.client.path().join("ca.pem"), bundle).unwrap();
+        let ca = fixture.client.path().join("ca.pem");
+        std::fs::write(&ca, bundle).unwrap();
+        // Trust as docs/git.md says: the node's certificates and nothing
+        // else. For every URL, not the node's only: git applies URL-scoped
+        // settings only to URLs it can normalise, and the traversal tests'
+        // `/git/../../etc.git` is not one.
+        let no_cas = fixture.client.path().join("no-cas");
+        std::fs::create_dir(&no_cas).unwrap();
+        let work = tempfile::tempdir().unwrap();
+        std::fs::write(
+            work.path().join(".gitconfig"),
+            format!(
+                "[http]\n\tsslCAInfo = {}\n\tsslCAPath = {}\n",
+                ca.display(),
+                no_cas.display()
+            ),
+        )
+        .unwrap();
         Self {
             fixture,
             ssh_key,
             certificate,
-            work: tempfile::tempdir().unwrap(),
+            work,
         }
     }
 
@@ -66,7 +83,8 @@ impl Node {
         alknet_e2e::process::create_token(self.fixture.node.data_dir.path(), id, scopes)
     }
 
-    /// `git` with no configuration but ours, trusting the node.
+    /// `git` with no configuration but ours (`$HOME/.gitconfig`, which
+    /// trusts the node).
     fn git(&self) -> Command {
         let mut git = Command::new("git");
         git.current_dir(self.work.path())
@@ -75,7 +93,6 @@ impl Node {
             .env("HOME", self.work.path())
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("GIT_TERMINAL_PROMPT", "0")
-            .env("GIT_SSL_CAINFO", self.fixture.client.path().join("ca.pem"))
             .env("GIT_SSH_COMMAND", self.ssh_command(Route::Quic))
             .args([
                 "-c",

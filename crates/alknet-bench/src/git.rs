@@ -74,6 +74,13 @@ pub struct Args {
     /// instead of trusting the data directory's `node.crt` and `web.crt`.
     #[arg(long)]
     https_insecure: bool,
+    /// Also trust the system's CA directory over HTTPS, as git does when a
+    /// remote sets only `http.sslCAInfo`. By default the node's own
+    /// certificates are the only trust anchors (`http.sslCAPath` is an
+    /// empty directory), as docs/git.md advises: Debian's GnuTLS libcurl
+    /// otherwise parses every file in /etc/ssl/certs for every git command.
+    #[arg(long, conflicts_with = "https_insecure")]
+    https_system_cas: bool,
     /// The cipher every SSH server is asked for.
     #[arg(long, default_value = "chacha20-poly1305@openssh.com")]
     cipher: String,
@@ -234,6 +241,16 @@ fn run_blocking(args: &Args) -> anyhow::Result<()> {
         source.pack_bytes as f64 / 1048576.0,
         started.elapsed().as_secs_f64(),
         args.rounds
+    );
+    println!(
+        "HTTPS trust: {}",
+        if args.https_insecure {
+            "none (http.sslVerify=false)"
+        } else if args.https_system_cas {
+            "the node's certificates and the system's CA directory"
+        } else {
+            "the node's certificates only (http.sslCAPath: an empty directory)"
+        }
     );
 
     let mut targets: Vec<(Route, anyhow::Result<Target>)> = Vec::new();
@@ -850,8 +867,9 @@ fn alknet_target(
             // The node shows a client that can verify Ed25519 its node
             // certificate and any other its web one; both are self-signed
             // for 127.0.0.1, so both are the trust anchors. Through the
-            // environment: the git here (2.47, libcurl-gnutls) ignores
-            // `-c http.sslCAInfo`.
+            // environment, which every git process of the operation
+            // inherits (`GIT_SSL_CAINFO` is `http.sslCAInfo`,
+            // `GIT_SSL_CAPATH` `http.sslCAPath`).
             let bundle = scratch.join("alknet-ca.pem");
             let mut pem = String::new();
             for name in ["node.crt", "web.crt"] {
@@ -863,6 +881,11 @@ fn alknet_target(
             }
             std::fs::write(&bundle, pem)?;
             env.push(("GIT_SSL_CAINFO".to_owned(), bundle.display().to_string()));
+            if !args.https_system_cas {
+                let no_cas = scratch.join("no-cas");
+                std::fs::create_dir_all(&no_cas)?;
+                env.push(("GIT_SSL_CAPATH".to_owned(), no_cas.display().to_string()));
+            }
         }
         Ok(Target {
             route,
