@@ -6,7 +6,7 @@
 //! interactive session or an SFTP client waiting on one small reply after
 //! another pays in latency. What ssh and sftp hand a ProxyCommand are pipes
 //! (or a socket pair); those are put in non-blocking mode and polled by the
-//! runtime like the node's own sockets. A terminal or a file keeps tokio's
+//! runtime like the node's own sockets, and pipes are grown to 1 MiB. A terminal or a file keeps tokio's
 //! `stdin()`/`stdout()`: making a terminal non-blocking would change it for
 //! the shell that shares it too.
 
@@ -64,17 +64,54 @@ mod unix {
         tokio::net::UnixStream::from_std(socket).ok()
     }
 
+    /// What a pipe to or from ssh is asked to hold, against Linux's 64 KiB
+    /// default: a bulk transfer then wakes the slower side once per
+    /// megabyte instead of once per 64 KiB. The system may cap it (root's
+    /// default limit is 1 MiB, `/proc/sys/fs/pipe-max-size`); a pipe that
+    /// cannot grow keeps its size.
+    const PIPE_BYTES: i32 = 1 << 20;
+
+    fn grow(pipe: &OwnedFd) {
+        let _ = nix::fcntl::fcntl(pipe, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_BYTES));
+    }
+
     pub(super) fn input() -> Option<Box<dyn AsyncRead + Send + Unpin>> {
         match pollable(std::io::stdin().as_fd())? {
-            (Kind::Pipe, fd) => Some(Box::new(pipe::Receiver::from_owned_fd(fd).ok()?)),
+            (Kind::Pipe, fd) => {
+                grow(&fd);
+                Some(Box::new(pipe::Receiver::from_owned_fd(fd).ok()?))
+            }
             (Kind::Socket, fd) => Some(Box::new(socket(fd)?)),
         }
     }
 
     pub(super) fn output() -> Option<Box<dyn AsyncWrite + Send + Unpin>> {
         match pollable(std::io::stdout().as_fd())? {
-            (Kind::Pipe, fd) => Some(Box::new(pipe::Sender::from_owned_fd(fd).ok()?)),
+            (Kind::Pipe, fd) => {
+                grow(&fd);
+                Some(Box::new(pipe::Sender::from_owned_fd(fd).ok()?))
+            }
             (Kind::Socket, fd) => Some(Box::new(socket(fd)?)),
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn pipes_to_and_from_ssh_grow_to_a_megabyte() {
+            let (read, write) = nix::unistd::pipe().unwrap();
+            let size =
+                |fd: &OwnedFd| nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETPIPE_SZ).unwrap();
+            assert!(
+                size(&read) < PIPE_BYTES,
+                "a new pipe already holds {}",
+                size(&read)
+            );
+            grow(&read);
+            // One pipe, two ends: the size is the pipe's.
+            assert_eq!(size(&write), PIPE_BYTES);
         }
     }
 }
