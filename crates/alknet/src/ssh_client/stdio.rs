@@ -6,9 +6,9 @@
 //! interactive session or an SFTP client waiting on one small reply after
 //! another pays in latency. What ssh and sftp hand a ProxyCommand are pipes
 //! (or a socket pair); those are put in non-blocking mode and polled by the
-//! runtime like the node's own sockets, and pipes are grown to 1 MiB. A terminal or a file keeps tokio's
-//! `stdin()`/`stdout()`: making a terminal non-blocking would change it for
-//! the shell that shares it too.
+//! runtime like the node's own sockets, and pipes are grown to 1 MiB. A
+//! terminal or a file keeps tokio's `stdin()`/`stdout()`: making a terminal
+//! non-blocking would change it for the shell that shares it too.
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -43,12 +43,16 @@ mod unix {
         Socket,
     }
 
-    /// What `fd` is and a duplicate of it, if the runtime can poll it. A
-    /// duplicate: dropping ours must not close descriptor 0 or 1.
+    /// What `fd` is and a duplicate of it, if the runtime can poll it; a
+    /// pipe is grown first ([`grow`]). A duplicate: dropping ours must not
+    /// close descriptor 0 or 1.
     fn pollable(fd: BorrowedFd<'_>) -> Option<(Kind, OwnedFd)> {
         let stat = fstat(fd).ok()?;
         let kind = match SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT {
-            SFlag::S_IFIFO => Kind::Pipe,
+            SFlag::S_IFIFO => {
+                grow(fd);
+                Kind::Pipe
+            }
             SFlag::S_IFSOCK => Kind::Socket,
             _ => return None,
         };
@@ -66,31 +70,25 @@ mod unix {
 
     /// What a pipe to or from ssh is asked to hold, against Linux's 64 KiB
     /// default: a bulk transfer then wakes the slower side once per
-    /// megabyte instead of once per 64 KiB. The system may cap it (root's
-    /// default limit is 1 MiB, `/proc/sys/fs/pipe-max-size`); a pipe that
+    /// megabyte instead of once per 64 KiB. It is what an unprivileged user
+    /// may ask for by default (`/proc/sys/fs/pipe-max-size`); a pipe that
     /// cannot grow keeps its size.
     const PIPE_BYTES: i32 = 1 << 20;
 
-    fn grow(pipe: &OwnedFd) {
+    fn grow(pipe: BorrowedFd<'_>) {
         let _ = nix::fcntl::fcntl(pipe, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_BYTES));
     }
 
     pub(super) fn input() -> Option<Box<dyn AsyncRead + Send + Unpin>> {
         match pollable(std::io::stdin().as_fd())? {
-            (Kind::Pipe, fd) => {
-                grow(&fd);
-                Some(Box::new(pipe::Receiver::from_owned_fd(fd).ok()?))
-            }
+            (Kind::Pipe, fd) => Some(Box::new(pipe::Receiver::from_owned_fd(fd).ok()?)),
             (Kind::Socket, fd) => Some(Box::new(socket(fd)?)),
         }
     }
 
     pub(super) fn output() -> Option<Box<dyn AsyncWrite + Send + Unpin>> {
         match pollable(std::io::stdout().as_fd())? {
-            (Kind::Pipe, fd) => {
-                grow(&fd);
-                Some(Box::new(pipe::Sender::from_owned_fd(fd).ok()?))
-            }
+            (Kind::Pipe, fd) => Some(Box::new(pipe::Sender::from_owned_fd(fd).ok()?)),
             (Kind::Socket, fd) => Some(Box::new(socket(fd)?)),
         }
     }
@@ -109,7 +107,7 @@ mod unix {
                 "a new pipe already holds {}",
                 size(&read)
             );
-            grow(&read);
+            grow(read.as_fd());
             // One pipe, two ends: the size is the pipe's.
             assert_eq!(size(&write), PIPE_BYTES);
         }
