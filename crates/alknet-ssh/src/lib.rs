@@ -100,6 +100,11 @@ impl SshHandler {
             // A channel's unread messages: with 32 KiB packets, at most
             // 1 MiB queued per channel before the connection stops reading.
             channel_buffer_size: 32,
+            // A channel's window, as OpenSSH offers its own. At 8 MiB, `ssh`
+            // kept what a ProxyCommand could not yet take in its own buffers
+            // and copied it around: uploads over QUIC halved
+            // (docs/benchmarks.md, ssh, ninth look).
+            window_size: 2 << 20,
             nodelay: true,
             ..Default::default()
         };
