@@ -336,6 +336,16 @@ fn bind_pair(addr: SocketAddr) -> Result<(std::net::UdpSocket, std::net::TcpList
                         alknet_core::udp::REQUESTED
                     );
                 }
+                if buffers.send_is_short() {
+                    tracing::warn!(
+                        granted = buffers.send,
+                        requested = alknet_core::udp::REQUESTED,
+                        "the kernel capped the QUIC socket's send buffer: a sender \
+                         that fills it pauses, which costs throughput above a few \
+                         Gbit/s; raise it with `sysctl -w net.core.wmem_max={}`",
+                        alknet_core::udp::REQUESTED
+                    );
+                }
                 return Ok((udp, tcp));
             }
             Err(error) => last_error = Some(error),

@@ -11,7 +11,7 @@
 //! The kernel caps what a process may ask for at `net.core.rmem_max` and
 //! `net.core.wmem_max` (and reports double what it granted, counting its own
 //! bookkeeping). [`bind`] asks for [`REQUESTED`] and returns what it got;
-//! the node warns when the cap left it short.
+//! the node warns when a cap left either buffer short.
 //!
 //! Every QUIC packet costs its sender and receiver a fixed amount of work
 //! (framing, header protection, acknowledgement tracking) on top of the
@@ -72,6 +72,15 @@ impl Buffers {
     /// Whether the kernel's caps cut the receive buffer below [`REQUESTED`].
     pub fn receive_is_short(&self) -> bool {
         self.receive < REQUESTED
+    }
+
+    /// Whether the kernel's caps cut the send buffer below [`REQUESTED`].
+    /// A sender that fills it pauses for
+    /// [`RETRY_WHEN_FULL`](crate::quic_runtime::RETRY_WHEN_FULL); at
+    /// 10 Gbit/s Linux's default buffer drains in a third of that, and the
+    /// sender idles for the rest.
+    pub fn send_is_short(&self) -> bool {
+        self.send < REQUESTED
     }
 }
 
