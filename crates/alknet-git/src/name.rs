@@ -100,6 +100,10 @@ impl fmt::Display for RepoName {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Component;
+
+    use proptest::prelude::*;
+
     use super::*;
 
     fn canonical(name: &str) -> Result<String, &'static str> {
@@ -149,6 +153,53 @@ mod tests {
         }
         assert!(canonical(&"a/".repeat(9)).is_err());
         assert!(canonical(&"a".repeat(201)).is_err());
+    }
+
+    /// Names put together from the pieces that make a path mean something
+    /// else, with or without a leading `/`, a `.git` suffix and a trailing
+    /// `/`.
+    fn hostile_name() -> impl Strategy<Value = String> {
+        let piece = prop::sample::select(vec![
+            "a", "app", "", ".", "..", ".git", "a.git", "git", "x.lock", ".hidden", "a\\b", "a b",
+            "%2e%2e", "~", "a-b_c.d",
+        ]);
+        let pieces = prop::collection::vec(piece, 1..10);
+        (pieces, any::<[bool; 3]>()).prop_map(|(pieces, [lead, suffix, trail])| {
+            let mut name = String::from(if lead { "/" } else { "" });
+            name.push_str(&pieces.join("/"));
+            name.push_str(if suffix { ".git" } else { "" });
+            name.push_str(if trail { "/" } else { "" });
+            name
+        })
+    }
+
+    proptest! {
+        // Whatever is accepted lands in a directory of its own under the
+        // root, and is named one way only.
+        #[test]
+        fn an_accepted_name_stays_under_the_root_and_is_spelled_one_way(name in hostile_name()) {
+            let Ok(parsed) = RepoName::parse(&name) else {
+                return Ok(());
+            };
+            let root = Path::new("/srv/git");
+            let directory = parsed.directory(root);
+            let relative = directory.strip_prefix(root).expect("under the root");
+            let components: Vec<Component> = relative.components().collect();
+            prop_assert!(!components.is_empty());
+            for (i, component) in components.iter().enumerate() {
+                let Component::Normal(part) = component else {
+                    return Err(TestCaseError::fail(format!("{name:?}: {component:?}")));
+                };
+                let part = part.to_str().expect("ASCII");
+                prop_assert!(!part.starts_with('.'), "{name:?}: {part:?}");
+                // Only the last is a repository's directory: no name
+                // nests inside another repository.
+                prop_assert_eq!(part.ends_with(".git"), i == components.len() - 1);
+            }
+            let again = RepoName::parse(parsed.as_str());
+            prop_assert_eq!(again.as_ref(), Ok(&parsed));
+            prop_assert_eq!(RepoName::from_directory(relative), Some(parsed.clone()));
+        }
     }
 
     #[test]
