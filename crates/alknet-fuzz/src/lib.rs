@@ -15,4 +15,5 @@ pub mod frame_decoder;
 pub mod packet_decoder;
 pub mod path_resolution;
 pub mod query_path;
+mod scratch;
 pub mod sftp_session;

@@ -47,7 +47,7 @@
 
 use std::collections::HashSet;
 use std::os::unix::fs::{PermissionsExt, symlink};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 
 use alknet_sftp::access::Need;
@@ -84,30 +84,11 @@ struct Fixture {
 
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
-    FIXTURE.get_or_init(|| {
-        let fixture = build().expect("the fixture tree builds");
-        // SAFETY: registers a plain function that runs at exit.
-        unsafe { libc::atexit(cleanup) };
-        fixture
-    })
+    FIXTURE.get_or_init(|| build().expect("the fixture tree builds"))
 }
-
-extern "C" fn cleanup() {
-    if let Some(base) = FIXTURE_BASE.get() {
-        let _ = std::fs::remove_dir_all(base);
-    }
-}
-
-static FIXTURE_BASE: OnceLock<PathBuf> = OnceLock::new();
 
 fn build() -> std::io::Result<Fixture> {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let base =
-        std::env::temp_dir().join(format!("alknet-sftp-fuzz-{}-{nanos}", std::process::id()));
-    std::fs::create_dir(&base)?;
-    let _ = FIXTURE_BASE.set(base.clone());
+    let base = crate::scratch::directory("alknet-sftp-fuzz-")?;
     let mode = |path: &Path, mode: u32| {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
     };

@@ -51,14 +51,6 @@ struct Fixture {
 /// target.
 type Snapshot = BTreeMap<PathBuf, (u32, u64, i64, i64, Option<PathBuf>)>;
 
-static BASE: OnceLock<PathBuf> = OnceLock::new();
-
-extern "C" fn cleanup() {
-    if let Some(base) = BASE.get() {
-        let _ = std::fs::remove_dir_all(base);
-    }
-}
-
 fn snapshot(dir: &Path, into: &mut Snapshot) {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .expect("the tree lists")
@@ -87,17 +79,8 @@ fn snapshot(dir: &Path, into: &mut Snapshot) {
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let base = std::env::temp_dir().join(format!(
-            "alknet-sftp-fuzz-session-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir(&base).expect("a temporary directory");
-        let _ = BASE.set(base.clone());
-        // SAFETY: registers a plain function that runs at exit.
-        unsafe { libc::atexit(cleanup) };
+        let base =
+            crate::scratch::directory("alknet-sftp-fuzz-session-").expect("a temporary directory");
 
         std::fs::create_dir(base.join("outside")).unwrap();
         std::fs::write(base.join("outside/secret"), SECRET).unwrap();
